@@ -1,0 +1,34 @@
+"""The ``diffcodec`` command line: thin click wrappers over the library."""
+from __future__ import annotations
+
+import click
+
+from diffcodec import __version__
+from diffcodec.errors import UserError
+
+
+class Group(click.Group):
+    """Turns the library's user errors into one-line messages and exit status 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            raise click.ClickException(str(e)) from None
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="diffcodec")
+def main():
+    """Progressive image coding with denoising diffusion models.
+
+    \b
+    Examples:
+      diffcodec encode photo.png -o photo.dfc
+      diffcodec decode photo.dfc -o rec.png --layers 5
+      diffcodec sample --model fmnist -n 16 -o samples.png
+      diffcodec bpd --model fmnist --data /usr/share/datasets/fashion-mnist --limit 100
+    """
+
+
+from . import commands_core  # noqa: E402,F401  (registers commands)

@@ -1,0 +1,3 @@
+from diffcodec_cli import main
+
+main()

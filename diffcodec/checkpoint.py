@@ -1,0 +1,79 @@
+"""Checkpoints (training state) and exported models (safetensors weights + config.json).
+
+Loading never executes code from a file: checkpoints use ``torch.load(weights_only=True)`` and
+exported weights are safetensors.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .errors import UserError
+
+
+class ModelError(UserError):
+    """A model or checkpoint is missing, unreadable or does not match; message is for the user."""
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write a file via a temporary file in the same directory and an atomic rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise ModelError(f"no such checkpoint: {path}") from None
+    except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
+        raise ModelError(f"cannot load checkpoint {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(state, dict) or "config" not in state or "ema" not in state:
+        raise ModelError(f"{path} is not a diffcodec checkpoint")
+    return state
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def export_model(state_dict: dict, config: dict, out_dir: str | Path, metadata: dict | None = None) -> str:
+    """Write ``config.json`` and ``model.safetensors`` into out_dir; returns the weights' sha256."""
+    from safetensors.torch import save
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous().float() for k, v in state_dict.items()}
+    atomic_write_bytes(out / "model.safetensors", save(tensors))
+    doc = {"config": config, **(metadata or {})}
+    atomic_write_bytes(out / "config.json", (json.dumps(doc, indent=2) + "\n").encode())
+    return sha256_file(out / "model.safetensors")

@@ -1,0 +1,242 @@
+"""Data sets as uint8 arrays [N, C, H, W]: IDX (MNIST / Fashion-MNIST), CIFAR-10 python batches,
+and folders of images (random crops for training, a deterministic tile grid for evaluation).
+"""
+from __future__ import annotations
+
+import gzip
+import pickle
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+
+SUPPORTED_MODES = ("1", "L", "LA", "P", "RGB", "RGBA")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+
+
+class DataError(UserError):
+    """A data set is missing or malformed; the message is meant for the user."""
+
+
+# ---------------------------------------------------------------- IDX (MNIST, Fashion-MNIST)
+IDX_FILES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
+
+
+def read_idx_images(path: str | Path) -> np.ndarray:
+    """Images of an IDX3 file (optionally .gz) as uint8 [N, 1, H, W]."""
+    path = Path(path)
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"cannot read IDX file {path}: {e}") from None
+    if len(raw) < 16:
+        raise DataError(f"{path} is too short to be an IDX image file")
+    magic, n, h, w = struct.unpack(">IIII", raw[:16])
+    if magic != 0x00000803:
+        raise DataError(f"{path} is not an IDX3 uint8 image file (magic {magic:#010x})")
+    if len(raw) != 16 + n * h * w:
+        raise DataError(f"{path} is truncated or malformed: header says {n}x{h}x{w}, "
+                        f"file holds {len(raw) - 16} pixel bytes")
+    return np.frombuffer(raw, np.uint8, offset=16).reshape(n, 1, h, w).copy()
+
+
+def find_idx(directory: Path, split: str) -> Path | None:
+    for name in (IDX_FILES[split] + ".gz", IDX_FILES[split]):
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+# ---------------------------------------------------------------- CIFAR-10 python batches
+CIFAR_FILES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """Unpickles plain containers only: a data file can never run code."""
+
+    def find_class(self, module, name):
+        raise DataError(f"refusing to load object {module}.{name} from a data file")
+
+
+def read_cifar_batch(path: str | Path) -> np.ndarray:
+    """One CIFAR-10 python batch as uint8 [N, 3, 32, 32]."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            d = _SafeUnpickler(f, encoding="bytes").load()
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a malformed file
+        raise DataError(f"{path} is not a CIFAR-10 python batch: {e}") from None
+    data = d.get(b"data", d.get("data")) if isinstance(d, dict) else None
+    if data is None:
+        raise DataError(f"{path} is not a CIFAR-10 python batch (no 'data' entry)")
+    data = np.asarray(data)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise DataError(f"{path}: expected uint8 data of shape [N, 3072], got {data.dtype} {data.shape}")
+    return data.reshape(-1, 3, 32, 32)
+
+
+def find_cifar(directory: Path, split: str) -> list[Path] | None:
+    for d in (directory, directory / "cifar-10-batches-py"):
+        files = [d / n for n in CIFAR_FILES[split]]
+        if all(f.is_file() for f in files):
+            return files
+    return None
+
+
+# ---------------------------------------------------------------- image folders
+def list_images(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def load_image(path: str | Path, channels: int | None = None, downscale: int = 1) -> np.ndarray:
+    """An 8-bit image as uint8 [C, H, W]; converted to ``channels`` (1 or 3) if given."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode not in SUPPORTED_MODES:
+                raise DataError(f"{path}: image mode {im.mode} is not supported; "
+                                "use 8-bit grayscale or RGB")
+            if im.mode in ("RGBA", "LA") and im.getchannel("A").getextrema()[0] < 255:
+                raise DataError(f"{path}: images with transparency are not supported")
+            if channels is None:
+                channels = 1 if im.mode in ("1", "L", "LA") else 3
+            im = im.convert({1: "L", 3: "RGB"}[channels])
+            if downscale > 1:
+                im = im.resize((max(1, im.width // downscale), max(1, im.height // downscale)),
+                               Image.Resampling.LANCZOS)
+            arr = np.asarray(im, dtype=np.uint8)
+    except FileNotFoundError:
+        raise DataError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a directory, not an image") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{path} is not an image Pillow can read") from None
+    except (OSError, SyntaxError) as e:
+        raise DataError(f"cannot read image {path}: {e}") from None
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1).copy()
+
+
+@dataclass
+class DataConfig:
+    """Where training/evaluation data comes from.
+
+    kind: "auto" (detect from the directory), "idx", "cifar10" or "folder". For folders, images
+    named in ``holdout`` form the test split and the rest the training split; ``crop`` is the
+    training crop size, ``downscale`` an integer factor applied when loading.
+    """
+    path: str = ""
+    kind: str = "auto"
+    crop: int = 32
+    downscale: int = 1
+    flip: bool = True
+    holdout: list[str] = field(default_factory=list)
+
+
+def detect_kind(directory: Path) -> str:
+    if not directory.is_dir():
+        raise DataError(f"data directory {directory} does not exist")
+    if find_idx(directory, "train") or find_idx(directory, "test"):
+        return "idx"
+    if find_cifar(directory, "train") or find_cifar(directory, "test"):
+        return "cifar10"
+    if list_images(directory):
+        return "folder"
+    raise DataError(f"{directory} holds no IDX files, CIFAR-10 batches or images")
+
+
+def load_split(cfg: DataConfig, split: str, channels: int | None = None):
+    """Images of a split: a uint8 array [N, C, H, W] (IDX, CIFAR) or a list of [C, H, W] (folder)."""
+    if split not in ("train", "test"):
+        raise DataError(f"unknown split {split!r}; use train or test")
+    directory = Path(cfg.path).expanduser()
+    kind = detect_kind(directory) if cfg.kind == "auto" else cfg.kind
+    if kind == "idx":
+        f = find_idx(directory, split)
+        if f is None:
+            raise DataError(f"{directory} has no {IDX_FILES[split]}[.gz] for the {split} split")
+        return read_idx_images(f)
+    if kind == "cifar10":
+        files = find_cifar(directory, split)
+        if files is None:
+            raise DataError(f"{directory} lacks the CIFAR-10 {split} batches "
+                            f"({', '.join(CIFAR_FILES[split])})")
+        return np.concatenate([read_cifar_batch(f) for f in files])
+    if kind == "folder":
+        files = list_images(directory)
+        held = set(cfg.holdout)
+        missing = held - {f.name for f in files}
+        if missing:
+            raise DataError(f"held-out images not found in {directory}: {', '.join(sorted(missing))}")
+        chosen = [f for f in files if (f.name in held) == (split == "test")]
+        if not chosen:
+            raise DataError(f"no images for the {split} split in {directory}")
+        return [load_image(f, channels, cfg.downscale) for f in chosen]
+    raise DataError(f"unknown data kind {kind!r}; use auto, idx, cifar10 or folder")
+
+
+def tiles(images: list[np.ndarray], size: int) -> np.ndarray:
+    """Non-overlapping size x size tiles of each image, row-major, as uint8 [N, C, size, size]."""
+    out = [im[:, y:y + size, x:x + size]
+           for im in images
+           for y in range(0, im.shape[1] - size + 1, size)
+           for x in range(0, im.shape[2] - size + 1, size)]
+    if not out:
+        raise DataError(f"all images are smaller than the {size}x{size} tile size")
+    return np.stack(out)
+
+
+class BatchSampler:
+    """Random training batches (uint8 [B, C, H, W]) drawn with replacement from a split.
+
+    Arrays are sampled by index; folders by a random crop of a random image. Each process of a
+    distributed run seeds its own generator, so ranks see different batches.
+    """
+
+    def __init__(self, data, crop: int, flip: bool, seed: int):
+        self.data, self.crop, self.flip = data, crop, flip
+        self.rng = np.random.default_rng(seed)
+        if isinstance(data, list):
+            small = [im.shape for im in data if im.shape[1] < crop or im.shape[2] < crop]
+            if small:
+                raise DataError(f"{len(small)} training images are smaller than the crop size {crop}")
+            self.weights = np.array([im.shape[1] * im.shape[2] for im in data], dtype=np.float64)
+            self.weights /= self.weights.sum()
+
+    def __call__(self, batch_size: int) -> np.ndarray:
+        if isinstance(self.data, list):
+            out = []
+            for i in self.rng.choice(len(self.data), size=batch_size, p=self.weights):
+                im = self.data[i]
+                y = self.rng.integers(0, im.shape[1] - self.crop + 1)
+                x = self.rng.integers(0, im.shape[2] - self.crop + 1)
+                out.append(im[:, y:y + self.crop, x:x + self.crop])
+            batch = np.stack(out)
+        else:
+            batch = self.data[self.rng.integers(0, len(self.data), size=batch_size)]
+        if self.flip:
+            mask = self.rng.random(batch_size) < 0.5
+            batch = batch.copy()
+            batch[mask] = batch[mask, :, :, ::-1]
+        return batch
+
+
+def to_model_range(x_uint8):
+    """uint8 array -> float32 tensor in [-1, 1]."""
+    import torch
+
+    return torch.as_tensor(np.asarray(x_uint8)).float() / 127.5 - 1.0
+
+
+def to_uint8(x) -> np.ndarray:
+    """Tensor in [-1, 1] -> uint8 numpy array (rounded, clipped)."""
+    arr = ((x.detach().cpu().double().clamp(-1, 1) + 1) * 127.5).round().numpy()
+    return arr.astype(np.uint8)

@@ -1,0 +1,76 @@
+"""Noise schedules (float64) and timestep respacing.
+
+Timesteps are 0-based: index t here is the paper's step t+1, so ``betas[0]`` is beta_1.
+Schedule values are part of the file format contract: never change a released schedule.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+SCHEDULES = ("linear", "cosine")
+
+
+def named_betas(name: str, num_timesteps: int) -> np.ndarray:
+    """Betas of a named schedule, float64, shape [T].
+
+    ``linear`` is the DDPM schedule (1e-4 .. 0.02 at T=1000), scaled by 1000/T for other T as in
+    improved DDPM so that the total noise stays comparable. ``cosine`` is Nichol & Dhariwal's.
+    """
+    T = int(num_timesteps)
+    if T < 1:
+        raise ValueError(f"number of timesteps must be positive, got {T}")
+    if name == "linear":
+        scale = 1000.0 / T
+        return np.linspace(scale * 1e-4, scale * 0.02, T, dtype=np.float64)
+    if name == "cosine":
+        def abar(s: float) -> float:
+            return math.cos((s + 0.008) / 1.008 * math.pi / 2) ** 2
+        return np.array([min(1.0 - abar((i + 1) / T) / abar(i / T), 0.999) for i in range(T)],
+                        dtype=np.float64)
+    raise ValueError(f"unknown noise schedule {name!r}; choose from {', '.join(SCHEDULES)}")
+
+
+def space_timesteps(num_timesteps: int, spec: str | int | None) -> list[int]:
+    """Original 0-based timesteps kept by a respacing spec, ascending.
+
+    spec: None/"all" keeps every step; an integer N (or "N") keeps N evenly spaced steps that
+    include the first and the last; "ddimN" keeps every (T//N)-th step starting at 0; a
+    comma-separated list ("0,10,999") keeps exactly those steps.
+    """
+    T = int(num_timesteps)
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("", "all")):
+        return list(range(T))
+    s = str(spec).strip().lower()
+    try:
+        if s.startswith("ddim"):
+            n = int(s[4:])
+            if not 1 <= n <= T:
+                raise ValueError
+            stride = T // n
+            return list(range(0, T, stride))[:n]
+        if "," in s:
+            steps = sorted({int(v) for v in s.split(",") if v.strip()})
+            if not steps or steps[0] < 0 or steps[-1] >= T:
+                raise ValueError
+            return steps
+        n = int(s)
+    except ValueError:
+        raise ValueError(f"bad step spec {spec!r} for T={T}: use N, ddimN, a list like 0,9,99 "
+                         f"(steps 0..{T - 1}) or 'all'") from None
+    if not 1 <= n <= T:
+        raise ValueError(f"bad step spec {spec!r}: need 1 <= N <= {T}")
+    if n == 1:
+        return [T - 1]
+    return sorted({int(round(v)) for v in np.linspace(0, T - 1, n)})
+
+
+def respace_betas(betas: np.ndarray, kept: list[int]) -> np.ndarray:
+    """Betas of the chain that visits only ``kept`` steps: 1 - abar(tau_i) / abar(tau_{i-1})."""
+    abar = np.cumprod(1.0 - np.asarray(betas, dtype=np.float64))
+    out, last = [], 1.0
+    for t in kept:
+        out.append(1.0 - abar[t] / last)
+        last = abar[t]
+    return np.array(out, dtype=np.float64)

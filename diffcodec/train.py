@@ -1,0 +1,156 @@
+"""Training loop: L_simple or hybrid loss, Adam with warm-up and clipping, EMA weights, atomic
+resumable checkpoints, and data-parallel training with torch.distributed (run under torchrun).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import Config
+from .data import BatchSampler, load_split, to_model_range
+from .nets import UNet
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Distributed:
+    """Rank/world info from torchrun's environment; a single process when it is absent."""
+
+    def __init__(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.active = self.world > 1
+        if torch.cuda.is_available():
+            torch.cuda.set_device(self.local_rank)
+            self.device = torch.device("cuda", self.local_rank)
+        else:
+            self.device = torch.device("cpu")
+        if self.active and not torch.distributed.is_initialized():
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            torch.distributed.init_process_group(backend)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def close(self):
+        if self.active and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
+    for be, bm in zip(ema.buffers(), model.buffers()):
+        be.copy_(bm)
+
+
+def train(cfg: Config, out_dir: str | Path, resume: bool = False, max_steps: int | None = None,
+          progress: bool = True) -> Path:
+    """Train (or resume) a model; returns the path of the last checkpoint (out_dir/last.pt)."""
+    dist = Distributed()
+    try:
+        return _train(cfg, Path(out_dir), resume, max_steps, progress, dist)
+    finally:
+        dist.close()
+
+
+def _train(cfg, out_dir, resume, max_steps, progress, dist) -> Path:
+    tc = cfg.train
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    ckpt_path = out_dir / "last.pt"
+    start_step, state = 0, None
+    if resume:
+        if ckpt_path.exists():
+            state = load_checkpoint(ckpt_path, map_location="cpu")
+            # The stored config is authoritative for the model; training knobs may change on resume.
+            stored = Config.from_dict(state["config"])
+            cfg.model, cfg.diffusion = stored.model, stored.diffusion
+            start_step = int(state["step"])
+        elif dist.main:
+            print(f"no checkpoint in {out_dir}; starting from scratch")
+    total = max_steps if max_steps is not None else tc.max_steps
+
+    torch.manual_seed(tc.seed + dist.rank)
+    data = load_split(cfg.data, "train", channels=cfg.model.in_channels)
+    sampler = BatchSampler(data, cfg.data.crop, cfg.data.flip, seed=tc.seed * 1000 + dist.rank + start_step)
+    diffusion = cfg.diffusion.build()
+    model = UNet(cfg.model).to(dist.device)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+    net = model
+    if dist.active:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None)
+
+    def checkpoint(step):
+        if dist.main:
+            save_checkpoint(ckpt_path, {"config": cfg.to_dict(), "step": step, "model": model.state_dict(),
+                                        "ema": ema.state_dict(), "opt": opt.state_dict()})
+
+    if dist.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        n_params = model.num_parameters()
+        print(f"training {n_params / 1e6:.2f}M parameters on {dist.device} x{dist.world}, "
+              f"steps {start_step}..{total}")
+    log = open(out_dir / "train_log.jsonl", "a") if dist.main else None
+    bar = None
+    if progress and dist.main:
+        import click
+        bar = click.progressbar(length=max(0, total - start_step), label="training",
+                                show_pos=True, show_eta=True, file=None)
+        bar.__enter__()
+    last_ckpt, t0, running = time.time(), time.time(), []
+    step = start_step
+    try:
+        for step in range(start_step, total):
+            lr = tc.lr * min(1.0, (step + 1) / max(1, tc.warmup_steps))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            x0 = to_model_range(sampler(tc.batch_size)).to(dist.device)
+            t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), device=dist.device)
+            noise = torch.randn_like(x0)
+            loss = diffusion.training_losses(net, x0, t, noise, cfg.diffusion.loss).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            opt.step()
+            ema_update(ema, model, tc.ema_decay)
+            running.append(loss.item())
+            if bar is not None:
+                bar.update(1)
+            if log is not None and (step + 1) % tc.log_every == 0:
+                log.write(json.dumps({"step": step + 1, "loss": float(np.mean(running)), "lr": lr,
+                                      "grad_norm": float(gnorm), "time_s": round(time.time() - t0, 1)}) + "\n")
+                log.flush()
+                running = []
+            if ((step + 1) % tc.checkpoint_every_steps == 0
+                    or time.time() - last_ckpt > tc.checkpoint_every_s):
+                checkpoint(step + 1)
+                last_ckpt = time.time()
+        step = total
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+        if log is not None:
+            log.close()
+    checkpoint(max(step, start_step))
+    return ckpt_path

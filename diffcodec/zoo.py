@@ -1,0 +1,125 @@
+"""The model store: one table (models/index.json) maps model names to files and sha256.
+
+``load_model`` takes a registered name, a model directory (config.json + model.safetensors) or a
+training checkpoint (.pt; its EMA weights are used).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoint import ModelError, load_checkpoint, sha256_file
+from .config import Config, ConfigError
+from .diffusion import GaussianDiffusion
+from .nets import UNet
+
+INDEX_NAME = "index.json"
+
+
+def models_dir() -> Path:
+    """$DIFFCODEC_MODELS, else the source checkout's models/, else the installed copy."""
+    env = os.environ.get("DIFFCODEC_MODELS")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent.parent / "models"
+    if (here / INDEX_NAME).is_file():
+        return here
+    spec = importlib.util.find_spec("diffcodec_models")
+    if spec and spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0])
+    return here
+
+
+def read_index(root: Path | None = None) -> dict:
+    root = root or models_dir()
+    try:
+        return json.loads((root / INDEX_NAME).read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelError(f"cannot read model index {root / INDEX_NAME}: {e}") from None
+
+
+@dataclass
+class LoadedModel:
+    """A network with its config; ``name`` and ``sha256`` identify the weights."""
+    name: str
+    sha256: str
+    config: Config
+    net: torch.nn.Module
+    info: dict
+
+    def diffusion(self, steps=None) -> GaussianDiffusion:
+        return self.config.diffusion.build(steps)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+
+def _build(config_dict: dict, state_dict: dict, name: str, sha: str, info: dict, device) -> LoadedModel:
+    try:
+        cfg = Config.from_dict(config_dict)
+    except ConfigError as e:
+        raise ModelError(f"model {name}: {e}") from None
+    net = UNet(cfg.model)
+    try:
+        net.load_state_dict(state_dict)
+    except RuntimeError as e:
+        raise ModelError(f"model {name}: weights do not fit its config ({str(e).splitlines()[0]})") from None
+    net.eval().requires_grad_(False).to(device)
+    return LoadedModel(name, sha, cfg, net, info)
+
+
+def _load_dir(path: Path, name: str, expected_sha: str | None, device) -> LoadedModel:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights, conf = path / "model.safetensors", path / "config.json"
+    for f in (weights, conf):
+        if not f.is_file():
+            raise ModelError(f"model {name}: missing {f}")
+    sha = sha256_file(weights)
+    if expected_sha and sha != expected_sha:
+        raise ModelError(f"model {name}: weights hash {sha[:12]} does not match the index ({expected_sha[:12]});"
+                         " the file is corrupt or was replaced")
+    try:
+        doc = json.loads(conf.read_text())
+        state = load_file(weights)
+    except (json.JSONDecodeError, SafetensorError, OSError) as e:
+        raise ModelError(f"model {name}: cannot read its files: {e}") from None
+    return _build(doc["config"], state, name, sha, doc, device)
+
+
+def load_model(name_or_path: str, device=None) -> LoadedModel:
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    p = Path(name_or_path).expanduser()
+    if p.is_dir():
+        return _load_dir(p, p.name, None, device)
+    if p.is_file():
+        state = load_checkpoint(p)
+        return _build(state["config"], state["ema"], p.stem, sha256_file(p),
+                      {"step": state.get("step")}, device)
+    root = models_dir()
+    index = read_index(root)
+    if name_or_path not in index:
+        known = ", ".join(sorted(index)) or "none"
+        raise ModelError(f"no model named {name_or_path!r} and no such path (known models: {known})")
+    entry = index[name_or_path]
+    return _load_dir(root / entry["dir"], name_or_path, entry["sha256"], device)
+
+
+def register_model(name: str, root: Path | None = None, description: str = "") -> dict:
+    """Add or update models/index.json for models/<name>/ (computes the sha256)."""
+    root = root or models_dir()
+    index = read_index(root)
+    entry = {"dir": name, "sha256": sha256_file(root / name / "model.safetensors"),
+             "description": description or index.get(name, {}).get("description", "")}
+    index[name] = entry
+    (root / INDEX_NAME).write_text(json.dumps(dict(sorted(index.items())), indent=2) + "\n")
+    return entry
