@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
 
 from . import main
-from .common import model_option, resolve_device, write_json
+from .common import check_output, model_option, write_json
 
 
 @main.command()
@@ -28,4 +29,146 @@ def train(config_path, data, out, resume, max_steps, overrides):
     if data:
         cfg.data.path = data
     ckpt = run_train(cfg, out, resume=resume, max_steps=max_steps)
-    click.echo(f"checkpoint: {ckpt}")
+    if os.environ.get("RANK", "0") == "0":
+        click.echo(f"checkpoint: {ckpt}")
+
+
+def _eval_data(loaded, data_dir, split, limit):
+    """Evaluation images for a model. A folder of images keeps the model's held-out list only when it
+    is the folder the model trained on (same name); any other folder is used whole."""
+    import dataclasses
+
+    from diffcodec.data import DataConfig, detect_kind, eval_images, list_images
+
+    stored, folder = loaded.config.data, Path(data_dir).expanduser()
+    cfg = dataclasses.replace(stored, path=str(folder), kind="auto")
+    if detect_kind(folder) == "folder" and folder.resolve().name != Path(stored.path).resolve().name:
+        cfg.holdout = [p.name for p in list_images(folder)]
+        split = "test"
+    return eval_images(cfg, split, loaded.config.model.in_channels, limit)
+
+
+@main.command()
+@model_option
+@click.option("--data", "data_dir", required=True, help="Data directory (IDX, CIFAR-10 batches or images).")
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("--limit", type=click.IntRange(1), help="Use only the first N images (or tiles).")
+@click.option("--steps", default=None, help="Respacing: N, ddimN or a list of steps (default: all T).")
+@click.option("--batch-size", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the full result as JSON.")
+def bpd(model_name, data_dir, split, limit, steps, batch_size, seed, json_out):
+    """Exact bits/dim (variational bound) of a model on a data split, with its terms.
+
+    For a folder of images, the images are cut into tiles of the model's training crop size; the
+    folder the model was trained on uses its held-out photos as the test split, any other folder
+    is used whole.
+    """
+    from diffcodec.bpd import evaluate_bpd
+    from diffcodec.zoo import load_model
+
+    loaded = load_model(model_name)
+    images = _eval_data(loaded, data_dir, split, limit)
+    diffusion = loaded.diffusion(steps)
+    with click.progressbar(length=len(images), label=f"bits/dim over {diffusion.num_timesteps} steps",
+                           show_pos=True) as bar:
+        res = evaluate_bpd(loaded, images, steps, batch_size, seed, progress=bar.update)
+    res.update({"model": loaded.name, "model_sha256": loaded.sha256, "data": str(data_dir), "split": split})
+    click.echo(f"{loaded.name}: {res['images']} images of {res['dims_per_image']} dims, "
+               f"{res['num_steps']} steps")
+    click.echo(f"  total  {res['total_bpd']:.4f} bits/dim (+- {res['total_bpd_stderr']:.4f})")
+    click.echo(f"  L_T    {res['L_T_bpd']:.6f}")
+    click.echo(f"  sum L_t {res['L_sum_bpd']:.4f}")
+    click.echo(f"  L_0    {res['L_0_bpd']:.4f}")
+    if json_out:
+        write_json(json_out, res)
+
+
+@main.command()
+@model_option
+@click.option("-n", "num", type=click.IntRange(1), default=16, show_default=True, help="Number of samples.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output PNG (a grid).")
+@click.option("--steps", default=None, help="Respacing: N, ddimN or a list of steps (default: all T).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--size", default=None, help="HxW for fully convolutional models (default: training size).")
+@click.option("--progressive", is_flag=True, help="Write the x0_hat trajectory (paper Figure 6): one row per sample.")
+@click.option("--frames", type=click.IntRange(2), default=10, show_default=True, help="Columns of --progressive.")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+def sample(model_name, num, output, steps, seed, size, progressive, frames, force):
+    """Draw images by ancestral sampling (Algorithm 2)."""
+    import numpy as np
+
+    from diffcodec.data import to_uint8
+    from diffcodec.imageio import grid, save_png
+    from diffcodec.sampling import sample_loop, seeded_noise
+    from diffcodec.zoo import load_model
+
+    out = check_output(output, force)
+    loaded = load_model(model_name)
+    c = loaded.config
+    if size:
+        try:
+            h, w = (int(v) for v in size.lower().split("x"))
+        except ValueError:
+            raise click.ClickException(f"--size must look like 32x32, got {size!r}") from None
+        if c.model.attention_ds and (h, w) != (c.data.crop, c.data.crop):
+            raise click.ClickException("this model has global attention and runs only at its training size")
+    else:
+        h = w = c.data.crop
+    diffusion = loaded.diffusion(steps)
+    x_T, noise_fn = seeded_noise((num, c.model.in_channels, h, w), seed, loaded.device)
+    T = diffusion.num_timesteps
+    keep = set(np.round(np.linspace(T - 1, 0, frames)).astype(int).tolist())
+    snaps = []
+    with click.progressbar(length=T, label="sampling") as bar:
+        def callback(i, x, o):
+            bar.update(1)
+            if progressive and i in keep:
+                snaps.append(to_uint8(o["pred_xstart"] if i else x))
+        x0 = sample_loop(diffusion, loaded.net, x_T, noise_fn, callback)
+    if progressive:
+        img = grid(np.stack(snaps, axis=1).reshape(-1, *snaps[0].shape[1:]), ncol=len(snaps))
+    else:
+        img = grid(to_uint8(x0))
+    save_png(out, img)
+    click.echo(f"wrote {out} ({num} samples, {T} steps)")
+
+
+@main.group()
+def models():
+    """The shipped model store."""
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def models_list(as_json):
+    """List the registered models."""
+    from diffcodec.zoo import models_dir, read_index
+
+    root = models_dir()
+    index = read_index(root)
+    if as_json:
+        click.echo(json.dumps({"models_dir": str(root), "models": index}, indent=2))
+        return
+    if not index:
+        click.echo(f"no models registered in {root}")
+    for name, e in index.items():
+        click.echo(f"{name:10s} {e['sha256'][:12]}  {e.get('description', '')}")
+
+
+@models.command("export")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.option("--name", required=True, help="Model name (directory under models/).")
+@click.option("--description", default="", help="One-line description for the index.")
+@click.option("--models-dir", "store", type=click.Path(file_okay=False),
+              help="Model store (default: the active one).")
+def models_export(checkpoint, name, description, store):
+    """Export a training checkpoint's EMA weights into the model store and register them."""
+    from diffcodec.checkpoint import export_model, load_checkpoint
+    from diffcodec.zoo import models_dir, register_model
+
+    root = Path(store) if store else models_dir()
+    state = load_checkpoint(checkpoint)
+    sha = export_model(state["ema"], state["config"], root / name, {"train_steps": state["step"]})
+    register_model(name, root, description)
+    click.echo(f"exported {name} (step {state['step']}, sha256 {sha[:12]}) to {root / name}")

@@ -57,9 +57,15 @@ CIFAR_FILES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test
 
 
 class _SafeUnpickler(pickle.Unpickler):
-    """Unpickles plain containers only: a data file can never run code."""
+    """Unpickles plain containers and numpy arrays only: a data file can never run code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 
     def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
         raise DataError(f"refusing to load object {module}.{name} from a data file")
 
 
@@ -240,3 +246,14 @@ def to_uint8(x) -> np.ndarray:
     """Tensor in [-1, 1] -> uint8 numpy array (rounded, clipped)."""
     arr = ((x.detach().cpu().double().clamp(-1, 1) + 1) * 127.5).round().numpy()
     return arr.astype(np.uint8)
+
+
+def eval_images(cfg: DataConfig, split: str, channels: int, limit: int | None = None) -> np.ndarray:
+    """Evaluation images as uint8 [N, C, H, W]: the first ``limit`` of an array data set, or the
+    tile grid (``cfg.crop``-sized tiles) of a folder's images."""
+    data = load_split(cfg, split, channels)
+    if isinstance(data, list):
+        data = tiles(data, cfg.crop)
+    if data.shape[1] != channels:
+        raise DataError(f"data has {data.shape[1]} channels but the model expects {channels}")
+    return data[:limit] if limit else data

@@ -133,7 +133,8 @@ def _train(cfg, out_dir, resume, max_steps, progress, dist) -> Path:
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             opt.step()
-            ema_update(ema, model, tc.ema_decay)
+            # the decay warms up so that short runs are not dominated by the initial weights
+            ema_update(ema, model, min(tc.ema_decay, (1 + step) / (10 + step)))
             running.append(loss.item())
             if bar is not None:
                 bar.update(1)

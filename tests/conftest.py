@@ -1,0 +1,83 @@
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+
+def write_idx(path, images: np.ndarray):
+    """Write uint8 [N, H, W] as a gzipped IDX3 file."""
+    n, h, w = images.shape
+    with gzip.open(path, "wb") as f:
+        f.write(struct.pack(">IIII", 0x803, n, h, w) + images.astype(np.uint8).tobytes())
+
+
+def synthetic_images(n, size=8, seed=0):
+    """Blobs on a black background: learnable structure, like tiny garments."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    out = np.zeros((n, size, size), np.uint8)
+    for i in range(n):
+        cy, cx = rng.uniform(2, size - 2, 2)
+        r = rng.uniform(1.5, size / 3)
+        out[i] = np.where((yy - cy) ** 2 + (xx - cx) ** 2 < r * r, rng.integers(120, 255), 0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def idx_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("idx")
+    write_idx(d / "train-images-idx3-ubyte.gz", synthetic_images(256, seed=1))
+    write_idx(d / "t10k-images-idx3-ubyte.gz", synthetic_images(32, seed=2))
+    return d
+
+
+TINY_CONFIG = """
+[model]
+in_channels = 1
+base_channels = 8
+channel_mult = [1, 2]
+num_res_blocks = 1
+attention_ds = [2]
+
+[diffusion]
+schedule = "cosine"
+num_timesteps = 40
+var_type = "learned_range"
+loss = "hybrid"
+
+[data]
+kind = "idx"
+crop = 8
+flip = true
+
+[train]
+batch_size = 16
+lr = 2e-3
+warmup_steps = 10
+max_steps = 60
+checkpoint_every_steps = 1000
+log_every = 10
+threads = 1
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tmp_path_factory):
+    p = tmp_path_factory.mktemp("cfg") / "tiny.toml"
+    p.write_text(TINY_CONFIG)
+    return p
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, tiny_config, idx_dir):
+    """A tiny learned-variance model trained for 60 steps (a few seconds)."""
+    from diffcodec.config import load_config
+    from diffcodec.train import train
+
+    cfg = load_config(tiny_config, [f'data.path="{idx_dir}"'])
+    out = tmp_path_factory.mktemp("run")
+    return train(cfg, out, progress=False)

@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+
+from diffcodec.schedules import named_betas, respace_betas, space_timesteps
+
+
+def test_linear_matches_paper_endpoints():
+    b = named_betas("linear", 1000)
+    assert b.dtype == np.float64 and len(b) == 1000
+    assert b[0] == pytest.approx(1e-4) and b[-1] == pytest.approx(0.02)
+
+
+def test_cosine_alpha_bar_follows_formula():
+    T = 200
+    abar = np.cumprod(1 - named_betas("cosine", T))
+    f = lambda s: np.cos((s + 0.008) / 1.008 * np.pi / 2) ** 2  # noqa: E731
+    expected = f(np.arange(1, T + 1) / T) / f(0)
+    np.testing.assert_allclose(abar[:-5], expected[:-5], rtol=1e-10)  # the end is clipped at 0.999
+    assert np.all(np.diff(abar) < 0)
+
+
+@pytest.mark.parametrize("spec,n", [("10", 10), ("ddim25", 25), ("0,5,99", 3), (None, 100), ("all", 100), ("1", 1)])
+def test_respacing_keeps_alpha_bar(spec, n):
+    base = named_betas("linear", 100)
+    kept = space_timesteps(100, spec)
+    assert len(kept) == n and kept == sorted(kept)
+    abar_new = np.cumprod(1 - respace_betas(base, kept))
+    np.testing.assert_allclose(abar_new, np.cumprod(1 - base)[kept], rtol=1e-12)
+
+
+def test_even_spacing_includes_both_ends():
+    kept = space_timesteps(1000, "100")
+    assert kept[0] == 0 and kept[-1] == 999
+
+
+@pytest.mark.parametrize("spec", ["0", "abc", "ddim0", "5,1000", "2000"])
+def test_bad_specs(spec):
+    with pytest.raises(ValueError, match="step spec"):
+        space_timesteps(1000, spec)
+
+
+def test_unknown_schedule():
+    with pytest.raises(ValueError, match="unknown noise schedule"):
+        named_betas("quadratic", 10)
