@@ -1,0 +1,49 @@
+"""The step-coder contract shared by the backends.
+
+A step coder transmits x_{t-1} ~ q(x_{t-1} | x_t, x_0) given the reverse Gaussian p_theta(x_{t-1} | x_t)
+that both sides compute. ``encode`` returns entropy-coding operations (see ``entropy``) and the
+x_{t-1} the decoder will reconstruct; ``decode`` pulls the same operations back. Everything that
+drives the entropy coder must come from ``StepContext`` fields that are bit-identical on both
+sides (step index, seed, dimensions, the coder's own state), never from ``mu_p``/``var_p``, which
+are network outputs and may differ in the last bits between machines.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class StepContext:
+    step: int                 # chain step index i >= 1 (x_i -> x_{i-1}) of the respaced chain
+    seed: int
+    var_q: float              # posterior variance of q(x_{i-1} | x_i, x_0) (schedule constant)
+    mu_p: np.ndarray          # float64 [D], model mean (network output)
+    var_p: np.ndarray         # float64 [D], model variance (network output)
+    state: dict = field(default_factory=dict)  # coder state carried from step to step
+
+    @property
+    def dims(self) -> int:
+        return self.mu_p.size
+
+
+class StepCoder:
+    name = "base"
+
+    def params(self) -> bytes:
+        """Backend parameters stored in the file header (empty when they are the defaults)."""
+        return b""
+
+    def encode(self, ctx: StepContext, mu_q: np.ndarray):
+        """-> (ops, x_prev [D] float64, kl_bits): ops to entropy-code, the decoder's x_{i-1}, and
+        the ideal KL(q || p) in bits that this backend's p implies."""
+        raise NotImplementedError
+
+    def decode(self, ctx: StepContext, dec) -> np.ndarray:
+        raise NotImplementedError
+
+
+def gaussian_kl_bits(mu_q, var_q, mu_p, var_p) -> np.ndarray:
+    """KL(N(mu_q, var_q) || N(mu_p, var_p)) per dimension, in bits."""
+    return (0.5 * (np.log(var_p / var_q) + (var_q + (mu_q - mu_p) ** 2) / var_p - 1.0)) / np.log(2.0)

@@ -1,0 +1,134 @@
+"""Entropy coding over constriction: symbols are collected as operations, then range-coded into
+byte strings that can be cut at layer boundaries.
+
+An operation is ("gauss", symbols, lo, hi, means, stds) for constriction's QuantizedGaussian on
+integers lo..hi, or ("table", symbols, probs) for a categorical over 0..len(probs)-1. The caller's
+duty: means, stds and probs must be bit-identical at the encoder and decoder (they are built from
+transmitted integers and shared randomness, never from network outputs).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import ndtr
+
+from ..errors import UserError
+
+
+class CorruptStream(UserError):
+    pass
+
+
+def gauss_op(symbols, lo: int, hi: int, means, stds):
+    return ("gauss", np.asarray(symbols, np.int32).ravel(), int(lo), int(hi),
+            np.asarray(means, np.float64).ravel(), np.asarray(stds, np.float64).ravel())
+
+
+def table_op(symbols, probs):
+    return ("table", np.asarray(symbols, np.int32).ravel(), np.asarray(probs, np.float64))
+
+
+def info_bits(op) -> float:
+    """Ideal code length of an operation, -sum log2 P(symbol), in bits. Probabilities are floored at
+    2^-24, the smallest that constriction's 24-bit leaky quantization assigns."""
+    if op[0] == "gauss":
+        _, k, lo, hi, mu, sd = op
+        upper = np.where(k == hi, 1.0, ndtr((k + 0.5 - mu) / sd))
+        lower = np.where(k == lo, 0.0, ndtr((k - 0.5 - mu) / sd))
+        return float(-np.log2(np.maximum(upper - lower, 2.0 ** -24)).sum())
+    _, k, probs = op
+    return float(-np.log2(probs[k] / probs.sum()).sum())
+
+
+def _model(op_kind, lo=None, hi=None, probs=None):
+    import constriction
+
+    if op_kind == "gauss":
+        return constriction.stream.model.QuantizedGaussian(lo, hi)
+    return constriction.stream.model.Categorical(probs, perfect=False)
+
+
+def _words_to_bytes(words: np.ndarray) -> bytes:
+    return words.astype(">u4").tobytes()
+
+
+def _bytes_to_words(data: bytes) -> np.ndarray:
+    data = data + b"\x00" * ((-len(data)) % 4)
+    return np.frombuffer(data, ">u4").astype(np.uint32)
+
+
+def encode_ops(ops) -> bytes:
+    """Range-code operations into bytes, trimmed to the shortest prefix that still decodes them.
+
+    Missing trailing bytes decode as zeros, so the last bytes of the final word are often not
+    needed; each shorter candidate is verified by decoding before it is accepted.
+    """
+    import constriction
+
+    enc = constriction.stream.queue.RangeEncoder()
+    for op in ops:
+        if op[0] == "gauss":
+            _, k, lo, hi, mu, sd = op
+            if len(k):
+                enc.encode(k, _model("gauss", lo, hi), mu, sd)
+        else:
+            _, k, probs = op
+            if len(k):
+                enc.encode(k, _model("table", probs=probs))
+    data = _words_to_bytes(enc.get_compressed()).rstrip(b"\x00")
+    while data and _decodes_to(data[:-1], ops):
+        data = data[:-1]
+    return data
+
+
+def _decodes_to(data: bytes, ops) -> bool:
+    dec = Decoder(data)
+    try:
+        for op in ops:
+            got = dec.gauss(*op[2:4], op[4], op[5]) if op[0] == "gauss" else dec.table(op[2], len(op[1]))
+            if not np.array_equal(got, op[1]):
+                return False
+    except Exception:  # noqa: BLE001 - a failed trial decode only means "too short"
+        return False
+    return True
+
+
+class Decoder:
+    """Pulls the symbols of one layer back, in the order they were encoded."""
+
+    def __init__(self, data: bytes):
+        import constriction
+
+        self._dec = constriction.stream.queue.RangeDecoder(_bytes_to_words(data))
+
+    def gauss(self, lo, hi, means, stds) -> np.ndarray:
+        means = np.asarray(means, np.float64).ravel()
+        if not len(means):
+            return np.zeros(0, np.int32)
+        return self._dec.decode(_model("gauss", lo, hi), means, np.asarray(stds, np.float64).ravel())
+
+    def table(self, probs, n: int) -> np.ndarray:
+        if n == 0:
+            return np.zeros(0, np.int32)
+        return np.asarray(self._dec.decode(_model("table", probs=probs), n))
+
+
+def zipf_table(count: int, s: float) -> np.ndarray:
+    """Truncated Zipf law P(k) proportional to (k+1)^-s over k < count, snapped to a 2^-40 grid so
+    that last-bit differences in pow() between machines cannot change constriction's pmf."""
+    w = np.arange(1, count + 1, dtype=np.float64) ** (-s)
+    p = w / w.sum()
+    return np.maximum(np.round(p * 2.0 ** 40), 1.0) / 2.0 ** 40
+
+
+def dyadic_scale(q: int) -> float:
+    """The q-th value (0..255) of a log-spaced grid of scales, 2^-6 .. ~2^10, computed exactly:
+    2^(q // 16 - 6) * (1 + (q % 16) / 16)."""
+    return math.ldexp(1.0 + (q % 16) / 16.0, q // 16 - 6)
+
+
+def quantize_scale(s: float) -> int:
+    """Index of the grid scale nearest to s in log terms."""
+    grid = np.array([dyadic_scale(q) for q in range(256)])
+    return int(np.argmin(np.abs(np.log(grid) - math.log(max(s, 1e-12)))))

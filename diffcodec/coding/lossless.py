@@ -1,0 +1,46 @@
+"""The optional lossless layer: x_0 coded with the discretized decoder p_theta(x_0 | x_1).
+
+This pmf is a network output, so its parameters are snapped to fixed grids (means to 1/16 of a
+grey level, scales to the dyadic grid) before they reach the entropy coder, and a CRC-16 of the
+pixels is stored: if encoder and decoder ever disagree, decoding reports it instead of returning a
+wrong image.
+"""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from .entropy import CorruptStream, Decoder, dyadic_scale, encode_ops, gauss_op
+
+_GRID = np.array([dyadic_scale(q) for q in range(256)])
+_LOG_MID = (np.log(_GRID[1:]) + np.log(_GRID[:-1])) / 2
+
+
+def snapped_params(mean: np.ndarray, var: np.ndarray):
+    """Pixel-unit mean and std of p(x_0 | x_1) on fixed grids (mean, var in model units)."""
+    mu = np.round(np.clip((mean + 1.0) * 127.5, -64, 320) * 16.0) / 16.0
+    std = _GRID[np.searchsorted(_LOG_MID, np.log(np.sqrt(var) * 127.5))]
+    return mu, std
+
+
+def _crc(pixels: np.ndarray) -> bytes:
+    return (zlib.crc32(pixels.astype(np.uint8).tobytes()) & 0xFFFF).to_bytes(2, "big")
+
+
+def encode_lossless(pixels: np.ndarray, mean: np.ndarray, var: np.ndarray):
+    """-> (layer bytes, ops) for uint8 pixels [D] given the model's mean/variance [D]."""
+    mu, std = snapped_params(mean, var)
+    ops = [gauss_op(pixels.astype(np.int32), 0, 255, mu, std)]
+    return _crc(pixels) + encode_ops(ops), ops
+
+
+def decode_lossless(data: bytes, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    if len(data) < 2:
+        raise CorruptStream("lossless layer is too short")
+    mu, std = snapped_params(mean, var)
+    pixels = Decoder(data[2:]).gauss(0, 255, mu, std).astype(np.uint8)
+    if _crc(pixels) != data[:2]:
+        raise CorruptStream("lossless layer does not match its checksum: the decoder's model "
+                            "output differs from the encoder's, or the file is corrupt")
+    return pixels

@@ -1,0 +1,68 @@
+"""Shared randomness that encoder and decoder regenerate identically.
+
+Everything comes from numpy's Philox counter-based generator keyed by (seed, purpose, step, chunk),
+never from torch's or numpy's global streams, whose sequences are not promised to match across
+devices or versions. Uniforms are exact functions of 64-bit outputs, so they are bit-identical
+everywhere; normals use Box-Muller with exactly two uniforms each, so candidate j of a chunk can be
+regenerated alone by jumping the counter.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+PURPOSE_XT, PURPOSE_DITHER, PURPOSE_PERM, PURPOSE_CAND = 1, 2, 3, 4
+
+
+def _key(seed: int, purpose: int, step: int, chunk: int = 0) -> int:
+    if not (0 <= seed < 2 ** 63 and 0 <= step < 2 ** 24 and 0 <= chunk < 2 ** 32):
+        raise ValueError("seed, step or chunk out of range")
+    return (seed << 64) | (purpose << 56) | (step << 32) | chunk
+
+
+def _uniforms_from_raw(raw: np.ndarray) -> np.ndarray:
+    """uint64 -> float64 uniforms in (0, 1), exact: ((x >> 11) + 0.5) / 2^53."""
+    return ((raw >> np.uint64(11)).astype(np.float64) + 0.5) * (1.0 / 2 ** 53)
+
+
+def uniforms(seed: int, purpose: int, step: int, n: int, chunk: int = 0) -> np.ndarray:
+    return _uniforms_from_raw(np.random.Philox(key=_key(seed, purpose, step, chunk)).random_raw(n))
+
+
+def _box_muller(u: np.ndarray) -> np.ndarray:
+    """[..., 2m] uniforms -> [..., m] normals (cosine branch only)."""
+    u1, u2 = u[..., 0::2], u[..., 1::2]
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+
+
+def normals(seed: int, purpose: int, step: int, n: int, chunk: int = 0) -> np.ndarray:
+    return _box_muller(uniforms(seed, purpose, step, 2 * n, chunk))
+
+
+def dither(seed: int, step: int, n: int) -> np.ndarray:
+    """Shared dither u ~ U(-1/2, 1/2), exact float64."""
+    return uniforms(seed, PURPOSE_DITHER, step, n) - 0.5
+
+
+def permutation(seed: int, step: int, n: int) -> np.ndarray:
+    """A seeded permutation of range(n) (argsort of shared uniforms, stable: exact everywhere)."""
+    return np.argsort(np.random.Philox(key=_key(seed, PURPOSE_PERM, step)).random_raw(n), kind="stable")
+
+
+def _row_stride(dims: int) -> int:
+    """64-bit outputs reserved per candidate: 2 per normal, rounded up to Philox's block of 4."""
+    return -(-2 * dims // 4) * 4
+
+
+def candidates(seed: int, step: int, chunk: int, count: int, dims: int) -> np.ndarray:
+    """All ``count`` candidate vectors of a chunk, [count, dims] standard normals."""
+    stride = _row_stride(dims)
+    raw = np.random.Philox(key=_key(seed, PURPOSE_CAND, step, chunk)).random_raw(count * stride)
+    return _box_muller(_uniforms_from_raw(raw.reshape(count, stride)[:, :2 * dims]))
+
+
+def candidate(seed: int, step: int, chunk: int, index: int, dims: int) -> np.ndarray:
+    """Candidate ``index`` of a chunk alone (what the decoder needs), [dims]."""
+    stride = _row_stride(dims)
+    gen = np.random.Philox(key=_key(seed, PURPOSE_CAND, step, chunk))
+    gen.advance(index * stride // 4)
+    return _box_muller(_uniforms_from_raw(gen.random_raw(stride)[:2 * dims]))
