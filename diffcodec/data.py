@@ -164,6 +164,8 @@ def load_split(cfg: DataConfig, split: str, channels: int | None = None):
     if split not in ("train", "test"):
         raise DataError(f"unknown split {split!r}; use train or test")
     directory = Path(cfg.path).expanduser()
+    if not directory.is_dir():
+        raise DataError(f"data directory {directory} does not exist")
     kind = detect_kind(directory) if cfg.kind == "auto" else cfg.kind
     if kind == "idx":
         f = find_idx(directory, split)

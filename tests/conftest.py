@@ -81,3 +81,73 @@ def tiny_checkpoint(tmp_path_factory, tiny_config, idx_dir):
     cfg = load_config(tiny_config, [f'data.path="{idx_dir}"'])
     out = tmp_path_factory.mktemp("run")
     return train(cfg, out, progress=False)
+
+
+TINY_RGB_CONFIG = """
+[model]
+in_channels = 3
+base_channels = 8
+channel_mult = [1, 2]
+num_res_blocks = 1
+attention_ds = []
+
+[diffusion]
+schedule = "linear"
+num_timesteps = 40
+var_type = "fixedsmall"
+loss = "simple"
+
+[data]
+kind = "folder"
+crop = 8
+
+[train]
+batch_size = 8
+lr = 2e-3
+warmup_steps = 5
+max_steps = 20
+log_every = 10
+threads = 1
+"""
+
+
+@pytest.fixture(scope="session")
+def photo_dir(tmp_path_factory):
+    from diffcodec.imageio import save_png
+
+    d = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        yy, xx = np.mgrid[:24, :30]
+        img = np.stack([(xx * 8 + i * 40) % 256, (yy * 10) % 256, rng.integers(0, 256, (24, 30))])
+        save_png(d / f"p{i}.png", img.astype(np.uint8))
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory, tiny_checkpoint, photo_dir):
+    """A model store with `tiny` (grayscale 8x8, learned variance, attention) and `tinyrgb`
+    (RGB, fully convolutional, fixed variance), selected through $DIFFCODEC_MODELS."""
+    import os
+
+    from diffcodec.checkpoint import export_model, load_checkpoint
+    from diffcodec.config import load_config
+    from diffcodec.train import train
+    from diffcodec.zoo import register_model
+
+    root = tmp_path_factory.mktemp("models")
+    p = tmp_path_factory.mktemp("cfg") / "rgb.toml"
+    p.write_text(TINY_RGB_CONFIG)
+    rgb_ckpt = train(load_config(p, [f'data.path="{photo_dir}"']), tmp_path_factory.mktemp("rgbrun"),
+                     progress=False)
+    for name, ckpt in (("tiny", tiny_checkpoint), ("tinyrgb", rgb_ckpt)):
+        state = load_checkpoint(ckpt)
+        export_model(state["ema"], state["config"], root / name, {"train_steps": state["step"]})
+        register_model(name, root, f"test model {name}")
+    old = os.environ.get("DIFFCODEC_MODELS")
+    os.environ["DIFFCODEC_MODELS"] = str(root)
+    yield root
+    if old is None:
+        os.environ.pop("DIFFCODEC_MODELS", None)
+    else:
+        os.environ["DIFFCODEC_MODELS"] = old

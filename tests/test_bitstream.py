@@ -1,0 +1,65 @@
+import pytest
+
+from diffcodec.bitstream import Container, FormatError, Header, Layer, put_varint, _Reader
+
+
+def make(layers=((2, b"abc"), (3, b"12345"), (0, b"zz")), **kw):
+    h = dict(model_name="fmnist", model_hash=b"\x01\x02\x03\x04", height=28, width=28, channels=1,
+             backend="uq", steps_spec="8", seed=7, lossless=True, params=b"")
+    h.update(kw)
+    return Container(Header(**h), [Layer(s, d) for s, d in layers])
+
+
+def test_round_trip_and_small_header():
+    c = make()
+    data = c.to_bytes()
+    back = Container.from_bytes(data)
+    assert back.header == c.header and back.layers == c.layers and back.complete
+    # magic+version+flags (4), name (7), hash (4), size (2), spec (2), seed (1), params (1),
+    # layer count (1), 3 layers x 3, crc (2)
+    assert c.header_size() == 33
+
+
+@pytest.mark.parametrize("v", [0, 1, 127, 128, 300, 2 ** 40])
+def test_varint(v):
+    out = bytearray()
+    put_varint(out, v)
+    assert _Reader(bytes(out)).varint() == v
+
+
+def test_every_cut_decodes_the_complete_layers():
+    c = make()
+    data = c.to_bytes()
+    hdr = c.header_size()
+    ends = [hdr + 3, hdr + 8, hdr + 10]
+    for n in range(len(data) + 1):
+        if n < hdr:
+            with pytest.raises(FormatError):
+                Container.from_bytes(data[:n])
+            continue
+        back = Container.from_bytes(data[:n])
+        assert len(back.layers) == sum(n >= e for e in ends)
+        assert back.complete == (n == len(data))
+
+
+def test_corruption_is_detected():
+    data = bytearray(make().to_bytes())
+    for pos in range(2, len(data)):
+        bad = bytearray(data)
+        bad[pos] ^= 0x10
+        with pytest.raises(FormatError):
+            Container.from_bytes(bytes(bad))
+
+
+def test_not_ours_and_wrong_version():
+    with pytest.raises(FormatError, match="not a diffcodec"):
+        Container.from_bytes(b"\x89PNG\r\n\x1a\n....")
+    data = bytearray(make().to_bytes())
+    data[2] = 9
+    with pytest.raises(FormatError, match="unsupported .dfc format version 9"):
+        Container.from_bytes(bytes(data))
+
+
+def test_trailing_garbage_is_rejected():
+    with pytest.raises(FormatError, match="unexpected bytes"):
+        Container.from_bytes(make().to_bytes() + b"x")

@@ -1,0 +1,141 @@
+"""The command line, through click's CliRunner, including bad input."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from diffcodec_cli import main
+from diffcodec.imageio import save_png
+from conftest import synthetic_images
+
+
+@pytest.fixture
+def run(tiny_store):
+    runner = CliRunner()
+
+    def _run(*args, ok=True):
+        r = runner.invoke(main, [str(a) for a in args])
+        if ok:
+            assert r.exit_code == 0, r.output
+        else:
+            assert r.exit_code != 0
+            assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
+            assert "Traceback" not in r.output
+            lines = [line for line in r.output.strip().splitlines() if line.startswith("Error")]
+            assert len(lines) == 1, r.output
+        return r
+    return _run
+
+
+@pytest.fixture
+def gray_png(tmp_path):
+    p = tmp_path / "g.png"
+    save_png(p, synthetic_images(1, size=8, seed=9)[0][None])
+    return p
+
+
+def test_version_and_models_list(run):
+    assert "diffcodec" in run("--version").output
+    doc = json.loads(run("models", "list", "--json").output)
+    assert set(doc["models"]) == {"tiny", "tinyrgb"}
+    assert "tiny" in run("models", "list").output
+
+
+def test_encode_info_decode(run, gray_png, tmp_path):
+    out = tmp_path / "g.dfc"
+    r = run("encode", gray_png, "-o", out, "--model", "tiny", "--steps", "6", "--lossless")
+    assert "bits/pixel" in r.output and "decoder PSNR lossless" in r.output
+    info = json.loads(run("info", out, "--json").output)
+    assert info["bytes"] == out.stat().st_size
+    assert info["layers"][-1]["cumulative_bytes"] == out.stat().st_size
+    assert info["model"] == "tiny" and info["lossless_layer"]
+    rec = tmp_path / "r.png"
+    r = run("decode", out, "-o", rec)
+    assert "lossless" in r.output
+    from PIL import Image
+    assert np.array_equal(np.asarray(Image.open(rec)), np.asarray(Image.open(gray_png)))
+    # a truncated file decodes what it holds and says so
+    cut = tmp_path / "cut.dfc"
+    cut.write_bytes(out.read_bytes()[:-5])
+    r = run("decode", cut, "-o", tmp_path / "c.png")
+    assert "truncated" in r.output and "used" in r.output
+    assert "TRUNCATED" in run("info", cut).output
+    run("decode", out, "-o", tmp_path / "l1.png", "--layers", "1", "--reconstruct", "flow")
+
+
+def test_rcc_and_rgb(run, tmp_path):
+    p = tmp_path / "c.png"
+    save_png(p, np.random.default_rng(0).integers(0, 256, (3, 9, 11), dtype=np.uint8))
+    run("encode", p, "-o", tmp_path / "c.dfc", "--model", "tinyrgb", "--backend", "rcc", "--steps", "6")
+    run("decode", tmp_path / "c.dfc", "-o", tmp_path / "c2.png")
+
+
+def test_bad_inputs(run, gray_png, tmp_path):
+    out = tmp_path / "g.dfc"
+    run("encode", gray_png, "-o", out, "--model", "tiny", "--steps", "4")
+    e = lambda *a: run(*a, ok=False).output  # noqa: E731
+    assert "exists" in e("encode", gray_png, "-o", out, "--model", "tiny")
+    assert "no such file" in e("encode", tmp_path / "none.png", "-o", tmp_path / "x.dfc", "--model", "tiny")
+    (tmp_path / "text.png").write_text("hello")
+    assert "not an image" in e("encode", tmp_path / "text.png", "-o", tmp_path / "x.dfc", "--model", "tiny")
+    rgb = tmp_path / "rgb.png"
+    save_png(rgb, np.zeros((3, 8, 8), np.uint8))
+    assert "RGB" in e("encode", rgb, "-o", tmp_path / "x.dfc", "--model", "tiny")
+    assert "global attention" in e("encode", tmp_path / "text.png" if False else _png(tmp_path, 12), "-o",
+                                   tmp_path / "x.dfc", "--model", "tiny")
+    assert "no model named" in e("encode", gray_png, "-o", tmp_path / "x.dfc", "--model", "nope")
+    assert "bad step spec" in e("encode", gray_png, "-o", tmp_path / "x.dfc", "--model", "tiny", "--steps", "zz")
+    assert "only one of" in e("encode", gray_png, "-o", tmp_path / "x.dfc", "--model", "tiny", "--psnr", "30", "--bpp", "1")
+    assert "not a diffcodec" in e("decode", gray_png, "-o", tmp_path / "y.png")
+    assert "no such file" in e("decode", tmp_path / "none.dfc", "-o", tmp_path / "y.png")
+    assert "no such file" in e("info", tmp_path / "none.dfc")
+    bad = bytearray(out.read_bytes())
+    bad[-1] ^= 0xFF
+    (tmp_path / "bad.dfc").write_bytes(bytes(bad))
+    assert "corrupt" in e("decode", tmp_path / "bad.dfc", "-o", tmp_path / "y.png")
+    assert "made with model 'tiny'" in e("decode", out, "-o", tmp_path / "y.png", "--model", "tinyrgb")
+    assert "version" in e("decode", _with_version(out, tmp_path, 7), "-o", tmp_path / "y.png")
+    assert not (tmp_path / "y.png").exists()
+    assert "overwrite the input" in e("encode", gray_png, "-o", gray_png, "--model", "tiny", "--force")
+
+
+def _png(tmp_path, size):
+    p = tmp_path / f"s{size}.png"
+    save_png(p, np.zeros((1, size, size), np.uint8))
+    return p
+
+
+def _with_version(path, tmp_path, v):
+    data = bytearray(path.read_bytes())
+    data[2] = v
+    p = tmp_path / "v.dfc"
+    p.write_bytes(bytes(data))
+    return p
+
+
+def test_train_sample_bpd(run, tiny_config, idx_dir, tmp_path):
+    out = tmp_path / "run"
+    run("train", "--config", tiny_config, "--data", idx_dir, "--out", out, "--max-steps", "20")
+    ckpt = out / "last.pt"
+    run("train", "--config", tiny_config, "--data", idx_dir, "--out", out, "--max-steps", "25", "--resume")
+    r = run("sample", "--model", ckpt, "-n", "4", "-o", tmp_path / "s.png", "--steps", "10", "--seed", "1")
+    assert (tmp_path / "s.png").exists()
+    run("sample", "--model", ckpt, "-n", "2", "-o", tmp_path / "p.png", "--steps", "10", "--progressive", "--frames", "5")
+    from PIL import Image
+    assert Image.open(tmp_path / "p.png").size[0] > Image.open(tmp_path / "p.png").size[1]
+    r = run("bpd", "--model", ckpt, "--data", idx_dir, "--limit", "8", "--steps", "10", "--json", tmp_path / "b.json")
+    doc = json.loads((tmp_path / "b.json").read_text())
+    assert doc["total_bpd"] == pytest.approx(doc["L_T_bpd"] + doc["L_sum_bpd"] + doc["L_0_bpd"], rel=1e-5)
+    assert "L_0" in r.output and doc["images"] == 8
+    run("models", "export", ckpt, "--name", "mine", "--models-dir", tmp_path / "store")
+    assert (tmp_path / "store" / "index.json").exists()
+    run("bpd", "--model", tmp_path / "store" / "mine", "--data", idx_dir, "--limit", "4", "--steps", "5")
+
+
+def test_cli_errors_for_training_and_bpd(run, tiny_config, tmp_path):
+    e = lambda *a: run(*a, ok=False).output  # noqa: E731
+    assert "does not exist" in e("train", "--config", tiny_config, "--data", tmp_path / "missing", "--out", tmp_path / "o")
+    assert "cannot read config" in e("train", "--config", tmp_path / "none.toml")
+    assert "does not exist" in e("bpd", "--model", "tiny", "--data", tmp_path / "missing")
+    assert "exists" in e("sample", "--model", "tiny", "-o", tiny_config)

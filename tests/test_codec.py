@@ -1,0 +1,167 @@
+"""Round trips of the progressive codec on tiny models."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from diffcodec.bitstream import Container, FormatError
+from diffcodec.codec import decode_container, encode_image, psnr
+from diffcodec.coding.entropy import CorruptStream, Decoder, encode_ops, gauss_op, table_op, zipf_table
+from diffcodec.coding.randomness import candidate, candidates, dither
+from diffcodec.errors import UserError
+from diffcodec.zoo import load_model
+from conftest import synthetic_images
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_store):
+    return load_model("tiny", "cpu")
+
+
+@pytest.fixture(scope="module")
+def tinyrgb(tiny_store):
+    return load_model("tinyrgb", "cpu")
+
+
+@pytest.fixture(scope="module")
+def gray_image():
+    return synthetic_images(1, size=8, seed=5)[0][None]
+
+
+def test_candidate_jump_matches_full_generation():
+    full = candidates(3, 17, 2, 64, 5)
+    for j in (0, 1, 33, 63):
+        assert np.array_equal(candidate(3, 17, 2, j, 5), full[j])
+    assert abs(full.mean()) < 0.2 and abs(full.std() - 1) < 0.15
+    u = dither(1, 2, 10000)
+    assert -0.5 < u.min() and u.max() < 0.5 and abs(u.mean()) < 0.02
+
+
+def test_entropy_ops_round_trip():
+    rng = np.random.default_rng(0)
+    k = rng.integers(-3, 4, 50).astype(np.int32)
+    idx = rng.integers(0, 16, 7)
+    ops = [gauss_op(k, -5, 5, rng.uniform(-.5, .5, 50), np.full(50, 1.3)), table_op(idx, zipf_table(16, 1.2))]
+    dec = Decoder(encode_ops(ops))
+    assert np.array_equal(dec.gauss(-5, 5, ops[0][4], ops[0][5]), k)
+    assert np.array_equal(dec.table(ops[1][2], 7), idx)
+
+
+@pytest.mark.parametrize("backend,steps", [("uq", "6"), ("rcc", "12")])
+def test_round_trip_every_prefix(tiny, gray_image, backend, steps):
+    res = encode_image(tiny, gray_image, backend, steps, seed=3, lossless=True)
+    data = res.data
+    c = Container.from_bytes(data)
+    assert len(c.layers) == len(res.layer_bytes) and c.layers[-1].steps == 0
+    # the full file is lossless
+    full = decode_container(tiny, c)
+    assert full.lossless and np.array_equal(full.image, gray_image)
+    # every layer count: quality never drops
+    qualities = [psnr(decode_container(tiny, c, layers=n).image, gray_image) for n in range(len(c.layers) + 1)]
+    assert all(b >= a - 1e-9 for a, b in zip(qualities, qualities[1:])), qualities
+    assert qualities[-1] == float("inf")
+    # every byte prefix past the header decodes the layers it holds
+    ends = np.cumsum([res.header_bytes] + res.layer_bytes)
+    for n in range(res.header_bytes, len(data) + 1):
+        cut = Container.from_bytes(data[:n])
+        out = decode_container(tiny, cut)
+        assert out.layers_used == int(np.sum(ends[1:] <= n))
+        assert out.image.shape == gray_image.shape
+
+
+def test_encoder_psnr_is_what_the_decoder_gets(tiny, gray_image):
+    for backend in ("uq", "rcc"):
+        res = encode_image(tiny, gray_image, backend, "8", seed=1)
+        out = decode_container(tiny, Container.from_bytes(res.data))
+        assert psnr(out.image, gray_image) == pytest.approx(res.psnr, abs=0.05)
+
+
+def test_rgb_fully_convolutional_any_size(tinyrgb):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (3, 7, 10), dtype=np.uint8)
+    for backend in ("uq", "rcc"):
+        res = encode_image(tinyrgb, img, backend, "5", lossless=True)
+        out = decode_container(tinyrgb, Container.from_bytes(res.data))
+        assert np.array_equal(out.image, img)
+
+
+def test_rate_control(tiny, gray_image):
+    full = encode_image(tiny, gray_image, "uq", "10")
+    assert len(full.records) == 9
+    early = encode_image(tiny, gray_image, "uq", "10", stop_step=20)  # T = 40
+    assert early.records[-1].t <= 20 < early.records[-2].t
+    target = full.records[4].psnr
+    by_psnr = encode_image(tiny, gray_image, "uq", "10", target_psnr=target)
+    assert by_psnr.records[-1].psnr >= target and all(r.psnr < target for r in by_psnr.records[:-1])
+    budget = 8 * len(full.data) / 64 - 0.5
+    by_bpp = encode_image(tiny, gray_image, "uq", "10", bpp=budget)
+    assert 8 * len(by_bpp.data) / 64 <= budget and len(by_bpp.records) < 9
+
+
+def test_stop_step_and_reconstructions(tiny, gray_image):
+    res = encode_image(tiny, gray_image, "uq", "10", seed=2)
+    c = Container.from_bytes(res.data)
+    part = decode_container(tiny, c, stop_step=20)
+    assert part.t <= 20 and part.steps_decoded < 9
+    for how in ("flow", "ancestral"):
+        out = decode_container(tiny, c, stop_step=20, reconstruct=how)
+        assert out.image.shape == gray_image.shape
+
+
+def test_wrong_model_and_wrong_input(tiny, tinyrgb, gray_image):
+    data = encode_image(tiny, gray_image, "uq", "4").data
+    with pytest.raises(UserError, match="made with model 'tiny'"):
+        decode_container(tinyrgb, Container.from_bytes(data))
+    with pytest.raises(UserError, match="codes RGB images"):
+        encode_image(tinyrgb, gray_image, "uq", "4")
+    with pytest.raises(UserError, match="global attention"):
+        encode_image(tiny, np.zeros((1, 12, 12), np.uint8), "uq", "4")
+
+
+def test_lossless_layer_detects_model_mismatch(tiny, gray_image):
+    """A decoder whose network differs slightly must report it, not return a wrong image."""
+    import copy
+
+    res = encode_image(tiny, gray_image, "uq", "4", lossless=True)
+    other = copy.copy(tiny)
+    other.net = copy.deepcopy(tiny.net)
+    for p in other.net.parameters():
+        p.data += 1e-2 * torch_randn_like(p)
+    with pytest.raises(CorruptStream, match="checksum"):
+        decode_container(other, Container.from_bytes(res.data))
+
+
+def torch_randn_like(p):
+    import torch
+
+    return torch.randn_like(p)
+
+
+def test_decoding_is_identical_across_threads_and_processes(tiny_store, gray_image, tmp_path):
+    tiny = load_model("tiny", "cpu")
+    res = encode_image(tiny, gray_image, "rcc", "10", seed=4)
+    (tmp_path / "a.dfc").write_bytes(res.data)
+    script = f"""
+import sys, torch, numpy as np
+torch.set_num_threads(int(sys.argv[1]))
+from diffcodec.bitstream import Container
+from diffcodec.codec import decode_container
+from diffcodec.zoo import load_model
+out = decode_container(load_model("tiny", "cpu"), Container.from_bytes(open(r"{tmp_path / 'a.dfc'}", "rb").read()))
+np.save(sys.argv[2], out.image)
+"""
+    images = []
+    for threads in (1, 2):
+        target = tmp_path / f"out{threads}.npy"
+        subprocess.run([sys.executable, "-c", script, str(threads), str(target)], check=True)
+        images.append(np.load(target))
+    here = decode_container(tiny, Container.from_bytes(res.data)).image
+    assert np.array_equal(images[0], images[1]) and np.array_equal(images[0], here)
+
+
+def test_corrupted_payload_is_an_error(tiny, gray_image):
+    data = bytearray(encode_image(tiny, gray_image, "uq", "4").data)
+    data[-1] ^= 0xFF
+    with pytest.raises(FormatError):
+        decode_container(tiny, Container.from_bytes(bytes(data)))
