@@ -20,6 +20,12 @@ class ModelError(UserError):
     """A model or checkpoint is missing, unreadable or does not match; message is for the user."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write a file via a temporary file in the same directory and an atomic rename."""
     path = Path(path)
@@ -27,6 +33,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

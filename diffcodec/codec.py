@@ -24,7 +24,7 @@ from .coding.rcc import RCCCoder
 from .coding.uq import UQCoder
 from .errors import UserError
 
-DEFAULT_STEPS = {"uq": "8", "rcc": "100"}
+DEFAULT_STEPS = {"uq": "quad8", "rcc": "100"}
 RECONSTRUCTIONS = ("x0", "flow", "ancestral")
 PURPOSE_ANCESTRAL = 5
 

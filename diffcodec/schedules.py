@@ -36,7 +36,8 @@ def space_timesteps(num_timesteps: int, spec: str | int | None) -> list[int]:
     """Original 0-based timesteps kept by a respacing spec, ascending.
 
     spec: None/"all" keeps every step; an integer N (or "N") keeps N evenly spaced steps that
-    include the first and the last; "ddimN" keeps every (T//N)-th step starting at 0; a
+    include the first and the last; "ddimN" keeps every (T//N)-th step starting at 0; "quadN" keeps
+    N steps spaced quadratically (dense near t = 0, where a codec spends its bits); a
     comma-separated list ("0,10,999") keeps exactly those steps.
     """
     T = int(num_timesteps)
@@ -50,6 +51,14 @@ def space_timesteps(num_timesteps: int, spec: str | int | None) -> list[int]:
                 raise ValueError
             stride = T // n
             return list(range(0, T, stride))[:n]
+        if s.startswith("quad"):
+            n = int(s[4:])
+            if not 2 <= n <= T:
+                raise ValueError
+            kept = sorted({int(round((T - 1) * (i / (n - 1)) ** 2)) for i in range(n)})
+            if len(kept) != n:
+                raise ValueError
+            return kept
         if "," in s:
             steps = sorted({int(v) for v in s.split(",") if v.strip()})
             if not steps or steps[0] < 0 or steps[-1] >= T:

@@ -9,7 +9,15 @@ from scipy import stats
 from diffcodec.diffusion import (GaussianDiffusion, discretized_gaussian_log_likelihood, normal_kl)
 from diffcodec.schedules import named_betas
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def float64_default():
+    """These checks compare against float64 references; restore the default afterwards."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ def test_cosine_alpha_bar_follows_formula():
     assert np.all(np.diff(abar) < 0)
 
 
-@pytest.mark.parametrize("spec,n", [("10", 10), ("ddim25", 25), ("0,5,99", 3), (None, 100), ("all", 100), ("1", 1)])
+@pytest.mark.parametrize("spec,n", [("10", 10), ("ddim25", 25), ("quad8", 8), ("0,5,99", 3), (None, 100), ("all", 100), ("1", 1)])
 def test_respacing_keeps_alpha_bar(spec, n):
     base = named_betas("linear", 100)
     kept = space_timesteps(100, spec)

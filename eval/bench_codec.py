@@ -1,0 +1,98 @@
+"""Codec benchmark: speed and rate overhead of each backend on real images.
+
+    python eval/bench_codec.py [--fmnist DIR] [--limit 100] [--rcc-limit 10] [--photo PATH] [--json OUT]
+
+For each backend, on the first Fashion-MNIST test images (model fmnist) and on a 768x512 crop of
+a held-out photo (model photo): encode and decode seconds per image, network evaluations, the
+time split between network and coder, and actual bits against the ideal bits (per step and in
+total). "ideal KL" is the Gaussian KL(q || p) of the backend's own p along the encoded path; for
+uq, "bound" is the information content -log2 P(k) of its symbols, which the file should match.
+rcc is skipped on the 768x512 photo unless --rcc-photo: it draws K = 4096 candidates per
+dimension per step (about 5e9 normals per step at that size).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffcodec.bitstream import Container
+from diffcodec.codec import decode_container, encode_image, psnr
+from diffcodec.data import DataConfig, load_image, load_split
+from diffcodec.zoo import load_model
+
+
+def run(loaded, images, backend, steps, label):
+    enc_s, dec_s, net_s, evals, file_bits, payload_bits, info, kl, psnrs, per_step = ([] for _ in range(10))
+    for img in images:
+        res = encode_image(loaded, img, backend, steps)
+        t0 = time.perf_counter()
+        out = decode_container(loaded, Container.from_bytes(res.data))
+        dec_s.append(time.perf_counter() - t0)
+        assert abs(psnr(out.image, img) - res.psnr) < 0.5, "decoder disagrees with encoder"
+        enc_s.append(res.seconds); net_s.append(res.net_seconds); evals.append(res.net_evals)
+        file_bits.append(8 * len(res.data)); payload_bits.append(8 * sum(res.layer_bytes))
+        info.append(sum(r.bits for r in res.records)); kl.append(sum(r.kl_bits for r in res.records))
+        psnrs.append(res.psnr)
+        per_step.append([(r.t, r.bits, r.kl_bits) for r in res.records])
+    dims = images[0].size
+    row = {
+        "data": label, "backend": backend, "steps": steps or "default", "images": len(images),
+        "dims": dims, "encode_s": float(np.mean(enc_s)), "decode_s": float(np.mean(dec_s)),
+        "net_evals": float(np.mean(evals)), "net_share_encode": float(np.sum(net_s) / np.sum(enc_s)),
+        "file_bpd": float(np.mean(file_bits) / dims), "payload_bpd": float(np.mean(payload_bits) / dims),
+        "info_bpd": float(np.mean(info) / dims), "kl_bpd": float(np.mean(kl) / dims),
+        "payload_over_info": float(np.sum(payload_bits) / np.sum(info)),
+        "payload_over_kl": float(np.sum(payload_bits) / np.sum(kl)),
+        "info_over_kl": float(np.sum(info) / np.sum(kl)), "psnr": float(np.mean(psnrs)),
+        "per_step": [{"t": t, "bits": float(np.mean([s[k][1] for s in per_step])),
+                      "kl_bits": float(np.mean([s[k][2] for s in per_step]))}
+                     for k, (t, _, _) in enumerate(per_step[0])],
+    }
+    print(f"{label:14s} {backend:4s} steps={row['steps']:6s} n={len(images):3d}  "
+          f"enc {row['encode_s']:7.2f} s  dec {row['decode_s']:7.2f} s  evals {row['net_evals']:5.0f}  "
+          f"net {100 * row['net_share_encode']:4.0f}% of enc  file {row['file_bpd']:.3f} bpd  "
+          f"payload/info {row['payload_over_info']:.3f}  payload/KL {row['payload_over_kl']:.3f}  "
+          f"PSNR {row['psnr']:.2f}", flush=True)
+    for s in row["per_step"]:
+        ratio = s["bits"] / s["kl_bits"] if s["kl_bits"] > 1e-9 else float("nan")
+        print(f"    t={s['t']:4d}  bits {s['bits']:9.1f}  KL {s['kl_bits']:9.1f}  ratio {ratio:6.3f}")
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fmnist", default="/usr/share/datasets/fashion-mnist")
+    ap.add_argument("--limit", type=int, default=100)
+    ap.add_argument("--rcc-limit", type=int, default=10, help="images for rcc (it is slow)")
+    ap.add_argument("--photo", default=str(Path(__file__).resolve().parents[1] / ".." / "shared/data/photos/045.png"))
+    ap.add_argument("--rcc-photo", action="store_true")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch threads {torch.get_num_threads()}")
+    rows = []
+    fm = load_model("fmnist")
+    imgs = load_split(DataConfig(path=args.fmnist), "test")
+    rows.append(run(fm, imgs[:args.limit], "uq", None, "fmnist-test"))
+    rows.append(run(fm, imgs[:args.rcc_limit], "rcc", None, "fmnist-test"))
+    photo = load_model("photo")
+    im = load_image(args.photo, 3)
+    H, W = im.shape[1:]
+    y, x = (H - 512) // 2, (W - 768) // 2
+    crop = im[:, y:y + 512, x:x + 768]
+    rows.append(run(photo, [crop], "uq", None, "photo-768x512"))
+    if args.rcc_photo:
+        rows.append(run(photo, [crop], "rcc", None, "photo-768x512"))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
