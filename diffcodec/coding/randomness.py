@@ -3,8 +3,9 @@
 Everything comes from numpy's Philox counter-based generator keyed by (seed, purpose, step, chunk),
 never from torch's or numpy's global streams, whose sequences are not promised to match across
 devices or versions. Uniforms are exact functions of 64-bit outputs, so they are bit-identical
-everywhere; normals use Box-Muller with exactly two uniforms each, so candidate j of a chunk can be
-regenerated alone by jumping the counter.
+everywhere (the dither, which drives the entropy coder, is one of them); normals use Box-Muller
+with a fixed number of outputs each, so candidate j of a chunk can be regenerated alone by jumping
+the counter.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ def _box_muller(u: np.ndarray) -> np.ndarray:
 
 
 def normals(seed: int, purpose: int, step: int, n: int, chunk: int = 0) -> np.ndarray:
+    """n standard normals (float64 Box-Muller on exact uniforms)."""
     return _box_muller(uniforms(seed, purpose, step, 2 * n, chunk))
 
 
@@ -48,16 +50,30 @@ def permutation(seed: int, step: int, n: int) -> np.ndarray:
     return np.argsort(np.random.Philox(key=_key(seed, PURPOSE_PERM, step)).random_raw(n), kind="stable")
 
 
+# Candidates are the hot loop of reverse channel coding (K x D normals per step), so they use one
+# 64-bit output per normal, split into two exact 24-bit float32 uniforms, and float32 Box-Muller
+# (tails cut at 5.9 sigma). Only the encoder's choice of index is entropy-coded; a last-bit
+# difference in a regenerated candidate can only move the decoded x_{t-1} by that much.
+_U24 = np.float32(2.0 ** -24)
+_TWO_PI = np.float32(2.0 * np.pi)
+
+
+def _candidate_normals(raw: np.ndarray) -> np.ndarray:
+    u1 = ((raw >> np.uint64(40)).astype(np.float32) + np.float32(0.5)) * _U24
+    u2 = ((raw & np.uint64(0xFFFFFF)).astype(np.float32) + np.float32(0.5)) * _U24
+    return np.sqrt(np.float32(-2.0) * np.log(u1)) * np.cos(_TWO_PI * u2)
+
+
 def _row_stride(dims: int) -> int:
-    """64-bit outputs reserved per candidate: 2 per normal, rounded up to Philox's block of 4."""
-    return -(-2 * dims // 4) * 4
+    """64-bit outputs reserved per candidate: one per normal, rounded up to Philox's block of 4."""
+    return -(-dims // 4) * 4
 
 
 def candidates(seed: int, step: int, chunk: int, count: int, dims: int) -> np.ndarray:
-    """All ``count`` candidate vectors of a chunk, [count, dims] standard normals."""
+    """All ``count`` candidate vectors of a chunk, [count, dims] float32 standard normals."""
     stride = _row_stride(dims)
     raw = np.random.Philox(key=_key(seed, PURPOSE_CAND, step, chunk)).random_raw(count * stride)
-    return _box_muller(_uniforms_from_raw(raw.reshape(count, stride)[:, :2 * dims]))
+    return _candidate_normals(raw.reshape(count, stride)[:, :dims])
 
 
 def candidate(seed: int, step: int, chunk: int, index: int, dims: int) -> np.ndarray:
@@ -65,4 +81,4 @@ def candidate(seed: int, step: int, chunk: int, index: int, dims: int) -> np.nda
     stride = _row_stride(dims)
     gen = np.random.Philox(key=_key(seed, PURPOSE_CAND, step, chunk))
     gen.advance(index * stride // 4)
-    return _box_muller(_uniforms_from_raw(gen.random_raw(stride)[:2 * dims]))
+    return _candidate_normals(gen.random_raw(stride)[:dims])
