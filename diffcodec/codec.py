@@ -18,18 +18,21 @@ import torch
 from .bitstream import Container, FormatError, Header, Layer
 from .coding.base import StepContext
 from .coding.entropy import Decoder, encode_ops, info_bits
+from .coding.ideal import IdealCoder
 from .coding.lossless import decode_lossless, encode_lossless
 from .coding.randomness import PURPOSE_XT, normals
 from .coding.rcc import RCCCoder
 from .coding.uq import UQCoder
 from .errors import UserError
 
-DEFAULT_STEPS = {"uq": "quad8", "rcc": "100"}
+DEFAULT_STEPS = {"uq": "quad8", "rcc": "100", "ideal": "100"}
 RECONSTRUCTIONS = ("x0", "flow", "ancestral")
 PURPOSE_ANCESTRAL = 5
 
 
 def make_coder(backend: str, params: bytes = b""):
+    if backend == "ideal":
+        return IdealCoder()
     if backend == "uq":
         if params:
             raise FormatError("unexpected uq parameters")
@@ -136,7 +139,7 @@ def encode_image(loaded, image: np.ndarray, backend: str = "uq", steps: str | No
                  seed: int = 0, stop_step: int | None = None, target_psnr: float | None = None,
                  bpp: float | None = None, lossless: bool = False, max_layers: int = 8,
                  progress=None, coder=None) -> EncodeResult:
-    """Encode uint8 [C, H, W] into .dfc bytes. Rate control: stop once x_t with paper t <= stop_step
+    """Encode uint8 [C, H, W] into .dfc bytes (backend "ideal": no bytes, records only). Rate control: stop once x_t with paper t <= stop_step
     is sent, at the first step whose x0_hat reaches target_psnr, or at the last step whose file
     fits bpp bits per pixel. progress(i) is called after each step."""
     t_start = time.perf_counter()
@@ -157,8 +160,11 @@ def encode_image(loaded, image: np.ndarray, backend: str = "uq", steps: str | No
     except ValueError as e:
         raise UserError(str(e)) from None
     N, D = model.diffusion.num_timesteps, C * H * W
-    header = Header(loaded.name, bytes.fromhex(loaded.sha256[:8]), H, W, C, backend, str(steps), seed,
-                    lossless, coder.params())
+    ideal = backend == "ideal"
+    if ideal and (lossless or bpp is not None):
+        raise UserError("the ideal backend writes no file: --lossless and --bpp do not apply")
+    header = Header(loaded.name, bytes.fromhex(loaded.sha256[:8]), H, W, C, "uq" if ideal else backend,
+                    str(steps), seed, lossless, coder.params())
     x0 = image.astype(np.float64).ravel() / 127.5 - 1.0
     x = normals(seed, PURPOSE_XT, 0, D)
     out = model.out(x, N - 1)
@@ -199,6 +205,9 @@ def encode_image(loaded, image: np.ndarray, backend: str = "uq", steps: str | No
             layers.append(lossless_layer)
         return Container(header, layers)
 
+    if ideal:
+        return EncodeResult(b"", header, records, [], [], 0, 0.0, records[-1].psnr if records else 0.0,
+                            time.perf_counter() - t_start, model.seconds, model.evals)
     container = build(len(records))
     if bpp is not None:
         n = len(records)

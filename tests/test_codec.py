@@ -165,3 +165,10 @@ def test_corrupted_payload_is_an_error(tiny, gray_image):
     data[-1] ^= 0xFF
     with pytest.raises(FormatError):
         decode_container(tiny, Container.from_bytes(bytes(data)))
+
+
+def test_ideal_backend_charges_the_kl(tiny, gray_image):
+    res = encode_image(tiny, gray_image, "ideal", "10")
+    assert res.data == b"" and len(res.records) == 9
+    assert all(r.bits == 0 and r.kl_bits >= 0 for r in res.records)
+    assert sum(r.kl_bits for r in res.records) > 0

@@ -1,0 +1,27 @@
+"""The ideal coder: no bytes, just the rate the paper reports.
+
+It draws x_{t-1} exactly from q(x_{t-1} | x_t, x_0) (with encoder-side noise) and charges
+KL(q || p_theta) in bits, the cost an ideal channel-simulation procedure would pay.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .base import StepCoder, StepContext, gaussian_kl_bits
+
+
+class IdealCoder(StepCoder):
+    name = "ideal"
+
+    def __init__(self, noise_seed: int = 0):
+        self.rng = np.random.default_rng(noise_seed)
+
+    def encode(self, ctx: StepContext, mu_q: np.ndarray):
+        kl = float(gaussian_kl_bits(mu_q, ctx.var_q, ctx.mu_p, ctx.var_p).sum())
+        x = mu_q + math.sqrt(ctx.var_q) * self.rng.standard_normal(ctx.dims)
+        return [], x, kl
+
+    def decode(self, ctx, dec):
+        raise NotImplementedError("the ideal coder writes no bits and cannot decode")
