@@ -31,4 +31,4 @@ def main():
     """
 
 
-from . import commands_codec, commands_core  # noqa: E402,F401  (registers commands)
+from . import commands_codec, commands_core, commands_eval  # noqa: E402,F401  (registers commands)

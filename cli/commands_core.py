@@ -96,9 +96,8 @@ def bpd(model_name, data_dir, split, limit, steps, batch_size, seed, json_out):
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 def sample(model_name, num, output, steps, seed, size, progressive, frames, force):
     """Draw images by ancestral sampling (Algorithm 2)."""
-    import numpy as np
-
     from diffcodec.data import to_uint8
+    from diffcodec.figures import progressive_figure
     from diffcodec.imageio import grid, save_png
     from diffcodec.sampling import sample_loop, seeded_noise
     from diffcodec.zoo import load_model
@@ -116,21 +115,14 @@ def sample(model_name, num, output, steps, seed, size, progressive, frames, forc
     else:
         h = w = c.data.crop
     diffusion = loaded.diffusion(steps)
-    x_T, noise_fn = seeded_noise((num, c.model.in_channels, h, w), seed, loaded.device)
     T = diffusion.num_timesteps
-    keep = set(np.round(np.linspace(T - 1, 0, frames)).astype(int).tolist())
-    snaps = []
     with click.progressbar(length=T, label="sampling") as bar:
-        def callback(i, x, o):
-            bar.update(1)
-            if progressive and i in keep:
-                snaps.append(to_uint8(o["pred_xstart"] if i else x))
-        x0 = sample_loop(diffusion, loaded.net, x_T, noise_fn, callback)
-    if progressive:
-        img = grid(np.stack(snaps, axis=1).reshape(-1, *snaps[0].shape[1:]), ncol=len(snaps))
-    else:
-        img = grid(to_uint8(x0))
-    save_png(out, img)
+        if progressive:
+            progressive_figure(loaded, out, num, frames, steps, seed, (h, w), progress=bar.update)
+        else:
+            x_T, noise_fn = seeded_noise((num, c.model.in_channels, h, w), seed, loaded.device)
+            x0 = sample_loop(diffusion, loaded.net, x_T, noise_fn, lambda i, x, o: bar.update(1))
+            save_png(out, grid(to_uint8(x0)))
     click.echo(f"wrote {out} ({num} samples, {T} steps)")
 
 

@@ -1,0 +1,160 @@
+"""eval table4 / rd / progressive, and plot: the rate-distortion evaluator."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from . import main
+from .common import check_output, model_option, write_json
+
+
+@main.group("eval")
+def evaluate():
+    """Reproduce the paper's progressive results and compare with real codecs."""
+
+
+def _images(loaded, data, split, limit):
+    """Evaluation images from a data directory, or a single image file (any size)."""
+    import numpy as np
+
+    from diffcodec.data import load_image
+
+    p = Path(data).expanduser()
+    if p.is_file():
+        return load_image(p, loaded.config.model.in_channels if loaded else None)[None]
+    from .commands_core import _eval_data
+
+    if loaded is None:
+        raise click.ClickException("a data directory needs --model to know the image format")
+    return np.asarray(_eval_data(loaded, p, split, limit))
+
+
+@evaluate.command("table4")
+@model_option
+@click.option("--data", "data_dir", required=True, help="Data directory (test split).")
+@click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the result as JSON.")
+@click.option("--plot", "plot_out", type=click.Path(dir_okay=False), help="Write Figure 5 as PNG.")
+def table4(model_name, data_dir, limit, batch_size, seed, json_out, plot_out):
+    """Table 4 / Figure 5: cumulative rate and RMSE every T/10 reverse steps (ideal KL, x0_hat)."""
+    from diffcodec import paper
+    from diffcodec.figures import plot_table4
+    from diffcodec.rd import table4 as run_table4
+    from diffcodec.zoo import load_model
+
+    loaded = load_model(model_name)
+    images = _images(loaded, data_dir, "test", limit)
+    T = loaded.config.diffusion.num_timesteps
+    with click.progressbar(length=len(images), label=f"Table 4 over {T} steps", show_pos=True) as bar:
+        res = run_table4(loaded, images, batch_size, seed, progress=bar.update)
+    res.update({"model": loaded.name, "data": str(data_dir)})
+    click.echo(f"{loaded.name}: {res['images']} images, T = {T}; paper: CIFAR-10 test, T = 1000")
+    click.echo(f"{'steps':>6} {'rate (bits/dim)':>16} {'RMSE':>8}   {'paper rate':>11} {'paper RMSE':>10}")
+    for k, row in enumerate(res["rows"]):
+        pr = (f"{paper.TABLE4_RATE[k]:11.5f} {paper.TABLE4_RMSE[k]:10.2f}" if T == 1000 and len(res["rows"]) == 10 else "")
+        click.echo(f"{row['steps']:>6} {row['rate_bpd']:16.5f} {row['rmse']:8.2f}   {pr}")
+    if json_out:
+        write_json(json_out, res)
+    if plot_out:
+        plot_table4(res, plot_out, label=loaded.name)
+
+
+@evaluate.command("rd")
+@click.option("--model", "model_name", default="fmnist", show_default=True, help="Model for ideal/uq/rcc.")
+@click.option("--data", "data", required=True, help="Data directory, or one image file.")
+@click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--codecs", default="ideal,uq,jpeg,webp,avif,jpeg2000", show_default=True,
+              help="Comma-separated: ideal, uq, rcc, jpeg, webp, avif, jpeg2000, jxl.")
+@click.option("--steps", default=None, help="Step spec for the diffusion codecs (default: each backend's).")
+@click.option("--anchor", default="jpeg", show_default=True, help="Codec that BD-rate/BD-PSNR are relative to.")
+@click.option("--no-per-image", is_flag=True, help="Leave per-image rows out of the JSON.")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
+def rd(model_name, data, limit, codecs, steps, anchor, no_per_image, out_dir):
+    """Rate-distortion curves (one CompressAI-style JSON per codec) with BD-rate against an anchor."""
+    from diffcodec import rdcurves
+    from diffcodec.figures import plot_rd
+    from diffcodec.rd import bd_psnr, bd_rate
+    from diffcodec.zoo import load_model
+
+    names = [c.strip() for c in codecs.split(",") if c.strip()]
+    known = set(rdcurves.DIFFUSION_CODECS) | {"jpeg", "webp", "avif", "jpeg2000", "jxl"}
+    bad = [c for c in names if c not in known]
+    if bad:
+        raise click.ClickException(f"unknown codec(s) {', '.join(bad)}; choose from {', '.join(sorted(known))}")
+    loaded = load_model(model_name)
+    images = _images(loaded, data, "test", limit)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    docs = {}
+    for name in names:
+        with click.progressbar(length=len(images), label=f"{name:9s}", show_pos=True) as bar:
+            docs[name] = rdcurves.evaluate_codec(name, images, out, loaded, steps, not no_per_image, bar.update)
+    if anchor in docs:
+        a = docs[anchor]["results"]
+        for name, doc in docs.items():
+            r = doc["results"]
+            doc["bd"] = {"anchor": anchor, "bd_rate_percent": bd_rate(a["bpp"], a["psnr"], r["bpp"], r["psnr"]),
+                         "bd_psnr_db": bd_psnr(a["bpp"], a["psnr"], r["bpp"], r["psnr"])}
+    for name, doc in docs.items():
+        write_json(out / f"{name}.json", doc)
+        r = doc["results"]
+        bd = doc.get("bd", {})
+        click.echo(f"{name:9s} {len(r['bpp'])} points, bpp {min(r['bpp']):.3f}..{max(r['bpp']):.3f}, "
+                   f"PSNR {min(r['psnr']):.2f}..{max(r['psnr']):.2f} dB"
+                   + (f", BD-rate vs {anchor} {bd['bd_rate_percent']:+.1f}%" if bd.get("bd_rate_percent") is not None else ""))
+    plot_rd(list(docs.values()), out / "rd.png", title=f"{len(images)} images, model {loaded.name}")
+    click.echo(f"wrote {len(docs)} JSON files and rd.png to {out}")
+
+
+@evaluate.command("progressive")
+@model_option
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output PNG.")
+@click.option("--shared-xt", is_flag=True, help="Figure 7: several x_0 from one frozen x_t at several t.")
+@click.option("-n", "num", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--frames", type=click.IntRange(2), default=10, show_default=True)
+@click.option("--steps", default=None, help="Respacing (default: all T).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True)
+def progressive(model_name, output, shared_xt, num, frames, steps, seed, force):
+    """Figure 6 (x0_hat along the reverse process) or, with --shared-xt, Figure 7."""
+    from diffcodec.figures import progressive_figure, shared_xt_figure
+    from diffcodec.zoo import load_model
+
+    out = check_output(output, force)
+    loaded = load_model(model_name)
+    T = loaded.diffusion(steps).num_timesteps
+    with click.progressbar(length=T, label="sampling") as bar:
+        if shared_xt:
+            shared_xt_figure(loaded, out, num, min(frames, 6), steps, seed, progress=bar.update)
+        else:
+            progressive_figure(loaded, out, num, frames, steps, seed, progress=bar.update)
+    click.echo(f"wrote {out}")
+
+
+@main.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
+@click.option("--metric", type=click.Choice(["psnr", "rmse", "ms-ssim"]), default="psnr", show_default=True)
+@click.option("--x", "x_axis", type=click.Choice(["bpp", "bpd"]), default="bpp", show_default=True)
+@click.option("--title", default=None)
+def plot(results, output, metric, x_axis, title):
+    """Plot rate-distortion JSON files (ours or CompressAI's) into one PNG."""
+    from diffcodec.figures import plot_rd
+
+    docs = []
+    for p in results:
+        try:
+            doc = json.loads(Path(p).read_text())
+            if not isinstance(doc.get("results"), dict):
+                raise ValueError
+        except (ValueError, AttributeError):
+            raise click.ClickException(f"{p} is not a rate-distortion JSON (needs a 'results' object)") from None
+        docs.append(doc)
+    if not any(metric in d["results"] for d in docs):
+        raise click.ClickException(f"none of the files has {metric!r} results")
+    plot_rd(docs, output, metric, x_axis, title)
+    click.echo(f"wrote {output}")

@@ -1,0 +1,121 @@
+"""Rate-distortion analysis: the paper's progressive lossy code (Table 4 / Figure 5) from the bound's
+terms, PSNR/MS-SSIM, and Bjontegaard deltas between curves."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .data import to_model_range
+
+
+def table4(loaded, images: np.ndarray, batch_size: int = 50, seed: int = 0, blocks: int = 10,
+           progress=None) -> dict:
+    """Cumulative ideal rate and x0_hat RMSE along the full T-step reverse process.
+
+    After k reverse steps the receiver holds x_{T-k}; the rate is L_T plus the KL terms of the k
+    steps sent (L_0, the decoder term, is distortion and is not included), and the distortion is
+    the RMSE (0..255) of x0_hat (Eq. 15) computed from x_{T-k} ~ q(x_{T-k} | x_0), as in the paper.
+    Returns per-step curves (k = 1..T) and rows every T/blocks steps.
+    """
+    diffusion = loaded.diffusion(None)
+    T = diffusion.num_timesteps
+    gen = torch.Generator().manual_seed(seed)
+    vbs, mses, priors = [], [], []
+    for start in range(0, len(images), batch_size):
+        x0 = to_model_range(images[start:start + batch_size]).to(loaded.device)
+        res = diffusion.calc_bpd_loop(loaded.net, x0, lambda i: torch.randn(x0.shape, generator=gen).to(x0.device))
+        vbs.append(res["vb"]); mses.append(res["mse"]); priors.append(res["prior_bpd"])
+        if progress:
+            progress(len(x0))
+    vb = torch.cat(vbs).double().mean(0).numpy()        # [T], vb[0] is L_0
+    mse = torch.cat(mses).double().mean(0).numpy()      # [T], x0_hat from x at chain index i
+    prior = float(torch.cat(priors).double().mean())
+    ks = np.arange(1, T + 1)
+    # step k sends chain index T - k (k = T sends x_0 itself: its cost L_0 is distortion, not rate)
+    step_rate = np.array([vb[T - k] if T - k >= 1 else 0.0 for k in ks])
+    rate = prior + np.cumsum(step_rate)
+    rmse = np.array([math.sqrt(mse[max(0, T - k - 1)]) * 127.5 for k in ks])
+    every = max(1, T // blocks)
+    rows = [{"steps": int(k), "rate_bpd": float(rate[k - 1]), "rmse": float(rmse[k - 1])}
+            for k in range(every, T + 1, every)]
+    return {"images": len(images), "T": T, "L_T_bpd": prior, "L_0_bpd": float(vb[0]),
+            "rows": rows, "curve": {"steps": ks.tolist(), "rate_bpd": rate.tolist(), "rmse": rmse.tolist()}}
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+
+
+_MS_SSIM_WEIGHTS = np.array([0.0448, 0.2856, 0.3001, 0.2363, 0.1333])
+
+
+def _ssim_parts(x: np.ndarray, y: np.ndarray):
+    from scipy.ndimage import gaussian_filter
+
+    C1, C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    f = lambda v: gaussian_filter(v, 1.5, truncate=3.5)  # noqa: E731  (11x11 window)
+    mx, my = f(x), f(y)
+    sxx, syy, sxy = f(x * x) - mx * mx, f(y * y) - my * my, f(x * y) - mx * my
+    cs = (2 * sxy + C2) / (sxx + syy + C2)
+    lum = (2 * mx * my + C1) / (mx * mx + my * my + C1)
+    return float(np.mean(lum * cs)), float(np.mean(cs))
+
+
+def ms_ssim(a: np.ndarray, b: np.ndarray) -> float | None:
+    """MS-SSIM (Wang et al. 2003, 5 scales) of uint8 [C, H, W] images, channels averaged; None when
+    the image is too small for 5 scales (shorter side under 161 pixels)."""
+    if min(a.shape[1:]) < 161:
+        return None
+    vals = []
+    for c in range(a.shape[0]):
+        x, y = a[c].astype(np.float64), b[c].astype(np.float64)
+        mcs = []
+        for s in range(5):
+            ssim, cs = _ssim_parts(x, y)
+            mcs.append(cs)
+            if s < 4:
+                h, w = (x.shape[0] // 2) * 2, (x.shape[1] // 2) * 2
+                x = x[:h, :w].reshape(h // 2, 2, w // 2, 2).mean((1, 3))
+                y = y[:h, :w].reshape(h // 2, 2, w // 2, 2).mean((1, 3))
+        terms = np.maximum(np.array(mcs[:4] + [ssim]), 1e-12)
+        vals.append(float(np.prod(terms ** _MS_SSIM_WEIGHTS)))
+    return float(np.mean(vals))
+
+
+def _bd_integrals(r1, d1, r2, d2, swap: bool):
+    """Average difference of two curves after a cubic fit (Bjontegaard), over the shared range."""
+    lr1, lr2 = np.log10(r1), np.log10(r2)
+    if swap:   # BD-rate: integrate log-rate over distortion
+        x1, y1, x2, y2 = d1, lr1, d2, lr2
+    else:      # BD-PSNR: integrate distortion over log-rate
+        x1, y1, x2, y2 = lr1, d1, lr2, d2
+    lo, hi = max(min(x1), min(x2)), min(max(x1), max(x2))
+    if hi <= lo:
+        return None
+    deg = min(3, len(x1) - 1, len(x2) - 1)
+    p1, p2 = np.polyfit(x1, y1, deg), np.polyfit(x2, y2, deg)
+    i1, i2 = np.polyint(p1), np.polyint(p2)
+    a1 = np.polyval(i1, hi) - np.polyval(i1, lo)
+    a2 = np.polyval(i2, hi) - np.polyval(i2, lo)
+    return (a2 - a1) / (hi - lo)
+
+
+def bd_rate(anchor_rate, anchor_psnr, test_rate, test_psnr) -> float | None:
+    """Bjontegaard delta rate (%) of test against anchor at equal PSNR; negative = test saves bits."""
+    pts = [np.asarray(v, np.float64) for v in (anchor_rate, anchor_psnr, test_rate, test_psnr)]
+    if min(len(pts[0]), len(pts[2])) < 2:
+        return None
+    d = _bd_integrals(pts[0], pts[1], pts[2], pts[3], swap=True)
+    return None if d is None else float((10 ** d - 1) * 100)
+
+
+def bd_psnr(anchor_rate, anchor_psnr, test_rate, test_psnr) -> float | None:
+    """Bjontegaard delta PSNR (dB) of test against anchor at equal rate; positive = test is better."""
+    pts = [np.asarray(v, np.float64) for v in (anchor_rate, anchor_psnr, test_rate, test_psnr)]
+    if min(len(pts[0]), len(pts[2])) < 2:
+        return None
+    d = _bd_integrals(pts[0], pts[1], pts[2], pts[3], swap=False)
+    return None if d is None else float(d)

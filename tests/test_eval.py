@@ -1,0 +1,85 @@
+"""Every evaluation command on a tiny model, checking the JSON it writes."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from diffcodec.rd import bd_psnr, bd_rate, ms_ssim
+from diffcodec_cli import main
+
+
+def invoke(*args):
+    r = CliRunner().invoke(main, [str(a) for a in args])
+    assert r.exit_code == 0, r.output
+    return r
+
+
+def test_table4_rows_are_monotone(tiny_store, idx_dir, tmp_path):
+    invoke("eval", "table4", "--model", "tiny", "--data", idx_dir, "--limit", "6",
+           "--json", tmp_path / "t4.json", "--plot", tmp_path / "fig5.png")
+    doc = json.loads((tmp_path / "t4.json").read_text())
+    rows = doc["rows"]
+    assert len(rows) == 10 and rows[-1]["steps"] == doc["T"] == 40
+    rates = [r["rate_bpd"] for r in rows]
+    rmses = [r["rmse"] for r in rows]
+    assert all(b >= a for a, b in zip(rates, rates[1:]))
+    assert all(b <= a + 1e-9 for a, b in zip(rmses, rmses[1:])), rmses
+    assert rates[0] >= doc["L_T_bpd"] >= 0
+    assert (tmp_path / "fig5.png").stat().st_size > 1000
+
+
+def test_rd_json_bytes_match_files(tiny_store, idx_dir, tmp_path):
+    out = tmp_path / "rd"
+    invoke("eval", "rd", "--model", "tiny", "--data", idx_dir, "--limit", "3",
+           "--codecs", "ideal,uq,rcc,jpeg,webp,avif,jpeg2000", "--steps", "6", "--anchor", "webp", "-o", out)
+    for name in ("uq", "rcc", "jpeg", "webp", "avif", "jpeg2000"):
+        doc = json.loads((out / f"{name}.json").read_text())
+        assert set(doc) >= {"name", "description", "results", "per_image"}
+        res = doc["results"]
+        assert len(res["bpp"]) == len(res["psnr"]) == len(res["bytes"]) == len(res["encoding_time"])
+        for row in doc["per_image"]:
+            assert Path(row["file"]).stat().st_size == row["bytes"]
+        sizes = {}
+        for row in doc["per_image"]:
+            sizes.setdefault(row["point"], []).append(row["bytes"])
+        for k, b in zip(res["points"], res["bytes"]):
+            assert b == pytest.approx(np.mean(sizes[k]))
+    assert json.loads((out / "webp.json").read_text())["bd"]["bd_rate_percent"] == pytest.approx(0, abs=1e-9)
+    ideal = json.loads((out / "ideal.json").read_text())
+    assert "bytes" not in ideal["results"]
+    invoke("plot", out / "uq.json", out / "jpeg.json", "-o", tmp_path / "p.png", "--x", "bpd")
+    invoke("plot", out / "uq.json", "-o", tmp_path / "q.png", "--metric", "rmse")
+
+
+def test_progressive_figures(tiny_store, tmp_path):
+    invoke("eval", "progressive", "--model", "tiny", "-o", tmp_path / "f6.png", "-n", "3", "--frames", "4")
+    invoke("eval", "progressive", "--model", "tiny", "-o", tmp_path / "f7.png", "--shared-xt", "-n", "3")
+    from PIL import Image
+    assert Image.open(tmp_path / "f6.png").size[0] > Image.open(tmp_path / "f6.png").size[1]
+    assert Image.open(tmp_path / "f7.png").size[1] > 8
+
+
+def test_bd_of_a_curve_against_itself_is_zero():
+    rate, q = [0.5, 1.0, 2.0, 4.0], [28.0, 31.0, 34.5, 38.0]
+    assert bd_rate(rate, q, rate, q) == pytest.approx(0, abs=1e-9)
+    assert bd_psnr(rate, q, rate, q) == pytest.approx(0, abs=1e-9)
+    # half the rate at every quality is a 50% saving
+    assert bd_rate(rate, q, [r / 2 for r in rate], q) == pytest.approx(-50, abs=1e-6)
+    assert bd_psnr(rate, q, rate, [v + 1 for v in q]) == pytest.approx(1, abs=1e-9)
+
+
+def test_ms_ssim():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (3, 170, 180), dtype=np.uint8)
+    assert ms_ssim(a, a) == pytest.approx(1.0)
+    noisy = np.clip(a + rng.normal(0, 20, a.shape), 0, 255).astype(np.uint8)
+    assert 0 < ms_ssim(a, noisy) < 1
+    assert ms_ssim(a[:, :100, :100], a[:, :100, :100]) is None
+
+
+def test_plot_rejects_bad_json(tmp_path):
+    (tmp_path / "x.json").write_text("[1, 2]")
+    r = CliRunner().invoke(main, ["plot", str(tmp_path / "x.json"), "-o", str(tmp_path / "o.png")])
+    assert r.exit_code == 1 and "not a rate-distortion JSON" in r.output
