@@ -14,12 +14,12 @@ QUALITIES = {
     "jpeg": [10, 20, 30, 50, 75, 90, 95],
     "webp": [5, 10, 30, 50, 75, 90, 100],
     "avif": [10, 20, 40, 60, 80, 90, 100],
-    "jpeg2000": [200, 100, 50, 25, 12, 6, 3],     # compression ratios
+    "jpeg2000": [22, 26, 30, 34, 38, 42, 48],      # target PSNR (dB) per OpenJPEG layer
     "jxl": [8.0, 4.0, 2.0, 1.0, 0.5, 0.2, 0.05],  # butteraugli distances
 }
 DESCRIPTIONS = {
     "jpeg": "JPEG (Pillow/libjpeg), quality {q}", "webp": "WebP lossy (Pillow/libwebp), quality {q}",
-    "avif": "AVIF (Pillow/libavif), quality {q}", "jpeg2000": "JPEG 2000 (Pillow/OpenJPEG), ratio {q}",
+    "avif": "AVIF (Pillow/libavif), quality {q}", "jpeg2000": "JPEG 2000 (Pillow/OpenJPEG), target {q} dB",
     "jxl": "JPEG XL (imagecodecs/libjxl), distance {q}",
 }
 
@@ -74,7 +74,7 @@ def encode_decode(codec: str, img: np.ndarray, q) -> tuple[bytes, np.ndarray, fl
     elif codec == "avif":
         im.save(buf, format="AVIF", quality=int(q))
     elif codec == "jpeg2000":
-        im.save(buf, format="JPEG2000", quality_mode="rates", quality_layers=[float(q)], irreversible=True)
+        im.save(buf, format="JPEG2000", quality_mode="dB", quality_layers=[float(q)], irreversible=True)
     else:
         raise UserError(f"unknown codec {codec!r}")
     data = buf.getvalue()

@@ -40,7 +40,10 @@ def plot_rd(docs: list[dict], path, metric: str = "psnr", x: str = "bpp", title:
         res = doc["results"]
         if metric not in res or x not in res:
             continue
-        ax.plot(res[x], res[metric], marker="o", ms=3, label=doc["name"])
+        # lossless points (PSNR capped at 99 dB in the JSON) would squash the plot: leave them out
+        pts = [(a, b) for a, b, p in zip(res[x], res[metric], res.get("psnr", res[metric])) if p < 99.0]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", ms=3, label=doc["name"])
     ax.set_xlabel({"bpp": "bits per pixel", "bpd": "bits per dimension"}[x])
     ax.set_ylabel({"psnr": "PSNR (dB)", "rmse": "RMSE (0..255)", "ms-ssim": "MS-SSIM"}[metric])
     ax.grid(alpha=0.3)
