@@ -34,18 +34,9 @@ def train(config_path, data, out, resume, max_steps, overrides):
 
 
 def _eval_data(loaded, data_dir, split, limit):
-    """Evaluation images for a model. A folder of images keeps the model's held-out list only when it
-    is the folder the model trained on (same name); any other folder is used whole."""
-    import dataclasses
+    from diffcodec.data import images_for_model
 
-    from diffcodec.data import DataConfig, detect_kind, eval_images, list_images
-
-    stored, folder = loaded.config.data, Path(data_dir).expanduser()
-    cfg = dataclasses.replace(stored, path=str(folder), kind="auto")
-    if detect_kind(folder) == "folder" and folder.resolve().name != Path(stored.path).resolve().name:
-        cfg.holdout = [p.name for p in list_images(folder)]
-        split = "test"
-    return eval_images(cfg, split, loaded.config.model.in_channels, limit)
+    return images_for_model(loaded.config.data, loaded.config.model.in_channels, data_dir, split, limit)
 
 
 @main.command()

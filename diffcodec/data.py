@@ -259,3 +259,18 @@ def eval_images(cfg: DataConfig, split: str, channels: int, limit: int | None = 
     if data.shape[1] != channels:
         raise DataError(f"data has {data.shape[1]} channels but the model expects {channels}")
     return data[:limit] if limit else data
+
+
+def images_for_model(stored: DataConfig, channels: int, data_dir, split: str = "test",
+                     limit: int | None = None) -> np.ndarray:
+    """Evaluation images for a model whose training data config is ``stored``. A folder of images
+    keeps the model's held-out list only when it is the folder the model trained on (same name);
+    any other folder is used whole."""
+    import dataclasses
+
+    folder = Path(data_dir).expanduser()
+    cfg = dataclasses.replace(stored, path=str(folder), kind="auto")
+    if detect_kind(folder) == "folder" and folder.resolve().name != Path(stored.path).resolve().name:
+        cfg.holdout = [p.name for p in list_images(folder)]
+        split = "test"
+    return eval_images(cfg, split, channels, limit)
