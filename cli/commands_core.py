@@ -51,11 +51,14 @@ def _eval_data(loaded, data_dir, split, limit):
 def bpd(model_name, data_dir, split, limit, steps, batch_size, seed, json_out):
     """Exact bits/dim (variational bound) of a model on a data split, with its terms.
 
+    Under torchrun the images are sharded across processes (torch.distributed).
+
     For a folder of images, the images are cut into tiles of the model's training crop size; the
     folder the model was trained on uses its held-out photos as the test split, any other folder
     is used whole.
     """
     from diffcodec.bpd import evaluate_bpd
+    from diffcodec.sharding import is_main
     from diffcodec.zoo import load_model
 
     loaded = load_model(model_name)
@@ -64,6 +67,8 @@ def bpd(model_name, data_dir, split, limit, steps, batch_size, seed, json_out):
     with click.progressbar(length=len(images), label=f"bits/dim over {diffusion.num_timesteps} steps",
                            show_pos=True) as bar:
         res = evaluate_bpd(loaded, images, steps, batch_size, seed, progress=bar.update)
+    if not is_main():  # under torchrun every rank computed its shard; rank 0 reports
+        return
     res.update({"model": loaded.name, "model_sha256": loaded.sha256, "data": str(data_dir), "split": split})
     click.echo(f"{loaded.name}: {res['images']} images of {res['dims_per_image']} dims, "
                f"{res['num_steps']} steps")

@@ -40,10 +40,13 @@ def _images(loaded, data, split, limit):
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the result as JSON.")
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False), help="Write Figure 5 as PNG.")
 def table4(model_name, data_dir, limit, batch_size, seed, json_out, plot_out):
-    """Table 4 / Figure 5: cumulative rate and RMSE every T/10 reverse steps (ideal KL, x0_hat)."""
+    """Table 4 / Figure 5: cumulative rate and RMSE every T/10 reverse steps (ideal KL, x0_hat).
+
+    Under torchrun the images are sharded across processes (torch.distributed)."""
     from diffcodec import paper
     from diffcodec.figures import plot_table4
     from diffcodec.rd import table4 as run_table4
+    from diffcodec.sharding import is_main
     from diffcodec.zoo import load_model
 
     loaded = load_model(model_name)
@@ -51,6 +54,8 @@ def table4(model_name, data_dir, limit, batch_size, seed, json_out, plot_out):
     T = loaded.config.diffusion.num_timesteps
     with click.progressbar(length=len(images), label=f"Table 4 over {T} steps", show_pos=True) as bar:
         res = run_table4(loaded, images, batch_size, seed, progress=bar.update)
+    if not is_main():  # under torchrun every rank computed its shard; rank 0 reports
+        return
     res.update({"model": loaded.name, "data": str(data_dir)})
     click.echo(f"{loaded.name}: {res['images']} images, T = {T}; paper: CIFAR-10 test, T = 1000")
     click.echo(f"{'steps':>6} {'rate (bits/dim)':>16} {'RMSE':>8}   {'paper rate':>11} {'paper RMSE':>10}")

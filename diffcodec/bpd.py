@@ -5,6 +5,24 @@ import numpy as np
 import torch
 
 from .data import to_model_range
+from .sharding import gather_rows, image_noise, my_indices
+
+
+def bound_terms(loaded, diffusion, images: np.ndarray, batch_size: int, seed: int, progress=None):
+    """Per-image L_T [N], vb terms [N, T] and x0_hat MSE [N, T] (see calc_bpd_loop), sharded across
+    torch.distributed ranks when launched with torchrun."""
+    mine = my_indices(len(images))
+    rows = []
+    for start in range(0, len(mine), batch_size):
+        idx = mine[start:start + batch_size]
+        x0 = to_model_range(images[idx]).to(loaded.device)
+        res = diffusion.calc_bpd_loop(loaded.net, x0, image_noise(seed, idx, x0.shape[1:], loaded.device))
+        rows += [(float(res["prior_bpd"][j]), res["vb"][j], res["mse"][j]) for j in range(len(idx))]
+        if progress:
+            progress(len(idx))
+    rows = gather_rows(mine, rows, len(images))
+    return (torch.tensor([r[0] for r in rows]), torch.stack([r[1] for r in rows]),
+            torch.stack([r[2] for r in rows]))
 
 
 def evaluate_bpd(loaded, images: np.ndarray, steps=None, batch_size: int = 50, seed: int = 0,
@@ -16,19 +34,8 @@ def evaluate_bpd(loaded, images: np.ndarray, steps=None, batch_size: int = 50, s
     ``progress(n)`` is called after each batch with its size.
     """
     diffusion = loaded.diffusion(steps)
-    device = loaded.device
-    gen = torch.Generator().manual_seed(seed)
-    totals, priors, vbs, mses = [], [], [], []
-    for start in range(0, len(images), batch_size):
-        x0 = to_model_range(images[start:start + batch_size]).to(device)
-        res = diffusion.calc_bpd_loop(loaded.net, x0,
-                                      lambda i: torch.randn(x0.shape, generator=gen).to(device))
-        totals.append(res["total_bpd"]); priors.append(res["prior_bpd"])
-        vbs.append(res["vb"]); mses.append(res["mse"])
-        if progress:
-            progress(len(x0))
-    total, prior = torch.cat(totals), torch.cat(priors)
-    vb = torch.cat(vbs)
+    prior, vb, _ = bound_terms(loaded, diffusion, images, batch_size, seed, progress)
+    total = vb.sum(1) + prior
     return {
         "images": len(images), "dims_per_image": int(np.prod(images.shape[1:])),
         "num_steps": diffusion.num_timesteps, "steps_kept": diffusion.timestep_map.tolist(),

@@ -5,9 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
-
-from .data import to_model_range
 
 
 def table4(loaded, images: np.ndarray, batch_size: int = 50, seed: int = 0, blocks: int = 10,
@@ -19,19 +16,14 @@ def table4(loaded, images: np.ndarray, batch_size: int = 50, seed: int = 0, bloc
     the RMSE (0..255) of x0_hat (Eq. 15) computed from x_{T-k} ~ q(x_{T-k} | x_0), as in the paper.
     Returns per-step curves (k = 1..T) and rows every T/blocks steps.
     """
+    from .bpd import bound_terms
+
     diffusion = loaded.diffusion(None)
     T = diffusion.num_timesteps
-    gen = torch.Generator().manual_seed(seed)
-    vbs, mses, priors = [], [], []
-    for start in range(0, len(images), batch_size):
-        x0 = to_model_range(images[start:start + batch_size]).to(loaded.device)
-        res = diffusion.calc_bpd_loop(loaded.net, x0, lambda i: torch.randn(x0.shape, generator=gen).to(x0.device))
-        vbs.append(res["vb"]); mses.append(res["mse"]); priors.append(res["prior_bpd"])
-        if progress:
-            progress(len(x0))
-    vb = torch.cat(vbs).double().mean(0).numpy()        # [T], vb[0] is L_0
-    mse = torch.cat(mses).double().mean(0).numpy()      # [T], x0_hat from x at chain index i
-    prior = float(torch.cat(priors).double().mean())
+    priors, vbs, mses = bound_terms(loaded, diffusion, images, batch_size, seed, progress)
+    vb = vbs.double().mean(0).numpy()        # [T], vb[0] is L_0
+    mse = mses.double().mean(0).numpy()      # [T], x0_hat from x at chain index i
+    prior = float(priors.double().mean())
     ks = np.arange(1, T + 1)
     # step k sends chain index T - k (k = T sends x_0 itself: its cost L_0 is distortion, not rate)
     step_rate = np.array([vb[T - k] if T - k >= 1 else 0.0 for k in ks])

@@ -83,3 +83,22 @@ def test_plot_rejects_bad_json(tmp_path):
     (tmp_path / "x.json").write_text("[1, 2]")
     r = CliRunner().invoke(main, ["plot", str(tmp_path / "x.json"), "-o", str(tmp_path / "o.png")])
     assert r.exit_code == 1 and "not a rate-distortion JSON" in r.output
+
+
+def test_table4_sharded_over_two_processes_matches_one(tiny_store, idx_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    invoke("eval", "table4", "--model", "tiny", "--data", idx_dir, "--limit", "5", "--batch-size", "2",
+           "--json", tmp_path / "one.json")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "-m", "diffcodec", "eval", "table4", "--model", "tiny", "--data", str(idx_dir),
+                        "--limit", "5", "--batch-size", "2", "--json", str(tmp_path / "two.json")],
+                       env=env, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-2000:]
+    one, two = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "two.json"))
+    for a, b in zip(one["rows"], two["rows"]):
+        assert a["rate_bpd"] == pytest.approx(b["rate_bpd"], rel=1e-5)
+        assert a["rmse"] == pytest.approx(b["rmse"], rel=1e-5)
