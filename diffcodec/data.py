@@ -251,11 +251,13 @@ def to_uint8(x) -> np.ndarray:
 
 
 def eval_images(cfg: DataConfig, split: str, channels: int, limit: int | None = None) -> np.ndarray:
-    """Evaluation images as uint8 [N, C, H, W]: the first ``limit`` of an array data set, or the
-    tile grid (``cfg.crop``-sized tiles) of a folder's images."""
+    """Evaluation images as uint8 [N, C, H, W]: the first ``limit`` of an array data set, or, for a
+    folder, ``limit`` tiles (``cfg.crop``-sized) spread evenly over the tile grids of all its images."""
     data = load_split(cfg, split, channels)
     if isinstance(data, list):
         data = tiles(data, cfg.crop)
+        if limit and limit < len(data):
+            data = data[np.linspace(0, len(data) - 1, limit).round().astype(int)]
     if data.shape[1] != channels:
         raise DataError(f"data has {data.shape[1]} channels but the model expects {channels}")
     return data[:limit] if limit else data
