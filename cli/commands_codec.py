@@ -60,15 +60,15 @@ def encode(image, output, model_name, backend, steps, stop_step, target_psnr, bp
         raise click.ClickException(f"{image} is an RGB image but model {loaded.name} codes grayscale images")
     if img.shape[0] != loaded.config.model.in_channels:
         img = load_image(image, loaded.config.model.in_channels)  # grayscale into an RGB model
-    n = None
-    with click.progressbar(length=10 ** 6, label=f"encoding ({backend})", show_percent=False) as bar:
-        def progress(i):
-            nonlocal n
-            n = n or i + 1
-            bar.length = n
-            bar.update(1)
+    from diffcodec.codec import DEFAULT_STEPS
+
+    try:
+        n_steps = loaded.diffusion(steps or DEFAULT_STEPS[backend]).num_timesteps - 1
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    with click.progressbar(length=max(1, n_steps), label=f"encoding ({backend})") as bar:
         res = encode_image(loaded, img, backend, steps, seed, stop_step, target_psnr, bpp, lossless,
-                           max_layers, progress=progress)
+                           max_layers, progress=lambda i: bar.update(1))
     atomic_write_bytes(out, res.data)
     C, H, W = img.shape
     click.echo(f"{out}: {len(res.data)} bytes, {8 * len(res.data) / (H * W):.4f} bits/pixel "
