@@ -33,12 +33,6 @@ def train(config_path, data, out, resume, max_steps, overrides):
         click.echo(f"checkpoint: {ckpt}")
 
 
-def _eval_data(loaded, data_dir, split, limit):
-    from diffcodec.data import images_for_model
-
-    return images_for_model(loaded.config.data, loaded.config.model.in_channels, data_dir, split, limit)
-
-
 @main.command()
 @model_option
 @click.option("--data", "data_dir", required=True, help="Data directory (IDX, CIFAR-10 batches or images).")
@@ -58,11 +52,12 @@ def bpd(model_name, data_dir, split, limit, steps, batch_size, seed, json_out):
     is used whole.
     """
     from diffcodec.bpd import evaluate_bpd
+    from diffcodec.data import images_for_model
     from diffcodec.sharding import is_main
     from diffcodec.zoo import load_model
 
     loaded = load_model(model_name)
-    images = _eval_data(loaded, data_dir, split, limit)
+    images = images_for_model(loaded.config.data, loaded.config.model.in_channels, data_dir, split, limit)
     diffusion = loaded.diffusion(steps)
     with click.progressbar(length=len(images), label=f"bits/dim over {diffusion.num_timesteps} steps",
                            show_pos=True) as bar:

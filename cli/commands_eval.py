@@ -17,18 +17,12 @@ def evaluate():
 
 def _images(loaded, data, split, limit):
     """Evaluation images from a data directory, or a single image file (any size)."""
-    import numpy as np
-
-    from diffcodec.data import load_image
+    from diffcodec.data import images_for_model, load_image
 
     p = Path(data).expanduser()
     if p.is_file():
-        return load_image(p, loaded.config.model.in_channels if loaded else None)[None]
-    from .commands_core import _eval_data
-
-    if loaded is None:
-        raise click.ClickException("a data directory needs --model to know the image format")
-    return np.asarray(_eval_data(loaded, p, split, limit))
+        return load_image(p, loaded.config.model.in_channels)[None]
+    return images_for_model(loaded.config.data, loaded.config.model.in_channels, p, split, limit)
 
 
 @evaluate.command("table4")
