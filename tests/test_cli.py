@@ -116,9 +116,9 @@ def _with_version(path, tmp_path, v):
 
 def test_train_sample_bpd(run, tiny_config, idx_dir, tmp_path):
     out = tmp_path / "run"
-    run("train", "--config", tiny_config, "--data", idx_dir, "--out", out, "--max-steps", "20")
+    run("train", "--config", tiny_config, "--data", idx_dir, "--out", out, "--max-steps", "200")
     ckpt = out / "last.pt"
-    run("train", "--config", tiny_config, "--data", idx_dir, "--out", out, "--max-steps", "25", "--resume")
+    run("train", "--config", tiny_config, "--data", idx_dir, "--out", out, "--max-steps", "210", "--resume")
     r = run("sample", "--model", ckpt, "-n", "4", "-o", tmp_path / "s.png", "--steps", "10", "--seed", "1")
     assert (tmp_path / "s.png").exists()
     run("sample", "--model", ckpt, "-n", "2", "-o", tmp_path / "p.png", "--steps", "10", "--progressive", "--frames", "5")

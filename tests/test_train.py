@@ -71,3 +71,20 @@ def test_distributed_data_parallel_two_cpu_processes(tiny_config, idx_dir, tmp_p
     assert state["step"] == 6
     # DDP keeps replicas identical, so rank 0's weights are the synchronised model
     assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_model_store_refuses_tampered_weights(tiny_checkpoint, tmp_path, monkeypatch):
+    from diffcodec.checkpoint import ModelError, export_model
+    from diffcodec.zoo import read_index, register_model
+
+    state = load_checkpoint(tiny_checkpoint)
+    export_model(state["ema"], state["config"], tmp_path / "m", {"train_steps": state["step"]})
+    register_model("m", tmp_path, "test")
+    monkeypatch.setenv("DIFFCODEC_MODELS", str(tmp_path))
+    assert load_model("m", "cpu").sha256 == read_index(tmp_path)["m"]["sha256"]
+    weights = tmp_path / "m" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="does not match the index"):
+        load_model("m", "cpu")
