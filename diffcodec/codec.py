@@ -289,9 +289,9 @@ def decode_container(loaded, container: Container, layers: int | None = None,
                               out["variance"], state)
             try:
                 x = coder.decode(ctx, dec)
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except BaseException:  # noqa: BLE001 - constriction's panics derive from BaseException
+            except BaseException as e:  # constriction's PanicException derives from BaseException
+                if not isinstance(e, Exception) and type(e).__name__ != "PanicException":
+                    raise
                 raise FormatError(f"layer {used + 1} cannot be decoded: the file is corrupt") from None
             if not np.all(np.isfinite(x)):
                 raise FormatError(f"layer {used + 1} decodes to invalid values: the file is corrupt")
