@@ -139,9 +139,11 @@ def encode_image(loaded, image: np.ndarray, backend: str = "uq", steps: str | No
                  seed: int = 0, stop_step: int | None = None, target_psnr: float | None = None,
                  bpp: float | None = None, lossless: bool = False, max_layers: int = 8,
                  progress=None, coder=None) -> EncodeResult:
-    """Encode uint8 [C, H, W] into .dfc bytes (backend "ideal": no bytes, records only). Rate control: stop once x_t with paper t <= stop_step
-    is sent, at the first step whose x0_hat reaches target_psnr, or at the last step whose file
-    fits bpp bits per pixel. progress(i) is called after each step."""
+    """Encode uint8 [C, H, W] into .dfc bytes (backend "ideal": no bytes, records only).
+
+    Rate control: stop once x_t with paper t <= stop_step is sent, at the first step whose x0_hat
+    reaches target_psnr, or at the last step whose file fits bpp bits per pixel. progress(i) is
+    called after each step; ``coder`` overrides the backend's default step coder."""
     t_start = time.perf_counter()
     C, H, W = image.shape
     cfg = loaded.config
