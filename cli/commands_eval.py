@@ -73,10 +73,13 @@ def table4(model_name, data_dir, limit, batch_size, seed, json_out, plot_out):
 @click.option("--no-per-image", is_flag=True, help="Leave per-image rows out of the JSON.")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
 def rd(model_name, data, limit, codecs, steps, anchor, no_per_image, out_dir):
-    """Rate-distortion curves (one CompressAI-style JSON per codec) with BD-rate against an anchor."""
+    """Rate-distortion curves (one CompressAI-style JSON per codec) with BD-rate against an anchor.
+
+    Under torchrun the images are sharded across processes (the output directory must be shared)."""
     from diffcodec import rdcurves
     from diffcodec.figures import plot_rd
     from diffcodec.rd import bd_psnr, bd_rate
+    from diffcodec.sharding import is_main
     from diffcodec.zoo import load_model
 
     names = [c.strip() for c in codecs.split(",") if c.strip()]
@@ -92,6 +95,8 @@ def rd(model_name, data, limit, codecs, steps, anchor, no_per_image, out_dir):
     for name in names:
         with click.progressbar(length=len(images), label=f"{name:9s}", show_pos=True) as bar:
             docs[name] = rdcurves.evaluate_codec(name, images, out, loaded, steps, not no_per_image, bar.update)
+    if not is_main():  # under torchrun every rank coded its shard; rank 0 writes the results
+        return
     if anchor in docs:
         a = docs[anchor]["results"]
         for name, doc in docs.items():

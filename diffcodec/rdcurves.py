@@ -17,6 +17,7 @@ from .bitstream import Container
 from .codec import decode_container, encode_image
 from .errors import UserError
 from .rd import ms_ssim, psnr
+from .sharding import gather_rows, my_indices
 
 DIFFUSION_CODECS = ("ideal", "uq", "rcc")
 MAX_POINTS = 10
@@ -60,18 +61,16 @@ def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, s
     files_dir = Path(out_dir) / "files" / codec
     files_dir.mkdir(parents=True, exist_ok=True)
     C, H, W = images.shape[1:]
-    points: dict = {}
-    rows_out = []
-    for n, img in enumerate(images):
+    if codec in DIFFUSION_CODECS and loaded is None:
+        raise UserError(f"codec {codec} needs a model")
+    if codec not in DIFFUSION_CODECS and not baselines.available(codec):
+        raise UserError(f"codec {codec} is not available here"
+                        + (" (pip install 'diffcodec[baselines]')" if codec == "jxl" else ""))
+
+    def image_points(n: int, img: np.ndarray) -> list:
         if codec in DIFFUSION_CODECS:
-            if loaded is None:
-                raise UserError(f"codec {codec} needs a model")
-            rows = _diffusion_points(loaded, codec, img, steps, files_dir, f"img{n:05d}")
-            keyed = [(r["steps"], r) for r in rows]
+            keyed = [(r["steps"], r) for r in _diffusion_points(loaded, codec, img, steps, files_dir, f"img{n:05d}")]
         else:
-            if not baselines.available(codec):
-                raise UserError(f"codec {codec} is not available here"
-                                + (" (pip install 'diffcodec[baselines]')" if codec == "jxl" else ""))
             keyed = []
             for q in baselines.QUALITIES[codec]:
                 data, dec, te, td = baselines.encode_decode(codec, img, q)
@@ -79,15 +78,26 @@ def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, s
                 path.write_bytes(data)
                 keyed.append((q, {"bits": 8 * len(data), "psnr": psnr(dec, img), "enc": te, "dec": td,
                                   "decoded": dec, "file": str(path)}))
+        for _, r in keyed:
+            decoded = r.pop("decoded", None)
+            r["ms_ssim"] = ms_ssim(decoded, img) if decoded is not None else None
+        return keyed
+
+    mine = my_indices(len(images))      # this process's share under torchrun, else all images
+    per_image_points = []
+    for n in mine:
+        per_image_points.append(image_points(int(n), images[n]))
+        if progress:
+            progress(1)
+    points: dict = {}
+    rows_out = []
+    for n, keyed in enumerate(gather_rows(mine, per_image_points, len(images))):
         for key, r in keyed:
-            r["ms_ssim"] = ms_ssim(r["decoded"], img) if r.get("decoded") is not None else None
             points.setdefault(key, []).append(r)
             if per_image:
                 rows_out.append({"image": n, "point": key, "bytes": r["bits"] / 8 if codec != "ideal" else None,
                                  "bits": r["bits"], "bpp": r["bits"] / (H * W), "psnr": r["psnr"],
                                  "ms_ssim": r["ms_ssim"], "file": r.get("file")})
-        if progress:
-            progress(1)
     keys = sorted(points, key=lambda k: np.mean([r["bits"] for r in points[k]]))
     mean = lambda k, f: float(np.mean([r[f] for r in points[k]]))  # noqa: E731
     fin = lambda v: v if math.isfinite(v) else 99.0  # noqa: E731  (lossless points: cap PSNR for plots)

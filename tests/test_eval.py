@@ -102,3 +102,22 @@ def test_table4_sharded_over_two_processes_matches_one(tiny_store, idx_dir, tmp_
     for a, b in zip(one["rows"], two["rows"]):
         assert a["rate_bpd"] == pytest.approx(b["rate_bpd"], rel=1e-5)
         assert a["rmse"] == pytest.approx(b["rmse"], rel=1e-5)
+
+
+def test_rd_sharded_over_two_processes_matches_one(tiny_store, idx_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    args = ["eval", "rd", "--model", "tiny", "--data", str(idx_dir), "--limit", "3", "--codecs", "uq,webp",
+            "--steps", "5", "--anchor", "webp"]
+    invoke(*args, "-o", tmp_path / "one")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "-m", "diffcodec", *args, "-o", str(tmp_path / "two")],
+                       env=env, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for name in ("uq", "webp"):
+        one, two = (json.loads((tmp_path / d / f"{name}.json").read_text())["results"] for d in ("one", "two"))
+        assert one["bytes"] == two["bytes"]
+        assert one["psnr"] == pytest.approx(two["psnr"])
