@@ -24,5 +24,6 @@ export OMP_NUM_THREADS=1
   diffcodec eval rd --model fmnist --data "$FM" --limit 10 --codecs ideal,uq,rcc,jpeg,webp,avif,jpeg2000,jxl --anchor webp -o "$OUT/rd_fmnist"
   diffcodec eval rd --model photo --data "$PH" --limit 20 --codecs ideal,uq,jpeg,webp,avif,jpeg2000,jxl --anchor webp -o "$OUT/rd_photo"
   python eval/bench_net.py --threads 1 --repeats 2
+  python eval/rcc_bias.py --trials 300 > "$OUT/rcc_bias.txt"
 ) > "$OUT/stream_b.log" 2>&1 &
 wait
