@@ -23,6 +23,7 @@ export OMP_NUM_THREADS=1
   python eval/bench_codec.py --limit 100 --rcc-limit 10 --json "$OUT/bench_codec.json"
   diffcodec eval rd --model fmnist --data "$FM" --limit 10 --codecs ideal,uq,rcc,jpeg,webp,avif,jpeg2000,jxl --anchor webp -o "$OUT/rd_fmnist"
   diffcodec eval rd --model photo --data "$PH" --limit 20 --codecs ideal,uq,jpeg,webp,avif,jpeg2000,jxl --anchor webp -o "$OUT/rd_photo"
+  diffcodec eval rd --model photo --data "$PH" --limit 4 --codecs ideal,uq,rcc,jpeg,webp,avif,jpeg2000,jxl --anchor webp -o "$OUT/rd_photo_rcc"
   python eval/bench_net.py --threads 1 --repeats 2
   python eval/rcc_bias.py --trials 300 > "$OUT/rcc_bias.txt"
 ) > "$OUT/stream_b.log" 2>&1 &
