@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Re-measures every number quoted in README.md and the model cards (about 20 minutes on 2 cores;
+# Re-measures every number quoted in README.md and the model cards (about 30 minutes on 2 cores;
 # JPEG XL needs the baselines extra: pip install ".[baselines]").
 # Usage: bash eval/measure_all.sh [OUTDIR]   (default eval/results)
 set -uo pipefail
@@ -11,7 +11,7 @@ mkdir -p "$OUT"
 export OMP_NUM_THREADS=1
 (
   diffcodec bpd --model fmnist --data "$FM" --limit 1000 --steps 100 --json "$OUT/bpd_fmnist_1000img_100steps.json"
-  diffcodec eval table4 --model fmnist --data "$FM" --limit 100 --json "$OUT/table4_fmnist.json" --plot "$OUT/figure5_fmnist.png"
+  diffcodec eval table4 --model fmnist --data "$FM" --limit 50 --json "$OUT/table4_fmnist.json" --plot "$OUT/figure5_fmnist.png"
   [ -n "${SKIP_PHOTO_BPD:-}" ] || diffcodec bpd --model photo --data "$PH" --limit 200 --steps 100 --json "$OUT/bpd_photo_200tiles_100steps.json"
   python eval/baselines_lossless.py --model photo --data "$PH" --limit 200 > "$OUT/lossless_photo.txt"
   python eval/baselines_lossless.py --model fmnist --data "$FM" --limit 1000 > "$OUT/lossless_fmnist.txt"
