@@ -24,6 +24,7 @@ from .coding.randomness import PURPOSE_XT, normals
 from .coding.rcc import RCCCoder
 from .coding.uq import UQCoder
 from .errors import UserError
+from .rd import psnr
 
 DEFAULT_STEPS = {"uq": "quad8", "rcc": "100", "ideal": "100"}
 RECONSTRUCTIONS = ("x0", "flow", "ancestral")
@@ -43,11 +44,6 @@ def make_coder(backend: str, params: bytes = b""):
         except ValueError as e:
             raise FormatError(f"corrupt header ({e})") from None
     raise UserError(f"unknown backend {backend!r}; use uq or rcc")
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
 
 
 def to_pixels(x: np.ndarray) -> np.ndarray:
