@@ -5,6 +5,7 @@ so the result is the same as a single process (per-image noise is seeded by the 
 """
 from __future__ import annotations
 
+import atexit
 import os
 
 import numpy as np
@@ -17,7 +18,16 @@ def world() -> tuple[int, int]:
     rank = int(os.environ.get("RANK", "0"))
     if size > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        atexit.register(_close)
     return rank, size
+
+
+def _close() -> None:
+    """At exit, wait for every rank (rank 0 may still be writing results), then tear the group
+    down: a rank that simply exits while a peer still holds the connection can abort."""
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 def is_main() -> bool:
