@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from .errors import UserError
 
 MAGIC = b"DF"
-VERSION = 1
+VERSION = 2   # 2: rcc chunk-count prior 0.35 + 0.18 n (version 1 files are refused)
 BACKENDS = ("uq", "rcc")
 CHANNEL_CODES = {1: 0, 3: 1}
 

@@ -26,7 +26,7 @@ from .coding.uq import UQCoder
 from .errors import UserError
 from .rd import psnr
 
-DEFAULT_STEPS = {"uq": "quad8", "rcc": "100", "ideal": "100"}
+DEFAULT_STEPS = {"uq": "quad8", "rcc": "quad50", "ideal": "100"}
 RECONSTRUCTIONS = ("x0", "flow", "ancestral")
 PURPOSE_ANCESTRAL = 5
 

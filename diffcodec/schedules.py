@@ -55,8 +55,12 @@ def space_timesteps(num_timesteps: int, spec: str | int | None) -> list[int]:
             n = int(s[4:])
             if not 2 <= n <= T:
                 raise ValueError
-            kept = sorted({int(round((T - 1) * (i / (n - 1)) ** 2)) for i in range(n)})
-            if len(kept) != n:
+            # t_i = round((T-1) (i/(n-1))^2), nudged up to stay strictly increasing where the
+            # squares crowd near t = 0 (no-op for small n: quad8 keeps 0,20,82,183,326,510,734,999)
+            kept = []
+            for i in range(n):
+                kept.append(max(int(round((T - 1) * (i / (n - 1)) ** 2)), kept[-1] + 1 if kept else 0))
+            if kept[-1] != T - 1:
                 raise ValueError
             return kept
         if "," in s:

@@ -25,6 +25,6 @@ export OMP_NUM_THREADS=1
   diffcodec eval rd --model photo --data "$PH" --limit 20 --codecs ideal,uq,jpeg,webp,avif,jpeg2000,jxl --anchor webp -o "$OUT/rd_photo"
   diffcodec eval rd --model photo --data "$PH" --limit 4 --codecs ideal,uq,rcc,jpeg,webp,avif,jpeg2000,jxl --anchor webp -o "$OUT/rd_photo_rcc"
   python eval/bench_net.py --threads 1 --repeats 2
-  python eval/rcc_bias.py --trials 300 > "$OUT/rcc_bias.txt"
+  (python eval/rcc_bias.py --trials 2000; echo; python eval/rcc_bias.py --trials 1000 --log2-k 16) > "$OUT/rcc_bias.txt"
 ) > "$OUT/stream_b.log" 2>&1 &
 wait

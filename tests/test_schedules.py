@@ -19,7 +19,7 @@ def test_cosine_alpha_bar_follows_formula():
     assert np.all(np.diff(abar) < 0)
 
 
-@pytest.mark.parametrize("spec,n", [("10", 10), ("ddim25", 25), ("quad8", 8), ("0,5,99", 3), (None, 100), ("all", 100), ("1", 1)])
+@pytest.mark.parametrize("spec,n", [("10", 10), ("ddim25", 25), ("quad8", 8), ("quad50", 50), ("0,5,99", 3), (None, 100), ("all", 100), ("1", 1)])
 def test_respacing_keeps_alpha_bar(spec, n):
     base = named_betas("linear", 100)
     kept = space_timesteps(100, spec)
@@ -33,7 +33,15 @@ def test_even_spacing_includes_both_ends():
     assert kept[0] == 0 and kept[-1] == 999
 
 
-@pytest.mark.parametrize("spec", ["0", "abc", "ddim0", "5,1000", "2000"])
+def test_quad_spacing_is_quadratic_and_strictly_increasing():
+    assert space_timesteps(1000, "quad8") == [0, 20, 82, 183, 326, 510, 734, 999]
+    kept = space_timesteps(1000, "quad100")  # squares crowd below t = 11: nudged up by one each
+    assert len(kept) == 100 and kept[:12] == list(range(11)) + [12] and kept[-1] == 999
+    assert all(b > a for a, b in zip(kept, kept[1:]))
+    assert space_timesteps(1000, "quad1000") == list(range(1000))
+
+
+@pytest.mark.parametrize("spec", ["0", "abc", "ddim0", "5,1000", "2000", "quad1001", "quad1"])
 def test_bad_specs(spec):
     with pytest.raises(ValueError, match="step spec"):
         space_timesteps(1000, spec)

@@ -49,9 +49,12 @@ class RCCCoder(StepCoder):
 
     @staticmethod
     def _count_prior(ctx: StepContext):
-        """(lo, hi, mean, std) for the chunk count, centred on the previous step's count."""
-        prev = ctx.state.get("chunks", 0)
-        return 0, ctx.dims, [float(prev)], [max(1.0, prev / 4.0)]
+        """(lo, hi, mean, std) for the chunk count: centred on the previous step's count (1 before
+        the first step), spread 0.35 + 0.18 x that count. Counts grow slowly along the chain, so
+        repeating a small count costs a fraction of a bit (measured on two Fashion-MNIST test
+        images at quad50: 1.7 bits per step, against 2.1 with a spread of max(1, n/4))."""
+        prev = ctx.state.get("chunks", 1)
+        return 0, ctx.dims, [float(prev)], [0.35 + 0.18 * prev]
 
     def _groups(self, ctx: StepContext, n: int) -> list[np.ndarray]:
         return np.array_split(permutation(ctx.seed, ctx.step, ctx.dims), n)
