@@ -1,6 +1,7 @@
 """Codec benchmark: speed and rate overhead of each backend on real images.
 
-    python eval/bench_codec.py [--fmnist DIR] [--limit 100] [--rcc-limit 10] [--photo PATH] [--json OUT]
+    python eval/bench_codec.py [--fmnist DIR] [--limit 100] [--rcc-limit 10] [--rcc-steps quad50,quad100]
+                               [--photo PATH] [--json OUT]
 
 For each backend, on the first Fashion-MNIST test images (model fmnist) and on a 768x512 crop of
 a held-out photo (model photo): encode and decode seconds per image, network evaluations, the
@@ -70,6 +71,8 @@ def main():
     ap.add_argument("--limit", type=int, default=100)
     ap.add_argument("--rcc-limit", type=int, default=10, help="images for rcc (it is slow)")
     ap.add_argument("--photo", default=str(Path(__file__).resolve().parents[1] / ".." / "shared/data/photos/045.png"))
+    ap.add_argument("--rcc-steps", default="quad50,quad100",
+                    help="comma-separated step specs to run rcc with (quad50 is its default)")
     ap.add_argument("--rcc-photo", action="store_true")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--json")
@@ -81,7 +84,8 @@ def main():
     fm = load_model("fmnist")
     imgs = load_split(DataConfig(path=args.fmnist), "test")
     rows.append(run(fm, imgs[:args.limit], "uq", None, "fmnist-test"))
-    rows.append(run(fm, imgs[:args.rcc_limit], "rcc", None, "fmnist-test"))
+    for spec in args.rcc_steps.split(","):
+        rows.append(run(fm, imgs[:args.rcc_limit], "rcc", spec, "fmnist-test"))
     photo = load_model("photo")
     im = load_image(args.photo, 3)
     H, W = im.shape[1:]

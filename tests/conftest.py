@@ -151,3 +151,18 @@ def tiny_store(tmp_path_factory, tiny_checkpoint, photo_dir):
         os.environ.pop("DIFFCODEC_MODELS", None)
     else:
         os.environ["DIFFCODEC_MODELS"] = old
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_store):
+    """The `tiny` model of the store, loaded on the CPU."""
+    from diffcodec.zoo import load_model
+
+    return load_model("tiny", "cpu")
+
+
+@pytest.fixture(scope="session")
+def tinyrgb(tiny_store):
+    from diffcodec.zoo import load_model
+
+    return load_model("tinyrgb", "cpu")

@@ -15,16 +15,6 @@ from conftest import synthetic_images
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_store):
-    return load_model("tiny", "cpu")
-
-
-@pytest.fixture(scope="module")
-def tinyrgb(tiny_store):
-    return load_model("tinyrgb", "cpu")
-
-
-@pytest.fixture(scope="module")
 def gray_image():
     return synthetic_images(1, size=8, seed=5)[0][None]
 

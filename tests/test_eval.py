@@ -30,6 +30,17 @@ def test_table4_rows_are_monotone(tiny_store, idx_dir, tmp_path):
     assert (tmp_path / "fig5.png").stat().st_size > 1000
 
 
+def test_bitsback_command(tiny_store, idx_dir, tmp_path):
+    r = invoke("eval", "bitsback", "--model", "tiny", "--data", idx_dir, "--limit", "3", "--steps", "5",
+               "--json", tmp_path / "bb.json")
+    assert "decoded exactly" in r.output
+    doc = json.loads((tmp_path / "bb.json").read_text())
+    assert doc["images"] == 3 and doc["net_bpd"] > 0 and doc["single_image_bpd"] > doc["net_bpd"]
+    bad = CliRunner().invoke(main, ["eval", "bitsback", "--model", "tiny", "--data", str(idx_dir),
+                                    "--steps", "quad99"])
+    assert bad.exit_code != 0 and "Traceback" not in bad.output and "step spec" in bad.output
+
+
 def test_rd_json_bytes_match_files(tiny_store, idx_dir, tmp_path):
     out = tmp_path / "rd"
     invoke("eval", "rd", "--model", "tiny", "--data", idx_dir, "--limit", "3",
