@@ -25,8 +25,11 @@ class DiffusionConfig:
     num_timesteps: int = 1000
     var_type: str = VarianceType.FIXED_SMALL.value
     loss: str = LossType.SIMPLE.value
+    kind: str = "gaussian"        # "masking": T = D masking diffusion (an autoregressive model)
 
     def validate(self):
+        if self.kind not in ("gaussian", "masking"):
+            raise ConfigError("diffusion.kind must be gaussian or masking")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"diffusion.schedule must be one of {SCHEDULES}")
         VarianceType(self.var_type)
@@ -78,6 +81,10 @@ class Config:
         except (TypeError, ValueError) as e:
             raise ConfigError(f"bad config: {e}") from None
         cfg.model.learn_sigma = cfg.diffusion.var_type == VarianceType.LEARNED_RANGE.value
+        if cfg.diffusion.kind == "masking":
+            cfg.model.categories = cfg.model.categories or 256
+        elif cfg.model.categories:
+            raise ConfigError("model.categories is for diffusion.kind = masking")
         return cfg
 
 

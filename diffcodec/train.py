@@ -87,7 +87,11 @@ def _train(cfg, out_dir, resume, max_steps, progress, dist) -> Path:
     torch.manual_seed(tc.seed + dist.rank)
     data = load_split(cfg.data, "train", channels=cfg.model.in_channels)
     sampler = BatchSampler(data, cfg.data.crop, cfg.data.flip, seed=tc.seed * 1000 + dist.rank + start_step)
-    diffusion = cfg.diffusion.build()
+    if cfg.diffusion.kind == "masking":
+        from .masking import MaskingDiffusion
+        diffusion = MaskingDiffusion((cfg.model.in_channels, cfg.data.crop, cfg.data.crop), cfg.model.categories)
+    else:
+        diffusion = cfg.diffusion.build()
     model = UNet(cfg.model).to(dist.device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)

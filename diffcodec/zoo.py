@@ -54,8 +54,25 @@ class LoadedModel:
     net: torch.nn.Module
     info: dict
 
+    @property
+    def is_masking(self) -> bool:
+        return self.config.diffusion.kind == "masking"
+
     def diffusion(self, steps=None) -> GaussianDiffusion:
+        if self.is_masking:
+            raise ModelError(f"model {self.name} is a masking (autoregressive) diffusion: use "
+                             "`diffcodec eval ardm` with it")
         return self.config.diffusion.build(steps)
+
+    def masking(self, shape=None):
+        """The T = D masking diffusion of a masking model, for images of ``shape`` (default: its
+        training crop)."""
+        from .masking import MaskingDiffusion
+
+        if not self.is_masking:
+            raise ModelError(f"model {self.name} is a Gaussian diffusion, not a masking one")
+        c = self.config
+        return MaskingDiffusion(shape or (c.model.in_channels, c.data.crop, c.data.crop), c.model.categories)
 
     @property
     def device(self) -> torch.device:

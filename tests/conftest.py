@@ -166,3 +166,21 @@ def tinyrgb(tiny_store):
     from diffcodec.zoo import load_model
 
     return load_model("tinyrgb", "cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_masking(tmp_path_factory, tiny_config, idx_dir):
+    """A tiny T = D masking diffusion (the tiny U-Net on 8x8 grayscale), trained 15 steps and
+    exported to a model directory."""
+    from diffcodec.checkpoint import export_model, load_checkpoint
+    from diffcodec.config import load_config
+    from diffcodec.train import train
+
+    cfg = load_config(tiny_config, [f'data.path="{idx_dir}"', 'diffusion.kind="masking"',
+                                    'diffusion.var_type="fixedsmall"', 'diffusion.loss="simple"',
+                                    "train.max_steps=15", "train.checkpoint_every_steps=15"])
+    ckpt = train(cfg, tmp_path_factory.mktemp("mrun"), progress=False)
+    state = load_checkpoint(ckpt)
+    out = tmp_path_factory.mktemp("mmodel") / "tinymask"
+    export_model(state["ema"], state["config"], out, {"train_steps": state["step"]})
+    return out

@@ -22,9 +22,16 @@ class UNetConfig:
     attention_ds: tuple[int, ...] = ()   # downsampling factors (1, 2, 4, ...) that get self-attention
     dropout: float = 0.0
     learn_sigma: bool = False            # output 2*C channels: eps and the variance interpolation v
+    categories: int = 0                  # > 0: masking diffusion; input image + mask, output logits
+
+    @property
+    def net_in_channels(self) -> int:
+        return self.in_channels * (2 if self.categories else 1)
 
     @property
     def out_channels(self) -> int:
+        if self.categories:
+            return self.in_channels * self.categories
         return self.in_channels * (2 if self.learn_sigma else 1)
 
     def to_dict(self) -> dict:
@@ -101,7 +108,7 @@ class UNet(nn.Module):
         ch = c.base_channels
         emb_dim = 4 * ch
         self.time_embed = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.conv_in = nn.Conv2d(c.in_channels, ch, 3, padding=1)
+        self.conv_in = nn.Conv2d(c.net_in_channels, ch, 3, padding=1)
 
         self.down = nn.ModuleList()
         skips, cur, ds = [ch], ch, 1

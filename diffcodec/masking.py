@@ -1,0 +1,193 @@
+"""The T = D masking diffusion of the paper's Section 4.3: a diffusion that is an autoregressive model.
+
+The forward process masks one more coordinate per step, in a fixed order sigma: x_t keeps the
+first D - t coordinates of sigma and masks the other t, so x_0 is the image and x_D is all mask.
+The reverse step p(x_{t-1} | x_t) reveals coordinate sigma_{D-t+1} with a categorical over the 256
+grey levels predicted from the visible ones, and copies the rest. The forward posterior
+q(x_{t-1} | x_t, x_0) is a point mass on x_0's value there, so each KL term of the variational
+bound is that coordinate's negative log-likelihood, L_T = 0, and the bound is exactly the
+autoregressive chain rule -sum_k log p(x_{sigma_k} | x_{sigma_<k}): there is no bound gap.
+
+Training is order-agnostic (ARDM, Hoogeboom et al. 2021): a random order and a random number of
+masked coordinates per example, the cross-entropy of every masked coordinate weighted by 1 / (number
+masked), an unbiased estimate of the per-dimension NLL averaged over orders. The network sees the
+masked image (masked coordinates set to 0) and the mask, and the number of masked coordinates as
+its timestep. Units: the loss is in nats per dimension; the bound terms are bits.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .coding.randomness import PURPOSE_PERM, _key
+from .errors import UserError
+
+LN2 = math.log(2.0)
+PURPOSE_ORDER = PURPOSE_PERM
+
+
+class MaskingDiffusion:
+    def __init__(self, shape, categories: int = 256):
+        self.shape = tuple(int(v) for v in shape)            # (C, H, W)
+        self.D = int(np.prod(self.shape))
+        self.num_timesteps = self.D
+        self.categories = int(categories)
+
+    # ------------------------------------------------------------------ network interface
+    def logits(self, net, x0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x0: [B, C, H, W] model range; mask: [B, C, H, W] (1 = masked). -> [B, C, K, H, W]."""
+        n_masked = mask.flatten(1).sum(1).round().long()
+        inp = torch.cat([torch.where(mask > 0, torch.zeros_like(x0), x0), mask], dim=1)
+        out = net(inp, n_masked)
+        B, C, H, W = x0.shape
+        return out.view(B, C, self.categories, H, W)
+
+    @staticmethod
+    def classes(x0: torch.Tensor) -> torch.Tensor:
+        return ((x0 + 1.0) * 127.5).round().clamp(0, 255).long()
+
+    def training_losses(self, net, x0, t, noise=None, loss_type=None):
+        """Order-agnostic loss per example (nats per dimension); t in [0, D) masks t + 1 coordinates.
+        ``noise`` and ``loss_type`` are accepted for the training loop's interface and unused."""
+        B = x0.shape[0]
+        n_masked = (t + 1).float()
+        ranks = torch.rand(B, self.D, device=x0.device).argsort(1).argsort(1)
+        mask = (ranks < n_masked[:, None]).float().view_as(x0)
+        logits = self.logits(net, x0, mask)
+        ce = F.cross_entropy(logits.transpose(1, 2), self.classes(x0), reduction="none")  # [B, C, H, W]
+        return (ce * mask).flatten(1).sum(1) / n_masked
+
+    # ------------------------------------------------------------------ orders
+    def order(self, kind: str = "raster", seed: int = 0) -> np.ndarray:
+        """Reveal order sigma (sigma[0] is revealed first): raster, or a seeded random permutation."""
+        if kind == "raster":
+            return np.arange(self.D)
+        if kind == "random":
+            raw = np.random.Philox(key=_key(seed, PURPOSE_ORDER, 2 ** 24 - 1)).random_raw(self.D)
+            return np.argsort(raw, kind="stable")
+        raise UserError(f"unknown order {kind!r}; use raster or random")
+
+    # ------------------------------------------------------------------ the bound
+    @torch.no_grad()
+    def bound_terms(self, net, images: np.ndarray, order: np.ndarray, progress=None) -> np.ndarray:
+        """KL terms of the bound, in bits, for uint8 images [B, C, H, W]: [B, D], term k is
+        L_{D-k-1} = -log2 p(x_{sigma_k} | x_{sigma_<k}) (one network evaluation per step)."""
+        dev = next(net.parameters()).device
+        x0 = _levels(self.categories, dev)[torch.from_numpy(images.astype(np.int64)).to(dev)]
+        cls = torch.from_numpy(images.astype(np.int64)).to(dev).flatten(1)
+        B = x0.shape[0]
+        mask = torch.ones(B, self.D, device=dev)
+        out = np.zeros((B, self.D))
+        for k, d in enumerate(order):
+            logp = F.log_softmax(self.logits(net, x0, mask.view_as(x0)).flatten(3)[..., :], dim=2)
+            c, rest = divmod(int(d), self.shape[1] * self.shape[2])
+            lp = logp[:, c, :, rest]                                           # [B, K]
+            out[:, k] = -(lp.gather(1, cls[:, d:d + 1]).squeeze(1) / LN2).double().cpu().numpy()
+            mask[:, d] = 0.0
+            if progress:
+                progress(1)
+        return out
+
+    # ------------------------------------------------------------------ generation
+    @torch.no_grad()
+    def sample(self, net, n: int, order: np.ndarray, seed: int = 0, frames: int = 0, progress=None):
+        """Ancestral sampling (= autoregressive generation in ``order``). Returns uint8 [n, C, H, W]
+        and, with frames > 0, snapshots [frames, n, C, H, W] of (revealed pixels, predicted mean
+        elsewhere) taken evenly along the chain (the last is the sample)."""
+        dev = next(net.parameters()).device
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        C, H, W = self.shape
+        x = torch.zeros(n, C, H, W, device=dev)
+        mask = torch.ones(n, self.D, device=dev)
+        levels = _levels(self.categories, dev)
+        snaps, keep = [], set(np.linspace(0, self.D, frames + 1).astype(int)[1:]) if frames else set()
+        for k, d in enumerate(order):
+            logits = self.logits(net, x, mask.view_as(x))
+            c, rest = divmod(int(d), H * W)
+            probs = F.softmax(logits[:, c].flatten(2)[:, :, rest].double().cpu(), dim=1)
+            v = torch.multinomial(probs, 1, generator=gen).squeeze(1).to(dev)
+            x.view(n, -1)[:, d] = levels[v]
+            mask[:, d] = 0.0
+            if k + 1 in keep:
+                mean = (F.softmax(logits, dim=2) * levels.view(1, 1, -1, 1, 1)).sum(2)
+                m = mask.view_as(x)
+                snaps.append(_to_uint8(x * (1 - m) + mean * m))
+            if progress:
+                progress(1)
+        out = _to_uint8(x)
+        return (out, np.stack(snaps)) if frames else out
+
+    # ------------------------------------------------------------------ lossless coding
+    @torch.no_grad()
+    def encode(self, net, image: np.ndarray, order: np.ndarray) -> bytes:
+        """Code uint8 [C, H, W] losslessly, one coordinate per step: CRC-16 + range-coded words."""
+        import constriction
+
+        pmfs = self._teacher_pmfs(net, image, order)
+        enc = constriction.stream.queue.RangeEncoder()
+        flat = image.reshape(-1)
+        for k, d in enumerate(order):
+            enc.encode(np.array([flat[d]], np.int32), constriction.stream.model.Categorical(pmfs[k], perfect=False))
+        return _crc(image) + enc.get_compressed().astype(">u4").tobytes()
+
+    @torch.no_grad()
+    def decode(self, net, data: bytes, order: np.ndarray) -> np.ndarray:
+        import constriction
+
+        if len(data) < 2 or (len(data) - 2) % 4:
+            raise UserError("masking-diffusion stream is truncated")
+        words = np.frombuffer(data[2:], ">u4").astype(np.uint32)
+        dec = constriction.stream.queue.RangeDecoder(words)
+        dev = next(net.parameters()).device
+        C, H, W = self.shape
+        x = torch.zeros(1, C, H, W, device=dev)
+        mask = torch.ones(1, self.D, device=dev)
+        out = np.zeros(self.D, np.uint8)
+        levels = _levels(self.categories, dev)
+        for d in order:
+            pmf = self._pmf(self.logits(net, x, mask.view_as(x)), int(d))[0]
+            v = int(dec.decode(constriction.stream.model.Categorical(pmf, perfect=False)))
+            out[d] = v
+            x.view(1, -1)[0, d] = levels[v]
+            mask[0, d] = 0.0
+        image = out.reshape(self.shape)
+        if _crc(image) != data[:2]:
+            raise UserError("decoded pixels do not match the stored checksum: the decoder's model "
+                            "output differs from the encoder's, or the file is corrupt")
+        return image
+
+    def _pmf(self, logits: torch.Tensor, d: int) -> np.ndarray:
+        """Coordinate d's pmf from the logits, snapped: logits rounded to 1/64 before a float64
+        softmax, so the coder sees identical numbers unless the network drifts across a step."""
+        c, rest = divmod(d, self.shape[1] * self.shape[2])
+        lg = logits[:, c].flatten(2)[:, :, rest].double().cpu().numpy()
+        lg = np.round(lg * 64.0) / 64.0
+        p = np.exp(lg - lg.max(1, keepdims=True))
+        return p / p.sum(1, keepdims=True)
+
+    def _teacher_pmfs(self, net, image, order) -> np.ndarray:
+        dev = next(net.parameters()).device
+        x = _levels(self.categories, dev)[torch.from_numpy(image[None].astype(np.int64)).to(dev)]
+        mask = torch.ones(1, self.D, device=dev)
+        pmfs = np.zeros((self.D, self.categories))
+        for k, d in enumerate(order):
+            pmfs[k] = self._pmf(self.logits(net, x, mask.view_as(x)), int(d))[0]
+            mask[0, d] = 0.0
+        return pmfs
+
+
+def _levels(categories: int, device) -> torch.Tensor:
+    """Model-range value of each grey level (float32, the same numbers on both sides)."""
+    return torch.arange(categories, dtype=torch.float32, device=device) / 127.5 - 1.0
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    return ((x.double().cpu().clamp(-1, 1) + 1) * 127.5).round().numpy().astype(np.uint8)
+
+
+def _crc(image: np.ndarray) -> bytes:
+    return (zlib.crc32(image.astype(np.uint8).tobytes()) & 0xFFFF).to_bytes(2, "big")
