@@ -33,7 +33,7 @@ def _fmt_db(v: float) -> str:
               help="Model name, model directory or checkpoint.")
 @click.option("--backend", type=click.Choice(["uq", "rcc"]), default="uq", show_default=True,
               help="uq: universal quantization (fast, few steps); rcc: reverse channel coding (the paper's Algorithm 3).")
-@click.option("--steps", default=None, help="Coded steps: N, quadN, ddimN or a list (default: quad8 for uq, 100 for rcc).")
+@click.option("--steps", default=None, help="Coded steps: N, quadN, ddimN or a list (default: quad8 for uq, quad50 for rcc).")
 @click.option("--stop-step", type=click.IntRange(0), help="Stop once x_t with t <= T is sent.")
 @click.option("--psnr", "target_psnr", type=float, help="Stop at the first step whose reconstruction reaches this PSNR (dB).")
 @click.option("--bpp", type=click.FloatRange(0, min_open=True), help="Keep the last step whose file fits B bits per pixel.")
