@@ -25,8 +25,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
+from .codec import _Model
 from .coding.entropy import gauss_op, info_bits
 from .coding.lossless import snapped_params
 from .coding.randomness import uniforms
@@ -82,6 +82,10 @@ class Chain:
     def N(self) -> int:
         return len(self.delta) - 1
 
+    def prior(self, D: int):
+        """Grid-unit mean and scale of p(z_N) = N(0, I)."""
+        return np.zeros(D), np.full(D, 1.0 / self.delta[self.N])
+
     def forward(self, j: int, z_prev: np.ndarray):
         """Grid-unit mean and scale of q(z_j | z_{j-1}); z_prev in model units (pixels for j = 1)."""
         a, b = self.diffusion.alphas[j - 1], self.diffusion.betas[j - 1]
@@ -107,29 +111,29 @@ def _initial_words(seed: int, n_words: int) -> np.ndarray:
     return np.minimum(np.floor(u * 2.0 ** 32), 2.0 ** 32 - 1).astype(np.uint32) | np.uint32(1) << np.uint32(31)
 
 
-class _Net:
-    def __init__(self, loaded, diffusion, shape):
-        self.loaded, self.diffusion, self.shape = loaded, diffusion, shape
-
-    def reverse(self, z: np.ndarray, j: int):
-        """Model-unit mean and variance of p(z_{j-1} | z_j), float64 [D]."""
-        x = torch.from_numpy(z.reshape(1, *self.shape)).float().to(self.loaded.device)
-        t = torch.full((1,), j - 1, dtype=torch.long, device=x.device)
-        with torch.no_grad():
-            o = self.diffusion.p_mean_variance(self.loaded.net, x, t)
-        return o["mean"].double().cpu().numpy().ravel(), o["variance"].double().cpu().numpy().ravel()
-
-
-def _reverse_params(chain: Chain, j: int, mean: np.ndarray, var: np.ndarray):
+def _reverse_params(chain: Chain, j: int, net, z: np.ndarray):
+    """Snapped coder parameters of p(z_{j-1} | z_j): pixel units for j = 1, grid units of z_{j-1}
+    otherwise (one network evaluation at z_j)."""
+    o = net.out(z, j - 1)
+    mean, var = o["mean"], o["variance"]
     if j == 1:
         return snapped_params(mean, var)
     d = chain.delta[j - 1]
     return _snap_mean(mean / d), _snap_scale(np.sqrt(var) / d)
 
 
-def _info(k, lo, hi, mu, sd) -> float:
-    """Information content -log2 P(k) of symbols under a quantized Gaussian, in bits."""
+def _info(chain: Chain, j: int, k, mu, sd) -> float:
+    """Information content -log2 P(k) in bits of z_j's symbols (pixels for j = 0) under a
+    quantized Gaussian on z_j's symbol range."""
+    lo, hi = (0, 255) if j == 0 else (-int(chain.radius[j]), int(chain.radius[j]))
     return info_bits(gauss_op(k, lo, hi, mu, sd))
+
+
+def _setup(loaded, steps, shape):
+    """(Chain, the coder's models for z_0..z_N, network evaluator) for one respaced chain."""
+    net = _Model(loaded, steps, shape)
+    chain = Chain.build(net.diffusion)
+    return chain, _models(chain), net
 
 
 def encode_chain(loaded, images: np.ndarray, steps=None, seed: int = 0,
@@ -141,39 +145,30 @@ def encode_chain(loaded, images: np.ndarray, steps=None, seed: int = 0,
 
     n, C, H, W = images.shape
     D = C * H * W
-    chain = Chain.build(loaded.diffusion(steps))
-    models, net = _models(chain), _Net(loaded, chain.diffusion, (C, H, W))
+    chain, models, net = _setup(loaded, steps, (C, H, W))
     init = _initial_words(seed, max(2, -(-initial_bits_per_dim * D // 32)))
     coder = constriction.stream.stack.AnsCoder(init.copy())
     stats = ChainStats()
     for i in range(n):
         start = low = coder.num_bits()
         bound = 0.0
-        pixels = images[i].reshape(-1).astype(np.int32)
-        z_prev = _model_units(images[i].reshape(-1))
+        k_prev = images[i].reshape(-1).astype(np.int32)      # symbols of z_{j-1}; pixels for j = 1
+        z_prev = _model_units(k_prev)
         for j in range(1, chain.N + 1):
-            r = int(chain.radius[j])
             mu, sd = chain.forward(j, z_prev)
             k = coder.decode(models[j], mu, sd)
             low = min(low, coder.num_bits())
             if low < 64:
                 raise StackDry(f"image {i}: the stack ran dry after step {j}")
-            bound -= _info(k, -r, r, mu, sd)
+            bound -= _info(chain, j, k, mu, sd)
             z = k.astype(np.float64) * chain.delta[j]
-            pm, pv = _reverse_params(chain, j, *net.reverse(z, j))
-            if j == 1:
-                sym, lo, hi = pixels, 0, 255
-            else:
-                rp = int(chain.radius[j - 1])
-                sym, lo, hi = np.round(z_prev / chain.delta[j - 1]).astype(np.int32), -rp, rp
-            coder.encode_reverse(sym, models[j - 1], pm, pv)
-            bound += _info(sym, lo, hi, pm, pv)
-            z_prev = z
-        r = int(chain.radius[chain.N])
-        kN = np.round(z_prev / chain.delta[chain.N]).astype(np.int32)
-        prior_sd = np.full(D, 1.0 / chain.delta[chain.N])
-        coder.encode_reverse(kN, models[chain.N], np.zeros(D), prior_sd)
-        bound += _info(kN, -r, r, np.zeros(D), prior_sd)
+            pm, ps = _reverse_params(chain, j, net, z)
+            coder.encode_reverse(k_prev, models[j - 1], pm, ps)
+            bound += _info(chain, j - 1, k_prev, pm, ps)
+            k_prev, z_prev = k, z
+        prior_mu, prior_sd = chain.prior(D)
+        coder.encode_reverse(k_prev, models[chain.N], prior_mu, prior_sd)
+        bound += _info(chain, chain.N, k_prev, prior_mu, prior_sd)
         stats.net_bits.append(coder.num_bits() - start)
         stats.borrowed_bits.append(start - low)
         stats.bound_bits.append(bound)
@@ -189,25 +184,18 @@ def decode_chain(loaded, words: np.ndarray, n: int, shape, steps=None, seed: int
 
     C, H, W = shape
     D = C * H * W
-    chain = Chain.build(loaded.diffusion(steps))
-    models, net = _models(chain), _Net(loaded, chain.diffusion, (C, H, W))
+    chain, models, net = _setup(loaded, steps, (C, H, W))
     coder = constriction.stream.stack.AnsCoder(np.asarray(words, np.uint32).copy())
     out = np.zeros((n, C, H, W), np.uint8)
     for i in reversed(range(n)):
-        kN = coder.decode(models[chain.N], np.zeros(D), np.full(D, 1.0 / chain.delta[chain.N]))
-        z = kN.astype(np.float64) * chain.delta[chain.N]
+        k = coder.decode(models[chain.N], *chain.prior(D))
+        z = k.astype(np.float64) * chain.delta[chain.N]
         for j in range(chain.N, 0, -1):
-            pm, pv = _reverse_params(chain, j, *net.reverse(z, j))
-            sym = coder.decode(models[j - 1], pm, pv)
-            if j == 1:
-                pixels = sym.astype(np.uint8)
-                z_prev = _model_units(pixels)
-            else:
-                z_prev = sym.astype(np.float64) * chain.delta[j - 1]
-            mu, sd = chain.forward(j, z_prev)
-            coder.encode_reverse(np.round(z / chain.delta[j]).astype(np.int32), models[j], mu, sd)
-            z = z_prev
-        out[i] = pixels.reshape(C, H, W)
+            k_prev = coder.decode(models[j - 1], *_reverse_params(chain, j, net, z))
+            z_prev = _model_units(k_prev) if j == 1 else k_prev.astype(np.float64) * chain.delta[j - 1]
+            coder.encode_reverse(k, models[j], *chain.forward(j, z_prev))
+            k, z = k_prev, z_prev
+        out[i] = k.astype(np.uint8).reshape(C, H, W)
         if progress:
             progress(n - 1 - i)
     if n_initial is not None:

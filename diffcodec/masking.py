@@ -17,17 +17,17 @@ its timestep. Units: the loss is in nats per dimension; the bound terms are bits
 from __future__ import annotations
 
 import math
-import zlib
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .coding.randomness import PURPOSE_PERM, _key
+from .coding.lossless import pixel_crc
+from .coding.randomness import permutation
+from .data import to_uint8
 from .errors import UserError
 
 LN2 = math.log(2.0)
-PURPOSE_ORDER = PURPOSE_PERM
+ORDER_STEP = 2 ** 24 - 1     # the random order uses the permutation stream of a step no chain has
 
 
 class MaskingDiffusion:
@@ -45,6 +45,16 @@ class MaskingDiffusion:
         out = net(inp, n_masked)
         B, C, H, W = x0.shape
         return out.view(B, C, self.categories, H, W)
+
+    @classmethod
+    def from_config(cls, cfg, shape=None) -> "MaskingDiffusion":
+        """The masking diffusion of a config, for images of ``shape`` (default: its training crop)."""
+        return cls(shape or (cfg.model.in_channels, cfg.data.crop, cfg.data.crop), cfg.model.categories)
+
+    def coordinate(self, logits: torch.Tensor, d: int) -> torch.Tensor:
+        """Logits [B, K] of flat coordinate d from the network's [B, C, K, H, W]."""
+        c, rest = divmod(int(d), self.shape[1] * self.shape[2])
+        return logits[:, c].flatten(2)[:, :, rest]
 
     @staticmethod
     def classes(x0: torch.Tensor) -> torch.Tensor:
@@ -67,8 +77,7 @@ class MaskingDiffusion:
         if kind == "raster":
             return np.arange(self.D)
         if kind == "random":
-            raw = np.random.Philox(key=_key(seed, PURPOSE_ORDER, 2 ** 24 - 1)).random_raw(self.D)
-            return np.argsort(raw, kind="stable")
+            return permutation(seed, ORDER_STEP, self.D)
         raise UserError(f"unknown order {kind!r}; use raster or random")
 
     # ------------------------------------------------------------------ the bound
@@ -77,15 +86,14 @@ class MaskingDiffusion:
         """KL terms of the bound, in bits, for uint8 images [B, C, H, W]: [B, D], term k is
         L_{D-k-1} = -log2 p(x_{sigma_k} | x_{sigma_<k}) (one network evaluation per step)."""
         dev = next(net.parameters()).device
-        x0 = _levels(self.categories, dev)[torch.from_numpy(images.astype(np.int64)).to(dev)]
-        cls = torch.from_numpy(images.astype(np.int64)).to(dev).flatten(1)
+        idx = torch.from_numpy(images.astype(np.int64)).to(dev)
+        x0 = _levels(self.categories, dev)[idx]
+        cls = idx.flatten(1)
         B = x0.shape[0]
         mask = torch.ones(B, self.D, device=dev)
         out = np.zeros((B, self.D))
         for k, d in enumerate(order):
-            logp = F.log_softmax(self.logits(net, x0, mask.view_as(x0)).flatten(3)[..., :], dim=2)
-            c, rest = divmod(int(d), self.shape[1] * self.shape[2])
-            lp = logp[:, c, :, rest]                                           # [B, K]
+            lp = F.log_softmax(self.coordinate(self.logits(net, x0, mask.view_as(x0)), d), dim=1)  # [B, K]
             out[:, k] = -(lp.gather(1, cls[:, d:d + 1]).squeeze(1) / LN2).double().cpu().numpy()
             mask[:, d] = 0.0
             if progress:
@@ -107,18 +115,17 @@ class MaskingDiffusion:
         snaps, keep = [], set(np.linspace(0, self.D, frames + 1).astype(int)[1:]) if frames else set()
         for k, d in enumerate(order):
             logits = self.logits(net, x, mask.view_as(x))
-            c, rest = divmod(int(d), H * W)
-            probs = F.softmax(logits[:, c].flatten(2)[:, :, rest].double().cpu(), dim=1)
+            probs = F.softmax(self.coordinate(logits, d).double().cpu(), dim=1)
             v = torch.multinomial(probs, 1, generator=gen).squeeze(1).to(dev)
             x.view(n, -1)[:, d] = levels[v]
             mask[:, d] = 0.0
             if k + 1 in keep:
                 mean = (F.softmax(logits, dim=2) * levels.view(1, 1, -1, 1, 1)).sum(2)
                 m = mask.view_as(x)
-                snaps.append(_to_uint8(x * (1 - m) + mean * m))
+                snaps.append(to_uint8(x * (1 - m) + mean * m))
             if progress:
                 progress(1)
-        out = _to_uint8(x)
+        out = to_uint8(x)
         return (out, np.stack(snaps)) if frames else out
 
     # ------------------------------------------------------------------ lossless coding
@@ -132,7 +139,7 @@ class MaskingDiffusion:
         flat = image.reshape(-1)
         for k, d in enumerate(order):
             enc.encode(np.array([flat[d]], np.int32), constriction.stream.model.Categorical(pmfs[k], perfect=False))
-        return _crc(image) + enc.get_compressed().astype(">u4").tobytes()
+        return pixel_crc(image) + enc.get_compressed().astype(">u4").tobytes()
 
     @torch.no_grad()
     def decode(self, net, data: bytes, order: np.ndarray) -> np.ndarray:
@@ -155,7 +162,7 @@ class MaskingDiffusion:
             x.view(1, -1)[0, d] = levels[v]
             mask[0, d] = 0.0
         image = out.reshape(self.shape)
-        if _crc(image) != data[:2]:
+        if pixel_crc(image) != data[:2]:
             raise UserError("decoded pixels do not match the stored checksum: the decoder's model "
                             "output differs from the encoder's, or the file is corrupt")
         return image
@@ -163,8 +170,7 @@ class MaskingDiffusion:
     def _pmf(self, logits: torch.Tensor, d: int) -> np.ndarray:
         """Coordinate d's pmf from the logits, snapped: logits rounded to 1/64 before a float64
         softmax, so the coder sees identical numbers unless the network drifts across a step."""
-        c, rest = divmod(d, self.shape[1] * self.shape[2])
-        lg = logits[:, c].flatten(2)[:, :, rest].double().cpu().numpy()
+        lg = self.coordinate(logits, d).double().cpu().numpy()
         lg = np.round(lg * 64.0) / 64.0
         p = np.exp(lg - lg.max(1, keepdims=True))
         return p / p.sum(1, keepdims=True)
@@ -183,11 +189,3 @@ class MaskingDiffusion:
 def _levels(categories: int, device) -> torch.Tensor:
     """Model-range value of each grey level (float32, the same numbers on both sides)."""
     return torch.arange(categories, dtype=torch.float32, device=device) / 127.5 - 1.0
-
-
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    return ((x.double().cpu().clamp(-1, 1) + 1) * 127.5).round().numpy().astype(np.uint8)
-
-
-def _crc(image: np.ndarray) -> bytes:
-    return (zlib.crc32(image.astype(np.uint8).tobytes()) & 0xFFFF).to_bytes(2, "big")

@@ -89,7 +89,7 @@ def _train(cfg, out_dir, resume, max_steps, progress, dist) -> Path:
     sampler = BatchSampler(data, cfg.data.crop, cfg.data.flip, seed=tc.seed * 1000 + dist.rank + start_step)
     if cfg.diffusion.kind == "masking":
         from .masking import MaskingDiffusion
-        diffusion = MaskingDiffusion((cfg.model.in_channels, cfg.data.crop, cfg.data.crop), cfg.model.categories)
+        diffusion = MaskingDiffusion.from_config(cfg)
     else:
         diffusion = cfg.diffusion.build()
     model = UNet(cfg.model).to(dist.device)

@@ -71,8 +71,7 @@ class LoadedModel:
 
         if not self.is_masking:
             raise ModelError(f"model {self.name} is a Gaussian diffusion, not a masking one")
-        c = self.config
-        return MaskingDiffusion(shape or (c.model.in_channels, c.data.crop, c.data.crop), c.model.categories)
+        return MaskingDiffusion.from_config(self.config, shape)
 
     @property
     def device(self) -> torch.device:

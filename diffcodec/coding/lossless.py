@@ -24,7 +24,8 @@ def snapped_params(mean: np.ndarray, var: np.ndarray):
     return mu, std
 
 
-def _crc(pixels: np.ndarray) -> bytes:
+def pixel_crc(pixels: np.ndarray) -> bytes:
+    """CRC-16 of uint8 pixels, 2 bytes big-endian: stored beside a model-dependent pmf's stream."""
     return (zlib.crc32(pixels.astype(np.uint8).tobytes()) & 0xFFFF).to_bytes(2, "big")
 
 
@@ -32,7 +33,7 @@ def encode_lossless(pixels: np.ndarray, mean: np.ndarray, var: np.ndarray):
     """-> (layer bytes, ops) for uint8 pixels [D] given the model's mean/variance [D]."""
     mu, std = snapped_params(mean, var)
     ops = [gauss_op(pixels.astype(np.int32), 0, 255, mu, std)]
-    return _crc(pixels) + encode_ops(ops), ops
+    return pixel_crc(pixels) + encode_ops(ops), ops
 
 
 def decode_lossless(data: bytes, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
@@ -40,7 +41,7 @@ def decode_lossless(data: bytes, mean: np.ndarray, var: np.ndarray) -> np.ndarra
         raise CorruptStream("lossless layer is too short")
     mu, std = snapped_params(mean, var)
     pixels = Decoder(data[2:]).gauss(0, 255, mu, std).astype(np.uint8)
-    if _crc(pixels) != data[:2]:
+    if pixel_crc(pixels) != data[:2]:
         raise CorruptStream("lossless layer does not match its checksum: the decoder's model "
                             "output differs from the encoder's, or the file is corrupt")
     return pixels
