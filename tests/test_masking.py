@@ -86,3 +86,10 @@ def test_cli_ardm_and_gaussian_commands_refuse_it(tiny_masking, idx_dir, tmp_pat
     assert (tmp_path / "g.png").stat().st_size > 100
     r = CliRunner().invoke(main, ["bpd", "--model", str(tiny_masking), "--data", str(idx_dir), "--limit", "2"])
     assert r.exit_code != 0 and "masking" in r.output and "Traceback" not in r.output
+
+
+def test_cli_ardm_refuses_a_gaussian_model(tiny_store, idx_dir):
+    r = CliRunner().invoke(main, ["eval", "ardm", "--model", "tiny", "--data", str(idx_dir), "--limit", "2"])
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    errors = [line for line in r.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and "not a masking one" in errors[0]
