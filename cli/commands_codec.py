@@ -7,6 +7,9 @@ from pathlib import Path
 
 import click
 
+from diffcodec.coding import registry
+from diffcodec.core.adapter import RECONSTRUCTIONS
+
 from . import main
 from .common import DEFAULT_MODEL, check_output
 
@@ -31,9 +34,10 @@ def _fmt_db(v: float) -> str:
 @click.option("-o", "--output", required=True, help="Output .dfc file.")
 @click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True,
               help="Model name, model directory or checkpoint.")
-@click.option("--backend", type=click.Choice(["uq", "rcc"]), default="uq", show_default=True,
-              help="uq: universal quantization (fast, few steps); rcc: reverse channel coding (the paper's Algorithm 3).")
-@click.option("--steps", default=None, help="Coded steps: N, quadN, ddimN or a list (default: quad8 for uq, quad50 for rcc).")
+@click.option("--backend", type=click.Choice(registry.names()), default=registry.names()[0], show_default=True,
+              help="; ".join(f"{s.name}: {s.description}" for s in registry.specs()) + ".")
+@click.option("--steps", default=None, help="Coded steps: N, quadN, ddimN or a list (default: "
+              + ", ".join(f"{s.default_steps} for {s.name}" for s in registry.specs()) + ").")
 @click.option("--stop-step", type=click.IntRange(0), help="Stop once x_t with t <= T is sent.")
 @click.option("--psnr", "target_psnr", type=float, help="Stop at the first step whose reconstruction reaches this PSNR (dB).")
 @click.option("--bpp", type=click.FloatRange(0, min_open=True), help="Keep the last step whose file fits B bits per pixel.")
@@ -44,28 +48,18 @@ def _fmt_db(v: float) -> str:
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 def encode(image, output, model_name, backend, steps, stop_step, target_psnr, bpp, lossless, max_layers, seed, force):
     """Encode IMAGE (8-bit PNG or any Pillow-readable image) into a progressive .dfc file."""
-    from diffcodec.checkpoint import atomic_write_bytes
-    from diffcodec.codec import encode_image
-    from diffcodec.data import load_image
-    from diffcodec.zoo import load_model
+    from diffcodec.coding.progressive import coded_steps, encode_image, image_for_model
+    from diffcodec.io.files import atomic_write_bytes
+    from diffcodec.training.store import load_model
 
     if sum(v is not None for v in (stop_step, target_psnr, bpp)) > 1:
         raise click.ClickException("use only one of --stop-step, --psnr and --bpp")
     out = check_output(output, force)
     if out.resolve() == Path(image).resolve():
         raise click.ClickException("the output would overwrite the input image")
-    img = load_image(image)
     loaded = load_model(model_name)
-    if img.shape[0] != loaded.config.model.in_channels and loaded.config.model.in_channels == 1:
-        raise click.ClickException(f"{image} is an RGB image but model {loaded.name} codes grayscale images")
-    if img.shape[0] != loaded.config.model.in_channels:
-        img = load_image(image, loaded.config.model.in_channels)  # grayscale into an RGB model
-    from diffcodec.codec import DEFAULT_STEPS
-
-    try:
-        n_steps = loaded.diffusion(steps or DEFAULT_STEPS[backend]).num_timesteps - 1
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
+    img = image_for_model(image, loaded)
+    n_steps = coded_steps(loaded, backend, steps)
     with click.progressbar(length=max(1, n_steps), label=f"encoding ({backend})") as bar:
         res = encode_image(loaded, img, backend, steps, seed, stop_step, target_psnr, bpp, lossless,
                            max_layers, progress=lambda i: bar.update(1))
@@ -81,16 +75,16 @@ def encode(image, output, model_name, backend, steps, stop_step, target_psnr, bp
 @click.option("-o", "--output", required=True, help="Output PNG.")
 @click.option("--layers", type=click.IntRange(0), help="Decode only the first N layers.")
 @click.option("--stop-step", type=click.IntRange(0), help="Stop once x_t with t <= T is decoded.")
-@click.option("--reconstruct", type=click.Choice(["x0", "flow", "ancestral"]), default="x0", show_default=True,
+@click.option("--reconstruct", type=click.Choice(RECONSTRUCTIONS), default="x0", show_default=True,
               help="x0: x0_hat (Eq. 15); flow: deterministic DDIM from x_t; ancestral: sample the rest.")
 @click.option("--model", "model_name", default=None, help="Model to use (default: the one named in the file).")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 def decode(infile, output, layers, stop_step, reconstruct, model_name, force):
     """Decode a .dfc file (or any prefix of one) to PNG."""
-    from diffcodec.bitstream import Container
-    from diffcodec.codec import decode_container
-    from diffcodec.imageio import save_png
-    from diffcodec.zoo import load_model
+    from diffcodec.coding.progressive import decode_container
+    from diffcodec.container.format import Container
+    from diffcodec.io.images import save_png
+    from diffcodec.training.store import load_model
 
     out = check_output(output, force)
     container = Container.from_bytes(_read_bytes(infile))
@@ -110,29 +104,18 @@ def decode(infile, output, layers, stop_step, reconstruct, model_name, force):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(infile, as_json):
     """Show a .dfc file's header and layer table."""
-    from diffcodec.bitstream import Container
+    from diffcodec.container.format import Container
 
     data = _read_bytes(infile)
-    c = Container.from_bytes(data)
-    h = c.header
-    hdr = c.header_size()
-    pixels = h.height * h.width
-    rows, total = [], hdr
-    for i, layer in enumerate(c.layers):
-        total += len(layer.data)
-        rows.append({"layer": i + 1, "steps": layer.steps, "kind": "lossless" if layer.steps == 0 else "lossy",
-                     "bytes": len(layer.data), "cumulative_bytes": total, "cumulative_bpp": 8 * total / pixels})
-    doc = {"file": infile, "bytes": len(data), "format_version": 1, "model": h.model_name,
-           "model_hash": h.model_hash.hex(), "height": h.height, "width": h.width, "channels": h.channels,
-           "backend": h.backend, "steps": h.steps_spec, "seed": h.seed, "lossless_layer": h.lossless,
-           "params": h.params.hex(), "header_bytes": hdr, "complete": c.complete, "layers": rows}
+    doc = {"file": infile, "bytes": len(data), **Container.from_bytes(data).describe()}
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
-    click.echo(f"{infile}: {len(data)} bytes, .dfc v1, {h.width}x{h.height}x{h.channels}, model {h.model_name} "
-               f"({h.model_hash.hex()}), backend {h.backend}, steps {h.steps_spec}, seed {h.seed}"
-               + ("" if c.complete else ", TRUNCATED"))
-    click.echo(f"header {hdr} bytes")
+    d = doc
+    click.echo(f"{infile}: {len(data)} bytes, .dfc v{d['format_version']}, {d['width']}x{d['height']}x{d['channels']}, "
+               f"model {d['model']} ({d['model_hash']}), backend {d['backend']}, steps {d['steps']}, seed {d['seed']}"
+               + ("" if d["complete"] else ", TRUNCATED"))
+    click.echo(f"header {d['header_bytes']} bytes")
     click.echo(f"{'layer':>5} {'steps':>5} {'bytes':>7} {'cum bpp':>9}")
-    for r in rows:
+    for r in d["layers"]:
         click.echo(f"{r['layer']:>5} {r['steps'] if r['steps'] else 'x0':>5} {r['bytes']:>7} {r['cumulative_bpp']:>9.4f}")

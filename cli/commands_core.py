@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
 
+from diffcodec.io.files import write_json
+
 from . import main
-from .common import check_output, model_option, write_json
+from .common import check_output, model_option
 
 
 @main.command()
@@ -22,14 +23,15 @@ from .common import check_output, model_option, write_json
               help="Override a config value, e.g. --set train.lr=1e-4 (repeatable).")
 def train(config_path, data, out, resume, max_steps, overrides):
     """Train a DDPM (single process, or data-parallel under torchrun)."""
-    from diffcodec.config import load_config
-    from diffcodec.train import train as run_train
+    from diffcodec.distributed import is_main
+    from diffcodec.training.config import load_config
+    from diffcodec.training.loop import train as run_train
 
     cfg = load_config(config_path, overrides)
     if data:
         cfg.data.path = data
     ckpt = run_train(cfg, out, resume=resume, max_steps=max_steps)
-    if os.environ.get("RANK", "0") == "0":
+    if is_main():
         click.echo(f"checkpoint: {ckpt}")
 
 
@@ -51,10 +53,10 @@ def bpd(model_name, data_dir, split, limit, steps, batch_size, seed, json_out):
     folder the model was trained on uses its held-out photos as the test split, any other folder
     is used whole.
     """
-    from diffcodec.bpd import evaluate_bpd
-    from diffcodec.data import images_for_model
-    from diffcodec.sharding import is_main
-    from diffcodec.zoo import load_model
+    from diffcodec.distributed import is_main
+    from diffcodec.evaluation.bpd import evaluate_bpd
+    from diffcodec.io.datasets import images_for_model
+    from diffcodec.training.store import load_model
 
     loaded = load_model(model_name)
     images = images_for_model(loaded.config.data, loaded.config.model.in_channels, data_dir, split, limit)
@@ -87,33 +89,26 @@ def bpd(model_name, data_dir, split, limit, steps, batch_size, seed, json_out):
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 def sample(model_name, num, output, steps, seed, size, progressive, frames, force):
     """Draw images by ancestral sampling (Algorithm 2)."""
-    from diffcodec.data import to_uint8
-    from diffcodec.figures import progressive_figure
-    from diffcodec.imageio import grid, save_png
-    from diffcodec.sampling import sample_loop, seeded_noise
-    from diffcodec.zoo import load_model
+    from diffcodec.core.sampling import image_size, sample_images
+    from diffcodec.evaluation.figures import progressive_figure
+    from diffcodec.io.images import grid, save_png
+    from diffcodec.training.store import load_model
 
     out = check_output(output, force)
     loaded = load_model(model_name)
-    c = loaded.config
+    hw = None
     if size:
         try:
-            h, w = (int(v) for v in size.lower().split("x"))
+            hw = tuple(int(v) for v in size.lower().split("x"))
         except ValueError:
             raise click.ClickException(f"--size must look like 32x32, got {size!r}") from None
-        if c.model.attention_ds and (h, w) != (c.data.crop, c.data.crop):
-            raise click.ClickException("this model has global attention and runs only at its training size")
-    else:
-        h = w = c.data.crop
-    diffusion = loaded.diffusion(steps)
-    T = diffusion.num_timesteps
+    hw = image_size(loaded, hw)
+    T = loaded.diffusion(steps).num_timesteps
     with click.progressbar(length=T, label="sampling") as bar:
         if progressive:
-            progressive_figure(loaded, out, num, frames, steps, seed, (h, w), progress=bar.update)
+            progressive_figure(loaded, out, num, frames, steps, seed, hw, progress=bar.update)
         else:
-            x_T, noise_fn = seeded_noise((num, c.model.in_channels, h, w), seed, loaded.device)
-            x0 = sample_loop(diffusion, loaded.net, x_T, noise_fn, lambda i, x, o: bar.update(1))
-            save_png(out, grid(to_uint8(x0)))
+            save_png(out, grid(sample_images(loaded, num, steps, seed, hw, progress=bar.update)))
     click.echo(f"wrote {out} ({num} samples, {T} steps)")
 
 
@@ -126,7 +121,7 @@ def models():
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def models_list(as_json):
     """List the registered models."""
-    from diffcodec.zoo import models_dir, read_index
+    from diffcodec.training.store import models_dir, read_index
 
     root = models_dir()
     index = read_index(root)
@@ -147,11 +142,7 @@ def models_list(as_json):
               help="Model store (default: the active one).")
 def models_export(checkpoint, name, description, store):
     """Export a training checkpoint's EMA weights into the model store and register them."""
-    from diffcodec.checkpoint import export_model, load_checkpoint
-    from diffcodec.zoo import models_dir, register_model
+    from diffcodec.training.store import export_checkpoint
 
-    root = Path(store) if store else models_dir()
-    state = load_checkpoint(checkpoint)
-    sha = export_model(state["ema"], state["config"], root / name, {"train_steps": state["step"]})
-    register_model(name, root, description)
-    click.echo(f"exported {name} (step {state['step']}, sha256 {sha[:12]}) to {root / name}")
+    e = export_checkpoint(checkpoint, name, Path(store) if store else None, description)
+    click.echo(f"exported {name} (step {e['step']}, sha256 {e['sha256'][:12]}) to {e['path']}")

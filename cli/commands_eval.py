@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
+from diffcodec.io.files import write_json
+
 from . import main
-from .common import check_output, model_option, write_json
+from .common import check_output, model_option
 
 
 @main.group("eval")
@@ -16,13 +18,9 @@ def evaluate():
 
 
 def _images(loaded, data, split, limit):
-    """Evaluation images from a data directory, or a single image file (any size)."""
-    from diffcodec.data import images_for_model, load_image
+    from diffcodec.io.datasets import images_or_file
 
-    p = Path(data).expanduser()
-    if p.is_file():
-        return load_image(p, loaded.config.model.in_channels)[None]
-    return images_for_model(loaded.config.data, loaded.config.model.in_channels, p, split, limit)
+    return images_or_file(loaded.config.data, loaded.config.model.in_channels, data, split, limit)
 
 
 @evaluate.command("table4")
@@ -37,17 +35,16 @@ def table4(model_name, data_dir, limit, batch_size, seed, json_out, plot_out):
     """Table 4 / Figure 5: cumulative rate and RMSE every T/10 reverse steps (ideal KL, x0_hat).
 
     Under torchrun the images are sharded across processes (torch.distributed)."""
-    from diffcodec import paper
-    from diffcodec.figures import plot_table4
-    from diffcodec.rd import table4 as run_table4
-    from diffcodec.sharding import is_main
-    from diffcodec.zoo import load_model
+    from diffcodec.distributed import is_main
+    from diffcodec.evaluation import table4 as paper
+    from diffcodec.evaluation.figures import plot_table4
+    from diffcodec.training.store import load_model
 
     loaded = load_model(model_name)
     images = _images(loaded, data_dir, "test", limit)
     T = loaded.config.diffusion.num_timesteps
     with click.progressbar(length=len(images), label=f"Table 4 over {T} steps", show_pos=True) as bar:
-        res = run_table4(loaded, images, batch_size, seed, progress=bar.update)
+        res = paper.table4(loaded, images, batch_size, seed, progress=bar.update)
     if not is_main():  # under torchrun every rank computed its shard; rank 0 reports
         return
     res.update({"model": loaded.name, "data": str(data_dir)})
@@ -76,17 +73,13 @@ def rd(model_name, data, limit, codecs, steps, anchor, no_per_image, out_dir):
     """Rate-distortion curves (one CompressAI-style JSON per codec) with BD-rate against an anchor.
 
     Under torchrun the images are sharded across processes (the output directory must be shared)."""
-    from diffcodec import rdcurves
-    from diffcodec.figures import plot_rd
-    from diffcodec.rd import bd_psnr, bd_rate
-    from diffcodec.sharding import is_main
-    from diffcodec.zoo import load_model
+    from diffcodec.distributed import is_main
+    from diffcodec.evaluation import rd_curves
+    from diffcodec.evaluation.figures import plot_rd
+    from diffcodec.training.store import load_model
 
     names = [c.strip() for c in codecs.split(",") if c.strip()]
-    known = set(rdcurves.DIFFUSION_CODECS) | {"jpeg", "webp", "avif", "jpeg2000", "jxl"}
-    bad = [c for c in names if c not in known]
-    if bad:
-        raise click.ClickException(f"unknown codec(s) {', '.join(bad)}; choose from {', '.join(sorted(known))}")
+    rd_curves.check_codecs(names)
     loaded = load_model(model_name)
     images = _images(loaded, data, "test", limit)
     out = Path(out_dir)
@@ -94,15 +87,10 @@ def rd(model_name, data, limit, codecs, steps, anchor, no_per_image, out_dir):
     docs = {}
     for name in names:
         with click.progressbar(length=len(images), label=f"{name:9s}", show_pos=True) as bar:
-            docs[name] = rdcurves.evaluate_codec(name, images, out, loaded, steps, not no_per_image, bar.update)
+            docs[name] = rd_curves.evaluate_codec(name, images, out, loaded, steps, not no_per_image, bar.update)
     if not is_main():  # under torchrun every rank coded its shard; rank 0 writes the results
         return
-    if anchor in docs:
-        a = docs[anchor]["results"]
-        for name, doc in docs.items():
-            r = doc["results"]
-            doc["bd"] = {"anchor": anchor, "bd_rate_percent": bd_rate(a["bpp"], a["psnr"], r["bpp"], r["psnr"]),
-                         "bd_psnr_db": bd_psnr(a["bpp"], a["psnr"], r["bpp"], r["psnr"])}
+    rd_curves.add_bd(docs, anchor)
     for name, doc in docs.items():
         write_json(out / f"{name}.json", doc)
         r = doc["results"]
@@ -127,8 +115,8 @@ def bitsback(model_name, data_dir, limit, steps, seed, json_out):
     Prints the variational bound of the chain, the coded rate (net stack growth per image), the
     whole stream including its initial words, and what one image alone needs (its borrowed bits
     included)."""
-    from diffcodec.bitsback import run_chain
-    from diffcodec.zoo import load_model
+    from diffcodec.evaluation.lossless import run_chain
+    from diffcodec.training.store import load_model
 
     loaded = load_model(model_name)
     images = _images(loaded, data_dir, "test", limit)
@@ -170,51 +158,31 @@ def ardm(model_name, data_dir, limit, order, n_code, figure, num, seed, json_out
     Needs a masking model (diffusion.kind = masking). Prints the bound as the sum of the diffusion's
     KL terms (each a point-mass KL, i.e. one coordinate's NLL) in the chosen reveal order, the
     real size of lossless files coded step by step, and optionally a progressive-generation figure."""
-    import time
-
-    import numpy as np
-
-    from diffcodec.imageio import grid, save_png
-    from diffcodec.zoo import load_model
+    from diffcodec.evaluation.figures import ardm_generation_figure
+    from diffcodec.evaluation.lossless import ardm_bound, ardm_code
+    from diffcodec.training.store import load_model
 
     loaded = load_model(model_name)
     md = loaded.masking()
     images = _images(loaded, data_dir, "test", limit)
     if images.shape[1:] != md.shape:
         raise click.UsageError(f"model {loaded.name} codes {md.shape} images; these are {images.shape[1:]}")
-    sigma = md.order(order, seed)
     with click.progressbar(length=md.D, label=f"bound over T = D = {md.D} steps", show_pos=True) as bar:
-        terms = md.bound_terms(loaded.net, images, sigma, progress=bar.update)
-    per_image = terms.sum(1) / md.D
-    res = {"model": loaded.name, "data": str(data_dir), "images": len(images), "T": md.D, "order": order,
-           "bound_bpd": float(per_image.mean()),
-           "bound_bpd_sem": float(per_image.std(ddof=1) / np.sqrt(len(images))) if len(images) > 1 else 0.0,
-           "L_T_bpd": 0.0, "quarters_bpd": [float(q.sum(1).mean() / md.D) for q in np.array_split(terms, 4, axis=1)]}
+        bound, per_image = ardm_bound(loaded, images, order, seed, progress=bar.update)
+    res = {"model": loaded.name, "data": str(data_dir), **bound}
     click.echo(f"{loaded.name}: {len(images)} images, T = D = {md.D}, {order} order")
     click.echo(f"  bound = sum of KL terms = autoregressive NLL: {res['bound_bpd']:.4f} "
                f"+- {res['bound_bpd_sem']:.4f} bits/dim (L_T = 0; no gap)")
     click.echo("  by quarter of the reveal order: " + ", ".join(f"{q:.3f}" for q in res["quarters_bpd"]))
     if n_code:
-        sizes, secs = [], []
-        with click.progressbar(images[:n_code], label="lossless coding") as bar:
-            for img in bar:
-                t0 = time.perf_counter()
-                data = md.encode(loaded.net, img, sigma)
-                back = md.decode(loaded.net, data, sigma)
-                secs.append(time.perf_counter() - t0)
-                if not np.array_equal(back, img):
-                    raise click.ClickException("lossless round trip failed")
-                sizes.append(len(data))
-        k = len(sizes)
-        res.update({"coded_images": k, "coded_bpd": float(8 * np.sum(sizes) / (k * md.D)),
-                    "coded_bound_bpd": float(per_image[:k].mean()), "code_s_per_image": float(np.mean(secs))})
-        click.echo(f"  real files for the first {k}: {res['coded_bpd']:.4f} bits/dim (their bound "
+        with click.progressbar(length=len(images[:n_code]), label="lossless coding") as bar:
+            res.update(ardm_code(loaded, images[:n_code], per_image, order, seed, progress=bar.update))
+        click.echo(f"  real files for the first {res['coded_images']}: {res['coded_bpd']:.4f} bits/dim (their bound "
                    f"{res['coded_bound_bpd']:.4f}), decoded exactly; {res['code_s_per_image']:.1f} s per "
                    "image (encode + decode)")
     if figure:
         with click.progressbar(length=md.D, label="progressive generation") as bar:
-            _, snaps = md.sample(loaded.net, num, sigma, seed, frames=8, progress=bar.update)
-        save_png(figure, grid(snaps.transpose(1, 0, 2, 3, 4).reshape(-1, *snaps.shape[2:]), ncol=snaps.shape[0]))
+            ardm_generation_figure(loaded, figure, num, md.order(order, seed), seed, progress=bar.update)
         click.echo(f"  figure: {figure}")
     if json_out:
         write_json(json_out, res)
@@ -231,8 +199,8 @@ def ardm(model_name, data_dir, limit, order, n_code, figure, num, seed, json_out
 @click.option("--force", is_flag=True)
 def progressive(model_name, output, shared_xt, num, frames, steps, seed, force):
     """Figure 6 (x0_hat along the reverse process) or, with --shared-xt, Figure 7."""
-    from diffcodec.figures import progressive_figure, shared_xt_figure
-    from diffcodec.zoo import load_model
+    from diffcodec.evaluation.figures import progressive_figure, shared_xt_figure
+    from diffcodec.training.store import load_model
 
     out = check_output(output, force)
     loaded = load_model(model_name)
@@ -253,7 +221,7 @@ def progressive(model_name, output, shared_xt, num, frames, steps, seed, force):
 @click.option("--title", default=None)
 def plot(results, output, metric, x_axis, title):
     """Plot rate-distortion JSON files (ours or CompressAI's) into one PNG."""
-    from diffcodec.figures import plot_rd
+    from diffcodec.evaluation.figures import plot_rd
 
     docs = []
     for p in results:

@@ -1,7 +1,6 @@
 """Options and helpers shared by commands."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -10,14 +9,6 @@ DEFAULT_MODEL = "fmnist"
 
 model_option = click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True,
                             help="Model name (see `diffcodec models list`), model directory or checkpoint.")
-
-
-def resolve_device(device: str | None):
-    import torch
-
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def check_output(path: str | Path, force: bool) -> Path:
@@ -30,9 +21,3 @@ def check_output(path: str | Path, force: bool) -> Path:
     if not path.parent.exists():
         raise click.ClickException(f"output folder {path.parent} does not exist")
     return path
-
-
-def write_json(path: str | Path, obj) -> None:
-    from diffcodec.checkpoint import atomic_write_bytes
-
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())

@@ -10,8 +10,8 @@ import io
 
 import numpy as np
 
-from diffcodec.data import images_for_model
-from diffcodec.zoo import load_model
+from diffcodec.io.datasets import images_for_model
+from diffcodec.training.store import load_model
 
 
 def sizes(images, fmt, **kw):

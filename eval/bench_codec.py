@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from diffcodec.bitstream import Container
-from diffcodec.codec import decode_container, encode_image, psnr
-from diffcodec.data import DataConfig, load_image, load_split
-from diffcodec.zoo import load_model
+from diffcodec.coding.progressive import decode_container, encode_image
+from diffcodec.container.format import Container
+from diffcodec.evaluation.metrics import psnr
+from diffcodec.io.datasets import DataConfig, load_image, load_split
+from diffcodec.training.store import load_model
 
 
 def run(loaded, images, backend, steps, label):

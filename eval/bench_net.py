@@ -12,9 +12,9 @@ import time
 
 import torch
 
-from diffcodec.diffusion import GaussianDiffusion
+from diffcodec.core.diffusion import GaussianDiffusion
 from diffcodec.nets import UNet, UNetConfig
-from diffcodec.schedules import named_betas
+from diffcodec.core.schedules import named_betas
 
 CONFIGS = {
     "tiny": (UNetConfig(in_channels=1, base_channels=8, channel_mult=(1, 2), attention_ds=(2,)), 8, 32),

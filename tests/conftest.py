@@ -75,8 +75,8 @@ def tiny_config(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory, tiny_config, idx_dir):
     """A tiny learned-variance model trained for 60 steps (a few seconds)."""
-    from diffcodec.config import load_config
-    from diffcodec.train import train
+    from diffcodec.training.config import load_config
+    from diffcodec.training.loop import train
 
     cfg = load_config(tiny_config, [f'data.path="{idx_dir}"'])
     out = tmp_path_factory.mktemp("run")
@@ -113,7 +113,7 @@ threads = 1
 
 @pytest.fixture(scope="session")
 def photo_dir(tmp_path_factory):
-    from diffcodec.imageio import save_png
+    from diffcodec.io.images import save_png
 
     d = tmp_path_factory.mktemp("photos")
     rng = np.random.default_rng(0)
@@ -130,10 +130,10 @@ def tiny_store(tmp_path_factory, tiny_checkpoint, photo_dir):
     (RGB, fully convolutional, fixed variance), selected through $DIFFCODEC_MODELS."""
     import os
 
-    from diffcodec.checkpoint import export_model, load_checkpoint
-    from diffcodec.config import load_config
-    from diffcodec.train import train
-    from diffcodec.zoo import register_model
+    from diffcodec.training.checkpoint import export_model, load_checkpoint
+    from diffcodec.training.config import load_config
+    from diffcodec.training.loop import train
+    from diffcodec.training.store import register_model
 
     root = tmp_path_factory.mktemp("models")
     p = tmp_path_factory.mktemp("cfg") / "rgb.toml"
@@ -156,14 +156,14 @@ def tiny_store(tmp_path_factory, tiny_checkpoint, photo_dir):
 @pytest.fixture(scope="session")
 def tiny(tiny_store):
     """The `tiny` model of the store, loaded on the CPU."""
-    from diffcodec.zoo import load_model
+    from diffcodec.training.store import load_model
 
     return load_model("tiny", "cpu")
 
 
 @pytest.fixture(scope="session")
 def tinyrgb(tiny_store):
-    from diffcodec.zoo import load_model
+    from diffcodec.training.store import load_model
 
     return load_model("tinyrgb", "cpu")
 
@@ -172,9 +172,9 @@ def tinyrgb(tiny_store):
 def tiny_masking(tmp_path_factory, tiny_config, idx_dir):
     """A tiny T = D masking diffusion (the tiny U-Net on 8x8 grayscale), trained 15 steps and
     exported to a model directory."""
-    from diffcodec.checkpoint import export_model, load_checkpoint
-    from diffcodec.config import load_config
-    from diffcodec.train import train
+    from diffcodec.training.checkpoint import export_model, load_checkpoint
+    from diffcodec.training.config import load_config
+    from diffcodec.training.loop import train
 
     cfg = load_config(tiny_config, [f'data.path="{idx_dir}"', 'diffusion.kind="masking"',
                                     'diffusion.var_type="fixedsmall"', 'diffusion.loss="simple"',

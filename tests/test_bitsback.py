@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from conftest import synthetic_images
-from diffcodec.bitsback import BitsBackMismatch, decode_chain, encode_chain, run_chain
+from diffcodec.coding.bitsback import BitsBackMismatch, decode_chain, encode_chain
+from diffcodec.evaluation.lossless import run_chain
 
 
 def test_chain_round_trip_and_rate_matches_bound(tiny):

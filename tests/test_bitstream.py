@@ -1,6 +1,6 @@
 import pytest
 
-from diffcodec.bitstream import Container, FormatError, Header, Layer, put_varint, _Reader
+from diffcodec.container.format import Container, FormatError, Header, Layer, put_varint, _Reader
 
 
 def make(layers=((2, b"abc"), (3, b"12345"), (0, b"zz")), **kw):

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from diffcodec_cli import main
-from diffcodec.imageio import save_png
+from diffcodec.io.images import save_png
 from conftest import synthetic_images
 
 

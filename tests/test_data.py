@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from conftest import synthetic_images, write_idx
-from diffcodec.data import (BatchSampler, DataConfig, DataError, eval_images, load_image, load_split,
+from diffcodec.io.datasets import (BatchSampler, DataConfig, DataError, eval_images, load_image, load_split,
                             read_cifar_batch, read_idx_images, tiles)
-from diffcodec.imageio import save_png
+from diffcodec.io.images import save_png
 
 
 def test_idx_round_trip(tmp_path):

@@ -6,8 +6,8 @@ import pytest
 import torch
 from scipy import stats
 
-from diffcodec.diffusion import (GaussianDiffusion, discretized_gaussian_log_likelihood, normal_kl)
-from diffcodec.schedules import named_betas
+from diffcodec.core.diffusion import (GaussianDiffusion, discretized_gaussian_log_likelihood, normal_kl)
+from diffcodec.core.schedules import named_betas
 
 
 

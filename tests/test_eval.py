@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from diffcodec.rd import bd_psnr, bd_rate, ms_ssim
+from diffcodec.evaluation.metrics import bd_psnr, bd_rate, ms_ssim
 from diffcodec_cli import main
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from diffcodec.schedules import named_betas, respace_betas, space_timesteps
+from diffcodec.core.schedules import named_betas, respace_betas, space_timesteps
 
 
 def test_linear_matches_paper_endpoints():

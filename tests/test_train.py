@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from diffcodec.bpd import evaluate_bpd
-from diffcodec.checkpoint import load_checkpoint
-from diffcodec.config import ConfigError, load_config
-from diffcodec.data import DataConfig, load_split
-from diffcodec.train import train
-from diffcodec.zoo import load_model
+from diffcodec.evaluation.bpd import evaluate_bpd
+from diffcodec.training.checkpoint import load_checkpoint
+from diffcodec.training.config import ConfigError, load_config
+from diffcodec.io.datasets import DataConfig, load_split
+from diffcodec.training.loop import train
+from diffcodec.training.store import load_model
 
 
 def test_checkpoint_carries_config_and_loads_safely(tiny_checkpoint):
@@ -74,8 +74,8 @@ def test_distributed_data_parallel_two_cpu_processes(tiny_config, idx_dir, tmp_p
 
 
 def test_model_store_refuses_tampered_weights(tiny_checkpoint, tmp_path, monkeypatch):
-    from diffcodec.checkpoint import ModelError, export_model
-    from diffcodec.zoo import read_index, register_model
+    from diffcodec.training.checkpoint import ModelError, export_model
+    from diffcodec.training.store import read_index, register_model
 
     state = load_checkpoint(tiny_checkpoint)
     export_model(state["ema"], state["config"], tmp_path / "m", {"train_steps": state["step"]})

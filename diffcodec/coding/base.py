@@ -29,7 +29,15 @@ class StepContext:
 
 
 class StepCoder:
+    """A wire backend. Subclasses register with ``registry.register``, which sets ``name``."""
     name = "base"
+
+    @classmethod
+    def from_params(cls, params: bytes) -> "StepCoder":
+        """The coder a file's header describes (empty params: the defaults); ValueError if bad."""
+        if params:
+            raise ValueError(f"unexpected {cls.name} parameters")
+        return cls()
 
     def params(self) -> bytes:
         """Backend parameters stored in the file header (empty when they are the defaults)."""

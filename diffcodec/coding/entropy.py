@@ -128,7 +128,9 @@ def dyadic_scale(q: int) -> float:
     return math.ldexp(1.0 + (q % 16) / 16.0, q // 16 - 6)
 
 
+SCALE_GRID = np.array([dyadic_scale(q) for q in range(256)])   # dyadic_scale(0..255)
+
+
 def quantize_scale(s: float) -> int:
     """Index of the grid scale nearest to s in log terms."""
-    grid = np.array([dyadic_scale(q) for q in range(256)])
-    return int(np.argmin(np.abs(np.log(grid) - math.log(max(s, 1e-12)))))
+    return int(np.argmin(np.abs(np.log(SCALE_GRID) - math.log(max(s, 1e-12)))))

@@ -7,26 +7,20 @@ wrong image.
 """
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 
-from .entropy import CorruptStream, Decoder, dyadic_scale, encode_ops, gauss_op
+from ..io.checksums import pixel_crc
+from ..io.pixels import SCALE, to_pixel_units
+from .entropy import SCALE_GRID, CorruptStream, Decoder, encode_ops, gauss_op
 
-_GRID = np.array([dyadic_scale(q) for q in range(256)])
-_LOG_MID = (np.log(_GRID[1:]) + np.log(_GRID[:-1])) / 2
+_LOG_MID = (np.log(SCALE_GRID[1:]) + np.log(SCALE_GRID[:-1])) / 2
 
 
 def snapped_params(mean: np.ndarray, var: np.ndarray):
     """Pixel-unit mean and std of p(x_0 | x_1) on fixed grids (mean, var in model units)."""
-    mu = np.round(np.clip((mean + 1.0) * 127.5, -64, 320) * 16.0) / 16.0
-    std = _GRID[np.searchsorted(_LOG_MID, np.log(np.sqrt(var) * 127.5))]
+    mu = np.round(np.clip(to_pixel_units(mean), -64, 320) * 16.0) / 16.0
+    std = SCALE_GRID[np.searchsorted(_LOG_MID, np.log(np.sqrt(var) * SCALE))]
     return mu, std
-
-
-def pixel_crc(pixels: np.ndarray) -> bytes:
-    """CRC-16 of uint8 pixels, 2 bytes big-endian: stored beside a model-dependent pmf's stream."""
-    return (zlib.crc32(pixels.astype(np.uint8).tobytes()) & 0xFFFF).to_bytes(2, "big")
 
 
 def encode_lossless(pixels: np.ndarray, mean: np.ndarray, var: np.ndarray):

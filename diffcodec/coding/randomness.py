@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
+# what a stream is for: one key space, so no two uses ever share a stream
 PURPOSE_XT, PURPOSE_DITHER, PURPOSE_PERM, PURPOSE_CAND = 1, 2, 3, 4
+PURPOSE_ANCESTRAL = 5    # decoder-side ancestral completion of a partly decoded chain
+PURPOSE_INITIAL = 6      # the initial words of a bits-back stack
 
 
 def _key(seed: int, purpose: int, step: int, chunk: int = 0) -> int:

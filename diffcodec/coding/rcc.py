@@ -20,10 +20,12 @@ import numpy as np
 from .base import StepCoder, StepContext, gaussian_kl_bits
 from .entropy import gauss_op, table_op, zipf_table
 from .randomness import candidate, candidates, permutation
+from .registry import register
 
 
+@register("rcc", wire_id=1, default_steps="quad50",
+          description="reverse channel coding (the paper's Algorithm 3)")
 class RCCCoder(StepCoder):
-    name = "rcc"
 
     def __init__(self, chunk_bits: int = 8, log2_k: int = 12, min_bits: float = 0.25,
                  encoder_seed: int = 0):

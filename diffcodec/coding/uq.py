@@ -17,6 +17,7 @@ import numpy as np
 from .base import StepCoder, StepContext, gaussian_kl_bits
 from .entropy import dyadic_scale, gauss_op, quantize_scale
 from .randomness import dither
+from .registry import register
 
 SCALE_INDEX_STD = 3.0   # spread of the scale-index prediction from one step to the next
 
@@ -26,8 +27,9 @@ def _support(s: float) -> int:
     return max(8, int(math.ceil(12.0 * s)) + 2)
 
 
+@register("uq", wire_id=0, default_steps="quad8",
+          description="universal quantization (fast, few steps)")
 class UQCoder(StepCoder):
-    name = "uq"
 
     @staticmethod
     def _scale_prior(ctx: StepContext):

@@ -188,7 +188,11 @@ class GaussianDiffusion:
 
     def ddim_step(self, x_t, t, eps):
         """Deterministic (eta = 0) step from x_t to x_{t-1} given eps_theta."""
-        x0 = self.predict_xstart_from_eps(x_t, t, eps).clamp(-1, 1)
+        return self.ddim_step_from_xstart(x_t, t, self.predict_xstart_from_eps(x_t, t, eps).clamp(-1, 1))
+
+    def ddim_step_from_xstart(self, x_t, t, x0):
+        """The same step given a (clipped) x0_hat: x_{t-1} = sqrt(abar_{t-1}) x0_hat +
+        sqrt(1 - abar_{t-1}) eps(x_t, x0_hat). Works in x_t's dtype (float64 for the codec)."""
         eps = self.predict_eps_from_xstart(x_t, t, x0)
         abar_prev = _extract(self.alphas_cumprod_prev, t, x_t)
         return x0 * abar_prev.sqrt() + (1 - abar_prev).sqrt() * eps

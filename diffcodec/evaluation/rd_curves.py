@@ -2,7 +2,8 @@
 
 Every real codec's points come from real files written under ``files_dir`` (bytes counted are
 whole files, headers included); the diffusion codecs' points are prefixes of one progressive file
-(complete layers covering the first k steps), decoded for real. ``ideal`` charges the KL terms.
+(complete layers covering the first k steps), decoded for real. ``ideal`` charges the KL terms
+(the ideal estimate). Curves are compared by BD-rate and BD-PSNR against an anchor codec.
 """
 from __future__ import annotations
 
@@ -12,15 +13,30 @@ from pathlib import Path
 
 import numpy as np
 
+from ..coding import ideal, registry
+from ..coding.progressive import decode_container, encode_image, estimate_image
+from ..container.format import Container
+from ..distributed import gather_rows, my_indices
+from ..errors import UserError
 from . import baselines
-from .bitstream import Container
-from .codec import decode_container, encode_image
-from .errors import UserError
-from .rd import ms_ssim, psnr
-from .sharding import gather_rows, my_indices
+from .metrics import bd_psnr, bd_rate, ms_ssim, psnr
 
-DIFFUSION_CODECS = ("ideal", "uq", "rcc")
 MAX_POINTS = 10
+
+
+def diffusion_codecs() -> tuple[str, ...]:
+    """The ideal estimate and every registered backend."""
+    return (ideal.NAME, *registry.names())
+
+
+def known_codecs() -> set[str]:
+    return set(diffusion_codecs()) | set(baselines.QUALITIES)
+
+
+def check_codecs(names: list[str]) -> None:
+    bad = [c for c in names if c not in known_codecs()]
+    if bad:
+        raise UserError(f"unknown codec(s) {', '.join(bad)}; choose from {', '.join(sorted(known_codecs()))}")
 
 
 def _stop_points(n_steps: int) -> list[int]:
@@ -31,15 +47,16 @@ def _stop_points(n_steps: int) -> list[int]:
 
 
 def _diffusion_points(loaded, codec, img, steps, files_dir: Path, stem: str):
-    res = encode_image(loaded, img, codec, steps)
-    n = len(res.records)
     rows = []
-    if codec == "ideal":
+    if codec == ideal.NAME:
+        res = estimate_image(loaded, img, steps)
         kl = np.cumsum([r.kl_bits for r in res.records])
-        for k in _stop_points(n):
+        for k in _stop_points(len(res.records)):
             rows.append({"bits": float(kl[k - 1]), "psnr": res.records[k - 1].psnr, "enc": res.seconds, "dec": 0.0,
                          "steps": k, "decoded": None})
         return rows
+    res = encode_image(loaded, img, codec, steps)
+    n = len(res.records)
     c = Container.from_bytes(res.data)
     ends = np.cumsum([l.steps for l in c.layers])
     cum_bytes = res.header_bytes + np.cumsum([len(l.data) for l in c.layers])
@@ -61,14 +78,14 @@ def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, s
     files_dir = Path(out_dir) / "files" / codec
     files_dir.mkdir(parents=True, exist_ok=True)
     C, H, W = images.shape[1:]
-    if codec in DIFFUSION_CODECS and loaded is None:
+    if codec in diffusion_codecs() and loaded is None:
         raise UserError(f"codec {codec} needs a model")
-    if codec not in DIFFUSION_CODECS and not baselines.available(codec):
+    if codec not in diffusion_codecs() and not baselines.available(codec):
         raise UserError(f"codec {codec} is not available here"
                         + (" (pip install 'diffcodec[baselines]')" if codec == "jxl" else ""))
 
     def image_points(n: int, img: np.ndarray) -> list:
-        if codec in DIFFUSION_CODECS:
+        if codec in diffusion_codecs():
             keyed = [(r["steps"], r) for r in _diffusion_points(loaded, codec, img, steps, files_dir, f"img{n:05d}")]
         else:
             keyed = []
@@ -95,7 +112,7 @@ def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, s
         for key, r in keyed:
             points.setdefault(key, []).append(r)
             if per_image:
-                rows_out.append({"image": n, "point": key, "bytes": r["bits"] / 8 if codec != "ideal" else None,
+                rows_out.append({"image": n, "point": key, "bytes": r["bits"] / 8 if codec != ideal.NAME else None,
                                  "bits": r["bits"], "bpp": r["bits"] / (H * W), "psnr": r["psnr"],
                                  "ms_ssim": r["ms_ssim"], "file": r.get("file")})
     keys = sorted(points, key=lambda k: np.mean([r["bits"] for r in points[k]]))
@@ -110,7 +127,7 @@ def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, s
         "encoding_time": [mean(k, "enc") for k in keys],
         "decoding_time": [mean(k, "dec") for k in keys],
     }
-    if codec != "ideal":
+    if codec != ideal.NAME:
         results["bytes"] = [mean(k, "bits") / 8 for k in keys]
     if all(r["ms_ssim"] is not None for k in keys for r in points[k]):
         results["ms-ssim"] = [mean(k, "ms_ssim") for k in keys]
@@ -118,9 +135,21 @@ def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, s
         results["psnr-rgb"] = results["psnr"]
         if "ms-ssim" in results:
             results["ms-ssim-rgb"] = results["ms-ssim"]
-    desc = (f"diffcodec {codec} on model {loaded.name}, steps {steps or 'default'}" if codec in DIFFUSION_CODECS
+    desc = (f"diffcodec {codec} on model {loaded.name}, steps {steps or 'default'}" if codec in diffusion_codecs()
             else baselines.DESCRIPTIONS[codec].format(q="swept"))
     doc = {"name": codec, "description": desc, "images": len(images), "results": results}
     if per_image:
         doc["per_image"] = rows_out
     return doc
+
+
+def add_bd(docs: dict, anchor: str) -> None:
+    """Add each curve's BD-rate (%) and BD-PSNR (dB) against the anchor's, as doc["bd"] (no-op when
+    the anchor was not evaluated)."""
+    if anchor not in docs:
+        return
+    a = docs[anchor]["results"]
+    for doc in docs.values():
+        r = doc["results"]
+        doc["bd"] = {"anchor": anchor, "bd_rate_percent": bd_rate(a["bpp"], a["psnr"], r["bpp"], r["psnr"]),
+                     "bd_psnr_db": bd_psnr(a["bpp"], a["psnr"], r["bpp"], r["psnr"])}

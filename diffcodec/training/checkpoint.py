@@ -5,39 +5,18 @@ exported weights are safetensors.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import tempfile
 from pathlib import Path
 
 import torch
 
-from .errors import UserError
+from ..errors import UserError
+from ..io.files import atomic_write_bytes, sha256_file, write_json
 
 
 class ModelError(UserError):
     """A model or checkpoint is missing, unreadable or does not match; message is for the user."""
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write a file via a temporary file in the same directory and an atomic rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
@@ -65,14 +44,6 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     return state
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def export_model(state_dict: dict, config: dict, out_dir: str | Path, metadata: dict | None = None) -> str:
     """Write ``config.json`` and ``model.safetensors`` into out_dir; returns the weights' sha256."""
     from safetensors.torch import save
@@ -81,6 +52,5 @@ def export_model(state_dict: dict, config: dict, out_dir: str | Path, metadata: 
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous().float() for k, v in state_dict.items()}
     atomic_write_bytes(out / "model.safetensors", save(tensors))
-    doc = {"config": config, **(metadata or {})}
-    atomic_write_bytes(out / "config.json", (json.dumps(doc, indent=2) + "\n").encode())
+    write_json(out / "config.json", {"config": config, **(metadata or {})})
     return sha256_file(out / "model.safetensors")

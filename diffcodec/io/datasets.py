@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
+from .images import to_chw
 
 SUPPORTED_MODES = ("1", "L", "LA", "P", "RGB", "RGBA")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -128,7 +129,7 @@ def load_image(path: str | Path, channels: int | None = None, downscale: int = 1
         raise DataError(f"{path} is not an image Pillow can read") from None
     except (OSError, SyntaxError) as e:
         raise DataError(f"cannot read image {path}: {e}") from None
-    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1).copy()
+    return to_chw(arr).copy()
 
 
 @dataclass
@@ -237,19 +238,6 @@ class BatchSampler:
         return batch
 
 
-def to_model_range(x_uint8):
-    """uint8 array -> float32 tensor in [-1, 1]."""
-    import torch
-
-    return torch.as_tensor(np.asarray(x_uint8)).float() / 127.5 - 1.0
-
-
-def to_uint8(x) -> np.ndarray:
-    """Tensor in [-1, 1] -> uint8 numpy array (rounded, clipped)."""
-    arr = ((x.detach().cpu().double().clamp(-1, 1) + 1) * 127.5).round().numpy()
-    return arr.astype(np.uint8)
-
-
 def eval_images(cfg: DataConfig, split: str, channels: int, limit: int | None = None) -> np.ndarray:
     """Evaluation images as uint8 [N, C, H, W]: the first ``limit`` of an array data set, or, for a
     folder, ``limit`` tiles (``cfg.crop``-sized) spread evenly over the tile grids of all its images."""
@@ -276,3 +264,13 @@ def images_for_model(stored: DataConfig, channels: int, data_dir, split: str = "
         cfg.holdout = [p.name for p in list_images(folder)]
         split = "test"
     return eval_images(cfg, split, channels, limit)
+
+
+def images_or_file(stored: DataConfig, channels: int, data, split: str = "test",
+                   limit: int | None = None) -> np.ndarray:
+    """Evaluation images from a data directory (see ``images_for_model``), or a single image file
+    (any size) as a batch of one."""
+    p = Path(data).expanduser()
+    if p.is_file():
+        return load_image(p, channels)[None]
+    return images_for_model(stored, channels, p, split, limit)

@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .codec import _Model
-from .coding.entropy import gauss_op, info_bits
-from .coding.lossless import snapped_params
-from .coding.randomness import uniforms
-from .errors import UserError
+from ..core.adapter import NetworkAdapter
+from ..errors import UserError
+from ..io.pixels import to_model
+from .entropy import gauss_op, info_bits
+from .lossless import snapped_params
+from .randomness import PURPOSE_INITIAL, uniforms
 
-PURPOSE_INITIAL = 6
 GRID_FRACTION = 8        # delta_j = smallest noise scale of step j / 8
 
 
@@ -42,10 +42,6 @@ class BitsBackMismatch(UserError):
 
 class StackDry(RuntimeError):
     """The initial words were too few for the first image's borrowed bits."""
-
-
-def _model_units(pixels: np.ndarray) -> np.ndarray:
-    return pixels.astype(np.float64) / 127.5 - 1.0
 
 
 def _snap_mean(v: np.ndarray) -> np.ndarray:
@@ -131,7 +127,7 @@ def _info(chain: Chain, j: int, k, mu, sd) -> float:
 
 def _setup(loaded, steps, shape):
     """(Chain, the coder's models for z_0..z_N, network evaluator) for one respaced chain."""
-    net = _Model(loaded, steps, shape)
+    net = NetworkAdapter(loaded, steps, shape)
     chain = Chain.build(net.diffusion)
     return chain, _models(chain), net
 
@@ -153,7 +149,7 @@ def encode_chain(loaded, images: np.ndarray, steps=None, seed: int = 0,
         start = low = coder.num_bits()
         bound = 0.0
         k_prev = images[i].reshape(-1).astype(np.int32)      # symbols of z_{j-1}; pixels for j = 1
-        z_prev = _model_units(k_prev)
+        z_prev = to_model(k_prev)
         for j in range(1, chain.N + 1):
             mu, sd = chain.forward(j, z_prev)
             k = coder.decode(models[j], mu, sd)
@@ -192,7 +188,7 @@ def decode_chain(loaded, words: np.ndarray, n: int, shape, steps=None, seed: int
         z = k.astype(np.float64) * chain.delta[chain.N]
         for j in range(chain.N, 0, -1):
             k_prev = coder.decode(models[j - 1], *_reverse_params(chain, j, net, z))
-            z_prev = _model_units(k_prev) if j == 1 else k_prev.astype(np.float64) * chain.delta[j - 1]
+            z_prev = to_model(k_prev) if j == 1 else k_prev.astype(np.float64) * chain.delta[j - 1]
             coder.encode_reverse(k, models[j], *chain.forward(j, z_prev))
             k, z = k_prev, z_prev
         out[i] = k.astype(np.uint8).reshape(C, H, W)
@@ -204,40 +200,3 @@ def decode_chain(loaded, words: np.ndarray, n: int, shape, steps=None, seed: int
             raise BitsBackMismatch("bits-back stream did not unwind to its initial words: the decoder's "
                                    "model outputs differ from the encoder's, or the stream is corrupt")
     return out
-
-
-def run_chain(loaded, images: np.ndarray, steps=None, seed: int = 0, progress=None) -> dict:
-    """Encode a chain, decode it back, check it, and report rates in bits per dimension.
-
-    The initial words start at 12 bits per dimension and grow by 4 until the first image's
-    borrowed bits fit. ``progress(k)`` is called once per image on each side (2n calls)."""
-    import time
-
-    n = len(images)
-    D = int(np.prod(images.shape[1:]))
-    bits = 12
-    t0 = time.perf_counter()
-    while True:
-        try:
-            words, stats, n_init = encode_chain(loaded, images, steps, seed, bits, progress)
-            break
-        except StackDry:
-            bits += 4
-    t1 = time.perf_counter()
-    decoded = decode_chain(loaded, words, n, images.shape[1:], steps, seed, n_init, progress)
-    t2 = time.perf_counter()
-    if not np.array_equal(decoded, images):
-        raise BitsBackMismatch("bits-back chain decoded to different pixels")
-    net = np.array(stats.net_bits) / D
-    first_needed = stats.borrowed_bits[0] + stats.net_bits[0]
-    return {
-        "images": n, "dims": D, "steps": steps or "all",
-        "bound_bpd": float(np.mean(stats.bound_bits) / D),
-        "net_bpd": float(net.mean()),
-        "file_bpd": float(32 * len(words) / (n * D)),
-        "initial_bpd": float(32 * n_init / (n * D)),
-        "single_image_bpd": float(first_needed / D),
-        "borrowed_bpd": float(np.mean(stats.borrowed_bits) / D),
-        "encode_s": (t1 - t0) / n, "decode_s": (t2 - t1) / n, "lossless": True,
-        "per_image_net_bpd": net.round(4).tolist(),
-    }

@@ -1,4 +1,5 @@
-"""Sharding an evaluation across processes with torch.distributed (launch with torchrun).
+"""torch.distributed under torchrun: the rank and world size (read from torchrun's environment
+here and nowhere else), the training process group, and sharding an evaluation across processes.
 
 Each rank evaluates images rank, rank + world, ...; per-image results are gathered on every rank,
 so the result is the same as a single process (per-image noise is seeded by the image's index).
@@ -12,10 +13,40 @@ import numpy as np
 import torch
 
 
+def env_rank_world() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) outside torchrun."""
+    return (int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
+            int(os.environ.get("LOCAL_RANK", "0")))
+
+
+class Distributed:
+    """The training process group: rank/world info and this process's device; a single process
+    when torchrun's environment is absent."""
+
+    def __init__(self):
+        self.rank, self.world, self.local_rank = env_rank_world()
+        self.active = self.world > 1
+        if torch.cuda.is_available():
+            torch.cuda.set_device(self.local_rank)
+            self.device = torch.device("cuda", self.local_rank)
+        else:
+            self.device = torch.device("cpu")
+        if self.active and not torch.distributed.is_initialized():
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            torch.distributed.init_process_group(backend)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def close(self):
+        if self.active and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
 def world() -> tuple[int, int]:
-    """(rank, world size) from torchrun's environment, initialising the process group if needed."""
-    size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+    """(rank, world size) for sharding an evaluation, initialising the process group if needed."""
+    rank, size, _ = env_rank_world()
     if size > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         atexit.register(_close)
@@ -31,7 +62,8 @@ def _close() -> None:
 
 
 def is_main() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+    """True in the process that reports (rank 0, or the only process)."""
+    return env_rank_world()[0] == 0
 
 
 def my_indices(n: int) -> np.ndarray:

@@ -8,11 +8,11 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from .data import DataConfig
-from .errors import UserError
-from .diffusion import GaussianDiffusion, LossType, VarianceType
-from .nets import UNetConfig
-from .schedules import SCHEDULES
+from ..core.diffusion import GaussianDiffusion, LossType, VarianceType
+from ..core.schedules import SCHEDULES
+from ..errors import UserError
+from ..io.datasets import DataConfig
+from ..nets import UNetConfig
 
 
 class ConfigError(UserError):

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .coding.lossless import pixel_crc
-from .coding.randomness import permutation
-from .data import to_uint8
-from .errors import UserError
+from ..coding.randomness import permutation
+from ..errors import UserError
+from ..io.checksums import pixel_crc
+from ..io.pixels import pixel_classes, to_model_tensor, to_pixels
 
 LN2 = math.log(2.0)
 ORDER_STEP = 2 ** 24 - 1     # the random order uses the permutation stream of a step no chain has
@@ -58,7 +58,7 @@ class MaskingDiffusion:
 
     @staticmethod
     def classes(x0: torch.Tensor) -> torch.Tensor:
-        return ((x0 + 1.0) * 127.5).round().clamp(0, 255).long()
+        return pixel_classes(x0)
 
     def training_losses(self, net, x0, t, noise=None, loss_type=None):
         """Order-agnostic loss per example (nats per dimension); t in [0, D) masks t + 1 coordinates.
@@ -80,24 +80,38 @@ class MaskingDiffusion:
             return permutation(seed, ORDER_STEP, self.D)
         raise UserError(f"unknown order {kind!r}; use raster or random")
 
+    # ------------------------------------------------------------------ the reverse chain
+    def reveal(self, net, x: torch.Tensor, order: np.ndarray, progress=None):
+        """Walk the reverse chain in ``order``: yields (k, d, logits, mask) for step k, which reveals
+        flat coordinate d; ``logits`` ([B, C, K, H, W]) were computed with sigma_<k visible, and
+        ``mask`` ([B, D], 1 = masked) already has d revealed. The caller may write coordinate d of
+        ``x`` (sampling, decoding) before the next step."""
+        mask = torch.ones(x.shape[0], self.D, device=x.device)
+        for k, d in enumerate(order):
+            logits = self.logits(net, x, mask.view_as(x))
+            mask[:, d] = 0.0
+            yield k, int(d), logits, mask
+            if progress:
+                progress(1)
+
+    def _start(self, net, images: np.ndarray | None, n: int = 1) -> torch.Tensor:
+        """x for a walk along the chain: the images' levels (teacher forcing), or n blank images."""
+        dev = next(net.parameters()).device
+        if images is None:
+            return torch.zeros(n, *self.shape, device=dev)
+        return _levels(self.categories, dev)[torch.from_numpy(images.astype(np.int64)).to(dev)]
+
     # ------------------------------------------------------------------ the bound
     @torch.no_grad()
     def bound_terms(self, net, images: np.ndarray, order: np.ndarray, progress=None) -> np.ndarray:
         """KL terms of the bound, in bits, for uint8 images [B, C, H, W]: [B, D], term k is
         L_{D-k-1} = -log2 p(x_{sigma_k} | x_{sigma_<k}) (one network evaluation per step)."""
-        dev = next(net.parameters()).device
-        idx = torch.from_numpy(images.astype(np.int64)).to(dev)
-        x0 = _levels(self.categories, dev)[idx]
-        cls = idx.flatten(1)
-        B = x0.shape[0]
-        mask = torch.ones(B, self.D, device=dev)
-        out = np.zeros((B, self.D))
-        for k, d in enumerate(order):
-            lp = F.log_softmax(self.coordinate(self.logits(net, x0, mask.view_as(x0)), d), dim=1)  # [B, K]
+        x0 = self._start(net, images)
+        cls = torch.from_numpy(images.astype(np.int64)).to(x0.device).flatten(1)
+        out = np.zeros((x0.shape[0], self.D))
+        for k, d, logits, _ in self.reveal(net, x0, order, progress):
+            lp = F.log_softmax(self.coordinate(logits, d), dim=1)  # [B, K]
             out[:, k] = -(lp.gather(1, cls[:, d:d + 1]).squeeze(1) / LN2).double().cpu().numpy()
-            mask[:, d] = 0.0
-            if progress:
-                progress(1)
         return out
 
     # ------------------------------------------------------------------ generation
@@ -106,26 +120,19 @@ class MaskingDiffusion:
         """Ancestral sampling (= autoregressive generation in ``order``). Returns uint8 [n, C, H, W]
         and, with frames > 0, snapshots [frames, n, C, H, W] of (revealed pixels, predicted mean
         elsewhere) taken evenly along the chain (the last is the sample)."""
-        dev = next(net.parameters()).device
         gen = torch.Generator(device="cpu").manual_seed(seed)
-        C, H, W = self.shape
-        x = torch.zeros(n, C, H, W, device=dev)
-        mask = torch.ones(n, self.D, device=dev)
-        levels = _levels(self.categories, dev)
+        x = self._start(net, None, n)
+        levels = _levels(self.categories, x.device)
         snaps, keep = [], set(np.linspace(0, self.D, frames + 1).astype(int)[1:]) if frames else set()
-        for k, d in enumerate(order):
-            logits = self.logits(net, x, mask.view_as(x))
+        for k, d, logits, mask in self.reveal(net, x, order, progress):
             probs = F.softmax(self.coordinate(logits, d).double().cpu(), dim=1)
-            v = torch.multinomial(probs, 1, generator=gen).squeeze(1).to(dev)
+            v = torch.multinomial(probs, 1, generator=gen).squeeze(1).to(x.device)
             x.view(n, -1)[:, d] = levels[v]
-            mask[:, d] = 0.0
             if k + 1 in keep:
                 mean = (F.softmax(logits, dim=2) * levels.view(1, 1, -1, 1, 1)).sum(2)
                 m = mask.view_as(x)
-                snaps.append(to_uint8(x * (1 - m) + mean * m))
-            if progress:
-                progress(1)
-        out = to_uint8(x)
+                snaps.append(to_pixels(x * (1 - m) + mean * m))
+        out = to_pixels(x)
         return (out, np.stack(snaps)) if frames else out
 
     # ------------------------------------------------------------------ lossless coding
@@ -134,11 +141,11 @@ class MaskingDiffusion:
         """Code uint8 [C, H, W] losslessly, one coordinate per step: CRC-16 + range-coded words."""
         import constriction
 
-        pmfs = self._teacher_pmfs(net, image, order)
         enc = constriction.stream.queue.RangeEncoder()
         flat = image.reshape(-1)
-        for k, d in enumerate(order):
-            enc.encode(np.array([flat[d]], np.int32), constriction.stream.model.Categorical(pmfs[k], perfect=False))
+        for _, d, logits, _ in self.reveal(net, self._start(net, image[None]), order):
+            pmf = self._pmf(logits, d)[0]
+            enc.encode(np.array([flat[d]], np.int32), constriction.stream.model.Categorical(pmf, perfect=False))
         return pixel_crc(image) + enc.get_compressed().astype(">u4").tobytes()
 
     @torch.no_grad()
@@ -149,18 +156,14 @@ class MaskingDiffusion:
             raise UserError("masking-diffusion stream is truncated")
         words = np.frombuffer(data[2:], ">u4").astype(np.uint32)
         dec = constriction.stream.queue.RangeDecoder(words)
-        dev = next(net.parameters()).device
-        C, H, W = self.shape
-        x = torch.zeros(1, C, H, W, device=dev)
-        mask = torch.ones(1, self.D, device=dev)
+        x = self._start(net, None)
         out = np.zeros(self.D, np.uint8)
-        levels = _levels(self.categories, dev)
-        for d in order:
-            pmf = self._pmf(self.logits(net, x, mask.view_as(x)), int(d))[0]
+        levels = _levels(self.categories, x.device)
+        for _, d, logits, _ in self.reveal(net, x, order):
+            pmf = self._pmf(logits, d)[0]
             v = int(dec.decode(constriction.stream.model.Categorical(pmf, perfect=False)))
             out[d] = v
             x.view(1, -1)[0, d] = levels[v]
-            mask[0, d] = 0.0
         image = out.reshape(self.shape)
         if pixel_crc(image) != data[:2]:
             raise UserError("decoded pixels do not match the stored checksum: the decoder's model "
@@ -175,17 +178,7 @@ class MaskingDiffusion:
         p = np.exp(lg - lg.max(1, keepdims=True))
         return p / p.sum(1, keepdims=True)
 
-    def _teacher_pmfs(self, net, image, order) -> np.ndarray:
-        dev = next(net.parameters()).device
-        x = _levels(self.categories, dev)[torch.from_numpy(image[None].astype(np.int64)).to(dev)]
-        mask = torch.ones(1, self.D, device=dev)
-        pmfs = np.zeros((self.D, self.categories))
-        for k, d in enumerate(order):
-            pmfs[k] = self._pmf(self.logits(net, x, mask.view_as(x)), int(d))[0]
-            mask[0, d] = 0.0
-        return pmfs
-
 
 def _levels(categories: int, device) -> torch.Tensor:
     """Model-range value of each grey level (float32, the same numbers on both sides)."""
-    return torch.arange(categories, dtype=torch.float32, device=device) / 127.5 - 1.0
+    return to_model_tensor(np.arange(categories)).to(device)

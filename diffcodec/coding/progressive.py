@@ -1,4 +1,5 @@
-"""Progressive encode/decode (paper Algorithms 3 and 4) driving the diffusion model and a step coder.
+"""Progressive encode/decode (paper Algorithms 3 and 4) driving the diffusion model and a step coder,
+and the ideal estimate (the same chain, charging each step's KL, no bytes).
 
 The sender transmits x_{t-1} ~ q(x_{t-1} | x_t, x_0) for each step of a respaced chain, starting
 from x_T drawn from the shared seed; the receiver can stop after any step and reconstruct
@@ -8,47 +9,48 @@ file decodes every complete layer.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
-from .bitstream import Container, FormatError, Header, Layer
-from .coding.base import StepContext
-from .coding.entropy import Decoder, encode_ops, info_bits
-from .coding.ideal import IdealCoder
-from .coding.lossless import decode_lossless, encode_lossless
-from .coding.randomness import PURPOSE_XT, normals
-from .coding.rcc import RCCCoder
-from .coding.uq import UQCoder
-from .errors import UserError
-from .rd import psnr
-
-DEFAULT_STEPS = {"uq": "quad8", "rcc": "quad50", "ideal": "100"}
-RECONSTRUCTIONS = ("x0", "flow", "ancestral")
-PURPOSE_ANCESTRAL = 5
+from ..container.format import Container, FormatError, Header, Layer
+from ..core import adapter
+from ..core.adapter import RECONSTRUCTIONS, NetworkAdapter
+from ..errors import UserError
+from ..evaluation.metrics import psnr
+from ..io.datasets import load_image
+from ..io.pixels import to_model, to_pixels
+from . import ideal, registry
+from .base import StepContext
+from .entropy import Decoder, encode_ops, info_bits
+from .lossless import decode_lossless, encode_lossless
+from .randomness import PURPOSE_XT, normals
 
 
-def make_coder(backend: str, params: bytes = b""):
-    if backend == "ideal":
-        return IdealCoder()
-    if backend == "uq":
-        if params:
-            raise FormatError("unexpected uq parameters")
-        return UQCoder()
-    if backend == "rcc":
-        try:
-            return RCCCoder.from_params(params)
-        except ValueError as e:
-            raise FormatError(f"corrupt header ({e})") from None
-    raise UserError(f"unknown backend {backend!r}; use uq or rcc")
+def default_steps(backend: str) -> str:
+    """The step spec a backend (or the ideal estimate) uses when none is given."""
+    return ideal.DEFAULT_STEPS if backend == ideal.NAME else registry.get(backend).default_steps
 
 
-def to_pixels(x: np.ndarray) -> np.ndarray:
-    """Model-range float array -> uint8."""
-    return np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
+def coded_steps(loaded, backend: str, steps: str | None = None) -> int:
+    """How many steps a full-rate encode codes (for progress bars); a bad step spec is a UserError."""
+    try:
+        return loaded.diffusion(steps or default_steps(backend)).num_timesteps - 1
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def image_for_model(path, loaded) -> np.ndarray:
+    """An image file as uint8 [C, H, W] in the model's channel count (grayscale into an RGB model is
+    widened; RGB into a grayscale model is refused)."""
+    img = load_image(path)
+    channels = loaded.config.model.in_channels
+    if img.shape[0] != channels and channels == 1:
+        raise UserError(f"{path} is an RGB image but model {loaded.name} codes grayscale images")
+    if img.shape[0] != channels:
+        img = load_image(path, channels)  # grayscale into an RGB model
+    return img
 
 
 @dataclass
@@ -77,31 +79,14 @@ class EncodeResult:
     stats: dict = field(default_factory=dict)
 
 
-class _Model:
-    """Network evaluation in float32 on the model's device; math for coding in float64 numpy."""
-
-    def __init__(self, loaded, steps, shape):
-        self.loaded, self.net = loaded, loaded.net
-        self.diffusion = loaded.diffusion(steps)
-        self.shape = shape
-        self.evals, self.seconds = 0, 0.0
-
-    def out(self, x: np.ndarray, i: int) -> dict:
-        t0 = time.perf_counter()
-        xt = torch.from_numpy(x.reshape(1, *self.shape)).float().to(self.loaded.device)
-        t = torch.full((1,), i, dtype=torch.long, device=xt.device)
-        with torch.no_grad():
-            o = self.diffusion.p_mean_variance(self.net, xt, t)
-        self.evals += 1
-        self.seconds += time.perf_counter() - t0
-        return {k: o[k].double().cpu().numpy().ravel() for k in ("mean", "variance", "pred_xstart", "eps")}
-
-    def posterior_mean(self, x0: np.ndarray, x: np.ndarray, i: int) -> np.ndarray:
-        d = self.diffusion
-        return d.posterior_mean_coef1[i] * x0 + d.posterior_mean_coef2[i] * x
-
-    def paper_t(self, i: int) -> int:
-        return int(self.diffusion.timestep_map[i]) + 1
+@dataclass
+class Estimate:
+    """The ideal estimate of an image's chain: records (bits 0, kl_bits the ideal rate), no bytes."""
+    records: list[StepRecord]
+    psnr: float = 0.0            # PSNR of x0_hat after the last step
+    seconds: float = 0.0
+    net_seconds: float = 0.0
+    net_evals: int = 0
 
 
 def _group_layers(bits: list[float], psnrs: list[float], max_layers: int) -> list[int]:
@@ -131,16 +116,7 @@ def _group_layers(bits: list[float], psnrs: list[float], max_layers: int) -> lis
     return [b - a for a, b in zip(edges, edges[1:])]
 
 
-def encode_image(loaded, image: np.ndarray, backend: str = "uq", steps: str | None = None,
-                 seed: int = 0, stop_step: int | None = None, target_psnr: float | None = None,
-                 bpp: float | None = None, lossless: bool = False, max_layers: int = 8,
-                 progress=None, coder=None) -> EncodeResult:
-    """Encode uint8 [C, H, W] into .dfc bytes (backend "ideal": no bytes, records only).
-
-    Rate control: stop once x_t with paper t <= stop_step is sent, at the first step whose x0_hat
-    reaches target_psnr, or at the last step whose file fits bpp bits per pixel. progress(i) is
-    called after each step; ``coder`` overrides the backend's default step coder."""
-    t_start = time.perf_counter()
+def _check_image(loaded, image: np.ndarray) -> None:
     C, H, W = image.shape
     cfg = loaded.config
     if C != cfg.model.in_channels:
@@ -151,27 +127,28 @@ def encode_image(loaded, image: np.ndarray, backend: str = "uq", steps: str | No
         raise UserError(f"model {loaded.name} has global attention and codes only "
                         f"{cfg.data.crop}x{cfg.data.crop} images; this one is {H}x{W} (use a fully "
                         "convolutional model such as photo)")
-    steps = steps or DEFAULT_STEPS[backend]
-    coder = coder or make_coder(backend)
+
+
+def _open_chain(loaded, steps, shape, error=UserError) -> NetworkAdapter:
     try:
-        model = _Model(loaded, steps, (C, H, W))
+        return NetworkAdapter(loaded, steps, shape)
     except ValueError as e:
-        raise UserError(str(e)) from None
-    N, D = model.diffusion.num_timesteps, C * H * W
-    ideal = backend == "ideal"
-    if ideal and (lossless or bpp is not None):
-        raise UserError("the ideal backend writes no file: --lossless and --bpp do not apply")
-    header = Header(loaded.name, bytes.fromhex(loaded.sha256[:8]), H, W, C, "uq" if ideal else backend,
-                    str(steps), seed, lossless, coder.params())
-    x0 = image.astype(np.float64).ravel() / 127.5 - 1.0
+        raise error(str(e)) from None
+
+
+def _send_chain(model: NetworkAdapter, coder, image: np.ndarray, seed: int, stop_step, target_psnr,
+                progress):
+    """The sender's side of Algorithm 3: from x_T (shared seed), code each step with ``coder`` until
+    the chain ends or a stop rule fires. -> (records, ops per step, network output at the last x)."""
+    N, D = model.num_steps, image.size
+    x0 = to_model(image).ravel()
     x = normals(seed, PURPOSE_XT, 0, D)
     out = model.out(x, N - 1)
     state: dict = {}
     records, step_ops = [], []
     for i in range(N - 1, 0, -1):
         t0 = time.perf_counter()
-        ctx = StepContext(i, seed, float(model.diffusion.posterior_variance[i]), out["mean"],
-                          out["variance"], state)
+        ctx = StepContext(i, seed, model.posterior_variance(i), out["mean"], out["variance"], state)
         ops, x, kl = coder.encode(ctx, model.posterior_mean(x0, x, i))
         out = model.out(x, i - 1)
         rec = StepRecord(i, model.paper_t(i - 1), sum(info_bits(o) for o in ops), kl,
@@ -184,6 +161,42 @@ def encode_image(loaded, image: np.ndarray, backend: str = "uq", steps: str | No
             break
         if target_psnr is not None and rec.psnr >= target_psnr:
             break
+    return records, step_ops, out
+
+
+def estimate_image(loaded, image: np.ndarray, steps: str | None = None, seed: int = 0,
+                   stop_step: int | None = None, target_psnr: float | None = None,
+                   progress=None) -> Estimate:
+    """The ideal rate of uint8 [C, H, W]: the chain an ideal channel simulator would send, charging
+    each step's KL (no bytes). Stop rules and ``progress`` as in ``encode_image``."""
+    t_start = time.perf_counter()
+    _check_image(loaded, image)
+    model = _open_chain(loaded, steps or ideal.DEFAULT_STEPS, image.shape)
+    records, _, _ = _send_chain(model, ideal.IdealEstimator(), image, seed, stop_step, target_psnr, progress)
+    return Estimate(records, records[-1].psnr if records else 0.0, time.perf_counter() - t_start,
+                    model.seconds, model.evals)
+
+
+def encode_image(loaded, image: np.ndarray, backend: str = "uq", steps: str | None = None,
+                 seed: int = 0, stop_step: int | None = None, target_psnr: float | None = None,
+                 bpp: float | None = None, lossless: bool = False, max_layers: int = 8,
+                 progress=None, coder=None) -> EncodeResult:
+    """Encode uint8 [C, H, W] into .dfc bytes with a registered backend.
+
+    Rate control: stop once x_t with paper t <= stop_step is sent, at the first step whose x0_hat
+    reaches target_psnr, or at the last step whose file fits bpp bits per pixel. progress(i) is
+    called after each step; ``coder`` overrides the backend's default step coder."""
+    t_start = time.perf_counter()
+    C, H, W = image.shape
+    _check_image(loaded, image)
+    spec = registry.get(backend)
+    steps = steps or spec.default_steps
+    coder = coder or spec.from_params(b"")
+    model = _open_chain(loaded, steps, (C, H, W))
+    N, D = model.num_steps, C * H * W
+    header = Header(loaded.name, bytes.fromhex(loaded.sha256[:8]), H, W, C, backend, str(steps), seed,
+                    lossless, coder.params())
+    records, step_ops, out = _send_chain(model, coder, image, seed, stop_step, target_psnr, progress)
     final_out = out if not records or records[-1].step == 1 else None
     lossless_layer, lossless_bits = None, 0.0
     if lossless:
@@ -203,9 +216,6 @@ def encode_image(loaded, image: np.ndarray, backend: str = "uq", steps: str | No
             layers.append(lossless_layer)
         return Container(header, layers)
 
-    if ideal:
-        return EncodeResult(b"", header, records, [], [], 0, 0.0, records[-1].psnr if records else 0.0,
-                            time.perf_counter() - t_start, model.seconds, model.evals)
     container = build(len(records))
     if bpp is not None:
         n = len(records)
@@ -260,12 +270,13 @@ def decode_container(loaded, container: Container, layers: int | None = None,
         raise UserError(f"unknown reconstruction {reconstruct!r}; use {', '.join(RECONSTRUCTIONS)}")
     if h.channels != loaded.config.model.in_channels:
         raise FormatError("header channel count does not match the model")
-    coder = make_coder(h.backend, h.params)
     try:
-        model = _Model(loaded, h.steps_spec, (h.channels, h.height, h.width))
+        coder = registry.get(h.backend).from_params(h.params)
     except ValueError as e:
         raise FormatError(f"corrupt header ({e})") from None
-    N, D = model.diffusion.num_timesteps, h.channels * h.height * h.width
+    model = _open_chain(loaded, h.steps_spec, (h.channels, h.height, h.width),
+                        lambda m: FormatError(f"corrupt header ({m})"))
+    N, D = model.num_steps, h.channels * h.height * h.width
     n_coded = sum(l.steps for l in container.layers)
     if n_coded > N - 1:
         raise FormatError("corrupt file: more coded steps than the schedule has")
@@ -283,8 +294,7 @@ def decode_container(loaded, container: Container, layers: int | None = None,
             break
         dec = Decoder(layer.data)
         for _ in range(layer.steps):
-            ctx = StepContext(i, h.seed, float(model.diffusion.posterior_variance[i]), out["mean"],
-                              out["variance"], state)
+            ctx = StepContext(i, h.seed, model.posterior_variance(i), out["mean"], out["variance"], state)
             try:
                 x = coder.decode(ctx, dec)
             except BaseException as e:  # constriction's PanicException derives from BaseException
@@ -304,24 +314,7 @@ def decode_container(loaded, container: Container, layers: int | None = None,
         if done:
             break
     if pixels is None:
-        pixels = to_pixels(_reconstruct(model, x, i, out, reconstruct, h.seed))
+        pixels = to_pixels(adapter.reconstruct(model, x, i, out, reconstruct, h.seed))
     return DecodeResult(pixels.reshape(h.channels, h.height, h.width), used, len(container.layers),
                         N - 1 - i, 0 if lossless_used else model.paper_t(i), lossless_used,
                         container.complete, time.perf_counter() - t_start, model.seconds, model.evals)
-
-
-def _reconstruct(model: _Model, x: np.ndarray, i: int, out: dict, how: str, seed: int) -> np.ndarray:
-    """x0_hat (Eq. 15), the deterministic DDIM flow from x_i, or ancestral completion from x_i."""
-    if how == "x0" or i == 0:
-        return out["pred_xstart"]
-    d = model.diffusion
-    for j in range(i, 0, -1):
-        if how == "flow":
-            x0 = np.clip(out["pred_xstart"], -1, 1)
-            eps = (d.sqrt_recip_alphas_cumprod[j] * x - x0) / d.sqrt_recipm1_alphas_cumprod[j]
-            abar_prev = d.alphas_cumprod_prev[j]
-            x = x0 * math.sqrt(abar_prev) + math.sqrt(1 - abar_prev) * eps
-        else:
-            x = out["mean"] + np.sqrt(out["variance"]) * normals(seed, PURPOSE_ANCESTRAL, j, x.size)
-        out = model.out(x, j - 1)
-    return out["pred_xstart"]

@@ -7,7 +7,8 @@ import time
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
+from ..io.images import to_chw, to_hwc
 
 # quality knobs swept for a rate-distortion curve (codec -> list of settings)
 QUALITIES = {
@@ -27,12 +28,11 @@ DESCRIPTIONS = {
 def _to_pil(img: np.ndarray):
     from PIL import Image
 
-    return Image.fromarray(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0))
+    return Image.fromarray(to_hwc(img))
 
 
 def _from_pil(im, channels: int) -> np.ndarray:
-    arr = np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
-    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    return to_chw(np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.uint8))
 
 
 def available(codec: str) -> bool:
@@ -59,11 +59,9 @@ def encode_decode(codec: str, img: np.ndarray, q) -> tuple[bytes, np.ndarray, fl
             import imagecodecs
         except ImportError:
             raise UserError("JPEG XL needs the optional extra: pip install 'diffcodec[baselines]'") from None
-        arr = img[0] if C == 1 else img.transpose(1, 2, 0)
-        data = bytes(imagecodecs.jpegxl_encode(arr, distance=float(q)))
+        data = bytes(imagecodecs.jpegxl_encode(to_hwc(img), distance=float(q)))
         t1 = time.perf_counter()
-        dec = np.asarray(imagecodecs.jpegxl_decode(data))
-        out = dec[None] if dec.ndim == 2 else dec.transpose(2, 0, 1)
+        out = to_chw(np.asarray(imagecodecs.jpegxl_decode(data)))
         return data, out, t1 - t0, time.perf_counter() - t1
     im = _to_pil(img)
     buf = io.BytesIO()

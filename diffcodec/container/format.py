@@ -8,34 +8,26 @@ Layout (all integers are LEB128 varints unless a width is given):
     | layer count | per layer: steps in it, byte length, CRC-8 of its bytes
     | CRC-16 of everything above (2 bytes, big-endian) | layer payloads, concatenated
 
-flags: bits 0-1 channel code (0: grayscale, 1: RGB), bits 2-4 backend (0: uq, 1: rcc),
-bit 5: the last layer is a lossless layer for x_0.
+flags: bits 0-1 channel code (0: grayscale, 1: RGB), bits 2-4 the backend's wire id (from the
+coder registry: 0 uq, 1 rcc), bit 5: the last layer is a lossless layer for x_0.
 Cutting the file at any byte keeps every complete layer decodable: the header says where each
 layer ends, and layers after the cut are simply missing.
 """
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 
-from .errors import UserError
+from ..coding import registry
+from ..errors import UserError
+from ..io.checksums import crc8, crc16
 
 MAGIC = b"DF"
 VERSION = 2   # 2: rcc chunk-count prior 0.35 + 0.18 n (version 1 files are refused)
-BACKENDS = ("uq", "rcc")
 CHANNEL_CODES = {1: 0, 3: 1}
 
 
 class FormatError(UserError):
     """The bytes are not a (complete, intact) .dfc file; the message is meant for the user."""
-
-
-def crc8(data: bytes) -> int:
-    return zlib.crc32(data) & 0xFF
-
-
-def crc16(data: bytes) -> int:
-    return zlib.crc32(data) & 0xFFFF
 
 
 def put_varint(out: bytearray, v: int) -> None:
@@ -111,7 +103,7 @@ class Container:
             raise ValueError("model name or steps spec too long, or hash not 4 bytes")
         out = bytearray(MAGIC)
         out.append(VERSION)
-        out.append(CHANNEL_CODES[h.channels] | (BACKENDS.index(h.backend) << 2) | (int(h.lossless) << 5))
+        out.append(CHANNEL_CODES[h.channels] | (registry.get(h.backend).wire_id << 2) | (int(h.lossless) << 5))
         out.append(len(name)); out += name; out += h.model_hash
         put_varint(out, h.height); put_varint(out, h.width)
         out.append(len(spec)); out += spec
@@ -139,8 +131,8 @@ class Container:
             raise FormatError(f"unsupported .dfc format version {version} (this diffcodec reads {VERSION})")
         flags = r.byte()
         chan = {v: k for k, v in CHANNEL_CODES.items()}.get(flags & 3)
-        backend_code = (flags >> 2) & 7
-        if chan is None or backend_code >= len(BACKENDS) or flags >> 6:
+        coder = registry.by_wire_id((flags >> 2) & 7)
+        if chan is None or coder is None or flags >> 6:
             raise FormatError("corrupt header (bad flags)")
         name = r.take(r.byte())
         model_hash = r.take(4)
@@ -156,7 +148,7 @@ class Container:
         if crc16(data[:r.pos - 2]) != stored_crc:
             raise FormatError("corrupt header (checksum mismatch)")
         try:
-            header = Header(name.decode(), model_hash, height, width, chan, BACKENDS[backend_code],
+            header = Header(name.decode(), model_hash, height, width, chan, coder.name,
                             spec.decode("ascii"), seed, bool(flags & 32), params)
         except UnicodeDecodeError:
             raise FormatError("corrupt header (text fields)") from None
@@ -173,3 +165,18 @@ class Container:
         if complete and pos != len(data):
             raise FormatError(f"{len(data) - pos} unexpected bytes after the last layer")
         return cls(header, layers, complete)
+
+    def describe(self) -> dict:
+        """The header's fields and the layer table (with cumulative bytes and bits per pixel)."""
+        h = self.header
+        hdr = self.header_size()
+        rows, total = [], hdr
+        for i, layer in enumerate(self.layers):
+            total += len(layer.data)
+            rows.append({"layer": i + 1, "steps": layer.steps, "kind": "lossless" if layer.steps == 0 else "lossy",
+                         "bytes": len(layer.data), "cumulative_bytes": total,
+                         "cumulative_bpp": 8 * total / (h.height * h.width)})
+        return {"format_version": VERSION, "model": h.model_name, "model_hash": h.model_hash.hex(),
+                "height": h.height, "width": h.width, "channels": h.channels, "backend": h.backend,
+                "steps": h.steps_spec, "seed": h.seed, "lossless_layer": h.lossless, "params": h.params.hex(),
+                "header_bytes": hdr, "complete": self.complete, "layers": rows}

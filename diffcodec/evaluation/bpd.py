@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .data import to_model_range
-from .sharding import gather_rows, image_noise, my_indices
+from ..distributed import gather_rows, image_noise, my_indices
+from ..io.pixels import to_model_tensor
 
 
 def bound_terms(loaded, diffusion, images: np.ndarray, batch_size: int, seed: int, progress=None):
@@ -15,7 +15,7 @@ def bound_terms(loaded, diffusion, images: np.ndarray, batch_size: int, seed: in
     rows = []
     for start in range(0, len(mine), batch_size):
         idx = mine[start:start + batch_size]
-        x0 = to_model_range(images[idx]).to(loaded.device)
+        x0 = to_model_tensor(images[idx]).to(loaded.device)
         res = diffusion.calc_bpd_loop(loaded.net, x0, image_noise(seed, idx, x0.shape[1:], loaded.device))
         rows += [(float(res["prior_bpd"][j]), res["vb"][j], res["mse"][j]) for j in range(len(idx))]
         if progress:

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import ModelError, load_checkpoint, sha256_file
+from ..core.diffusion import GaussianDiffusion
+from ..io.files import sha256_file
+from ..nets import UNet
+from .checkpoint import ModelError, export_model, load_checkpoint
 from .config import Config, ConfigError
-from .diffusion import GaussianDiffusion
-from .nets import UNet
 
 INDEX_NAME = "index.json"
 
@@ -26,7 +27,7 @@ def models_dir() -> Path:
     env = os.environ.get("DIFFCODEC_MODELS")
     if env:
         return Path(env)
-    here = Path(__file__).resolve().parent.parent / "models"
+    here = Path(__file__).resolve().parents[2] / "models"
     if (here / INDEX_NAME).is_file():
         return here
     spec = importlib.util.find_spec("diffcodec_models")
@@ -67,7 +68,7 @@ class LoadedModel:
     def masking(self, shape=None):
         """The T = D masking diffusion of a masking model, for images of ``shape`` (default: its
         training crop)."""
-        from .masking import MaskingDiffusion
+        from ..core.masking import MaskingDiffusion
 
         if not self.is_masking:
             raise ModelError(f"model {self.name} is a Gaussian diffusion, not a masking one")
@@ -139,3 +140,13 @@ def register_model(name: str, root: Path | None = None, description: str = "") -
     index[name] = entry
     (root / INDEX_NAME).write_text(json.dumps(dict(sorted(index.items())), indent=2) + "\n")
     return entry
+
+
+def export_checkpoint(checkpoint, name: str, root: Path | None = None, description: str = "") -> dict:
+    """Export a training checkpoint's EMA weights to ``root/name`` and register them in the store.
+    -> {"path", "step", "sha256"}."""
+    root = root or models_dir()
+    state = load_checkpoint(checkpoint)
+    sha = export_model(state["ema"], state["config"], root / name, {"train_steps": state["step"]})
+    register_model(name, root, description)
+    return {"path": root / name, "step": state["step"], "sha256": sha}

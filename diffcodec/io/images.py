@@ -1,4 +1,4 @@
-"""PNG in and out (uint8 [C, H, W] arrays), written atomically, and image grids."""
+"""Image arrays: PNG out (uint8 [C, H, W], written atomically), CHW <-> HWC, image grids."""
 from __future__ import annotations
 
 import io
@@ -6,15 +6,24 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import atomic_write_bytes
+from .files import atomic_write_bytes
+
+
+def to_hwc(img: np.ndarray) -> np.ndarray:
+    """[C, H, W] -> what image libraries take: [H, W] for one channel, else [H, W, C]."""
+    return img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
+
+
+def to_chw(arr: np.ndarray) -> np.ndarray:
+    """An image library's [H, W] or [H, W, C] array -> [C, H, W]."""
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
 def png_bytes(img: np.ndarray) -> bytes:
     from PIL import Image
 
-    arr = img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG")
+    Image.fromarray(np.ascontiguousarray(to_hwc(img))).save(buf, format="PNG")
     return buf.getvalue()
 
 

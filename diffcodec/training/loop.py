@@ -5,48 +5,18 @@ from __future__ import annotations
 
 import copy
 import json
-import math
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..distributed import Distributed
+from ..io.datasets import BatchSampler, load_split
+from ..io.pixels import to_model_tensor
+from ..nets import UNet
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config
-from .data import BatchSampler, load_split, to_model_range
-from .nets import UNet
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-class Distributed:
-    """Rank/world info from torchrun's environment; a single process when it is absent."""
-
-    def __init__(self):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.active = self.world > 1
-        if torch.cuda.is_available():
-            torch.cuda.set_device(self.local_rank)
-            self.device = torch.device("cuda", self.local_rank)
-        else:
-            self.device = torch.device("cpu")
-        if self.active and not torch.distributed.is_initialized():
-            backend = "nccl" if self.device.type == "cuda" else "gloo"
-            torch.distributed.init_process_group(backend)
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def close(self):
-        if self.active and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
 
 
 @torch.no_grad()
@@ -88,7 +58,7 @@ def _train(cfg, out_dir, resume, max_steps, progress, dist) -> Path:
     data = load_split(cfg.data, "train", channels=cfg.model.in_channels)
     sampler = BatchSampler(data, cfg.data.crop, cfg.data.flip, seed=tc.seed * 1000 + dist.rank + start_step)
     if cfg.diffusion.kind == "masking":
-        from .masking import MaskingDiffusion
+        from ..core.masking import MaskingDiffusion
         diffusion = MaskingDiffusion.from_config(cfg)
     else:
         diffusion = cfg.diffusion.build()
@@ -129,7 +99,7 @@ def _train(cfg, out_dir, resume, max_steps, progress, dist) -> Path:
             lr = tc.lr * min(1.0, (step + 1) / max(1, tc.warmup_steps))
             for g in opt.param_groups:
                 g["lr"] = lr
-            x0 = to_model_range(sampler(tc.batch_size)).to(dist.device)
+            x0 = to_model_tensor(sampler(tc.batch_size)).to(dist.device)
             t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), device=dist.device)
             noise = torch.randn_like(x0)
             loss = diffusion.training_losses(net, x0, t, noise, cfg.diffusion.loss).mean()

@@ -1,5 +1,5 @@
-"""Plots (matplotlib, Agg) and image figures: rate-distortion curves, Table 4 / Figure 5, and the
-progressive-generation figures 6 and 7."""
+"""Plots (matplotlib, Agg) and image figures: rate-distortion curves, Table 4 / Figure 5, the
+progressive-generation figures 6 and 7, and progressive generation of a masking diffusion."""
 from __future__ import annotations
 
 import io
@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import paper
-from .checkpoint import atomic_write_bytes
-from .data import to_uint8
-from .imageio import grid, save_png
-from .sampling import seeded_noise
+from ..core.sampling import image_size, sample_loop, seeded_noise
+from ..io.files import atomic_write_bytes
+from ..io.images import grid, save_png
+from ..io.pixels import to_pixels
+from . import table4 as paper
 
 
 def _save_fig(fig, path) -> None:
@@ -79,21 +79,18 @@ def plot_table4(result: dict, path, label: str = "ours") -> None:
 def progressive_figure(loaded, path, n: int = 8, frames: int = 10, steps=None, seed: int = 0,
                        size=None, progress=None) -> None:
     """Figure 6: x0_hat along ancestral sampling, one row per sample, large t on the left."""
-    from .sampling import sample_loop
-
-    c = loaded.config
-    h, w = size or (c.data.crop, c.data.crop)
+    h, w = image_size(loaded, size)
     diffusion = loaded.diffusion(steps)
     T = diffusion.num_timesteps
     keep = set(np.round(np.linspace(T - 1, 0, frames)).astype(int).tolist())
-    x_T, noise_fn = seeded_noise((n, c.model.in_channels, h, w), seed, loaded.device)
+    x_T, noise_fn = seeded_noise((n, loaded.config.model.in_channels, h, w), seed, loaded.device)
     snaps = []
 
     def callback(i, x, out):
         if progress:
             progress(1)
         if i in keep:
-            snaps.append(to_uint8(out["pred_xstart"] if i else x))
+            snaps.append(to_pixels(out["pred_xstart"] if i else x))
     sample_loop(diffusion, loaded.net, x_T, noise_fn, callback)
     save_png(path, grid(np.stack(snaps, axis=1).reshape(-1, *snaps[0].shape[1:]), ncol=len(snaps)))
 
@@ -103,26 +100,34 @@ def shared_xt_figure(loaded, path, n: int = 6, frames: int = 5, steps=None, seed
                      progress=None) -> None:
     """Figure 7: one chain is frozen at several t; from each frozen x_t, n samples x_0 ~ p(x_0 | x_t).
     Row r is t_r (large t on top); the first column is x0_hat of the frozen x_t."""
-    c = loaded.config
-    h, w = size or (c.data.crop, c.data.crop)
+    h, w = image_size(loaded, size)
     diffusion = loaded.diffusion(steps)
     T = diffusion.num_timesteps
     freeze = sorted(set(np.round(np.linspace(T - 1, 0, frames + 1)[1:-1]).astype(int).tolist()) | {0},
                     reverse=True)[:frames]
-    shape = (1, c.model.in_channels, h, w)
-    x, noise_fn = seeded_noise(shape, seed, loaded.device)
+    x_T, noise_fn = seeded_noise((1, loaded.config.model.in_channels, h, w), seed, loaded.device)
     gen = torch.Generator().manual_seed(seed + 1)
-    rows = []
-    for i in reversed(range(T)):
-        t = torch.full((1,), i, dtype=torch.long, device=x.device)
-        if i in freeze:
-            out = diffusion.p_mean_variance(loaded.net, x, t)
-            xs = x.repeat(n, 1, 1, 1)
-            for j in reversed(range(i + 1)):
-                tj = torch.full((n,), j, dtype=torch.long, device=x.device)
-                xs, _ = diffusion.p_sample(loaded.net, xs, tj, torch.randn(xs.shape, generator=gen).to(x.device))
-            rows.append(np.concatenate([to_uint8(out["pred_xstart"]), to_uint8(xs)]))
-        x, _ = diffusion.p_sample(loaded.net, x, t, noise_fn(i))
+    current, rows = [x_T], []          # current[0]: the chain's x at the step being taken
+
+    def branch_noise(shape):
+        return lambda _i: torch.randn(shape, generator=gen).to(x_T.device)
+
+    def callback(i, x_prev, out):
+        if i in freeze:                # x0_hat of the frozen x_i, then n samples of x_0 from it
+            xs = current[0].repeat(n, 1, 1, 1)
+            xs = sample_loop(diffusion, loaded.net, xs, branch_noise(xs.shape), start=i)
+            rows.append(np.concatenate([to_pixels(out["pred_xstart"]), to_pixels(xs)]))
+        current[0] = x_prev
         if progress:
             progress(1)
+    sample_loop(diffusion, loaded.net, x_T, noise_fn, callback)
     save_png(path, grid(np.concatenate(rows), ncol=n + 1))
+
+
+def ardm_generation_figure(loaded, path, n: int, order: np.ndarray, seed: int = 0, frames: int = 8,
+                           progress=None) -> None:
+    """Progressive generation of a masking diffusion: one row per sample, ``frames`` snapshots along
+    the reveal order (revealed pixels, the predicted mean of the still-masked ones)."""
+    md = loaded.masking()
+    _, snaps = md.sample(loaded.net, n, order, seed, frames=frames, progress=progress)
+    save_png(path, grid(snaps.transpose(1, 0, 2, 3, 4).reshape(-1, *snaps.shape[2:]), ncol=snaps.shape[0]))

@@ -1,0 +1,68 @@
+"""The coder registry: every wire backend of the .dfc format, declared once.
+
+A step coder (see ``base.StepCoder``) registers itself with ``@register(...)``, giving its name
+(what ``--backend`` takes), its wire id (the number the container stores in the header's flags:
+0..7, never reused), its default step spec and a one-line description. The container, the codec
+driver, the command line and the rate-distortion evaluator all read this table; nothing else
+lists backends.
+
+Adding a backend: write ``coding/<name>.py`` with a ``StepCoder`` subclass decorated with
+``@register(...)``, and import the module in ``coding/__init__.py``. The contract tests
+(tests/test_coders.py) then run it through round trips, prefix decoding and rate checks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import UserError
+
+MAX_WIRE_ID = 7      # the header's flags hold the wire id in 3 bits
+
+
+@dataclass(frozen=True)
+class CoderSpec:
+    name: str
+    wire_id: int
+    default_steps: str
+    cls: type
+    description: str = ""
+
+    def from_params(self, params: bytes = b""):
+        """The coder for a header's parameter bytes (empty: the defaults); ValueError if they are bad."""
+        return self.cls.from_params(params)
+
+
+_CODERS: dict[str, CoderSpec] = {}
+
+
+def register(name: str, wire_id: int, default_steps: str, description: str = ""):
+    """Class decorator: add a ``StepCoder`` subclass to the registry."""
+    def deco(cls):
+        if name in _CODERS:
+            raise ValueError(f"coder {name!r} is registered twice")
+        if not 0 <= wire_id <= MAX_WIRE_ID or any(s.wire_id == wire_id for s in _CODERS.values()):
+            raise ValueError(f"coder {name!r}: wire id {wire_id} is out of range or taken")
+        cls.name = name
+        _CODERS[name] = CoderSpec(name, wire_id, default_steps, cls, description)
+        return cls
+    return deco
+
+
+def names() -> tuple[str, ...]:
+    """Registered backend names, in wire-id order (the first is the default)."""
+    return tuple(s.name for s in specs())
+
+
+def specs() -> list[CoderSpec]:
+    return sorted(_CODERS.values(), key=lambda s: s.wire_id)
+
+
+def get(name: str) -> CoderSpec:
+    try:
+        return _CODERS[name]
+    except KeyError:
+        raise UserError(f"unknown backend {name!r}; use {' or '.join(names())}") from None
+
+
+def by_wire_id(wire_id: int) -> CoderSpec | None:
+    return next((s for s in _CODERS.values() if s.wire_id == wire_id), None)

@@ -1,0 +1,1 @@
+"""The .dfc container: the file format, bytes only (no torch)."""

@@ -1,0 +1,77 @@
+"""The network as the codecs see it: one evaluation of p_theta(x_{i-1} | x_i) per chain step, in
+float32 on the model's device, returned as float64 numpy vectors for coding; and the receiver's
+reconstructions of x_0 from a partly decoded chain (x0_hat, the deterministic DDIM flow, or
+ancestral completion), computed with ``GaussianDiffusion``'s own formulas.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..coding.randomness import PURPOSE_ANCESTRAL, normals
+
+RECONSTRUCTIONS = ("x0", "flow", "ancestral")
+
+
+class NetworkAdapter:
+    """A loaded model on a respaced chain for images of ``shape`` (C, H, W), counting its network
+    evaluations and the seconds they take. Vectors are flat float64 numpy arrays of C * H * W."""
+
+    def __init__(self, loaded, steps, shape):
+        self.loaded, self.net = loaded, loaded.net
+        self.diffusion = loaded.diffusion(steps)
+        self.shape = tuple(shape)
+        self.evals, self.seconds = 0, 0.0
+
+    @property
+    def num_steps(self) -> int:
+        return self.diffusion.num_timesteps
+
+    def out(self, x: np.ndarray, i: int) -> dict:
+        """p_theta(x_{i-1} | x_i) at chain index i: mean, variance, pred_xstart (x0_hat) and eps."""
+        import torch
+
+        t0 = time.perf_counter()
+        xt = torch.from_numpy(x.reshape(1, *self.shape)).float().to(self.loaded.device)
+        t = torch.full((1,), i, dtype=torch.long, device=xt.device)
+        with torch.no_grad():
+            o = self.diffusion.p_mean_variance(self.net, xt, t)
+        self.evals += 1
+        self.seconds += time.perf_counter() - t0
+        return {k: o[k].double().cpu().numpy().ravel() for k in ("mean", "variance", "pred_xstart", "eps")}
+
+    def posterior_mean(self, x0: np.ndarray, x: np.ndarray, i: int) -> np.ndarray:
+        """Mean of q(x_{i-1} | x_i, x_0)."""
+        d = self.diffusion
+        return d.posterior_mean_coef1[i] * x0 + d.posterior_mean_coef2[i] * x
+
+    def posterior_variance(self, i: int) -> float:
+        """Variance of q(x_{i-1} | x_i, x_0) (a schedule constant)."""
+        return float(self.diffusion.posterior_variance[i])
+
+    def paper_t(self, i: int) -> int:
+        """The paper's 1-based timestep of chain index i."""
+        return int(self.diffusion.timestep_map[i]) + 1
+
+    def flow_step(self, x: np.ndarray, i: int, out: dict) -> np.ndarray:
+        """Deterministic DDIM step x_i -> x_{i-1} from this step's network output, in float64."""
+        import torch
+
+        x0 = torch.from_numpy(np.clip(out["pred_xstart"], -1, 1))
+        t = torch.full((1,), i, dtype=torch.long)
+        return self.diffusion.ddim_step_from_xstart(torch.from_numpy(x), t, x0).numpy()
+
+
+def reconstruct(model: NetworkAdapter, x: np.ndarray, i: int, out: dict, how: str, seed: int) -> np.ndarray:
+    """x_0 in model range from x_i (``out`` = model.out(x, i)): x0_hat (Eq. 15), the deterministic
+    DDIM flow from x_i, or ancestral completion from x_i with noise from the shared seed."""
+    if how == "x0" or i == 0:
+        return out["pred_xstart"]
+    for j in range(i, 0, -1):
+        if how == "flow":
+            x = model.flow_step(x, j, out)
+        else:
+            x = out["mean"] + np.sqrt(out["variance"]) * normals(seed, PURPOSE_ANCESTRAL, j, x.size)
+        out = model.out(x, j - 1)
+    return out["pred_xstart"]
