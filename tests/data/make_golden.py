@@ -1,0 +1,44 @@
+"""Regenerate the golden .dfc file that tests/test_golden.py decodes.
+
+    python tests/data/make_golden.py
+
+Run it only after a deliberate change of the file format (a new format version) or of the
+shipped `fmnist` model: it encodes models/fmnist/example.png with the default backend and its
+default steps (as `diffcodec encode models/fmnist/example.png` does), writes
+golden_fmnist.dfc, decodes it, and stores the decoded pixels' sha256 in golden_fmnist.json.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+MODEL_DIR = HERE.parents[1] / "models" / "fmnist"
+IMAGE = MODEL_DIR / "example.png"
+DFC, EXPECTED = HERE / "golden_fmnist.dfc", HERE / "golden_fmnist.json"
+
+
+def pixels_sha256(image) -> str:
+    return hashlib.sha256(image.tobytes()).hexdigest()
+
+
+def main() -> None:
+    from diffcodec.coding.progressive import decode_container, encode_image, image_for_model
+    from diffcodec.container.format import VERSION, Container
+    from diffcodec.training.store import load_model
+
+    loaded = load_model(str(MODEL_DIR), "cpu")
+    res = encode_image(loaded, image_for_model(IMAGE, loaded))
+    DFC.write_bytes(res.data)
+    out = decode_container(loaded, Container.from_bytes(res.data))
+    doc = {"source": "models/fmnist/example.png, default backend and steps, seed 0",
+           "format_version": VERSION, "bytes": len(res.data), "backend": res.header.backend,
+           "steps": res.header.steps_spec, "shape": list(out.image.shape),
+           "pixels_sha256": pixels_sha256(out.image)}
+    EXPECTED.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {DFC.name} ({len(res.data)} bytes) and {EXPECTED.name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""The .dfc format is a contract: a frozen file must keep decoding to the same pixels.
+
+tests/data/golden_fmnist.dfc is models/fmnist/example.png encoded with the default backend
+(format version 2, made before the layer refactor and unchanged by it). After a deliberate
+format change (a new version) or a new shipped `fmnist`, regenerate it with
+`python tests/data/make_golden.py` and commit both files in tests/data/.
+"""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).resolve().parent / "data"
+sys.path.insert(0, str(DATA))
+from make_golden import DFC, EXPECTED, MODEL_DIR, pixels_sha256  # noqa: E402
+
+from diffcodec.coding.progressive import decode_container  # noqa: E402
+from diffcodec.container.format import VERSION, Container  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def golden():
+    return DFC.read_bytes(), json.loads(EXPECTED.read_text())
+
+
+def test_golden_file_parses_and_reserializes_byte_for_byte(golden):
+    data, expected = golden
+    c = Container.from_bytes(data)
+    assert data[2] == VERSION == expected["format_version"]
+    assert len(data) == expected["bytes"] and c.complete
+    assert (c.header.backend, c.header.steps_spec) == (expected["backend"], expected["steps"])
+    assert c.to_bytes() == data
+
+
+def test_golden_file_decodes_to_the_same_pixels(golden):
+    from diffcodec.training.store import load_model
+
+    data, expected = golden
+    out = decode_container(load_model(str(MODEL_DIR), "cpu"), Container.from_bytes(data))
+    assert list(out.image.shape) == expected["shape"]
+    assert pixels_sha256(out.image) == expected["pixels_sha256"]
