@@ -11,6 +11,7 @@ import io
 import numpy as np
 
 from diffcodec.io.datasets import images_for_model
+from diffcodec.io.images import to_hwc
 from diffcodec.training.store import load_model
 
 
@@ -20,7 +21,7 @@ def sizes(images, fmt, **kw):
     out = []
     for img in images:
         buf = io.BytesIO()
-        Image.fromarray(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)).save(buf, format=fmt, **kw)
+        Image.fromarray(to_hwc(img)).save(buf, format=fmt, **kw)
         out.append(len(buf.getvalue()))
     return np.array(out)
 
@@ -41,7 +42,7 @@ def main():
     try:
         import imagecodecs
 
-        jxl = [len(imagecodecs.jpegxl_encode(im[0] if im.shape[0] == 1 else im.transpose(1, 2, 0), lossless=True, effort=9))
+        jxl = [len(imagecodecs.jpegxl_encode(to_hwc(im), lossless=True, effort=9))
                for im in images]
         print(f"JPEG XL lossless {8 * np.mean(jxl) / dims:.3f}")
     except ImportError:

@@ -120,13 +120,20 @@ def test_params_round_trip_and_wire_id(coded):
 
 
 def test_registry_is_complete_and_consistent():
-    """Every StepCoder subclass under diffcodec/coding/ is registered, with a distinct wire id."""
+    """Every StepCoder subclass under diffcodec/coding/ is registered by importing the package (as
+    the command line does), with a distinct wire id."""
+    import subprocess
+    import sys
+
+    fresh = subprocess.run([sys.executable, "-c", "from diffcodec.coding import registry; print(*registry.names())"],
+                           capture_output=True, text=True, check=True).stdout.split()
     found = set()
     for mod in pkgutil.iter_modules(diffcodec.coding.__path__):
         module = importlib.import_module(f"diffcodec.coding.{mod.name}")
         found |= {cls for _, cls in inspect.getmembers(module, inspect.isclass)
                   if issubclass(cls, StepCoder) and cls is not StepCoder}
     assert found == {s.cls for s in SPECS}
+    assert sorted(cls.name for cls in found) == sorted(fresh)
     ids = [s.wire_id for s in SPECS]
     assert len(set(ids)) == len(ids) and all(0 <= i <= registry.MAX_WIRE_ID for i in ids)
     assert registry.names()[0] == "uq" and set(registry.names()) >= {"uq", "rcc"}

@@ -66,19 +66,20 @@ def _bd_integrals(r1, d1, r2, d2, swap: bool):
     return (a2 - a1) / (hi - lo)
 
 
-def bd_rate(anchor_rate, anchor_psnr, test_rate, test_psnr) -> float | None:
-    """Bjontegaard delta rate (%) of test against anchor at equal PSNR; negative = test saves bits."""
+def _bd_delta(anchor_rate, anchor_psnr, test_rate, test_psnr, swap: bool):
     pts = [np.asarray(v, np.float64) for v in (anchor_rate, anchor_psnr, test_rate, test_psnr)]
     if min(len(pts[0]), len(pts[2])) < 2:
         return None
-    d = _bd_integrals(pts[0], pts[1], pts[2], pts[3], swap=True)
+    return _bd_integrals(pts[0], pts[1], pts[2], pts[3], swap=swap)
+
+
+def bd_rate(anchor_rate, anchor_psnr, test_rate, test_psnr) -> float | None:
+    """Bjontegaard delta rate (%) of test against anchor at equal PSNR; negative = test saves bits."""
+    d = _bd_delta(anchor_rate, anchor_psnr, test_rate, test_psnr, swap=True)
     return None if d is None else float((10 ** d - 1) * 100)
 
 
 def bd_psnr(anchor_rate, anchor_psnr, test_rate, test_psnr) -> float | None:
     """Bjontegaard delta PSNR (dB) of test against anchor at equal rate; positive = test is better."""
-    pts = [np.asarray(v, np.float64) for v in (anchor_rate, anchor_psnr, test_rate, test_psnr)]
-    if min(len(pts[0]), len(pts[2])) < 2:
-        return None
-    d = _bd_integrals(pts[0], pts[1], pts[2], pts[3], swap=False)
+    d = _bd_delta(anchor_rate, anchor_psnr, test_rate, test_psnr, swap=False)
     return None if d is None else float(d)

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ..io.pixels import SCALE
 from .bpd import bound_terms
 
 
@@ -34,7 +35,7 @@ def table4(loaded, images: np.ndarray, batch_size: int = 50, seed: int = 0, bloc
     # step k sends chain index T - k (k = T sends x_0 itself: its cost L_0 is distortion, not rate)
     step_rate = np.array([vb[T - k] if T - k >= 1 else 0.0 for k in ks])
     rate = prior + np.cumsum(step_rate)
-    rmse = np.array([math.sqrt(mse[max(0, T - k - 1)]) * 127.5 for k in ks])
+    rmse = np.array([math.sqrt(mse[max(0, T - k - 1)]) * SCALE for k in ks])
     every = max(1, T // blocks)
     rows = [{"steps": int(k), "rate_bpd": float(rate[k - 1]), "rmse": float(rmse[k - 1])}
             for k in range(every, T + 1, every)]

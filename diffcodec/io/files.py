@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 
 def _umask() -> int:
@@ -14,18 +15,26 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write a file via a temporary file in the same directory and an atomic rename."""
+def atomic_replace(path: str | Path, write: Callable[[str], None], private: bool = False) -> None:
+    """Create or replace a file atomically: ``write(tmp)`` fills a temporary file in the same
+    directory, which is then renamed over ``path``. The file gets the umask's permissions, or stays
+    readable by its owner only when ``private``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
+        write(tmp)
+        if not private:
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write a file via a temporary file in the same directory and an atomic rename."""
+    atomic_replace(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def write_json(path: str | Path, obj) -> None:

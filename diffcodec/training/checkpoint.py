@@ -5,14 +5,12 @@ exported weights are safetensors.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from ..errors import UserError
-from ..io.files import atomic_write_bytes, sha256_file, write_json
+from ..io.files import atomic_replace, atomic_write_bytes, sha256_file, write_json
 
 
 class ModelError(UserError):
@@ -22,14 +20,7 @@ class ModelError(UserError):
 def save_checkpoint(path: str | Path, state: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_replace(path, lambda tmp: torch.save(state, tmp), private=True)
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
