@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from diffcodec.coding import registry
+from diffcodec.coding import rcc, registry
 from diffcodec.core.adapter import RECONSTRUCTIONS
 
 from . import main
@@ -34,40 +34,47 @@ def _fmt_db(v: float) -> str:
 @click.option("-o", "--output", required=True, help="Output .dfc file.")
 @click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True,
               help="Model name, model directory or checkpoint.")
-@click.option("--backend", type=click.Choice(registry.names()), default=registry.names()[0], show_default=True,
-              help="; ".join(f"{s.name}: {s.description}" for s in registry.specs()) + ".")
+@click.option("--backend", type=click.Choice([registry.AUTO, *registry.names()]), default=registry.AUTO,
+              show_default=True, help="auto: rcc up to " + str(rcc.RCC_AUTO_MAX_DIMS) + " values per image, else uq; "
+              + "; ".join(f"{s.name}: {s.description}" for s in registry.specs()) + ".")
 @click.option("--steps", default=None, help="Coded steps: N, quadN, ddimN or a list (default: "
               + ", ".join(f"{s.default_steps} for {s.name}" for s in registry.specs()) + ").")
+@click.option("-q", "--quality", type=click.IntRange(0, 100), help="Quality 0-100 (default 75; 100: every step): "
+              "stop at the first step reaching 17 + 0.28 q dB (steeper above 90).")
 @click.option("--stop-step", type=click.IntRange(0), help="Stop once x_t with t <= T is sent.")
-@click.option("--psnr", "target_psnr", type=float, help="Stop at the first step whose reconstruction reaches this PSNR (dB).")
-@click.option("--bpp", type=click.FloatRange(0, min_open=True), help="Keep the last step whose file fits B bits per pixel.")
+@click.option("--psnr", "target_psnr", type=float, help="Stop at the first step whose reconstruction reaches this PSNR (dB); an error if none does.")
+@click.option("--bpp", type=click.FloatRange(0, min_open=True), help="Keep the last step whose file fits B bits per pixel; an error if none fits.")
 @click.option("--lossless", is_flag=True, help="Add a final layer that makes the file lossless.")
 @click.option("--layers", "max_layers", type=click.IntRange(1, 64), default=8, show_default=True,
               help="At most this many layers (progressive refinement points).")
 @click.option("--seed", type=click.IntRange(0, 2 ** 62), default=0, show_default=True, help="Shared-randomness seed.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
-def encode(image, output, model_name, backend, steps, stop_step, target_psnr, bpp, lossless, max_layers, seed, force):
+def encode(image, output, model_name, backend, steps, quality, stop_step, target_psnr, bpp, lossless, max_layers, seed,
+           force):
     """Encode IMAGE (8-bit PNG or any Pillow-readable image) into a progressive .dfc file."""
-    from diffcodec.coding.progressive import coded_steps, encode_image, image_for_model
+    from diffcodec.coding.progressive import coded_steps, encode_image, image_for_model, resolve_backend
     from diffcodec.io.files import atomic_write_bytes
     from diffcodec.training.store import load_model
 
-    if sum(v is not None for v in (stop_step, target_psnr, bpp)) > 1:
-        raise click.ClickException("use only one of --stop-step, --psnr and --bpp")
+    if sum(v is not None for v in (quality, stop_step, target_psnr, bpp)) > 1:
+        raise click.ClickException("use only one of --quality, --stop-step, --psnr and --bpp")
     out = check_output(output, force)
     if out.resolve() == Path(image).resolve():
         raise click.ClickException("the output would overwrite the input image")
     loaded = load_model(model_name)
     img = image_for_model(image, loaded)
+    backend = resolve_backend(backend, img.shape)
     n_steps = coded_steps(loaded, backend, steps)
     with click.progressbar(length=max(1, n_steps), label=f"encoding ({backend})") as bar:
         res = encode_image(loaded, img, backend, steps, seed, stop_step, target_psnr, bpp, lossless,
-                           max_layers, progress=lambda i: bar.update(1))
+                           max_layers, progress=lambda i: bar.update(1), quality=quality)
     atomic_write_bytes(out, res.data)
     C, H, W = img.shape
     click.echo(f"{out}: {len(res.data)} bytes, {8 * len(res.data) / (H * W):.4f} bits/pixel "
                f"({8 * len(res.data) / (C * H * W):.4f} bits/dim), {len(res.layer_bytes)} layers, "
-               f"{len(res.records)} steps, decoder PSNR {_fmt_db(res.psnr)}, {res.seconds:.2f} s")
+               f"{len(res.records)} steps ({res.backend}), decoder PSNR {_fmt_db(res.psnr)}, {res.seconds:.2f} s")
+    if res.note:
+        click.echo(f"note: {res.note}", err=True)
 
 
 @main.command()
@@ -77,18 +84,18 @@ def encode(image, output, model_name, backend, steps, stop_step, target_psnr, bp
 @click.option("--stop-step", type=click.IntRange(0), help="Stop once x_t with t <= T is decoded.")
 @click.option("--reconstruct", type=click.Choice(RECONSTRUCTIONS), default="x0", show_default=True,
               help="x0: x0_hat (Eq. 15); flow: deterministic DDIM from x_t; ancestral: sample the rest.")
-@click.option("--model", "model_name", default=None, help="Model to use (default: the one named in the file).")
+@click.option("--model", "model_name", default=None, help="Model to use (default: the registered model whose weights match the file's tag).")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 def decode(infile, output, layers, stop_step, reconstruct, model_name, force):
     """Decode a .dfc file (or any prefix of one) to PNG."""
     from diffcodec.coding.progressive import decode_container
     from diffcodec.container.format import Container
     from diffcodec.io.images import save_png
-    from diffcodec.training.store import load_model
+    from diffcodec.training.store import load_model, model_for_tag
 
     out = check_output(output, force)
     container = Container.from_bytes(_read_bytes(infile))
-    loaded = load_model(model_name or container.header.model_name)
+    loaded = load_model(model_name or model_for_tag(container.header.model_hash.hex()))
     h = container.header
     with click.progressbar(length=max(1, sum(l.steps for l in container.layers)), label="decoding") as bar:
         res = decode_container(loaded, container, layers, stop_step, reconstruct,
@@ -106,8 +113,15 @@ def info(infile, as_json):
     """Show a .dfc file's header and layer table."""
     from diffcodec.container.format import Container
 
+    from diffcodec.errors import UserError
+    from diffcodec.training.store import model_for_tag
+
     data = _read_bytes(infile)
     doc = {"file": infile, "bytes": len(data), **Container.from_bytes(data).describe()}
+    try:
+        doc["model"] = model_for_tag(doc["model_hash"])
+    except UserError:
+        doc["model"] = "unknown"
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return

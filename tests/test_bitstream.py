@@ -4,7 +4,7 @@ from diffcodec.container.format import Container, FormatError, Header, Layer, pu
 
 
 def make(layers=((2, b"abc"), (3, b"12345"), (0, b"zz")), **kw):
-    h = dict(model_name="fmnist", model_hash=b"\x01\x02\x03\x04", height=28, width=28, channels=1,
+    h = dict(model_name="", model_hash=b"\x01\x02", height=28, width=28, channels=1,
              backend="uq", steps_spec="8", seed=7, lossless=True, params=b"")
     h.update(kw)
     return Container(Header(**h), [Layer(s, d) for s, d in layers])
@@ -15,10 +15,19 @@ def test_round_trip_and_small_header():
     data = c.to_bytes()
     back = Container.from_bytes(data)
     assert back.header == c.header and back.layers == c.layers and back.complete
-    # magic+version+flags (4), name (7), hash (4), size (2), spec (2), seed (1), params (1),
-    # layer count (1), 3 layers x 3, crc (2)
-    assert c.header_size() == 33
+    # magic+version (1), flags (1), model tag (2), square size (1), spec (2), seed (1), params (1),
+    # layer count (1), 3 layers x 3, crc (1)
+    assert c.header_size() == 20
 
+
+def test_default_settings_imply_their_fields():
+    """A registered backend at its default steps, seed 0 and default parameters needs no extended
+    fields: 7 bytes plus 3 per layer for a square image under 128 pixels."""
+    c = make(layers=((5, b"abc"),), steps_spec="quad8", seed=0, lossless=False)
+    assert c.header_size() == 10
+    assert Container.from_bytes(c.to_bytes()).header == c.header
+    wide = make(height=28, width=300, seed=0, steps_spec="quad8")
+    assert Container.from_bytes(wide.to_bytes()).header == wide.header
 
 @pytest.mark.parametrize("v", [0, 1, 127, 128, 300, 2 ** 40])
 def test_varint(v):
@@ -44,7 +53,7 @@ def test_every_cut_decodes_the_complete_layers():
 
 def test_corruption_is_detected():
     data = bytearray(make().to_bytes())
-    for pos in range(2, len(data)):
+    for pos in range(len(data)):
         bad = bytearray(data)
         bad[pos] ^= 0x10
         with pytest.raises(FormatError):
@@ -55,9 +64,16 @@ def test_not_ours_and_wrong_version():
     with pytest.raises(FormatError, match="not a diffcodec"):
         Container.from_bytes(b"\x89PNG\r\n\x1a\n....")
     data = bytearray(make().to_bytes())
-    data[2] = 9
+    data[0] = 0xD9
     with pytest.raises(FormatError, match="unsupported .dfc format version 9"):
         Container.from_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_formats_are_refused_clearly(version):
+    old = b"DF" + bytes([version, 0, 6]) + b"fmnist" + bytes(20)
+    with pytest.raises(FormatError, match=f"format version {version}, from an older diffcodec"):
+        Container.from_bytes(old)
 
 
 def test_trailing_garbage_is_rejected():

@@ -94,7 +94,7 @@ def test_bad_inputs(run, gray_png, tmp_path):
     bad[-1] ^= 0xFF
     (tmp_path / "bad.dfc").write_bytes(bytes(bad))
     assert "corrupt" in e("decode", tmp_path / "bad.dfc", "-o", tmp_path / "y.png")
-    assert "made with model 'tiny'" in e("decode", out, "-o", tmp_path / "y.png", "--model", "tinyrgb")
+    assert "made with other model weights" in e("decode", out, "-o", tmp_path / "y.png", "--model", "tinyrgb")
     assert "version" in e("decode", _with_version(out, tmp_path, 7), "-o", tmp_path / "y.png")
     assert not (tmp_path / "y.png").exists()
     assert "overwrite the input" in e("encode", gray_png, "-o", gray_png, "--model", "tiny", "--force")
@@ -108,7 +108,7 @@ def _png(tmp_path, size):
 
 def _with_version(path, tmp_path, v):
     data = bytearray(path.read_bytes())
-    data[2] = v
+    data[0] = 0xD0 | v
     p = tmp_path / "v.dfc"
     p.write_bytes(bytes(data))
     return p

@@ -1,7 +1,8 @@
 """The .dfc format is a contract: a frozen file must keep decoding to the same pixels.
 
-tests/data/golden_fmnist.dfc is models/fmnist/example.png encoded with the default backend
-(format version 2, made before the layer refactor and unchanged by it). After a deliberate
+tests/data/golden_fmnist.dfc is models/fmnist/example.png encoded with the default settings
+(format version 3). golden_v2_fmnist.dfc is the same image in format version 2, which this
+version must refuse with a clear message. After a deliberate
 format change (a new version) or a new shipped `fmnist`, regenerate it with
 `python tests/data/make_golden.py` and commit both files in tests/data/.
 """
@@ -27,7 +28,7 @@ def golden():
 def test_golden_file_parses_and_reserializes_byte_for_byte(golden):
     data, expected = golden
     c = Container.from_bytes(data)
-    assert data[2] == VERSION == expected["format_version"]
+    assert data[0] & 15 == VERSION == expected["format_version"]
     assert len(data) == expected["bytes"] and c.complete
     assert (c.header.backend, c.header.steps_spec) == (expected["backend"], expected["steps"])
     assert c.to_bytes() == data
@@ -40,3 +41,10 @@ def test_golden_file_decodes_to_the_same_pixels(golden):
     out = decode_container(load_model(str(MODEL_DIR), "cpu"), Container.from_bytes(data))
     assert list(out.image.shape) == expected["shape"]
     assert pixels_sha256(out.image) == expected["pixels_sha256"]
+
+
+def test_version_2_golden_file_is_refused_clearly():
+    from diffcodec.container.format import FormatError
+
+    with pytest.raises(FormatError, match="format version 2, from an older diffcodec"):
+        Container.from_bytes((DATA / "golden_v2_fmnist.dfc").read_bytes())

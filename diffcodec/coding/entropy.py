@@ -58,15 +58,7 @@ def _bytes_to_words(data: bytes) -> np.ndarray:
     return np.frombuffer(data, ">u4").astype(np.uint32)
 
 
-def encode_ops(ops) -> bytes:
-    """Range-code operations into bytes, trimmed to the shortest prefix that still decodes them.
-
-    Missing trailing bytes decode as zeros, so the last bytes of the final word are often not
-    needed; each shorter candidate is verified by decoding before it is accepted.
-    """
-    import constriction
-
-    enc = constriction.stream.queue.RangeEncoder()
+def _encode_into(enc, ops) -> None:
     for op in ops:
         if op[0] == "gauss":
             _, k, lo, hi, mu, sd = op
@@ -76,10 +68,43 @@ def encode_ops(ops) -> bytes:
             _, k, probs = op
             if len(k):
                 enc.encode(k, _model("table", probs=probs))
+
+
+BIG_STREAM = 200_000   # symbols above which layer ends are not trimmed below the sealed length
+
+
+def encode_layered(layer_ops: list[list]) -> list[bytes]:
+    """Range-code the operations of several layers as ONE stream and cut it into per-layer slices.
+
+    Layer k's slice ends at the shortest prefix of the stream from which every symbol of layers
+    1..k decodes (missing trailing bytes read as zeros), found by trial decoding from just below
+    the length the stream had when sealed after layer k. So any prefix that holds the first k
+    slices decodes layers 1..k, and the layers pay no flush each.
+    """
+    import constriction
+
+    enc = constriction.stream.queue.RangeEncoder()
+    sealed = []
+    for ops in layer_ops:
+        _encode_into(enc, ops)
+        sealed.append(4 * len(enc.get_compressed()))
     data = _words_to_bytes(enc.get_compressed()).rstrip(b"\x00")
-    while data and _decodes_to(data[:-1], ops):
-        data = data[:-1]
-    return data
+    symbols = sum(len(op[1]) for ops in layer_ops for op in ops)
+    slack = 4 if symbols > BIG_STREAM else -4
+    ends, flat = [], []
+    for ops, n in zip(layer_ops, sealed):
+        flat = flat + list(ops)
+        end = min(len(data), max(ends[-1] if ends else 0, n + slack))
+        while end < len(data) and not _decodes_to(data[:end], flat):
+            end += 1
+        ends.append(end)
+    starts = [0, *ends[:-1]]
+    return [data[a:b] for a, b in zip(starts, ends)]
+
+
+def encode_ops(ops) -> bytes:
+    """Range-code operations into bytes: one layer of ``encode_layered``."""
+    return encode_layered([ops])[0]
 
 
 def _decodes_to(data: bytes, ops) -> bool:
@@ -95,7 +120,8 @@ def _decodes_to(data: bytes, ops) -> bool:
 
 
 class Decoder:
-    """Pulls the symbols of one layer back, in the order they were encoded."""
+    """Pulls symbols back, in the order they were encoded (one stream: a layer or consecutive
+    layers' slices joined)."""
 
     def __init__(self, data: bytes):
         import constriction

@@ -53,35 +53,39 @@ def permutation(seed: int, step: int, n: int) -> np.ndarray:
     return np.argsort(np.random.Philox(key=_key(seed, PURPOSE_PERM, step)).random_raw(n), kind="stable")
 
 
-# Candidates are the hot loop of reverse channel coding (K x D normals per step), so they use one
-# 64-bit output per normal, split into two exact 24-bit float32 uniforms, and float32 Box-Muller
-# (tails cut at 5.9 sigma). Only the encoder's choice of index is entropy-coded; a last-bit
-# difference in a regenerated candidate can only move the decoded x_{t-1} by that much.
+# Candidates are the hot loop of reverse channel coding (K x D normals per step). Each candidate
+# owns a whole number of Philox blocks; its 32-bit words are read as exact 24-bit float32 uniforms,
+# the first half paired with the second half through both branches of float32 Box-Muller (tails cut
+# at 5.9 sigma), so one 64-bit output gives one normal pair. Only the encoder's choice of index is
+# entropy-coded; a last-bit difference in a regenerated candidate can only move the decoded x_{t-1}
+# by that much.
 _U24 = np.float32(2.0 ** -24)
 _TWO_PI = np.float32(2.0 * np.pi)
 
 
-def _candidate_normals(raw: np.ndarray) -> np.ndarray:
-    u1 = ((raw >> np.uint64(40)).astype(np.float32) + np.float32(0.5)) * _U24
-    u2 = ((raw & np.uint64(0xFFFFFF)).astype(np.float32) + np.float32(0.5)) * _U24
-    return np.sqrt(np.float32(-2.0) * np.log(u1)) * np.cos(_TWO_PI * u2)
+def _words_per_candidate(dims: int) -> int:
+    """32-bit words reserved per candidate: two per normal pair, whole Philox blocks (8 words)."""
+    return -(-2 * (-(-dims // 2)) // 8) * 8
 
 
-def _row_stride(dims: int) -> int:
-    """64-bit outputs reserved per candidate: one per normal, rounded up to Philox's block of 4."""
-    return -(-dims // 4) * 4
+def _normals_from_words(words: np.ndarray, dims: int) -> np.ndarray:
+    """uint32 [..., W] -> float32 [..., dims]: words [0, h) and [h, 2h) are the uniform pairs."""
+    h = -(-dims // 2)
+    u = ((words[..., :2 * h] >> np.uint32(8)).view(np.int32).astype(np.float32) + np.float32(0.5)) * _U24
+    radius = np.sqrt(np.float32(-2.0) * np.log(u[..., :h]))
+    angle = _TWO_PI * u[..., h:]
+    return np.concatenate([radius * np.cos(angle), radius * np.sin(angle)], axis=-1)[..., :dims]
 
 
-def candidates(seed: int, step: int, chunk: int, count: int, dims: int) -> np.ndarray:
-    """All ``count`` candidate vectors of a chunk, [count, dims] float32 standard normals."""
-    stride = _row_stride(dims)
-    raw = np.random.Philox(key=_key(seed, PURPOSE_CAND, step, chunk)).random_raw(count * stride)
-    return _candidate_normals(raw.reshape(count, stride)[:, :dims])
+def candidates(seed: int, step: int, chunk: int, count: int, dims: int, start: int = 0) -> np.ndarray:
+    """Candidates start .. start + count - 1 of a chunk, [count, dims] float32 standard normals."""
+    W = _words_per_candidate(dims)
+    gen = np.random.Philox(key=_key(seed, PURPOSE_CAND, step, chunk))
+    gen.advance(start * W // 8)
+    words = gen.random_raw(count * W // 2).astype("<u8", copy=False).view("<u4")
+    return _normals_from_words(words.reshape(count, W), dims)
 
 
 def candidate(seed: int, step: int, chunk: int, index: int, dims: int) -> np.ndarray:
     """Candidate ``index`` of a chunk alone (what the decoder needs), [dims]."""
-    stride = _row_stride(dims)
-    gen = np.random.Philox(key=_key(seed, PURPOSE_CAND, step, chunk))
-    gen.advance(index * stride // 4)
-    return _candidate_normals(gen.random_raw(stride)[:dims])
+    return candidates(seed, step, chunk, 1, dims, start=index)[0]

@@ -7,13 +7,20 @@ candidates, standard normal vectors regenerated from a counter-based generator k
 (seed, step, chunk); candidate z maps to x = mu_p + sigma_p z, a sample of p. The encoder draws
 arrival times T_j (cumulative Exp(1), its own randomness) and picks the j maximising
 log w(z_j) - log T_j, with w = q/p; the decoder regenerates candidate j alone. Indices are coded
-with a truncated Zipf law; n is coded against the previous step's n. n, the permutation, K and
-the Zipf law depend only on transmitted integers, so network float drift cannot desynchronise the
-stream: it can only move x slightly. With n = 0 (KL below ``min_bits``) x is candidate 0 of p.
+with a truncated Zipf law.
+
+The chunk count is side information. The encoder keeps the previous step's count while each chunk
+still carries between 0.6 and 1.25 x chunk_bits (so counts change rarely along a chain), and codes
+it as one "same" flag (P = 0.85) or, on a change, the new count under a Gaussian centred on 1.3 x
+the old one. n, the permutation, K and the Zipf law depend only on transmitted integers, so network
+float drift cannot desynchronise the stream: it can only move x slightly. With n = 0 (KL below
+``min_bits``) x is candidate 0 of p.
 """
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -23,11 +30,27 @@ from .randomness import candidate, candidates, permutation
 from .registry import register
 
 
-@register("rcc", wire_id=1, default_steps="quad50",
+SAME_COUNT = np.array([0.85, 0.15])   # P(the chunk count repeats), P(it changes)
+KEEP_RANGE = (0.6, 1.25)              # bits per chunk (x chunk_bits) within which a count is kept
+RCC_AUTO_MAX_DIMS = 1024              # "auto" uses rcc up to 32x32 grayscale: ~D x K normals per step
+_WORKERS = max(1, min(4, os.cpu_count() or 1))
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(_WORKERS)
+    return _POOL
+
+
+@register("rcc", wire_id=1, default_steps="geo9", priority=1, auto_max_dims=RCC_AUTO_MAX_DIMS,
           description="reverse channel coding (the paper's Algorithm 3)")
 class RCCCoder(StepCoder):
 
-    def __init__(self, chunk_bits: int = 8, log2_k: int = 12, min_bits: float = 0.25,
+    DEFAULTS = (10, 13)   # chunk_bits, log2_k
+
+    def __init__(self, chunk_bits: int = 10, log2_k: int = 13, min_bits: float = 0.25,
                  encoder_seed: int = 0):
         if not 1 <= chunk_bits < log2_k <= 20:
             raise ValueError("need 1 <= chunk_bits < log2_k <= 20")
@@ -47,16 +70,37 @@ class RCCCoder(StepCoder):
         return cls(chunk_bits=params[0], log2_k=params[1])
 
     def params(self) -> bytes:
-        return b"" if (self.chunk_bits, self.log2_k) == (8, 12) else bytes([self.chunk_bits, self.log2_k])
+        return b"" if (self.chunk_bits, self.log2_k) == self.DEFAULTS else bytes([self.chunk_bits, self.log2_k])
 
-    @staticmethod
-    def _count_prior(ctx: StepContext):
-        """(lo, hi, mean, std) for the chunk count: centred on the previous step's count (1 before
-        the first step), spread 0.35 + 0.18 x that count. Counts grow slowly along the chain, so
-        repeating a small count costs a fraction of a bit (measured on two Fashion-MNIST test
-        images at quad50: 1.7 bits per step, against 2.1 with a spread of max(1, n/4))."""
-        prev = ctx.state.get("chunks", 1)
-        return 0, ctx.dims, [float(prev)], [0.35 + 0.18 * prev]
+    def _count_ops(self, n: int, prev: int, dims: int) -> list:
+        if n == prev:
+            return [table_op([0], SAME_COUNT)]
+        return [table_op([1], SAME_COUNT), gauss_op([n], 0, dims, [1.3 * prev], [0.5 + 0.3 * prev])]
+
+    def _read_count(self, dec, prev: int, dims: int) -> int:
+        if int(dec.table(SAME_COUNT, 1)[0]) == 0:
+            return prev
+        return int(dec.gauss(0, dims, [1.3 * prev], [0.5 + 0.3 * prev])[0])
+
+    def _choose_count(self, total: float, prev: int, dims: int) -> int:
+        """Keep the previous count while each chunk stays within KEEP_RANGE x chunk_bits."""
+        if total < self.min_bits:
+            return 0
+        lo, hi = (v * self.chunk_bits for v in KEEP_RANGE)
+        if prev >= 1 and total / prev <= hi and (total / prev >= lo or prev == 1):
+            return prev
+        return min(dims, math.ceil(total / self.chunk_bits))
+
+    def _log_weights(self, ctx: StepContext, c: int, dims: np.ndarray, c2: np.ndarray, c1: np.ndarray):
+        """log w(z) (up to a constant) of all K candidates of chunk c, computed in parallel blocks."""
+        c2, c1 = c2[dims].astype(np.float32), c1[dims].astype(np.float32)
+        edges = np.linspace(0, self.count, _WORKERS + 1).astype(int)
+
+        def block(k: int) -> np.ndarray:
+            Z = candidates(ctx.seed, ctx.step, c, int(edges[k + 1] - edges[k]), len(dims), start=int(edges[k]))
+            return (Z * Z) @ c2 + Z @ c1
+
+        return np.concatenate(list(_pool().map(block, range(_WORKERS))))
 
     def _groups(self, ctx: StepContext, n: int) -> list[np.ndarray]:
         return np.array_split(permutation(ctx.seed, ctx.step, ctx.dims), n)
@@ -65,8 +109,8 @@ class RCCCoder(StepCoder):
         sd_q, sd_p = math.sqrt(ctx.var_q), np.sqrt(ctx.var_p)
         kl = gaussian_kl_bits(mu_q, ctx.var_q, ctx.mu_p, ctx.var_p)
         total = float(kl.sum())
-        n = 0 if total < self.min_bits else min(ctx.dims, math.ceil(total / self.chunk_bits))
-        ops = [gauss_op([n], *self._count_prior(ctx))]
+        n = self._choose_count(total, ctx.state.get("chunks", 1), ctx.dims)
+        ops = self._count_ops(n, ctx.state.get("chunks", 1), ctx.dims)
         ctx.state["chunks"] = n
         if n == 0:
             z = candidate(ctx.seed, ctx.step, 0, 0, ctx.dims)
@@ -78,17 +122,16 @@ class RCCCoder(StepCoder):
         x = np.empty(ctx.dims)
         indices = []
         for c, dims in enumerate(self._groups(ctx, n)):
-            Z = candidates(ctx.seed, ctx.step, c, self.count, len(dims))
-            log_w = (Z * Z) @ c2[dims] + Z @ c1[dims]
+            log_w = self._log_weights(ctx, c, dims, c2, c1)
             log_t = np.log(np.cumsum(self.rng.exponential(size=self.count)))
             j = int(np.argmax(log_w - log_t))
             indices.append(j)
-            x[dims] = ctx.mu_p[dims] + sd_p[dims] * Z[j]
+            x[dims] = ctx.mu_p[dims] + sd_p[dims] * candidate(ctx.seed, ctx.step, c, j, len(dims))
         ops.append(table_op(indices, self.zipf))
         return ops, x, total
 
     def decode(self, ctx: StepContext, dec) -> np.ndarray:
-        n = int(dec.gauss(*self._count_prior(ctx))[0])
+        n = self._read_count(dec, ctx.state.get("chunks", 1), ctx.dims)
         ctx.state["chunks"] = n
         sd_p = np.sqrt(ctx.var_p)
         if n == 0:

@@ -26,6 +26,8 @@ class CoderSpec:
     default_steps: str
     cls: type
     description: str = ""
+    priority: int = 0                # "auto" takes the highest-priority coder that fits the image
+    auto_max_dims: int | None = None  # largest C x H x W that "auto" gives this coder (None: any)
 
     def from_params(self, params: bytes = b""):
         """The coder for a header's parameter bytes (empty: the defaults); ValueError if they are bad."""
@@ -35,7 +37,11 @@ class CoderSpec:
 _CODERS: dict[str, CoderSpec] = {}
 
 
-def register(name: str, wire_id: int, default_steps: str, description: str = ""):
+AUTO = "auto"
+
+
+def register(name: str, wire_id: int, default_steps: str, description: str = "", priority: int = 0,
+             auto_max_dims: int | None = None):
     """Class decorator: add a ``StepCoder`` subclass to the registry."""
     def deco(cls):
         if name in _CODERS:
@@ -43,7 +49,7 @@ def register(name: str, wire_id: int, default_steps: str, description: str = "")
         if not 0 <= wire_id <= MAX_WIRE_ID or any(s.wire_id == wire_id for s in _CODERS.values()):
             raise ValueError(f"coder {name!r}: wire id {wire_id} is out of range or taken")
         cls.name = name
-        _CODERS[name] = CoderSpec(name, wire_id, default_steps, cls, description)
+        _CODERS[name] = CoderSpec(name, wire_id, default_steps, cls, description, priority, auto_max_dims)
         return cls
     return deco
 
@@ -55,6 +61,15 @@ def names() -> tuple[str, ...]:
 
 def specs() -> list[CoderSpec]:
     return sorted(_CODERS.values(), key=lambda s: s.wire_id)
+
+
+def choose(name: str, dims: int) -> CoderSpec:
+    """The coder ``name`` stands for on an image of ``dims`` values ("auto": the highest-priority
+    coder whose ``auto_max_dims`` admits it)."""
+    if name != AUTO:
+        return get(name)
+    fits = [s for s in specs() if s.auto_max_dims is None or dims <= s.auto_max_dims]
+    return max(fits, key=lambda s: s.priority)
 
 
 def get(name: str) -> CoderSpec:

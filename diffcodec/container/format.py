@@ -1,17 +1,23 @@
 """The .dfc container: bytes only, no torch.
 
-Layout (all integers are LEB128 varints unless a width is given):
+Layout, format version 3 (integers are LEB128 varints unless a width is given):
 
-    b"DF" | version (1 byte) | flags (1 byte) | name length (1 byte) | name | weights sha256 (4 bytes)
-    | height | width | steps spec length (1 byte) | steps spec (ASCII) | seed
-    | params length | params (backend-specific bytes)
+    0xD3 (magic 0xD0 | version) | flags (1 byte) | model tag: first 2 bytes of the weights' sha256
+    | height | [width, unless the square flag] | [if the extended flag: steps spec length (1 byte),
+    steps spec (ASCII), seed, params length, params]
     | layer count | per layer: steps in it, byte length, CRC-8 of its bytes
-    | CRC-16 of everything above (2 bytes, big-endian) | layer payloads, concatenated
+    | CRC-8 of everything above | layer payloads, concatenated
 
-flags: bits 0-1 channel code (0: grayscale, 1: RGB), bits 2-4 the backend's wire id (from the
-coder registry: 0 uq, 1 rcc), bit 5: the last layer is a lossless layer for x_0.
-Cutting the file at any byte keeps every complete layer decodable: the header says where each
-layer ends, and layers after the cut are simply missing.
+flags: bit 0 RGB (else grayscale), bit 1 the last layer is a lossless layer for x_0, bit 2
+extended fields present (otherwise: the backend's default steps, seed 0, default parameters),
+bits 3-5 the backend's wire id (coder registry), bit 6 square image. A 28x28 file at default
+settings has a header of 7 bytes plus 3 per layer. The model is identified by its weights' tag
+alone; its name is looked up in the model store.
+
+The lossy layers are consecutive slices of one range-coded stream: layer k ends at the shortest
+prefix of the stream from which every symbol of layers 1..k decodes, so cutting the file at any
+byte keeps every complete layer decodable, without a coder flush per layer.
+Version 1 and 2 files (which began with b"DF") are refused with a clear message.
 """
 from __future__ import annotations
 
@@ -19,11 +25,13 @@ from dataclasses import dataclass, field
 
 from ..coding import registry
 from ..errors import UserError
-from ..io.checksums import crc8, crc16
+from ..io.checksums import crc8
 
-MAGIC = b"DF"
-VERSION = 2   # 2: rcc chunk-count prior 0.35 + 0.18 n (version 1 files are refused)
-CHANNEL_CODES = {1: 0, 3: 1}
+VERSION = 3   # 3: compact header, one range stream for the lossy layers, rcc count flags
+MAGIC = 0xD0 | VERSION
+OLD_MAGIC = b"DF"        # versions 1 and 2
+TAG_BYTES = 2
+F_RGB, F_LOSSLESS, F_EXTENDED, F_SQUARE = 1, 2, 4, 64
 
 
 class FormatError(UserError):
@@ -75,8 +83,8 @@ class Layer:
 
 @dataclass
 class Header:
-    model_name: str
-    model_hash: bytes          # first 4 bytes of the weights' sha256
+    model_name: str            # not stored: "" when read from a file (see ``model_tag``)
+    model_hash: bytes          # model tag: first TAG_BYTES bytes of the weights' sha256
     height: int
     width: int
     channels: int
@@ -85,6 +93,11 @@ class Header:
     seed: int
     lossless: bool = False
     params: bytes = b""
+
+    def extended(self) -> bool:
+        """Whether any field differs from what the flags imply (default steps, seed 0, no params)."""
+        return (self.steps_spec != registry.get(self.backend).default_steps or self.seed != 0
+                or bool(self.params))
 
 
 @dataclass
@@ -95,24 +108,27 @@ class Container:
 
     def to_bytes(self) -> bytes:
         h = self.header
-        if h.channels not in CHANNEL_CODES:
+        if h.channels not in (1, 3):
             raise ValueError("channels must be 1 or 3")
-        name = h.model_name.encode()
         spec = h.steps_spec.encode("ascii")
-        if len(name) > 255 or len(spec) > 255 or len(h.model_hash) != 4:
-            raise ValueError("model name or steps spec too long, or hash not 4 bytes")
-        out = bytearray(MAGIC)
-        out.append(VERSION)
-        out.append(CHANNEL_CODES[h.channels] | (registry.get(h.backend).wire_id << 2) | (int(h.lossless) << 5))
-        out.append(len(name)); out += name; out += h.model_hash
-        put_varint(out, h.height); put_varint(out, h.width)
-        out.append(len(spec)); out += spec
-        put_varint(out, h.seed)
-        put_varint(out, len(h.params)); out += h.params
+        if len(spec) > 255 or len(h.model_hash) != TAG_BYTES:
+            raise ValueError(f"steps spec too long, or model tag not {TAG_BYTES} bytes")
+        flags = ((F_RGB if h.channels == 3 else 0) | (F_LOSSLESS if h.lossless else 0)
+                 | (F_EXTENDED if h.extended() else 0) | (registry.get(h.backend).wire_id << 3)
+                 | (F_SQUARE if h.height == h.width else 0))
+        out = bytearray([MAGIC, flags])
+        out += h.model_hash
+        put_varint(out, h.height)
+        if h.height != h.width:
+            put_varint(out, h.width)
+        if flags & F_EXTENDED:
+            out.append(len(spec)); out += spec
+            put_varint(out, h.seed)
+            put_varint(out, len(h.params)); out += h.params
         put_varint(out, len(self.layers))
         for layer in self.layers:
             put_varint(out, layer.steps); put_varint(out, len(layer.data)); out.append(crc8(layer.data))
-        out += crc16(bytes(out)).to_bytes(2, "big")
+        out.append(crc8(bytes(out)))
         for layer in self.layers:
             out += layer.data
         return bytes(out)
@@ -122,34 +138,39 @@ class Container:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Container":
-        if len(data) < 3 or data[:2] != MAGIC:
+        if data[:2] == OLD_MAGIC and len(data) > 2 and data[2] in (1, 2):
+            raise FormatError(f"this .dfc file has format version {data[2]}, from an older diffcodec; "
+                              f"this one reads version {VERSION}: encode the image again")
+        if len(data) < 2 or data[0] >> 4 != MAGIC >> 4:
             raise FormatError("not a diffcodec (.dfc) file")
+        if data[0] != MAGIC:
+            raise FormatError(f"unsupported .dfc format version {data[0] & 15} (this diffcodec reads {VERSION})")
         r = _Reader(data)
-        r.take(2)
-        version = r.byte()
-        if version != VERSION:
-            raise FormatError(f"unsupported .dfc format version {version} (this diffcodec reads {VERSION})")
+        r.take(1)
         flags = r.byte()
-        chan = {v: k for k, v in CHANNEL_CODES.items()}.get(flags & 3)
-        coder = registry.by_wire_id((flags >> 2) & 7)
-        if chan is None or coder is None or flags >> 6:
+        coder = registry.by_wire_id((flags >> 3) & 7)
+        if coder is None or flags >> 7:
             raise FormatError("corrupt header (bad flags)")
-        name = r.take(r.byte())
-        model_hash = r.take(4)
-        height, width = r.varint(), r.varint()
-        spec = r.take(r.byte())
-        seed = r.varint()
-        params = r.take(r.varint())
+        model_hash = r.take(TAG_BYTES)
+        height = r.varint()
+        width = height if flags & F_SQUARE else r.varint()
+        spec, seed, params = coder.default_steps.encode(), 0, b""
+        if flags & F_EXTENDED:
+            spec = r.take(r.byte())
+            seed = r.varint()
+            params = r.take(r.varint())
         n_layers = r.varint()
         if n_layers > 1 << 20:
             raise FormatError("corrupt header (layer count)")
         table = [(r.varint(), r.varint(), r.byte()) for _ in range(n_layers)]
-        stored_crc = int.from_bytes(r.take(2), "big")
-        if crc16(data[:r.pos - 2]) != stored_crc:
+        stored_crc = r.byte()
+        if crc8(data[:r.pos - 1]) != stored_crc:
             raise FormatError("corrupt header (checksum mismatch)")
+        if not 0 < height <= 1 << 16 or not 0 < width <= 1 << 16:
+            raise FormatError("corrupt header (image size)")
         try:
-            header = Header(name.decode(), model_hash, height, width, chan, coder.name,
-                            spec.decode("ascii"), seed, bool(flags & 32), params)
+            header = Header("", model_hash, height, width, 3 if flags & F_RGB else 1, coder.name,
+                            spec.decode("ascii"), seed, bool(flags & F_LOSSLESS), params)
         except UnicodeDecodeError:
             raise FormatError("corrupt header (text fields)") from None
         layers, pos, complete = [], r.pos, True

@@ -37,7 +37,9 @@ def space_timesteps(num_timesteps: int, spec: str | int | None) -> list[int]:
 
     spec: None/"all" keeps every step; an integer N (or "N") keeps N evenly spaced steps that
     include the first and the last; "ddimN" keeps every (T//N)-th step starting at 0; "quadN" keeps
-    N steps spaced quadratically (dense near t = 0, where a codec spends its bits); a
+    N steps spaced quadratically (dense near t = 0, where a codec spends its bits); "geoR"
+    steps down geometrically from T - 1, each jump R/100 of the current t (at least 1), so every
+    jump carries about the same KL and the last ~100/R steps are all kept; a
     comma-separated list ("0,10,999") keeps exactly those steps.
     """
     T = int(num_timesteps)
@@ -63,6 +65,14 @@ def space_timesteps(num_timesteps: int, spec: str | int | None) -> list[int]:
             if kept[-1] != T - 1:
                 raise ValueError
             return kept
+        if s.startswith("geo"):
+            r = int(s[3:])
+            if not 1 <= r <= 99:
+                raise ValueError
+            kept = [T - 1]
+            while kept[-1] > 0:
+                kept.append(kept[-1] - max(1, (r * kept[-1] + 50) // 100))
+            return kept[::-1]
         if "," in s:
             steps = sorted({int(v) for v in s.split(",") if v.strip()})
             if not steps or steps[0] < 0 or steps[-1] >= T:

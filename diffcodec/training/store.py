@@ -131,6 +131,15 @@ def load_model(name_or_path: str, device=None) -> LoadedModel:
     return _load_dir(root / entry["dir"], name_or_path, entry["sha256"], device)
 
 
+def model_for_tag(tag_hex: str, root: Path | None = None) -> str:
+    """The registered model whose weights' sha256 starts with ``tag_hex`` (a .dfc file's model tag)."""
+    found = [name for name, e in read_index(root).items() if e.get("sha256", "").startswith(tag_hex)]
+    if len(found) != 1:
+        why = "no registered model has" if not found else f"several models ({', '.join(found)}) have"
+        raise ModelError(f"{why} weights with tag {tag_hex}; pass --model NAME_OR_PATH")
+    return found[0]
+
+
 def register_model(name: str, root: Path | None = None, description: str = "") -> dict:
     """Add or update models/index.json for models/<name>/ (computes the sha256)."""
     root = root or models_dir()

@@ -3,8 +3,8 @@
     python tests/data/make_golden.py
 
 Run it only after a deliberate change of the file format (a new format version) or of the
-shipped `fmnist` model: it encodes models/fmnist/example.png with the default backend and its
-default steps (as `diffcodec encode models/fmnist/example.png` does), writes
+shipped `fmnist` model: it encodes models/fmnist/example.png with the default settings (as
+`diffcodec encode models/fmnist/example.png` does: backend auto, quality 75), writes
 golden_fmnist.dfc, decodes it, and stores the decoded pixels' sha256 in golden_fmnist.json.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ def main() -> None:
     res = encode_image(loaded, image_for_model(IMAGE, loaded))
     DFC.write_bytes(res.data)
     out = decode_container(loaded, Container.from_bytes(res.data))
-    doc = {"source": "models/fmnist/example.png, default backend and steps, seed 0",
+    doc = {"source": "models/fmnist/example.png, default settings (auto backend, quality 75), seed 0",
            "format_version": VERSION, "bytes": len(res.data), "backend": res.header.backend,
            "steps": res.header.steps_spec, "shape": list(out.image.shape),
            "pixels_sha256": pixels_sha256(out.image)}
