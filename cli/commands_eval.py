@@ -93,11 +93,15 @@ def rd(model_name, data, limit, codecs, steps, anchor, no_per_image, out_dir):
     rd_curves.add_bd(docs, anchor)
     for name, doc in docs.items():
         write_json(out / f"{name}.json", doc)
-        r = doc["results"]
-        bd = doc.get("bd", {})
-        click.echo(f"{name:9s} {len(r['bpp'])} points, bpp {min(r['bpp']):.3f}..{max(r['bpp']):.3f}, "
-                   f"PSNR {min(r['psnr']):.2f}..{max(r['psnr']):.2f} dB"
-                   + (f", BD-rate vs {anchor} {bd['bd_rate_percent']:+.1f}%" if bd.get("bd_rate_percent") is not None else ""))
+    summary = rd_curves.summarize(docs)
+    write_json(out / "summary.json", summary)
+    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    click.echo(f"{'codec':9s} {'points':>6} {'BD vs ' + anchor:>11} {'BD vs ideal':>11} {'payload/KL':>10}  "
+               + " ".join(f"{'bpp@' + p:>8}" for p in summary[0]["bpp_at"]))
+    for row in summary:
+        click.echo(f"{row['codec']:9s} {row['points']:>6} {fmt(row['bd_rate_vs_anchor'], '+10.1f')}% "
+                   f"{fmt(row['bd_rate_vs_ideal'], '+10.1f')}% {fmt(row['payload_over_kl_model'], '10.3f')}  "
+                   + " ".join(f"{fmt(v, '8.3f')}" for v in row["bpp_at"].values()))
     plot_rd(list(docs.values()), out / "rd.png", title=f"{len(images)} images, model {loaded.name}")
     click.echo(f"wrote {len(docs)} JSON files and rd.png to {out}")
 

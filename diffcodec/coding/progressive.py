@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from ..evaluation.metrics import psnr
 from ..io.datasets import load_image
 from ..io.pixels import to_model, to_pixels
 from . import ideal, registry
-from .base import StepContext
+from .base import StepContext, gaussian_kl_bits
 from .entropy import Decoder, encode_layered, info_bits
 from .lossless import decode_lossless, encode_lossless
 from .randomness import PURPOSE_XT, normals
@@ -86,6 +87,7 @@ class StepRecord:
     kl_bits: float     # KL(q || p) of this step under the backend's p
     psnr: float        # PSNR of x0_hat after this step
     seconds: float = 0.0
+    kl_model_bits: float = 0.0  # KL(q || p_theta) of this step under the network's own Gaussian
 
 
 @dataclass
@@ -104,6 +106,8 @@ class EncodeResult:
     stats: dict = field(default_factory=dict)
     backend: str = ""
     note: str = ""               # a rate request that was not met, in words (quality only)
+    # the file the encoder writes had it stopped after n coded steps (what --stop-step gives)
+    file_after: Callable[[int], bytes] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -176,10 +180,12 @@ def _send_chain(model: NetworkAdapter, coder, image: np.ndarray, seed: int, stop
     for i in range(N - 1, 0, -1):
         t0 = time.perf_counter()
         ctx = StepContext(i, seed, model.posterior_variance(i), out["mean"], out["variance"], state)
-        ops, x, kl = coder.encode(ctx, model.posterior_mean(x0, x, i))
+        mu_q = model.posterior_mean(x0, x, i)
+        kl_model = float(gaussian_kl_bits(mu_q, ctx.var_q, ctx.mu_p, ctx.var_p).sum())
+        ops, x, kl = coder.encode(ctx, mu_q)
         out = model.out(x, i - 1)
         rec = StepRecord(i, model.paper_t(i - 1), sum(info_bits(o) for o in ops), kl,
-                         psnr(to_pixels(out["pred_xstart"]), image.ravel()), time.perf_counter() - t0)
+                         psnr(to_pixels(out["pred_xstart"]), image.ravel()), time.perf_counter() - t0, kl_model)
         records.append(rec)
         step_ops.append(ops)
         if progress:
@@ -287,7 +293,7 @@ def encode_image(loaded, image: np.ndarray, backend: str = registry.AUTO, steps:
     return EncodeResult(data, header, records, [l.steps for l in container.layers],
                         [len(l.data) for l in container.layers], container.header_size(),
                         lossless_bits, rec_psnr, time.perf_counter() - t_start, model.seconds, model.evals,
-                        backend=backend, note=note)
+                        backend=backend, note=note, file_after=lambda n: build(n).to_bytes())
 
 
 @dataclass
@@ -312,9 +318,11 @@ def check_model(loaded, header: Header) -> None:
 
 
 def decode_container(loaded, container: Container, layers: int | None = None,
-                     stop_step: int | None = None, reconstruct: str = "x0", progress=None) -> DecodeResult:
+                     stop_step: int | None = None, reconstruct: str = "x0", progress=None,
+                     on_step=None) -> DecodeResult:
     """Decode the first ``layers`` complete layers (all by default), stopping early once x_t with
-    paper t <= stop_step is known, and reconstruct the image."""
+    paper t <= stop_step is known, and reconstruct the image. ``on_step(k, pixels)`` receives the
+    x0_hat preview (uint8, flat) after each decoded step k = 1, 2, ..."""
     t_start = time.perf_counter()
     h = container.header
     check_model(loaded, h)
@@ -360,6 +368,8 @@ def decode_container(loaded, container: Container, layers: int | None = None,
             out = model.out(x, i)
             if progress:
                 progress(i)
+            if on_step:
+                on_step(N - 1 - i, to_pixels(out["pred_xstart"]))
             if stop_step is not None and model.paper_t(i) <= stop_step:
                 done = True
                 break

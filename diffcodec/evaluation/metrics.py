@@ -48,34 +48,61 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float | None:
     return float(np.mean(vals))
 
 
-def _bd_integrals(r1, d1, r2, d2, swap: bool):
-    """Average difference of two curves after a cubic fit (Bjontegaard), over the shared range."""
+BD_RANGE_DB = (20.0, 50.0)   # the PSNR range BD-rates are reported over, where both curves reach
+
+
+def _monotone(rate, psnr):
+    """The curve's points in rate order that improve on every cheaper point (an RD curve that
+    decreases in quality with more bits is not a curve a codec user would choose from)."""
+    order = np.argsort(rate, kind="stable")
+    r, d, best = [], [], -np.inf
+    for k in order:
+        if psnr[k] > best:
+            best = psnr[k]
+            if r and rate[k] == r[-1]:      # same rate, better quality: it replaces the point
+                r.pop(), d.pop()
+            r.append(rate[k])
+            d.append(psnr[k])
+    return np.array(r), np.array(d)
+
+
+def _bd_integrals(r1, d1, r2, d2, swap: bool, bounds=None):
+    """Average difference of two curves (Bjontegaard) over their shared range, within ``bounds``
+    (the distortion range for BD-rate). Curves are interpolated piecewise-cubically and monotonely
+    (PCHIP, as in later Bjontegaard tools) rather than by one global cubic, so dense curves spanning
+    tens of dB are followed where they bend."""
+    from scipy.integrate import trapezoid
+    from scipy.interpolate import PchipInterpolator
+
+    (r1, d1), (r2, d2) = _monotone(r1, d1), _monotone(r2, d2)
+    if min(len(r1), len(r2)) < 2:
+        return None
     lr1, lr2 = np.log10(r1), np.log10(r2)
     if swap:   # BD-rate: integrate log-rate over distortion
         x1, y1, x2, y2 = d1, lr1, d2, lr2
     else:      # BD-PSNR: integrate distortion over log-rate
         x1, y1, x2, y2 = lr1, d1, lr2, d2
     lo, hi = max(min(x1), min(x2)), min(max(x1), max(x2))
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
     if hi <= lo:
         return None
-    deg = min(3, len(x1) - 1, len(x2) - 1)
-    p1, p2 = np.polyfit(x1, y1, deg), np.polyfit(x2, y2, deg)
-    i1, i2 = np.polyint(p1), np.polyint(p2)
-    a1 = np.polyval(i1, hi) - np.polyval(i1, lo)
-    a2 = np.polyval(i2, hi) - np.polyval(i2, lo)
-    return (a2 - a1) / (hi - lo)
+    grid = np.linspace(lo, hi, 2001)
+    f1, f2 = PchipInterpolator(x1, y1)(grid), PchipInterpolator(x2, y2)(grid)
+    return float(trapezoid(f2 - f1, grid) / (hi - lo))
 
 
-def _bd_delta(anchor_rate, anchor_psnr, test_rate, test_psnr, swap: bool):
+def _bd_delta(anchor_rate, anchor_psnr, test_rate, test_psnr, swap: bool, bounds=None):
     pts = [np.asarray(v, np.float64) for v in (anchor_rate, anchor_psnr, test_rate, test_psnr)]
     if min(len(pts[0]), len(pts[2])) < 2:
         return None
-    return _bd_integrals(pts[0], pts[1], pts[2], pts[3], swap=swap)
+    return _bd_integrals(pts[0], pts[1], pts[2], pts[3], swap, bounds)
 
 
-def bd_rate(anchor_rate, anchor_psnr, test_rate, test_psnr) -> float | None:
-    """Bjontegaard delta rate (%) of test against anchor at equal PSNR; negative = test saves bits."""
-    d = _bd_delta(anchor_rate, anchor_psnr, test_rate, test_psnr, swap=True)
+def bd_rate(anchor_rate, anchor_psnr, test_rate, test_psnr, psnr_range=None) -> float | None:
+    """Bjontegaard delta rate (%) of test against anchor at equal PSNR; negative = test saves bits.
+    ``psnr_range`` (lo, hi) in dB limits the comparison (None: wherever both curves reach)."""
+    d = _bd_delta(anchor_rate, anchor_psnr, test_rate, test_psnr, True, psnr_range)
     return None if d is None else float((10 ** d - 1) * 100)
 
 

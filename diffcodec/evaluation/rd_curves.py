@@ -1,9 +1,13 @@
 """Rate-distortion curves of our codecs and the baselines, in CompressAI's JSON layout.
 
 Every real codec's points come from real files written under ``files_dir`` (bytes counted are
-whole files, headers included); the diffusion codecs' points are prefixes of one progressive file
-(complete layers covering the first k steps), decoded for real. ``ideal`` charges the KL terms
-(the ideal estimate). Curves are compared by BD-rate and BD-PSNR against an anchor codec.
+whole files, headers included). A diffusion backend's point k is the file its encoder writes when
+it stops after k coded steps (what ``--stop-step``, ``--psnr`` or ``--quality`` give), for every k of
+the chain, so the curve is sampled densely where it bends; the PSNR is the decoder's (one decode
+of the full file reports every step's reconstruction, and some stopped files are decoded on their
+own and checked against it). ``ideal`` charges the KL terms of the model's full T-step chain with
+exact posterior samples (the ideal estimate). Curves are compared by BD-rate and BD-PSNR against an
+anchor codec, and by BD-rate against the ideal curve, over 20-50 dB.
 """
 from __future__ import annotations
 
@@ -19,9 +23,10 @@ from ..container.format import Container
 from ..distributed import gather_rows, my_indices
 from ..errors import UserError
 from . import baselines
-from .metrics import bd_psnr, bd_rate, ms_ssim, psnr
+from .metrics import BD_RANGE_DB, bd_psnr, bd_rate, ms_ssim, psnr
 
-MAX_POINTS = 10
+IDEAL_POINT_SPEC = "geo2"   # which steps of the ideal chain become points: x_t for t on this grid
+CHECKED_FILES = 3           # stopped files per image decoded on their own and compared
 
 
 def diffusion_codecs() -> tuple[str, ...]:
@@ -39,37 +44,45 @@ def check_codecs(names: list[str]) -> None:
         raise UserError(f"unknown codec(s) {', '.join(bad)}; choose from {', '.join(sorted(known_codecs()))}")
 
 
-def _stop_points(n_steps: int) -> list[int]:
-    """Which step counts k (1..n_steps) become curve points: all, or MAX_POINTS spread towards the end."""
-    if n_steps <= MAX_POINTS:
-        return list(range(1, n_steps + 1))
-    return sorted({int(round(v)) for v in np.linspace(1, n_steps, MAX_POINTS)})
+def _ideal_points(loaded, img, steps):
+    """Points of the ideal chain: after each step that reaches a timestep on IDEAL_POINT_SPEC."""
+    from ..core.schedules import space_timesteps
+
+    res = estimate_image(loaded, img, steps)
+    keep = set(space_timesteps(loaded.config.diffusion.num_timesteps, IDEAL_POINT_SPEC))
+    kl = np.cumsum([r.kl_bits for r in res.records])
+    return [{"bits": float(kl[k]), "psnr": r.psnr, "enc": res.seconds, "dec": 0.0, "steps": k + 1,
+             "decoded": None} for k, r in enumerate(res.records) if r.t - 1 in keep]
 
 
-def _diffusion_points(loaded, codec, img, steps, files_dir: Path, stem: str):
-    rows = []
-    if codec == ideal.NAME:
-        res = estimate_image(loaded, img, steps)
-        kl = np.cumsum([r.kl_bits for r in res.records])
-        for k in _stop_points(len(res.records)):
-            rows.append({"bits": float(kl[k - 1]), "psnr": res.records[k - 1].psnr, "enc": res.seconds, "dec": 0.0,
-                         "steps": k, "decoded": None})
-        return rows
-    res = encode_image(loaded, img, codec, steps)
+def _backend_points(loaded, codec, img, steps, files_dir: Path, stem: str):
+    """Every stopping point of a real backend's chain: file bytes and decoder-side PSNR."""
+    res = encode_image(loaded, img, codec, steps, quality=100)
+    previews = {}
+    t0 = time.perf_counter()
+    decode_container(loaded, Container.from_bytes(res.data), on_step=lambda k, px: previews.__setitem__(k, px))
+    dec_seconds = time.perf_counter() - t0
     n = len(res.records)
-    c = Container.from_bytes(res.data)
-    ends = np.cumsum([l.steps for l in c.layers])
-    cum_bytes = res.header_bytes + np.cumsum([len(l.data) for l in c.layers])
-    for k in _stop_points(n):
-        L = int(np.searchsorted(ends, k) + 1)            # layers needed to cover k steps
-        data = res.data[:int(cum_bytes[L - 1])]
+    checked = {int(round(v)) for v in np.linspace(1, n, CHECKED_FILES)}
+    kl_model = np.cumsum([r.kl_model_bits for r in res.records])
+    info = np.cumsum([r.bits for r in res.records])
+    rows = []
+    for k in range(1, n + 1):
+        data = res.file_after(k)
         path = files_dir / f"{stem}_k{k}.dfc"
         path.write_bytes(data)
-        t0 = time.perf_counter()
-        out = decode_container(loaded, Container.from_bytes(data), stop_step=res.records[k - 1].t)
-        rows.append({"bits": 8 * len(data), "psnr": psnr(out.image, img), "enc": res.seconds,
-                     "dec": time.perf_counter() - t0, "steps": k, "decoded": out.image, "file": str(path)})
-    return rows
+        decoded = previews[k].reshape(img.shape)
+        if k in checked:
+            alone = decode_container(loaded, Container.from_bytes(data)).image
+            if not np.array_equal(alone, decoded):
+                raise RuntimeError(f"{path}: decoding the stopped file differs from the full file's step {k}")
+        rows.append({"bits": 8 * len(data), "psnr": psnr(decoded, img), "enc": res.seconds,
+                     "dec": dec_seconds * k / n, "steps": k, "decoded": decoded, "file": str(path),
+                     "kl_model_bits": float(kl_model[k - 1]), "info_bits": float(info[k - 1])})
+    chain = {"payload_bits": 8 * sum(res.layer_bytes), "file_bits": 8 * len(res.data),
+             "kl_model_bits": sum(r.kl_model_bits for r in res.records),
+             "info_bits": sum(r.bits for r in res.records), "steps": n, "psnr": res.psnr}
+    return rows, chain
 
 
 def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, steps=None,
@@ -84,9 +97,13 @@ def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, s
         raise UserError(f"codec {codec} is not available here"
                         + (" (pip install 'diffcodec[baselines]')" if codec == "jxl" else ""))
 
-    def image_points(n: int, img: np.ndarray) -> list:
-        if codec in diffusion_codecs():
-            keyed = [(r["steps"], r) for r in _diffusion_points(loaded, codec, img, steps, files_dir, f"img{n:05d}")]
+    def image_points(n: int, img: np.ndarray) -> tuple[list, dict | None]:
+        chain = None
+        if codec == ideal.NAME:
+            keyed = [(r["steps"], r) for r in _ideal_points(loaded, img, steps)]
+        elif codec in diffusion_codecs():
+            rows, chain = _backend_points(loaded, codec, img, steps, files_dir, f"img{n:05d}")
+            keyed = [(r["steps"], r) for r in rows]
         else:
             keyed = []
             for q in baselines.QUALITIES[codec]:
@@ -98,7 +115,7 @@ def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, s
         for _, r in keyed:
             decoded = r.pop("decoded", None)
             r["ms_ssim"] = ms_ssim(decoded, img) if decoded is not None else None
-        return keyed
+        return keyed, chain
 
     mine = my_indices(len(images))      # this process's share under torchrun, else all images
     per_image_points = []
@@ -108,7 +125,9 @@ def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, s
             progress(1)
     points: dict = {}
     rows_out = []
-    for n, keyed in enumerate(gather_rows(mine, per_image_points, len(images))):
+    gathered = gather_rows(mine, per_image_points, len(images))
+    chains = [chain for _, chain in gathered if chain is not None]
+    for n, (keyed, _) in enumerate(gathered):
         for key, r in keyed:
             points.setdefault(key, []).append(r)
             if per_image:
@@ -129,6 +148,9 @@ def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, s
     }
     if codec != ideal.NAME:
         results["bytes"] = [mean(k, "bits") / 8 for k in keys]
+    if chains:   # where a backend's bits go: the coded chain's KL under p_theta, then its symbols
+        results["bpp_kl_model"] = [mean(k, "kl_model_bits") / (H * W) for k in keys]
+        results["bpp_info"] = [mean(k, "info_bits") / (H * W) for k in keys]
     if all(r["ms_ssim"] is not None for k in keys for r in points[k]):
         results["ms-ssim"] = [mean(k, "ms_ssim") for k in keys]
     if C == 3:
@@ -138,18 +160,69 @@ def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, s
     desc = (f"diffcodec {codec} on model {loaded.name}, steps {steps or 'default'}" if codec in diffusion_codecs()
             else baselines.DESCRIPTIONS[codec].format(q="swept"))
     doc = {"name": codec, "description": desc, "images": len(images), "results": results}
+    if chains:   # full-rate chains: what the coded chain costs against its KL under p_theta
+        D = C * H * W
+        tot = {k: float(np.sum([c[k] for c in chains])) for k in ("payload_bits", "file_bits", "kl_model_bits", "info_bits")}
+        doc["chain"] = {"images": len(chains), "steps": float(np.mean([c["steps"] for c in chains])),
+                        "payload_bpd": tot["payload_bits"] / (len(chains) * D),
+                        "file_bpd": tot["file_bits"] / (len(chains) * D),
+                        "kl_model_bpd": tot["kl_model_bits"] / (len(chains) * D),
+                        "payload_over_kl_model": tot["payload_bits"] / tot["kl_model_bits"],
+                        "payload_over_info": tot["payload_bits"] / tot["info_bits"],
+                        "psnr": float(np.mean([min(c["psnr"], 99.0) for c in chains]))}
     if per_image:
         doc["per_image"] = rows_out
     return doc
 
 
 def add_bd(docs: dict, anchor: str) -> None:
-    """Add each curve's BD-rate (%) and BD-PSNR (dB) against the anchor's, as doc["bd"] (no-op when
-    the anchor was not evaluated)."""
-    if anchor not in docs:
-        return
-    a = docs[anchor]["results"]
-    for doc in docs.values():
-        r = doc["results"]
-        doc["bd"] = {"anchor": anchor, "bd_rate_percent": bd_rate(a["bpp"], a["psnr"], r["bpp"], r["psnr"]),
-                     "bd_psnr_db": bd_psnr(a["bpp"], a["psnr"], r["bpp"], r["psnr"])}
+    """Add each curve's BD-rate (%) and BD-PSNR (dB) against the anchor's as doc["bd"], and its
+    BD-rate against the ideal curve as doc["bd_vs_ideal"] (when those were evaluated). BD-rates are
+    taken over BD_RANGE_DB where both curves reach."""
+    for ref, key in ((anchor, "bd"), (ideal.NAME, "bd_vs_ideal")):
+        if ref not in docs:
+            continue
+        a = docs[ref]["results"]
+        for doc in docs.values():
+            r = doc["results"]
+            doc[key] = {"anchor": ref, "psnr_range_db": list(BD_RANGE_DB),
+                        "bd_rate_percent": bd_rate(a["bpp"], a["psnr"], r["bpp"], r["psnr"], BD_RANGE_DB),
+                        "bd_psnr_db": bd_psnr(a["bpp"], a["psnr"], r["bpp"], r["psnr"])}
+            if ref == ideal.NAME and "bpp_kl_model" in r:
+                # the gap to the ideal curve, stage by stage: the coded chain's own KL (schedule and
+                # sampling bias), the coder's symbols (channel-simulation overhead), the file
+                doc[key]["stages_bd_rate_percent"] = {
+                    stage: bd_rate(a["bpp"], a["psnr"], r[field], r["psnr"], BD_RANGE_DB)
+                    for stage, field in (("chain_kl", "bpp_kl_model"), ("symbols", "bpp_info"), ("file", "bpp"))}
+
+
+def rate_at_psnr(doc: dict, target: float) -> float | None:
+    """Bits per pixel the curve needs to reach ``target`` dB (linear in log-rate between points)."""
+    r = doc["results"]
+    rate, q = np.asarray(r["bpp"], float), np.asarray(r["psnr"], float)
+    order = np.argsort(rate)
+    rate, q = rate[order], np.maximum.accumulate(q[order])
+    if q[-1] < target:
+        return None
+    k = int(np.searchsorted(q, target))
+    if k == 0:
+        return float(rate[0])
+    f = (target - q[k - 1]) / max(q[k] - q[k - 1], 1e-12)
+    return float(10 ** (np.log10(rate[k - 1]) + f * (np.log10(rate[k]) - np.log10(rate[k - 1]))))
+
+
+SUMMARY_PSNRS = (25.0, 30.0, 35.0, 40.0, 45.0)
+
+
+def summarize(docs: dict) -> list[dict]:
+    """One row per curve: BD-rates, rate needed at SUMMARY_PSNRS and, for the real diffusion
+    backends, payload / KL(q || p_theta) of the coded chain."""
+    rows = []
+    for name, doc in docs.items():
+        rows.append({"codec": name, "points": len(doc["results"]["bpp"]),
+                     "bd_rate_vs_anchor": doc.get("bd", {}).get("bd_rate_percent"),
+                     "anchor": doc.get("bd", {}).get("anchor"),
+                     "bd_rate_vs_ideal": doc.get("bd_vs_ideal", {}).get("bd_rate_percent"),
+                     "bpp_at": {f"{p:g}": rate_at_psnr(doc, p) for p in SUMMARY_PSNRS},
+                     "payload_over_kl_model": doc.get("chain", {}).get("payload_over_kl_model")})
+    return rows
