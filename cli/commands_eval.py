@@ -17,10 +17,10 @@ def evaluate():
     """Reproduce the paper's progressive results and compare with real codecs."""
 
 
-def _images(loaded, data, split, limit):
+def _images(loaded, data, split, limit, tile=None):
     from diffcodec.io.datasets import images_or_file
 
-    return images_or_file(loaded.config.data, loaded.config.model.in_channels, data, split, limit)
+    return images_or_file(loaded.config.data, loaded.config.model.in_channels, data, split, limit, tile)
 
 
 @evaluate.command("table4")
@@ -67,9 +67,10 @@ def table4(model_name, data_dir, limit, batch_size, seed, json_out, plot_out):
               help="Comma-separated: ideal, uq, rcc, jpeg, webp, avif, jpeg2000, jxl.")
 @click.option("--steps", default=None, help="Step spec for the diffusion codecs (default: each backend's).")
 @click.option("--anchor", default="jpeg", show_default=True, help="Codec that BD-rate/BD-PSNR are relative to.")
+@click.option("--tile", type=click.IntRange(8), help="Tile size for a folder of images (default: the model's crop).")
 @click.option("--no-per-image", is_flag=True, help="Leave per-image rows out of the JSON.")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
-def rd(model_name, data, limit, codecs, steps, anchor, no_per_image, out_dir):
+def rd(model_name, data, limit, codecs, steps, anchor, tile, no_per_image, out_dir):
     """Rate-distortion curves (one CompressAI-style JSON per codec) with BD-rate against an anchor.
 
     Under torchrun the images are sharded across processes (the output directory must be shared)."""
@@ -81,7 +82,7 @@ def rd(model_name, data, limit, codecs, steps, anchor, no_per_image, out_dir):
     names = [c.strip() for c in codecs.split(",") if c.strip()]
     rd_curves.check_codecs(names)
     loaded = load_model(model_name)
-    images = _images(loaded, data, "test", limit)
+    images = _images(loaded, data, "test", limit, tile)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     docs = {}

@@ -98,6 +98,9 @@ def test_bad_inputs(run, gray_png, tmp_path):
     assert "version" in e("decode", _with_version(out, tmp_path, 7), "-o", tmp_path / "y.png")
     assert not (tmp_path / "y.png").exists()
     assert "overwrite the input" in e("encode", gray_png, "-o", gray_png, "--model", "tiny", "--force")
+    assert "cannot be reached" in e("encode", gray_png, "-o", tmp_path / "p.dfc", "--model", "tiny", "--psnr", "200")
+    assert "fits no coded step" in e("encode", gray_png, "-o", tmp_path / "p.dfc", "--model", "tiny", "--bpp", "0.01")
+    assert not (tmp_path / "p.dfc").exists()
 
 
 def _png(tmp_path, size):

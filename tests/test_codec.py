@@ -78,7 +78,7 @@ def test_rgb_fully_convolutional_any_size(tinyrgb):
 
 
 def test_rate_control(tiny, gray_image):
-    full = encode_image(tiny, gray_image, "uq", "10")
+    full = encode_image(tiny, gray_image, "uq", "10", quality=100)
     assert len(full.records) == 9
     early = encode_image(tiny, gray_image, "uq", "10", stop_step=20)  # T = 40
     assert early.records[-1].t <= 20 < early.records[-2].t
@@ -88,6 +88,26 @@ def test_rate_control(tiny, gray_image):
     budget = 8 * len(full.data) / 64 - 0.5
     by_bpp = encode_image(tiny, gray_image, "uq", "10", bpp=budget)
     assert 8 * len(by_bpp.data) / 64 <= budget and len(by_bpp.records) < 9
+
+
+def test_quality_and_targets_that_cannot_be_met(tiny, gray_image):
+    from diffcodec.coding.progressive import DEFAULT_QUALITY, quality_psnr
+
+    qs = [quality_psnr(q) for q in range(101)]
+    assert all(b > a for a, b in zip(qs, qs[1:])) and qs[DEFAULT_QUALITY] == pytest.approx(38.0)
+    full = encode_image(tiny, gray_image, "uq", "10", quality=100)
+    low = encode_image(tiny, gray_image, "uq", "10", quality=0)
+    assert len(low.records) < len(full.records) and low.records[-1].psnr >= quality_psnr(0)
+    assert all(r.psnr < quality_psnr(0) for r in low.records[:-1])
+    # the tiny model never reaches 55 dB: quality 100 codes every step and says so
+    assert len(full.records) == 9 and "quality 100 asks for 55.00 dB" in full.note
+    # an explicit request that cannot be met is an error, not a silently different file
+    with pytest.raises(UserError, match="cannot be reached: every step coded gives"):
+        encode_image(tiny, gray_image, "uq", "10", target_psnr=200)
+    with pytest.raises(UserError, match="fits no coded step"):
+        encode_image(tiny, gray_image, "uq", "10", bpp=0.01)
+    with pytest.raises(UserError, match="only one of"):
+        encode_image(tiny, gray_image, "uq", "10", quality=50, bpp=1)
 
 
 def test_stop_step_and_reconstructions(tiny, gray_image):

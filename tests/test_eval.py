@@ -60,6 +60,16 @@ def test_rd_json_bytes_match_files(tiny_store, idx_dir, tmp_path):
     assert json.loads((out / "webp.json").read_text())["bd"]["bd_rate_percent"] == pytest.approx(0, abs=1e-9)
     ideal = json.loads((out / "ideal.json").read_text())
     assert "bytes" not in ideal["results"]
+    rcc = json.loads((out / "rcc.json").read_text())
+    assert rcc["results"]["points"] == [1, 2, 3, 4, 5]        # every stop of the 6-step chain
+    chain = rcc["chain"]
+    # the payload against an independent computation: the KL of the coded path under p_theta
+    assert chain["images"] == 3 and 0.9 < chain["payload_over_kl_model"] < 3
+    assert 0.95 < chain["payload_over_info"] < 1.2
+    stages = rcc["bd_vs_ideal"]["stages_bd_rate_percent"]
+    assert set(stages) == {"chain_kl", "symbols", "file"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["codec"] for r in summary][:3] == ["ideal", "uq", "rcc"]
     invoke("plot", out / "uq.json", out / "jpeg.json", "-o", tmp_path / "p.png", "--x", "bpd")
     invoke("plot", out / "uq.json", "-o", tmp_path / "q.png", "--metric", "rmse")
 
@@ -70,6 +80,18 @@ def test_progressive_figures(tiny_store, tmp_path):
     from PIL import Image
     assert Image.open(tmp_path / "f6.png").size[0] > Image.open(tmp_path / "f6.png").size[1]
     assert Image.open(tmp_path / "f7.png").size[1] > 8
+
+
+def test_bd_rate_over_a_psnr_range():
+    """Restricting BD-rate to a PSNR range measures the gap there: a test curve that costs twice the
+    anchor below 25 dB and the same above 35 dB gives +100% over 20-25 dB and 0% over 35-45 dB."""
+    q = np.linspace(15, 45, 61)
+    anchor = 2.0 ** (q / 6)
+    test = anchor * 2.0 ** np.clip((35 - q) / 10, 0, 1)
+    assert bd_rate(anchor, q, test, q, (20, 25)) == pytest.approx(100, abs=0.5)   # PCHIP near the kink
+    assert bd_rate(anchor, q, test, q, (35, 45)) == pytest.approx(0, abs=0.5)
+    assert 0 < bd_rate(anchor, q, test, q, (20, 45)) < 100
+    assert bd_rate(anchor, q, test, q, (50, 60)) is None
 
 
 def test_bd_of_a_curve_against_itself_is_zero():

@@ -50,3 +50,16 @@ def test_bad_specs(spec):
 def test_unknown_schedule():
     with pytest.raises(ValueError, match="unknown noise schedule"):
         named_betas("quadratic", 10)
+
+
+@pytest.mark.parametrize("r", [6, 9, 25])
+def test_geometric_spacing(r):
+    """geoR: from T - 1 down to 0, each jump round(R% of t) (at least 1): dense where the KL is."""
+    kept = space_timesteps(1000, f"geo{r}")
+    assert kept[0] == 0 and kept[-1] == 999 and kept == sorted(set(kept))
+    for a, b in zip(kept, kept[1:]):
+        assert b - a == max(1, (r * b + 50) // 100)
+    assert kept[:50 // r] == list(range(50 // r))   # the last steps are all kept
+    for bad in ("geo0", "geo100", "geox"):
+        with pytest.raises(ValueError):
+            space_timesteps(1000, bad)

@@ -267,10 +267,14 @@ def images_for_model(stored: DataConfig, channels: int, data_dir, split: str = "
 
 
 def images_or_file(stored: DataConfig, channels: int, data, split: str = "test",
-                   limit: int | None = None) -> np.ndarray:
-    """Evaluation images from a data directory (see ``images_for_model``), or a single image file
-    (any size) as a batch of one."""
+                   limit: int | None = None, tile: int | None = None) -> np.ndarray:
+    """Evaluation images from a data directory (see ``images_for_model``; ``tile`` overrides the
+    tile size of a folder of images), or a single image file (any size) as a batch of one."""
+    import dataclasses
+
     p = Path(data).expanduser()
     if p.is_file():
         return load_image(p, channels)[None]
+    if tile:
+        stored = dataclasses.replace(stored, crop=tile)
     return images_for_model(stored, channels, p, split, limit)
