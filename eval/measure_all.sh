@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Re-measures every number quoted in README.md and the model cards (about 30 minutes on 2 cores,
+# Re-measures every number quoted in README.md and the model cards (about 60 minutes on 2 cores,
 # plus about 70 for the full T = 1000 bound of fmnist on 1000 images unless SKIP_FULL_BOUND=1;
 # JPEG XL needs the baselines extra: pip install ".[baselines]").
 # Usage: bash eval/measure_all.sh [OUTDIR]   (default eval/results)
@@ -25,10 +25,10 @@ export OMP_NUM_THREADS=1
   diffcodec sample --model fmnist -n 64 -o "$OUT/samples_fmnist.png" --force
 ) > "$OUT/stream_a.log" 2>&1 &
 (
-  python eval/bench_codec.py --limit 100 --rcc-limit 10 --json "$OUT/bench_codec.json"
-  diffcodec eval rd --model fmnist --data "$FM" --limit 10 --codecs ideal,uq,rcc,jpeg,webp,avif,jpeg2000,jxl --anchor webp -o "$OUT/rd_fmnist"
-  diffcodec eval rd --model photo --data "$PH" --limit 20 --codecs ideal,uq,jpeg,webp,avif,jpeg2000,jxl --anchor webp -o "$OUT/rd_photo"
-  diffcodec eval rd --model photo --data "$PH" --limit 4 --codecs ideal,uq,rcc,jpeg,webp,avif,jpeg2000,jxl --anchor webp -o "$OUT/rd_photo_rcc"
+  python eval/bench_codec.py --json "$OUT/bench_codec.json" > "$OUT/bench_codec.log"
+  diffcodec eval rd --model fmnist --data "$FM" --limit 100 --codecs ideal,rcc,uq,jpeg,webp,avif,jpeg2000,jxl --anchor webp -o "$OUT/rd_fmnist"
+  diffcodec eval rd --model photo --data "$PH" --tile 256 --limit 5 --codecs uq,jpeg,webp,avif,jpeg2000,jxl,ideal --anchor jpeg -o "$OUT/rd_photo256"
+  python eval/schedule_study.py --limit 10 > "$OUT/schedule_study.txt"
   python eval/bench_net.py --threads 1 --repeats 2
   (python eval/rcc_bias.py --trials 2000; echo; python eval/rcc_bias.py --trials 1000 --log2-k 16) > "$OUT/rcc_bias.txt"
 ) > "$OUT/stream_b.log" 2>&1 &

@@ -7,9 +7,11 @@ of a candidate depends only on its projection on m/|m|, a standard normal; so th
 simulated exactly in one dimension. An exact sampler gives a selected projection with mean |m|
 and variance 1; with K candidates it is biased towards p. Printed per chunk KL: the ratio of the
 selected projection's mean to |m| and its variance (ideal 1.00 / 1.00), the index cost under the
-truncated Zipf law rcc uses (tuned for 8-bit chunks), and an estimate of the index entropy H(J)
-(log2-bucket histogram, uniform within a bucket): what the best fixed index code could reach.
-H(J) - KL is the per-chunk price of ordered random coding that no index code removes.
+truncated Zipf law rcc uses (tuned for 8-bit chunks), and a plug-in estimate of the index entropy
+H(J) from a log2-bucket histogram assuming J uniform within each bucket. That assumption spreads
+the probability of the small indices in a bucket over the whole bucket, so the estimate is an
+upper estimate of H(J), not a lower bound: the best fixed index code could pay somewhat less.
+Read H(J) - KL as the approximate per-chunk price of ordered random coding.
 """
 from __future__ import annotations
 
