@@ -69,8 +69,9 @@ def table4(model_name, data_dir, limit, batch_size, seed, json_out, plot_out):
 @click.option("--anchor", default="jpeg", show_default=True, help="Codec that BD-rate/BD-PSNR are relative to.")
 @click.option("--tile", type=click.IntRange(8), help="Tile size for a folder of images (default: the model's crop).")
 @click.option("--no-per-image", is_flag=True, help="Leave per-image rows out of the JSON.")
+@click.option("--keep", is_flag=True, help="Also compare with the curves already in OUT (from an earlier run on the same images).")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
-def rd(model_name, data, limit, codecs, steps, anchor, tile, no_per_image, out_dir):
+def rd(model_name, data, limit, codecs, steps, anchor, tile, no_per_image, keep, out_dir):
     """Rate-distortion curves (one CompressAI-style JSON per codec) with BD-rate against an anchor.
 
     Under torchrun the images are sharded across processes (the output directory must be shared)."""
@@ -91,6 +92,8 @@ def rd(model_name, data, limit, codecs, steps, anchor, tile, no_per_image, out_d
             docs[name] = rd_curves.evaluate_codec(name, images, out, loaded, steps, not no_per_image, bar.update)
     if not is_main():  # under torchrun every rank coded its shard; rank 0 writes the results
         return
+    if keep:
+        docs = {**rd_curves.read_curves(out, len(images), exclude=names), **docs}
     rd_curves.add_bd(docs, anchor)
     for name, doc in docs.items():
         write_json(out / f"{name}.json", doc)

@@ -70,6 +70,15 @@ def test_rd_json_bytes_match_files(tiny_store, idx_dir, tmp_path):
     assert set(stages) == {"chain_kl", "symbols", "file"}
     summary = json.loads((out / "summary.json").read_text())
     assert [r["codec"] for r in summary][:3] == ["ideal", "uq", "rcc"]
+    # --keep: re-run one codec and compare it with the curves already there
+    invoke("eval", "rd", "--model", "tiny", "--data", idx_dir, "--limit", "3", "--codecs", "uq",
+           "--steps", "6", "--anchor", "webp", "--keep", "-o", out)
+    summary = {r["codec"]: r for r in json.loads((out / "summary.json").read_text())}
+    assert set(summary) == {"ideal", "uq", "rcc", "jpeg", "webp", "avif", "jpeg2000"}
+    assert summary["uq"]["bd_rate_vs_ideal"] is not None and summary["uq"]["anchor"] == "webp"
+    bad = CliRunner().invoke(main, ["eval", "rd", "--model", "tiny", "--data", str(idx_dir), "--limit", "2",
+                                    "--codecs", "uq", "--steps", "6", "--keep", "-o", str(out)])
+    assert bad.exit_code == 1 and "not 2" in bad.output
     invoke("plot", out / "uq.json", out / "jpeg.json", "-o", tmp_path / "p.png", "--x", "bpd")
     invoke("plot", out / "uq.json", "-o", tmp_path / "q.png", "--metric", "rmse")
 

@@ -34,7 +34,7 @@ from .randomness import PURPOSE_XT, normals
 
 
 DEFAULT_QUALITY = 75
-MIN_LAYER_BITS = 128     # a layer boundary costs ~3 header bytes: no layer smaller than 16 bytes
+MIN_LAYER_BITS = 256     # a layer boundary costs ~3 header bytes: no layer smaller than 32 bytes
 TAG_HEX = 4              # the file's model tag: the first 2 bytes (4 hex digits) of the weights' sha256
 
 

@@ -175,6 +175,22 @@ def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, s
     return doc
 
 
+def read_curves(out_dir: Path, images: int, exclude=()) -> dict:
+    """The curves an earlier ``eval rd`` wrote to out_dir (codec name -> doc), except ``exclude``;
+    a curve over another number of images is refused."""
+    import json
+
+    docs = {}
+    for path in sorted(Path(out_dir).glob("*.json")):
+        if path.stem in exclude or path.stem not in known_codecs():
+            continue
+        doc = json.loads(path.read_text())
+        if doc.get("images") != images:
+            raise UserError(f"{path} holds {doc.get('images')} images, not {images}: run it again")
+        docs[path.stem] = doc
+    return docs
+
+
 def add_bd(docs: dict, anchor: str) -> None:
     """Add each curve's BD-rate (%) and BD-PSNR (dB) against the anchor's as doc["bd"], and its
     BD-rate against the ideal curve as doc["bd_vs_ideal"] (when those were evaluated). BD-rates are
