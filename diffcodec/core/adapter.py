@@ -12,6 +12,7 @@ import numpy as np
 from ..coding.randomness import PURPOSE_ANCESTRAL, normals
 
 RECONSTRUCTIONS = ("x0", "flow", "ancestral")
+SINGLE_THREAD_DIMS = 4096   # images up to this many values run the network on one CPU thread
 
 
 class NetworkAdapter:
@@ -35,8 +36,14 @@ class NetworkAdapter:
         t0 = time.perf_counter()
         xt = torch.from_numpy(x.reshape(1, *self.shape)).float().to(self.loaded.device)
         t = torch.full((1,), i, dtype=torch.long, device=xt.device)
-        with torch.no_grad():
-            o = self.diffusion.p_mean_variance(self.net, xt, t)
+        threads = torch.get_num_threads()
+        if x.size <= SINGLE_THREAD_DIMS and xt.device.type == "cpu":
+            torch.set_num_threads(1)   # small images: thread start-up costs more than it saves
+        try:
+            with torch.no_grad():
+                o = self.diffusion.p_mean_variance(self.net, xt, t)
+        finally:
+            torch.set_num_threads(threads)
         self.evals += 1
         self.seconds += time.perf_counter() - t0
         return {k: o[k].double().cpu().numpy().ravel() for k in ("mean", "variance", "pred_xstart", "eps")}

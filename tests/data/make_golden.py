@@ -16,7 +16,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 MODEL_DIR = HERE.parents[1] / "models" / "fmnist"
 IMAGE = MODEL_DIR / "example.png"
-DFC, EXPECTED = HERE / "golden_fmnist.dfc", HERE / "golden_fmnist.json"
+DFC, EXPECTED, PIXELS = HERE / "golden_fmnist.dfc", HERE / "golden_fmnist.json", HERE / "golden_fmnist_decoded.png"
 
 
 def pixels_sha256(image) -> str:
@@ -37,6 +37,9 @@ def main() -> None:
            "steps": res.header.steps_spec, "shape": list(out.image.shape),
            "pixels_sha256": pixels_sha256(out.image)}
     EXPECTED.write_text(json.dumps(doc, indent=2) + "\n")
+    from diffcodec.io.images import save_png
+
+    save_png(PIXELS, out.image)
     print(f"wrote {DFC.name} ({len(res.data)} bytes) and {EXPECTED.name}")
 
 
