@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import click
+import numpy as np
 
 from diffcodec.coding import rcc, registry
 from diffcodec.core.adapter import RECONSTRUCTIONS
@@ -29,9 +30,44 @@ def _fmt_db(v: float) -> str:
     return "lossless" if math.isinf(v) else f"{v:.2f} dB"
 
 
+def _is_batch(inputs, output) -> bool:
+    return len(inputs) > 1 or any(Path(i).is_dir() for i in inputs) or Path(output).is_dir()
+
+
+def _run_batch(run, inputs, output, suffixes, label, **kwargs) -> None:
+    """Code several files with one loaded model: one progress bar, a line per file, a summary, and
+    a non-zero exit if any file failed (the others are still coded)."""
+    from diffcodec.api import expand_inputs
+
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise click.ClickException(f"{out} is a file: with several inputs, -o names a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    files = expand_inputs(inputs, suffixes)
+    if not files:
+        raise click.ClickException("no input files")
+    with click.progressbar(length=len(files), label=label, show_pos=True) as bar:
+        outcomes = run(files, out, on_file=lambda o: bar.update(1), **kwargs)
+    for o in outcomes:
+        if o.error:
+            click.echo(f"{o.source}: error: {o.error}", err=True)
+        else:
+            q = "" if o.psnr is None else f", {_fmt_db(o.psnr)}"
+            click.echo(f"{o.source} -> {o.output}: {o.bytes} bytes, {8 * o.bytes / o.pixels:.4f} bits/pixel{q}")
+    good = [o for o in outcomes if not o.error]
+    if good:
+        psnrs = [o.psnr for o in good if o.psnr is not None and not math.isinf(o.psnr)]
+        click.echo(f"{len(good)} files, {sum(o.bytes for o in good)} bytes, mean "
+                   f"{np.mean([8 * o.bytes / o.pixels for o in good]):.4f} bits/pixel"
+                   + (f", mean PSNR {np.mean(psnrs):.2f} dB" if psnrs else ""))
+    failed = len(outcomes) - len(good)
+    if failed:
+        raise click.ClickException(f"{failed} of {len(outcomes)} files failed")
+
+
 @main.command()
-@click.argument("image")
-@click.option("-o", "--output", required=True, help="Output .dfc file.")
+@click.argument("images", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="Output .dfc file, or a folder for several inputs or folders.")
 @click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True,
               help="Model name, model directory or checkpoint.")
 @click.option("--backend", type=click.Choice([registry.AUTO, *registry.names()]), default=registry.AUTO,
@@ -49,15 +85,26 @@ def _fmt_db(v: float) -> str:
               help="At most this many layers (progressive refinement points).")
 @click.option("--seed", type=click.IntRange(0, 2 ** 62), default=0, show_default=True, help="Shared-randomness seed.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
-def encode(image, output, model_name, backend, steps, quality, stop_step, target_psnr, bpp, lossless, max_layers, seed,
+def encode(images, output, model_name, backend, steps, quality, stop_step, target_psnr, bpp, lossless, max_layers, seed,
            force):
-    """Encode IMAGE (8-bit PNG or any Pillow-readable image) into a progressive .dfc file."""
+    """Encode IMAGES (8-bit PNG or any Pillow-readable image; files or folders) into progressive
+    .dfc files. One image: OUTPUT is the file. Several, or a folder: OUTPUT is a folder, the model
+    is loaded once, and each image becomes OUTPUT/<name>.dfc."""
     from diffcodec.coding.progressive import coded_steps, encode_image, image_for_model, resolve_backend
     from diffcodec.io.files import atomic_write_bytes
     from diffcodec.training.store import load_model
 
     if sum(v is not None for v in (quality, stop_step, target_psnr, bpp)) > 1:
         raise click.ClickException("use only one of --quality, --stop-step, --psnr and --bpp")
+    if _is_batch(images, output):
+        from diffcodec.api import encode_files
+        from diffcodec.io.datasets import IMAGE_SUFFIXES
+
+        _run_batch(encode_files, images, output, IMAGE_SUFFIXES, "encoding", model=model_name, force=force,
+                   backend=backend, steps=steps, quality=quality, psnr=target_psnr, bpp=bpp,
+                   stop_step=stop_step, lossless=lossless, layers=max_layers, seed=seed)
+        return
+    image = images[0]
     out = check_output(output, force)
     if out.resolve() == Path(image).resolve():
         raise click.ClickException("the output would overwrite the input image")
@@ -78,16 +125,24 @@ def encode(image, output, model_name, backend, steps, quality, stop_step, target
 
 
 @main.command()
-@click.argument("infile")
-@click.option("-o", "--output", required=True, help="Output PNG.")
+@click.argument("infiles", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="Output PNG, or a folder for several inputs or folders.")
 @click.option("--layers", type=click.IntRange(0), help="Decode only the first N layers.")
 @click.option("--stop-step", type=click.IntRange(0), help="Stop once x_t with t <= T is decoded.")
 @click.option("--reconstruct", type=click.Choice(RECONSTRUCTIONS), default="x0", show_default=True,
               help="x0: x0_hat (Eq. 15); flow: deterministic DDIM from x_t; ancestral: sample the rest.")
 @click.option("--model", "model_name", default=None, help="Model to use (default: the registered model whose weights match the file's tag).")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
-def decode(infile, output, layers, stop_step, reconstruct, model_name, force):
-    """Decode a .dfc file (or any prefix of one) to PNG."""
+def decode(infiles, output, layers, stop_step, reconstruct, model_name, force):
+    """Decode .dfc files (or any prefix of one) to PNG. Several, or a folder: OUTPUT is a folder and
+    each file becomes OUTPUT/<name>.png, each model loaded once."""
+    if _is_batch(infiles, output):
+        from diffcodec.api import decode_files
+
+        _run_batch(decode_files, infiles, output, {".dfc"}, "decoding", model=model_name, force=force,
+                   layers=layers, stop_step=stop_step, reconstruct=reconstruct)
+        return
+    infile = infiles[0]
     from diffcodec.coding.progressive import decode_container
     from diffcodec.container.format import Container
     from diffcodec.io.images import save_png

@@ -229,7 +229,7 @@ def progressive(model_name, output, shared_xt, num, frames, steps, seed, force):
 @click.option("--title", default=None)
 def plot(results, output, metric, x_axis, title):
     """Plot rate-distortion JSON files (ours or CompressAI's) into one PNG."""
-    from diffcodec.evaluation.figures import plot_rd
+    from diffcodec.evaluation.figures import curve_values, plot_rd
 
     docs = []
     for p in results:
@@ -240,7 +240,7 @@ def plot(results, output, metric, x_axis, title):
         except (ValueError, AttributeError):
             raise click.ClickException(f"{p} is not a rate-distortion JSON (needs a 'results' object)") from None
         docs.append(doc)
-    if not any(metric in d["results"] for d in docs):
+    if not any(curve_values(d["results"], metric) is not None for d in docs):
         raise click.ClickException(f"none of the files has {metric!r} results")
     plot_rd(docs, output, metric, x_axis, title)
     click.echo(f"wrote {output}")

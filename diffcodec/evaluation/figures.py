@@ -33,17 +33,29 @@ def _plt():
     return plt
 
 
+METRIC_ALIASES = {"psnr": ("psnr", "psnr-rgb"), "ms-ssim": ("ms-ssim", "ms-ssim-rgb"), "rmse": ("rmse",)}
+
+
+def curve_values(results: dict, metric: str) -> list | None:
+    """A curve's values of ``metric``, also under CompressAI's names (psnr-rgb, ms-ssim-rgb)."""
+    return next((results[k] for k in METRIC_ALIASES.get(metric, (metric,)) if k in results), None)
+
+
 def plot_rd(docs: list[dict], path, metric: str = "psnr", x: str = "bpp", title: str | None = None) -> None:
+    """Rate-distortion curves of our JSON files or CompressAI's (``results`` with bpp and psnr or
+    psnr-rgb / ms-ssim-rgb) in one plot."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for doc in docs:
         res = doc["results"]
-        if metric not in res or x not in res:
+        ys = curve_values(res, metric)
+        if ys is None or x not in res:
             continue
         # lossless points (PSNR capped at 99 dB in the JSON) would squash the plot: leave them out
-        pts = [(a, b) for a, b, p in zip(res[x], res[metric], res.get("psnr", res[metric])) if p < 99.0]
+        psnrs = curve_values(res, "psnr") or ys
+        pts = [(a, b) for a, b, p in zip(res[x], ys, psnrs) if p < 99.0]
         if pts:
-            ax.plot(*zip(*pts), marker="o", ms=3, label=doc["name"])
+            ax.plot(*zip(*pts), marker="o", ms=3, label=doc.get("name", "?"))
     ax.set_xlabel({"bpp": "bits per pixel", "bpd": "bits per dimension"}[x])
     ax.set_ylabel({"psnr": "PSNR (dB)", "rmse": "RMSE (0..255)", "ms-ssim": "MS-SSIM"}[metric])
     ax.grid(alpha=0.3)

@@ -153,10 +153,10 @@ def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, s
         results["bpp_info"] = [mean(k, "info_bits") / (H * W) for k in keys]
     if all(r["ms_ssim"] is not None for k in keys for r in points[k]):
         results["ms-ssim"] = [mean(k, "ms_ssim") for k in keys]
-    if C == 3:
-        results["psnr-rgb"] = results["psnr"]
-        if "ms-ssim" in results:
-            results["ms-ssim-rgb"] = results["ms-ssim"]
+    # CompressAI's plotting utility reads these names for every image, grayscale included
+    results["psnr-rgb"] = results["psnr"]
+    if "ms-ssim" in results:
+        results["ms-ssim-rgb"] = results["ms-ssim"]
     desc = (f"diffcodec {codec} on model {loaded.name}, steps {steps or 'default'}" if codec in diffusion_codecs()
             else baselines.DESCRIPTIONS[codec].format(q="swept"))
     doc = {"name": codec, "description": desc, "images": len(images), "results": results}

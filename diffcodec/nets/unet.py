@@ -98,7 +98,9 @@ class AttnBlock(nn.Module):
         q, k, v = self.qkv(self.norm(x)).reshape(B, 3, C, H * W).unbind(1)
         h = F.scaled_dot_product_attention(q.transpose(1, 2)[:, None], k.transpose(1, 2)[:, None],
                                            v.transpose(1, 2)[:, None])[:, 0]
-        return x + self.proj(h.transpose(1, 2).reshape(B, C, H, W))
+        # contiguous NCHW into the 1x1 projection: a channels-last view here made its weight gradient
+        # channels-last too, which DDP (whose buckets follow the weight's layout) warned about
+        return x + self.proj(h.transpose(1, 2).contiguous().view(B, C, H, W))
 
 
 class UNet(nn.Module):

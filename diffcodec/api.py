@@ -1,0 +1,208 @@
+"""The public Python API: load a model, encode an image to bytes, decode bytes (or any prefix of
+them) to an image, bits/dim of a batch, one codec's rate-distortion curve, and batch coding of
+files. The command line is a caller of these functions.
+
+Images are numpy uint8 arrays as image libraries hold them ([H, W] grayscale or [H, W, C] with
+C = 1 or 3) or PIL images; results are the library's dataclasses; errors are ``UserError`` (and
+its subclass ``FormatError`` for bad bytes), each with a one-line message.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import UserError
+
+ModelLike = "str | LoadedModel"
+
+
+def load_model(name_or_path: str, device=None):
+    """A registered model by name, a model directory or a training checkpoint (EMA weights)."""
+    from .training.store import load_model as _load
+
+    return _load(name_or_path, device)
+
+
+def _model(model):
+    return load_model(model) if isinstance(model, (str, Path)) else model
+
+
+def as_chw(image, channels: int) -> np.ndarray:
+    """A PIL image or uint8 [H, W] / [H, W, C] array -> uint8 [C, H, W] with the model's channels
+    (grayscale into an RGB model is widened; RGB into a grayscale model is refused)."""
+    from .io.images import to_chw
+
+    if hasattr(image, "convert") and hasattr(image, "mode"):       # a PIL image
+        image = np.asarray(image.convert("L" if image.mode in ("1", "L", "LA") else "RGB"))
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3)):
+        raise UserError(f"an image must be uint8 [H, W] or [H, W, 1 or 3], not {arr.dtype} {list(arr.shape)}")
+    chw = to_chw(arr)
+    if chw.shape[0] == channels:
+        return np.ascontiguousarray(chw)
+    if channels == 3:
+        return np.repeat(chw, 3, axis=0)
+    raise UserError("this is an RGB image but the model codes grayscale images")
+
+
+def encode(image, model="fmnist", *, backend: str = "auto", steps: str | None = None,
+           quality: float | None = None, psnr: float | None = None, bpp: float | None = None,
+           stop_step: int | None = None, lossless: bool = False, layers: int = 8, seed: int = 0,
+           progress: Callable[[int], None] | None = None):
+    """Encode an image into .dfc bytes (``result.data``), with the command line's options
+    (at most one of quality, psnr, bpp, stop_step; quality 75 when none is given).
+    -> ``EncodeResult`` (data, header, per-step records, layer sizes, decoder PSNR, seconds, note)."""
+    from .coding.progressive import encode_image
+
+    loaded = _model(model)
+    img = as_chw(image, loaded.config.model.in_channels)
+    return encode_image(loaded, img, backend, steps, seed, stop_step, psnr, bpp, lossless, layers,
+                        progress=progress, quality=quality)
+
+
+@dataclass
+class Decoded:
+    """A decoded image (uint8 [H, W] or [H, W, 3]) and the decoder's report."""
+    image: np.ndarray
+    result: object       # DecodeResult: layers used, steps, t, seconds, ...
+
+
+def decode(data: bytes, model=None, *, layers: int | None = None, stop_step: int | None = None,
+           reconstruct: str = "x0", progress: Callable[[int], None] | None = None) -> Decoded:
+    """Decode .dfc bytes, or any prefix of them. ``model`` defaults to the registered model whose
+    weights match the file's tag."""
+    from .coding.progressive import decode_container
+    from .container.format import Container
+    from .io.images import to_hwc
+    from .training.store import model_for_tag
+
+    container = Container.from_bytes(bytes(data))
+    loaded = _model(model or model_for_tag(container.header.model_hash.hex()))
+    res = decode_container(loaded, container, layers, stop_step, reconstruct, progress=progress)
+    return Decoded(to_hwc(res.image), res)
+
+
+def bits_per_dim(images, model="fmnist", *, steps: str | None = None, batch_size: int = 50,
+                 seed: int = 0) -> dict:
+    """The variational bound of a batch (uint8 [N, H, W] / [N, H, W, C], or a list of images), in
+    bits/dim, with its terms (see ``evaluation.bpd.evaluate_bpd``)."""
+    from .evaluation.bpd import evaluate_bpd
+
+    loaded = _model(model)
+    batch = np.stack([as_chw(im, loaded.config.model.in_channels) for im in images])
+    return evaluate_bpd(loaded, batch, steps, batch_size, seed)
+
+
+def rd_curve(codec: str, images, out_dir, model="fmnist", *, steps: str | None = None) -> dict:
+    """One codec's rate-distortion curve (CompressAI's JSON layout) over a batch of images; real
+    files are written under out_dir/files/<codec>/."""
+    from .evaluation.rd_curves import check_codecs, evaluate_codec
+
+    check_codecs([codec])
+    loaded = _model(model)
+    batch = np.stack([as_chw(im, loaded.config.model.in_channels) for im in images])
+    return evaluate_codec(codec, batch, Path(out_dir), loaded, steps)
+
+
+@dataclass
+class FileOutcome:
+    """One file of a batch: its output and what was measured, or the one-line error."""
+    source: Path
+    output: Path | None = None
+    bytes: int = 0
+    pixels: int = 0
+    psnr: float | None = None
+    error: str | None = None
+
+
+def expand_inputs(inputs, suffixes) -> list[Path]:
+    """Files named, and the files with one of ``suffixes`` in folders named, in order."""
+    out = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            out += sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in suffixes)
+        else:
+            out.append(p)
+    return out
+
+
+def encode_files(inputs, out_dir, model="fmnist", *, force: bool = False,
+                 on_file: Callable[[FileOutcome], None] | None = None, **options) -> list[FileOutcome]:
+    """Encode image files (or folders of them) into out_dir/<stem>.dfc with one loaded model; a bad
+    file gets its error in its outcome and the rest proceed. ``options`` as in ``encode``."""
+    from .io.datasets import IMAGE_SUFFIXES, load_image
+    from .io.files import atomic_write_bytes
+
+    loaded = _model(model)
+    outcomes = []
+    for src in expand_inputs(inputs, IMAGE_SUFFIXES):
+        o = FileOutcome(src)
+        try:
+            dst = Path(out_dir) / (src.stem + ".dfc")
+            _check_free(dst, src, force)
+            res = encode(np.moveaxis(load_image(src), 0, -1), loaded, **options)
+            atomic_write_bytes(dst, res.data)
+            o.output, o.bytes, o.psnr = dst, len(res.data), res.psnr
+            o.pixels = res.header.height * res.header.width
+        except UserError as e:
+            o.error = str(e)
+        outcomes.append(o)
+        if on_file:
+            on_file(o)
+    return outcomes
+
+
+def decode_files(inputs, out_dir, model=None, *, force: bool = False,
+                 on_file: Callable[[FileOutcome], None] | None = None, **options) -> list[FileOutcome]:
+    """Decode .dfc files (or folders of them) into out_dir/<stem>.png, loading each model once; a
+    bad file gets its error in its outcome and the rest proceed. ``options`` as in ``decode``."""
+    from .io.images import save_png, to_chw
+
+    cache: dict = {}
+    outcomes = []
+    for src in expand_inputs(inputs, {".dfc"}):
+        o = FileOutcome(src)
+        try:
+            dst = Path(out_dir) / (src.stem + ".png")
+            _check_free(dst, src, force)
+            data = _read(src)
+            key = model
+            if key is None:
+                from .container.format import Container
+                from .training.store import model_for_tag
+
+                key = model_for_tag(Container.from_bytes(data).header.model_hash.hex())
+            if key not in cache:
+                cache[key] = _model(key)
+            dec = decode(data, cache[key], **options)
+            save_png(dst, to_chw(dec.image))
+            o.output, o.bytes = dst, len(data)
+            o.pixels = dec.image.shape[0] * dec.image.shape[1]
+        except UserError as e:
+            o.error = str(e)
+        outcomes.append(o)
+        if on_file:
+            on_file(o)
+    return outcomes
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a directory") from None
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror}") from None
+
+
+def _check_free(dst: Path, src: Path, force: bool) -> None:
+    if dst.resolve() == src.resolve():
+        raise UserError(f"{dst} would overwrite its input")
+    if dst.exists() and not force:
+        raise UserError(f"{dst} exists; pass --force to overwrite it")

@@ -1,0 +1,96 @@
+"""The public Python API, CompressAI's result layout in both directions, and batch coding."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import diffcodec
+from diffcodec_cli import main
+from diffcodec.io.images import save_png
+from conftest import synthetic_images
+
+
+def test_array_round_trip_and_prefix(tiny_store):
+    img = synthetic_images(1, size=8, seed=4)[0]                 # uint8 [H, W]
+    res = diffcodec.encode(img, "tiny", backend="uq", steps="6", quality=100)
+    assert isinstance(res.data, bytes) and len(res.data) > 0
+    out = diffcodec.decode(res.data)                           # model found by the file's tag
+    assert out.image.shape == img.shape and out.image.dtype == np.uint8
+    assert out.result.steps_decoded == len(res.records)
+    from diffcodec.evaluation.metrics import psnr
+    assert psnr(out.image, img) == pytest.approx(res.psnr)
+    model = diffcodec.load_model("tiny")
+    cut = res.data[:res.header_bytes + res.layer_bytes[0]]
+    part = diffcodec.decode(cut, model)
+    assert part.result.layers_used == 1 and part.image.shape == img.shape
+    from PIL import Image
+    same = diffcodec.encode(Image.fromarray(img), model, backend="uq", steps="6", quality=100)
+    assert same.data == res.data
+
+
+def test_api_errors_are_the_library_types(tiny_store):
+    img = synthetic_images(1, size=8, seed=4)[0]
+    with pytest.raises(diffcodec.UserError, match="uint8"):
+        diffcodec.encode(img.astype(np.float32), "tiny")
+    with pytest.raises(diffcodec.UserError, match="RGB image"):
+        diffcodec.encode(np.zeros((8, 8, 3), np.uint8), "tiny")
+    with pytest.raises(diffcodec.FormatError, match="not a diffcodec"):
+        diffcodec.decode(b"\x89PNG....")
+    data = bytearray(diffcodec.encode(img, "tiny", backend="uq", steps="6").data)
+    data[-1] ^= 0xFF
+    with pytest.raises(diffcodec.FormatError):
+        diffcodec.decode(bytes(data))
+
+
+def test_bits_per_dim_and_rd_curve(tiny_store, tmp_path):
+    imgs = synthetic_images(2, size=8, seed=5)
+    bpd = diffcodec.bits_per_dim(imgs, "tiny", steps="5")
+    assert bpd["total_bpd"] > 0
+    doc = diffcodec.rd_curve("uq", imgs, tmp_path, "tiny", steps="5")
+    assert doc["name"] == "uq" and len(doc["results"]["bpp"]) == 4
+
+
+def test_compressai_layout_both_ways(tiny_store, idx_dir, tmp_path):
+    """Our grayscale JSON carries CompressAI's metric names, and `diffcodec plot` reads a file in
+    CompressAI's published layout (psnr-rgb / ms-ssim-rgb only)."""
+    runner = CliRunner()
+    r = runner.invoke(main, ["eval", "rd", "--model", "tiny", "--data", str(idx_dir), "--limit", "2",
+                             "--codecs", "uq,webp", "--steps", "5", "--anchor", "webp", "-o", str(tmp_path / "rd")])
+    assert r.exit_code == 0, r.output
+    ours = json.loads((tmp_path / "rd" / "uq.json").read_text())["results"]
+    # what compressai.utils.plot reads: results["bpp"] against results["psnr-rgb"]
+    assert ours["psnr-rgb"] == ours["psnr"] and len(ours["psnr-rgb"]) == len(ours["bpp"])
+    theirs = {"name": "bmshj2018-factorized", "description": "CompressAI published results",
+              "results": {"psnr-rgb": [27.1, 29.8, 32.4], "ms-ssim-rgb": [0.91, 0.94, 0.96],
+                          "bpp": [0.12, 0.25, 0.45], "encoding_time": [0.1] * 3, "decoding_time": [0.1] * 3}}
+    (tmp_path / "theirs.json").write_text(json.dumps(theirs))
+    for metric in ("psnr", "ms-ssim"):
+        out = tmp_path / f"{metric}.png"
+        r = runner.invoke(main, ["plot", str(tmp_path / "theirs.json"), str(tmp_path / "rd" / "uq.json"),
+                                 "-o", str(out), "--metric", metric])
+        assert r.exit_code == 0, r.output
+        assert out.stat().st_size > 1000
+
+
+def test_batch_coding_with_one_bad_file(tiny_store, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for k, im in enumerate(synthetic_images(2, size=8, seed=6)):
+        save_png(src / f"im{k}.png", im[None])
+    (src / "broken.png").write_text("not an image")
+    runner = CliRunner()
+    r = runner.invoke(main, ["encode", str(src), "-o", str(tmp_path / "out"), "--model", "tiny",
+                             "--backend", "uq", "--steps", "5"])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "broken.png: error:" in r.output and "1 of 3 files failed" in r.output
+    assert "2 files," in r.output and "mean PSNR" in r.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["im0.dfc", "im1.dfc"]
+    (tmp_path / "out" / "junk.dfc").write_bytes(b"nonsense")
+    r = runner.invoke(main, ["decode", str(tmp_path / "out"), "-o", str(tmp_path / "dec")])
+    assert r.exit_code == 1 and "junk.dfc: error: not a diffcodec" in r.output
+    assert sorted(p.name for p in (tmp_path / "dec").iterdir()) == ["im0.png", "im1.png"]
+    # a second run refuses to overwrite without --force, file by file
+    r = runner.invoke(main, ["decode", str(tmp_path / "out" / "im0.dfc"), str(tmp_path / "out" / "im1.dfc"),
+                             "-o", str(tmp_path / "dec")])
+    assert r.exit_code == 1 and "exists" in r.output
