@@ -94,3 +94,17 @@ def test_batch_coding_with_one_bad_file(tiny_store, tmp_path):
     r = runner.invoke(main, ["decode", str(tmp_path / "out" / "im0.dfc"), str(tmp_path / "out" / "im1.dfc"),
                              "-o", str(tmp_path / "dec")])
     assert r.exit_code == 1 and "exists" in r.output
+
+
+def test_readme_python_example_runs(monkeypatch):
+    """The README's Python API example, run as written from the repository root."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text()
+    section = text[text.index("## Python API"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(root)
+    monkeypatch.delenv("DIFFCODEC_MODELS", raising=False)
+    exec(compile(code, "README.md", "exec"), {})
