@@ -16,14 +16,9 @@ from .common import DEFAULT_MODEL, check_output
 
 
 def _read_bytes(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise click.ClickException(f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise click.ClickException(f"{path} is a directory") from None
-    except OSError as e:
-        raise click.ClickException(f"cannot read {path}: {e.strerror}") from None
+    from diffcodec.api import read_file
+
+    return read_file(path)
 
 
 def _fmt_db(v: float) -> str:

@@ -130,19 +130,31 @@ def expand_inputs(inputs, suffixes) -> list[Path]:
     return out
 
 
+def output_names(files: list[Path], suffix: str) -> list[str]:
+    """<stem><suffix> for each input; a stem seen before gets -2, -3, ... so no output overwrites
+    another's."""
+    seen: dict = {}
+    names = []
+    for f in files:
+        seen[f.stem] = seen.get(f.stem, 0) + 1
+        names.append(f.stem + (f"-{seen[f.stem]}" if seen[f.stem] > 1 else "") + suffix)
+    return names
+
+
 def encode_files(inputs, out_dir, model="fmnist", *, force: bool = False,
                  on_file: Callable[[FileOutcome], None] | None = None, **options) -> list[FileOutcome]:
-    """Encode image files (or folders of them) into out_dir/<stem>.dfc with one loaded model; a bad
+    """Encode image files (or folders of them) into out_dir/<stem>.dfc (see ``output_names``) with one loaded model; a bad
     file gets its error in its outcome and the rest proceed. ``options`` as in ``encode``."""
     from .io.datasets import IMAGE_SUFFIXES, load_image
     from .io.files import atomic_write_bytes
 
     loaded = _model(model)
     outcomes = []
-    for src in expand_inputs(inputs, IMAGE_SUFFIXES):
+    files = expand_inputs(inputs, IMAGE_SUFFIXES)
+    for src, name in zip(files, output_names(files, ".dfc")):
         o = FileOutcome(src)
         try:
-            dst = Path(out_dir) / (src.stem + ".dfc")
+            dst = Path(out_dir) / name
             _check_free(dst, src, force)
             res = encode(np.moveaxis(load_image(src), 0, -1), loaded, **options)
             atomic_write_bytes(dst, res.data)
@@ -164,12 +176,13 @@ def decode_files(inputs, out_dir, model=None, *, force: bool = False,
 
     cache: dict = {}
     outcomes = []
-    for src in expand_inputs(inputs, {".dfc"}):
+    files = expand_inputs(inputs, {".dfc"})
+    for src, name in zip(files, output_names(files, ".png")):
         o = FileOutcome(src)
         try:
-            dst = Path(out_dir) / (src.stem + ".png")
+            dst = Path(out_dir) / name
             _check_free(dst, src, force)
-            data = _read(src)
+            data = read_file(src)
             key = model
             if key is None:
                 from .container.format import Container
@@ -190,7 +203,9 @@ def decode_files(inputs, out_dir, model=None, *, force: bool = False,
     return outcomes
 
 
-def _read(path: Path) -> bytes:
+def read_file(path) -> bytes:
+    """A file's bytes, or a one-line UserError."""
+    path = Path(path)
     try:
         return path.read_bytes()
     except FileNotFoundError:

@@ -94,6 +94,14 @@ def test_batch_coding_with_one_bad_file(tiny_store, tmp_path):
     r = runner.invoke(main, ["decode", str(tmp_path / "out" / "im0.dfc"), str(tmp_path / "out" / "im1.dfc"),
                              "-o", str(tmp_path / "dec")])
     assert r.exit_code == 1 and "exists" in r.output
+    # two inputs with one name get distinct outputs
+    other = tmp_path / "other"
+    other.mkdir()
+    save_png(other / "im0.png", synthetic_images(1, size=8, seed=7)[0][None])
+    r = runner.invoke(main, ["encode", str(src / "im0.png"), str(other / "im0.png"), "-o", str(tmp_path / "two"),
+                             "--model", "tiny", "--backend", "uq", "--steps", "5"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["im0-2.dfc", "im0.dfc"]
 
 
 def test_readme_python_example_runs(monkeypatch):
