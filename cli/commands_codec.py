@@ -85,9 +85,11 @@ def encode(images, output, model_name, backend, steps, quality, stop_step, targe
     """Encode IMAGES (8-bit PNG or any Pillow-readable image; files or folders) into progressive
     .dfc files. One image: OUTPUT is the file. Several, or a folder: OUTPUT is a folder, the model
     is loaded once, and each image becomes OUTPUT/<name>.dfc."""
-    from diffcodec.coding.progressive import coded_steps, encode_image, image_for_model, resolve_backend
+    from diffcodec import api
+    from diffcodec.coding.progressive import coded_steps, resolve_backend
+    from diffcodec.io.datasets import load_image
+    from diffcodec.io.images import to_hwc
     from diffcodec.io.files import atomic_write_bytes
-    from diffcodec.training.store import load_model
 
     if sum(v is not None for v in (quality, stop_step, target_psnr, bpp)) > 1:
         raise click.ClickException("use only one of --quality, --stop-step, --psnr and --bpp")
@@ -103,15 +105,16 @@ def encode(images, output, model_name, backend, steps, quality, stop_step, targe
     out = check_output(output, force)
     if out.resolve() == Path(image).resolve():
         raise click.ClickException("the output would overwrite the input image")
-    loaded = load_model(model_name)
-    img = image_for_model(image, loaded)
-    backend = resolve_backend(backend, img.shape)
+    loaded = api.load_model(model_name)
+    img = to_hwc(load_image(image))
+    C, H, W = loaded.config.model.in_channels, *img.shape[:2]
+    backend = resolve_backend(backend, (C, H, W))
     n_steps = coded_steps(loaded, backend, steps)
     with click.progressbar(length=max(1, n_steps), label=f"encoding ({backend})") as bar:
-        res = encode_image(loaded, img, backend, steps, seed, stop_step, target_psnr, bpp, lossless,
-                           max_layers, progress=lambda i: bar.update(1), quality=quality)
+        res = api.encode(img, loaded, backend=backend, steps=steps, quality=quality, psnr=target_psnr,
+                         bpp=bpp, stop_step=stop_step, lossless=lossless, layers=max_layers, seed=seed,
+                         progress=lambda i: bar.update(1))
     atomic_write_bytes(out, res.data)
-    C, H, W = img.shape
     click.echo(f"{out}: {len(res.data)} bytes, {8 * len(res.data) / (H * W):.4f} bits/pixel "
                f"({8 * len(res.data) / (C * H * W):.4f} bits/dim), {len(res.layer_bytes)} layers, "
                f"{len(res.records)} steps ({res.backend}), decoder PSNR {_fmt_db(res.psnr)}, {res.seconds:.2f} s")
@@ -138,19 +141,19 @@ def decode(infiles, output, layers, stop_step, reconstruct, model_name, force):
                    layers=layers, stop_step=stop_step, reconstruct=reconstruct)
         return
     infile = infiles[0]
-    from diffcodec.coding.progressive import decode_container
+    from diffcodec import api
     from diffcodec.container.format import Container
-    from diffcodec.io.images import save_png
-    from diffcodec.training.store import load_model, model_for_tag
+    from diffcodec.io.images import save_png, to_chw
 
     out = check_output(output, force)
-    container = Container.from_bytes(_read_bytes(infile))
-    loaded = load_model(model_name or model_for_tag(container.header.model_hash.hex()))
+    data = _read_bytes(infile)
+    container = Container.from_bytes(data)
     h = container.header
     with click.progressbar(length=max(1, sum(l.steps for l in container.layers)), label="decoding") as bar:
-        res = decode_container(loaded, container, layers, stop_step, reconstruct,
-                               progress=lambda i: bar.update(1))
-    save_png(out, res.image)
+        dec = api.decode(data, model_name, layers=layers, stop_step=stop_step, reconstruct=reconstruct,
+                         progress=lambda i: bar.update(1))
+    res = dec.result
+    save_png(out, to_chw(dec.image))
     note = "" if container.complete else " (file is truncated)"
     click.echo(f"{out}: {h.width}x{h.height}, used {res.layers_used} of {res.layers_total} layers{note}, "
                f"{res.steps_decoded} steps, t={res.t}{', lossless' if res.lossless else ''}, {res.seconds:.2f} s")

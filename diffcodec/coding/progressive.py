@@ -24,7 +24,6 @@ from ..core import adapter
 from ..core.adapter import RECONSTRUCTIONS, NetworkAdapter
 from ..errors import UserError
 from ..evaluation.metrics import psnr
-from ..io.datasets import load_image
 from ..io.pixels import to_model, to_pixels
 from . import ideal, registry
 from .base import StepContext, gaussian_kl_bits
@@ -65,18 +64,6 @@ def coded_steps(loaded, backend: str, steps: str | None = None, shape=None) -> i
         return loaded.diffusion(steps or default_steps(backend)).num_timesteps - 1
     except ValueError as e:
         raise UserError(str(e)) from None
-
-
-def image_for_model(path, loaded) -> np.ndarray:
-    """An image file as uint8 [C, H, W] in the model's channel count (grayscale into an RGB model is
-    widened; RGB into a grayscale model is refused)."""
-    img = load_image(path)
-    channels = loaded.config.model.in_channels
-    if img.shape[0] != channels and channels == 1:
-        raise UserError(f"{path} is an RGB image but model {loaded.name} codes grayscale images")
-    if img.shape[0] != channels:
-        img = load_image(path, channels)  # grayscale into an RGB model
-    return img
 
 
 @dataclass

@@ -24,12 +24,15 @@ def pixels_sha256(image) -> str:
 
 
 def main() -> None:
-    from diffcodec.coding.progressive import decode_container, encode_image, image_for_model
+    from diffcodec import api
+    from diffcodec.coding.progressive import decode_container
     from diffcodec.container.format import VERSION, Container
+    from diffcodec.io.datasets import load_image
+    from diffcodec.io.images import to_hwc
     from diffcodec.training.store import load_model
 
     loaded = load_model(str(MODEL_DIR), "cpu")
-    res = encode_image(loaded, image_for_model(IMAGE, loaded))
+    res = api.encode(to_hwc(load_image(IMAGE)), loaded)
     DFC.write_bytes(res.data)
     out = decode_container(loaded, Container.from_bytes(res.data))
     doc = {"source": "models/fmnist/example.png, default settings (auto backend, quality 75), seed 0",
