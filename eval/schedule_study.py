@@ -1,6 +1,6 @@
 """How the step schedule shapes the ideal rate: the chain's own KL for several schedules.
 
-    python eval/schedule_study.py [--fmnist DIR] [--limit 10] [--specs all,quad20,quad50,quad100,geo4,geo6,geo9,geo13]
+    python eval/schedule_study.py [--fmnist DIR] [--limit 10] [--specs all,quad20,quad50,quad100,geo4,geo6,geo9,geo13,geo9c20,geo12c20]
 
 On the first test images (model fmnist), each schedule's chain is run with exact posterior samples
 (the ideal estimate) and charged KL(q || p_theta) per step. Printed per schedule: coded steps, the
@@ -42,7 +42,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fmnist", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--limit", type=int, default=10)
-    ap.add_argument("--specs", default="all,quad20,quad50,quad100,geo4,geo6,geo9,geo13")
+    ap.add_argument("--specs", default="all,quad20,quad50,quad100,geo4,geo6,geo9,geo13,geo9c20,geo12c20")
     args = ap.parse_args()
     torch.set_num_threads(1)
     loaded = load_model("fmnist")

@@ -60,6 +60,8 @@ def test_geometric_spacing(r):
     for a, b in zip(kept, kept[1:]):
         assert b - a == max(1, (r * b + 50) // 100)
     assert kept[:50 // r] == list(range(50 // r))   # the last steps are all kept
-    for bad in ("geo0", "geo100", "geox"):
+    capped = space_timesteps(1000, f"geo{r}c20")
+    assert capped[0] == 0 and capped[-1] == 999 and max(np.diff(capped)) == min(20, max(np.diff(kept)))
+    for bad in ("geo0", "geo100", "geox", "geo9c0", "geo9cx"):
         with pytest.raises(ValueError):
             space_timesteps(1000, bad)

@@ -39,7 +39,8 @@ def space_timesteps(num_timesteps: int, spec: str | int | None) -> list[int]:
     include the first and the last; "ddimN" keeps every (T//N)-th step starting at 0; "quadN" keeps
     N steps spaced quadratically (dense near t = 0, where a codec spends its bits); "geoR"
     steps down geometrically from T - 1, each jump R/100 of the current t (at least 1), so every
-    jump carries about the same KL and the last ~100/R steps are all kept; a
+    jump carries about the same KL and the last ~100/R steps are all kept ("geoRcM": jumps of at
+    most M, finer at high noise); a
     comma-separated list ("0,10,999") keeps exactly those steps.
     """
     T = int(num_timesteps)
@@ -66,12 +67,13 @@ def space_timesteps(num_timesteps: int, spec: str | int | None) -> list[int]:
                 raise ValueError
             return kept
         if s.startswith("geo"):
-            r = int(s[3:])
-            if not 1 <= r <= 99:
+            r, sep, cap = s[3:].partition("c")
+            r, cap = int(r), int(cap) if sep else T
+            if not 1 <= r <= 99 or cap < 1:
                 raise ValueError
             kept = [T - 1]
             while kept[-1] > 0:
-                kept.append(kept[-1] - max(1, (r * kept[-1] + 50) // 100))
+                kept.append(kept[-1] - max(1, min(cap, (r * kept[-1] + 50) // 100)))
             return kept[::-1]
         if "," in s:
             steps = sorted({int(v) for v in s.split(",") if v.strip()})
@@ -80,8 +82,8 @@ def space_timesteps(num_timesteps: int, spec: str | int | None) -> list[int]:
             return steps
         n = int(s)
     except ValueError:
-        raise ValueError(f"bad step spec {spec!r} for T={T}: use N, ddimN, a list like 0,9,99 "
-                         f"(steps 0..{T - 1}) or 'all'") from None
+        raise ValueError(f"bad step spec {spec!r} for T={T}: use N, ddimN, quadN, geoR, geoRcM, "
+                         f"a list like 0,9,99 (steps 0..{T - 1}) or 'all'") from None
     if not 1 <= n <= T:
         raise ValueError(f"bad step spec {spec!r}: need 1 <= N <= {T}")
     if n == 1:
