@@ -141,66 +141,64 @@ def output_names(files: list[Path], suffix: str) -> list[str]:
     return names
 
 
-def encode_files(inputs, out_dir, model="fmnist", *, force: bool = False,
-                 on_file: Callable[[FileOutcome], None] | None = None, **options) -> list[FileOutcome]:
-    """Encode image files (or folders of them) into out_dir/<stem>.dfc (see ``output_names``) with one loaded model; a bad
-    file gets its error in its outcome and the rest proceed. ``options`` as in ``encode``."""
-    from .io.datasets import IMAGE_SUFFIXES, load_image
-    from .io.files import atomic_write_bytes
-
-    loaded = _model(model)
+def _each_file(inputs, suffixes, out_dir, out_suffix: str, force: bool, on_file, work) -> list[FileOutcome]:
+    """The batch loop: for each input file, ``work(src, dst, outcome)`` fills the outcome; a
+    UserError becomes that file's error and the loop goes on."""
     outcomes = []
-    files = expand_inputs(inputs, IMAGE_SUFFIXES)
-    for src, name in zip(files, output_names(files, ".dfc")):
+    files = expand_inputs(inputs, suffixes)
+    for src, name in zip(files, output_names(files, out_suffix)):
         o = FileOutcome(src)
         try:
             dst = Path(out_dir) / name
             _check_free(dst, src, force)
-            res = encode(np.moveaxis(load_image(src), 0, -1), loaded, **options)
-            atomic_write_bytes(dst, res.data)
-            o.output, o.bytes, o.psnr = dst, len(res.data), res.psnr
-            o.pixels = res.header.height * res.header.width
+            work(src, dst, o)
+            o.output = dst
         except UserError as e:
             o.error = str(e)
         outcomes.append(o)
         if on_file:
             on_file(o)
     return outcomes
+
+
+def encode_files(inputs, out_dir, model="fmnist", *, force: bool = False,
+                 on_file: Callable[[FileOutcome], None] | None = None, **options) -> list[FileOutcome]:
+    """Encode image files (or folders of them) into out_dir/<stem>.dfc (see ``output_names``) with
+    one loaded model; a bad file gets its error in its outcome and the rest proceed. ``options`` as
+    in ``encode``."""
+    from .io.datasets import IMAGE_SUFFIXES, load_image
+    from .io.files import atomic_write_bytes
+
+    loaded = _model(model)
+
+    def work(src, dst, o):
+        res = encode(np.moveaxis(load_image(src), 0, -1), loaded, **options)
+        atomic_write_bytes(dst, res.data)
+        o.bytes, o.psnr, o.pixels = len(res.data), res.psnr, res.header.height * res.header.width
+
+    return _each_file(inputs, IMAGE_SUFFIXES, out_dir, ".dfc", force, on_file, work)
 
 
 def decode_files(inputs, out_dir, model=None, *, force: bool = False,
                  on_file: Callable[[FileOutcome], None] | None = None, **options) -> list[FileOutcome]:
     """Decode .dfc files (or folders of them) into out_dir/<stem>.png, loading each model once; a
     bad file gets its error in its outcome and the rest proceed. ``options`` as in ``decode``."""
+    from .container.format import Container
     from .io.images import save_png, to_chw
+    from .training.store import model_for_tag
 
     cache: dict = {}
-    outcomes = []
-    files = expand_inputs(inputs, {".dfc"})
-    for src, name in zip(files, output_names(files, ".png")):
-        o = FileOutcome(src)
-        try:
-            dst = Path(out_dir) / name
-            _check_free(dst, src, force)
-            data = read_file(src)
-            key = model
-            if key is None:
-                from .container.format import Container
-                from .training.store import model_for_tag
 
-                key = model_for_tag(Container.from_bytes(data).header.model_hash.hex())
-            if key not in cache:
-                cache[key] = _model(key)
-            dec = decode(data, cache[key], **options)
-            save_png(dst, to_chw(dec.image))
-            o.output, o.bytes = dst, len(data)
-            o.pixels = dec.image.shape[0] * dec.image.shape[1]
-        except UserError as e:
-            o.error = str(e)
-        outcomes.append(o)
-        if on_file:
-            on_file(o)
-    return outcomes
+    def work(src, dst, o):
+        data = read_file(src)
+        key = model or model_for_tag(Container.from_bytes(data).header.model_hash.hex())
+        if key not in cache:
+            cache[key] = _model(key)
+        dec = decode(data, cache[key], **options)
+        save_png(dst, to_chw(dec.image))
+        o.bytes, o.pixels = len(data), dec.image.shape[0] * dec.image.shape[1]
+
+    return _each_file(inputs, {".dfc"}, out_dir, ".png", force, on_file, work)
 
 
 def read_file(path) -> bytes:
