@@ -6,7 +6,6 @@ import math
 from pathlib import Path
 
 import click
-import numpy as np
 
 from diffcodec.coding import rcc, registry
 from diffcodec.core.adapter import RECONSTRUCTIONS
@@ -32,7 +31,7 @@ def _is_batch(inputs, output) -> bool:
 def _run_batch(run, inputs, output, suffixes, label, **kwargs) -> None:
     """Code several files with one loaded model: one progress bar, a line per file, a summary, and
     a non-zero exit if any file failed (the others are still coded)."""
-    from diffcodec.api import expand_inputs
+    from diffcodec.api import batch_summary, expand_inputs
 
     out = Path(output)
     if out.exists() and not out.is_dir():
@@ -49,15 +48,12 @@ def _run_batch(run, inputs, output, suffixes, label, **kwargs) -> None:
         else:
             q = "" if o.psnr is None else f", {_fmt_db(o.psnr)}"
             click.echo(f"{o.source} -> {o.output}: {o.bytes} bytes, {8 * o.bytes / o.pixels:.4f} bits/pixel{q}")
-    good = [o for o in outcomes if not o.error]
-    if good:
-        psnrs = [o.psnr for o in good if o.psnr is not None and not math.isinf(o.psnr)]
-        click.echo(f"{len(good)} files, {sum(o.bytes for o in good)} bytes, mean "
-                   f"{np.mean([8 * o.bytes / o.pixels for o in good]):.4f} bits/pixel"
-                   + (f", mean PSNR {np.mean(psnrs):.2f} dB" if psnrs else ""))
-    failed = len(outcomes) - len(good)
-    if failed:
-        raise click.ClickException(f"{failed} of {len(outcomes)} files failed")
+    total = batch_summary(outcomes)
+    if total["files"]:
+        click.echo(f"{total['files']} files, {total['bytes']} bytes, mean {total['mean_bpp']:.4f} bits/pixel"
+                   + ("" if total["mean_psnr"] is None else f", mean PSNR {total['mean_psnr']:.2f} dB"))
+    if total["failed"]:
+        raise click.ClickException(f"{total['failed']} of {len(outcomes)} files failed")
 
 
 @main.command()

@@ -16,9 +16,6 @@ import numpy as np
 
 from .errors import UserError
 
-ModelLike = "str | LoadedModel"
-
-
 def load_model(name_or_path: str, device=None):
     """A registered model by name, a model directory or a training checkpoint (EMA weights)."""
     from .training.store import load_model as _load
@@ -116,6 +113,16 @@ class FileOutcome:
     pixels: int = 0
     psnr: float | None = None
     error: str | None = None
+
+
+def batch_summary(outcomes: list[FileOutcome]) -> dict:
+    """Totals of the files that were coded: count, bytes, mean bits per pixel, mean finite PSNR
+    (None without any), and how many files failed."""
+    good = [o for o in outcomes if not o.error]
+    psnrs = [o.psnr for o in good if o.psnr is not None and np.isfinite(o.psnr)]
+    return {"files": len(good), "failed": len(outcomes) - len(good), "bytes": sum(o.bytes for o in good),
+            "mean_bpp": float(np.mean([8 * o.bytes / o.pixels for o in good])) if good else None,
+            "mean_psnr": float(np.mean(psnrs)) if psnrs else None}
 
 
 def expand_inputs(inputs, suffixes) -> list[Path]:

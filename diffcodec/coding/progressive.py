@@ -56,10 +56,9 @@ def default_steps(backend: str) -> str:
     return ideal.DEFAULT_STEPS if backend == ideal.NAME else registry.get(backend).default_steps
 
 
-def coded_steps(loaded, backend: str, steps: str | None = None, shape=None) -> int:
-    """How many steps a full-rate encode codes (for progress bars); a bad step spec is a UserError."""
-    if backend == registry.AUTO:
-        backend = resolve_backend(backend, shape or (loaded.config.model.in_channels, 1, 1))
+def coded_steps(loaded, backend: str, steps: str | None = None) -> int:
+    """How many steps a full-rate encode codes with a registered backend (for progress bars); a bad
+    step spec is a UserError."""
     try:
         return loaded.diffusion(steps or default_steps(backend)).num_timesteps - 1
     except ValueError as e:
@@ -197,10 +196,6 @@ def estimate_image(loaded, image: np.ndarray, steps: str | None = None, seed: in
                     model.seconds, model.evals)
 
 
-def _psnr_text(v: float) -> str:
-    return "lossless" if v == float("inf") else f"{v:.2f} dB"
-
-
 def encode_image(loaded, image: np.ndarray, backend: str = registry.AUTO, steps: str | None = None,
                  seed: int = 0, stop_step: int | None = None, target_psnr: float | None = None,
                  bpp: float | None = None, lossless: bool = False, max_layers: int = 8,
@@ -216,9 +211,10 @@ def encode_image(loaded, image: np.ndarray, backend: str = registry.AUTO, steps:
     t_start = time.perf_counter()
     C, H, W = image.shape
     _check_image(loaded, image)
-    if sum(v is not None for v in (stop_step, target_psnr, bpp, quality)) > 1:
+    requests = sum(v is not None for v in (stop_step, target_psnr, bpp, quality))
+    if requests > 1:
         raise UserError("use only one of quality, PSNR, bits per pixel and stop step")
-    if quality is None and not lossless and stop_step is None and target_psnr is None and bpp is None:
+    if requests == 0 and not lossless:
         quality = DEFAULT_QUALITY
     wanted = quality_psnr(quality) if quality is not None else target_psnr
     backend = resolve_backend(backend, image.shape)
@@ -263,9 +259,9 @@ def encode_image(loaded, image: np.ndarray, backend: str = registry.AUTO, steps:
             n -= 1
             container = build(n)
         if n == 0:
+            smallest = len(build(1).to_bytes()) if records else container.header_size()
             raise UserError(f"--bpp {bpp:g} fits no coded step: the smallest file with one step is "
-                            f"{len(build(1).to_bytes()) if records else container.header_size()} bytes "
-                            f"({8 * len(build(1).to_bytes()) / (H * W) if records else 0:.3f} bits/pixel)")
+                            f"{smallest} bytes ({8 * smallest / (H * W):.3f} bits/pixel)")
         if n < len(records):
             records = records[:n]
             if lossless_layer is not None:

@@ -72,15 +72,20 @@ class RCCCoder(StepCoder):
     def params(self) -> bytes:
         return b"" if (self.chunk_bits, self.log2_k) == self.DEFAULTS else bytes([self.chunk_bits, self.log2_k])
 
+    @staticmethod
+    def _new_count_prior(prev: int, dims: int):
+        """(lo, hi, mean, std) of a changed chunk count: centred on 1.3 x the previous count."""
+        return 0, dims, [1.3 * prev], [0.5 + 0.3 * prev]
+
     def _count_ops(self, n: int, prev: int, dims: int) -> list:
         if n == prev:
             return [table_op([0], SAME_COUNT)]
-        return [table_op([1], SAME_COUNT), gauss_op([n], 0, dims, [1.3 * prev], [0.5 + 0.3 * prev])]
+        return [table_op([1], SAME_COUNT), gauss_op([n], *self._new_count_prior(prev, dims))]
 
     def _read_count(self, dec, prev: int, dims: int) -> int:
         if int(dec.table(SAME_COUNT, 1)[0]) == 0:
             return prev
-        return int(dec.gauss(0, dims, [1.3 * prev], [0.5 + 0.3 * prev])[0])
+        return int(dec.gauss(*self._new_count_prior(prev, dims))[0])
 
     def _choose_count(self, total: float, prev: int, dims: int) -> int:
         """Keep the previous count while each chunk stays within KEEP_RANGE x chunk_bits."""
@@ -109,8 +114,9 @@ class RCCCoder(StepCoder):
         sd_q, sd_p = math.sqrt(ctx.var_q), np.sqrt(ctx.var_p)
         kl = gaussian_kl_bits(mu_q, ctx.var_q, ctx.mu_p, ctx.var_p)
         total = float(kl.sum())
-        n = self._choose_count(total, ctx.state.get("chunks", 1), ctx.dims)
-        ops = self._count_ops(n, ctx.state.get("chunks", 1), ctx.dims)
+        prev = ctx.state.get("chunks", 1)
+        n = self._choose_count(total, prev, ctx.dims)
+        ops = self._count_ops(n, prev, ctx.dims)
         ctx.state["chunks"] = n
         if n == 0:
             z = candidate(ctx.seed, ctx.step, 0, 0, ctx.dims)

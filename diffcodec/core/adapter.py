@@ -37,13 +37,16 @@ class NetworkAdapter:
         xt = torch.from_numpy(x.reshape(1, *self.shape)).float().to(self.loaded.device)
         t = torch.full((1,), i, dtype=torch.long, device=xt.device)
         threads = torch.get_num_threads()
-        if x.size <= SINGLE_THREAD_DIMS and xt.device.type == "cpu":
-            torch.set_num_threads(1)   # small images: thread start-up costs more than it saves
+        # small images: starting threads costs more than it saves (and they fight rcc's workers)
+        single = threads > 1 and x.size <= SINGLE_THREAD_DIMS and xt.device.type == "cpu"
+        if single:
+            torch.set_num_threads(1)
         try:
             with torch.no_grad():
                 o = self.diffusion.p_mean_variance(self.net, xt, t)
         finally:
-            torch.set_num_threads(threads)
+            if single:
+                torch.set_num_threads(threads)
         self.evals += 1
         self.seconds += time.perf_counter() - t0
         return {k: o[k].double().cpu().numpy().ravel() for k in ("mean", "variance", "pred_xstart", "eps")}
