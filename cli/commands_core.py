@@ -19,9 +19,11 @@ from .common import check_output, model_option
 @click.option("--out", default="runs/default", show_default=True, help="Output directory for checkpoints.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt if it exists.")
 @click.option("--max-steps", type=int, help="Train up to this many steps in total.")
+@click.option("--init", metavar="MODEL",
+              help="Without a checkpoint in OUT: start from a shipped model's weights (name or directory).")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override a config value, e.g. --set train.lr=1e-4 (repeatable).")
-def train(config_path, data, out, resume, max_steps, overrides):
+def train(config_path, data, out, resume, max_steps, init, overrides):
     """Train a DDPM (single process, or data-parallel under torchrun)."""
     from diffcodec.distributed import is_main
     from diffcodec.training.config import load_config
@@ -30,7 +32,7 @@ def train(config_path, data, out, resume, max_steps, overrides):
     cfg = load_config(config_path, overrides)
     if data:
         cfg.data.path = data
-    ckpt = run_train(cfg, out, resume=resume, max_steps=max_steps)
+    ckpt = run_train(cfg, out, resume=resume, max_steps=max_steps, init=init)
     if is_main():
         click.echo(f"checkpoint: {ckpt}")
 

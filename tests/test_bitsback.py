@@ -7,17 +7,33 @@ from diffcodec.coding.bitsback import BitsBackMismatch, decode_chain, encode_cha
 from diffcodec.evaluation.lossless import run_chain
 
 
-def test_chain_round_trip_and_rate_matches_bound(tiny):
-    images = synthetic_images(8, seed=7)[:, None]              # [8, 1, 8, 8] uint8
+def test_chain_rate_against_the_models_bound(tiny):
+    """The chained coded rate against ``evaluate_bpd`` of the same chain on the same images (an
+    independent computation: analytic KL terms at sampled x_t, no coder involved). Each side is a
+    one-sample estimate per image, so the test allows four standard errors of their difference."""
+    images = synthetic_images(48, seed=7)[:, None]             # [48, 1, 8, 8] uint8
     res = run_chain(tiny, images, steps="10")                  # decodes and compares inside
-    assert res["images"] == 8 and res["lossless"]
-    # the coded net rate is the bound's information content up to ANS's tiny overhead; the stack
-    # is measured in whole 32-bit words, so allow one word over the chain
-    word = 32 / (8 * 64)
-    assert abs(res["net_bpd"] - res["bound_bpd"]) <= word + 0.01 * res["bound_bpd"]
-    # one image alone also pays the bits it borrowed; the stream holds the initial words
-    assert res["single_image_bpd"] > res["net_bpd"]
-    assert res["file_bpd"] == pytest.approx(res["net_bpd"] + res["initial_bpd"], abs=0.01)
+    assert res["images"] == 48 and res["lossless"]
+    assert abs(res["excess_pct"]) <= 4 * res["excess_pct_sem"] + 0.5
+    assert res["excess_pct_sem"] < 2.0                         # the test has power
+
+
+def test_window_escapes_round_trip():
+    """Latents far outside p's window (an overconfident p) are escaped and still decode exactly."""
+    import constriction
+
+    from diffcodec.coding import bitsback as bb
+
+    chain = bb.Chain(None, np.array([0.0, 0.01]), np.array([0, 5000]), np.array([0, 42]))
+    rng = np.random.default_rng(0)
+    mu = rng.uniform(-100, 100, 300)
+    sd = rng.uniform(2, 9, 300)
+    k = np.round(mu + sd * rng.standard_normal(300)).astype(np.int32)
+    k[::7] = rng.integers(-5000, 5001, len(k[::7]))           # far outliers: escaped
+    coder = constriction.stream.stack.AnsCoder()
+    bits = bb._push_p(coder, chain, 1, k, mu, sd)
+    assert abs(coder.num_bits() - bits) < 64                   # bytes written vs information content
+    assert np.array_equal(bb._pop_p(coder, chain, 1, mu, sd), k)
 
 
 def test_rgb_any_size(tinyrgb):

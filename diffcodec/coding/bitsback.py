@@ -11,7 +11,11 @@ whatever N; about 9 bits per dimension with these grids):
     decoder: pop z_N; for j = N..1: pop z_{j-1} with p(z_{j-1} | z_j); push z_j with q(z_j | z_{j-1})
 
 q(z_j | z_{j-1}) = N(sqrt(alpha_j) z_{j-1}, beta_j) is a schedule constant applied to grid values,
-so its pmf is exact on both sides. p(z_{j-1} | z_j) is a network output: its mean and scale (in
+so its pmf is exact on both sides. It is coded relative to its rounded mean, on a window that ends
+where the Gaussian's mass per bin falls to the coder's floor (2^-24, about 5.2 sigma): constriction's
+24-bit quantizer gives every bin of the support at least 2^-24, so popping over the whole grid
+(thousands of bins) would land in the far tail now and then, and such an outlier stays in the
+chain and costs tens of bits; truncating at the floor removes under 1e-6 of the mass. p(z_{j-1} | z_j) is a network output: its mean and scale (in
 grid units) are snapped to fixed grids before they reach the coder (p(z_0 | z_1) is the
 discretized decoder of the lossless layer). In expectation the net cost per image is the
 variational bound of the same chain. The stack starts with seeded random words, which the decoder
@@ -21,6 +25,7 @@ Units: rates are bits per dimension (per sub-pixel); ``words`` are the coder's u
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -34,6 +39,13 @@ from .lossless import snapped_params
 from .randomness import PURPOSE_INITIAL, uniforms
 
 GRID_FRACTION = 8        # delta_j = smallest noise scale of step j / 8
+COARSEST_PROB = 2.0 ** -24   # the smallest probability constriction's quantizer gives a symbol
+
+
+def _window(sd: float) -> int:
+    """Half-width in bins of q's window: where a Gaussian of scale ``sd`` bins has mass per bin
+    COARSEST_PROB (beyond it the quantizer's floor, not the Gaussian, would set the odds)."""
+    return int(math.ceil(sd * math.sqrt(2.0 * math.log(1.0 / (COARSEST_PROB * sd * math.sqrt(2 * math.pi))))))
 
 
 class BitsBackMismatch(UserError):
@@ -61,18 +73,20 @@ class Chain:
     diffusion: object
     delta: np.ndarray        # [N + 1]; delta[j] for z_j, j >= 1 (delta[0] unused: pixels)
     radius: np.ndarray       # [N + 1]; grid indices of z_j lie in [-radius, radius]
+    window: np.ndarray       # [N + 1]; q(z_j | z_{j-1}) is coded on round(mean) + [-window, window]
 
     @classmethod
     def build(cls, diffusion) -> "Chain":
         betas, post = diffusion.betas, diffusion.posterior_variance
         N = len(betas)
-        delta, radius = np.zeros(N + 1), np.zeros(N + 1, np.int64)
+        delta, radius, window = np.zeros(N + 1), np.zeros(N + 1, np.int64), np.zeros(N + 1, np.int64)
         for j in range(1, N + 1):
             smallest = betas[j - 1] if j == N else min(betas[j - 1], post[j])
             delta[j] = math.sqrt(smallest) / GRID_FRACTION
             abar = diffusion.alphas_cumprod[j - 1]
             radius[j] = math.ceil((math.sqrt(abar) * 1.0 + 8.0 * math.sqrt(1.0 - abar) + 0.1) / delta[j])
-        return cls(diffusion, delta, radius)
+            window[j] = _window(math.sqrt(betas[j - 1]) / delta[j])
+        return cls(diffusion, delta, radius, window)
 
     @property
     def N(self) -> int:
@@ -83,23 +97,26 @@ class Chain:
         return np.zeros(D), np.full(D, 1.0 / self.delta[self.N])
 
     def forward(self, j: int, z_prev: np.ndarray):
-        """Grid-unit mean and scale of q(z_j | z_{j-1}); z_prev in model units (pixels for j = 1)."""
+        """q(z_j | z_{j-1}) on its window; z_prev in model units (pixels for j = 1).
+        -> (grid index of the window's centre, mean offset from it and scale, both in bins)."""
         a, b = self.diffusion.alphas[j - 1], self.diffusion.betas[j - 1]
-        return math.sqrt(a) * z_prev / self.delta[j], np.full(z_prev.shape, math.sqrt(b) / self.delta[j])
+        mean = math.sqrt(a) * z_prev / self.delta[j]
+        centre = np.round(mean)
+        return centre.astype(np.int64), mean - centre, np.full(z_prev.shape, math.sqrt(b) / self.delta[j])
+
+    def check_range(self, j: int, k: np.ndarray) -> None:
+        """z_j's indices must lie on the grid p codes them on (fails only for ~8-sigma latents)."""
+        if np.abs(k).max() > self.radius[j]:
+            raise BitsBackMismatch(f"latent z_{j} left its grid: the stream is corrupt or the model "
+                                   "does not fit it")
 
 
 @dataclass
 class ChainStats:
     net_bits: list[float] = field(default_factory=list)       # per image: stack growth
     borrowed_bits: list[float] = field(default_factory=list)  # per image: deepest dip below its start
-    bound_bits: list[float] = field(default_factory=list)     # per image: information content
-
-
-def _models(chain: Chain):
-    import constriction
-
-    fam = constriction.stream.model.QuantizedGaussian
-    return [fam(0, 255)] + [fam(-int(r), int(r)) for r in chain.radius[1:]]
+    bound_bits: list[float] = field(default_factory=list)     # per image: information content of
+    # the symbols coded (net of bits back); equals net_bits up to the coder's overhead by construction
 
 
 def _initial_words(seed: int, n_words: int) -> np.ndarray:
@@ -118,18 +135,69 @@ def _reverse_params(chain: Chain, j: int, net, z: np.ndarray):
     return _snap_mean(mean / d), _snap_scale(np.sqrt(var) / d)
 
 
-def _info(chain: Chain, j: int, k, mu, sd) -> float:
-    """Information content -log2 P(k) in bits of z_j's symbols (pixels for j = 0) under a
-    quantized Gaussian on z_j's symbol range."""
-    lo, hi = (0, 255) if j == 0 else (-int(chain.radius[j]), int(chain.radius[j]))
-    return info_bits(gauss_op(k, lo, hi, mu, sd))
+@functools.lru_cache(maxsize=None)
+def _family(lo: int, hi: int):
+    """constriction's quantized Gaussians on the integers lo..hi (end bins carry the tails)."""
+    import constriction
+
+    return constriction.stream.model.QuantizedGaussian(lo, hi)
+
+
+def _p_window(chain: Chain, j: int, sd: np.ndarray) -> int:
+    return min(int(chain.radius[j]), _window(float(sd.max())))
+
+
+def _p_ops(chain: Chain, j: int, k, mu, sd) -> list:
+    """The coder operations ``(symbols, lo, hi, means, stds)`` that code z_j's indices ``k``
+    under p (pixels for j = 0), in the decoder's pop order.
+
+    Latents are coded as offsets from p's rounded mean on a window of ``_window(largest scale)``
+    bins each side, whose two end bins carry p's tails and mean "escaped": an escaped index is then
+    coded on the whole grid. The window keeps the coder's 2^-24 floor per bin from taxing every
+    symbol with the thousands of bins of the whole grid (about 0.1 bits/dim over 1000 steps)."""
+    if j == 0:
+        return [(k, 0, 255, mu, sd)]
+    w, r = _p_window(chain, j, sd), int(chain.radius[j])
+    centre = np.round(mu)
+    offset = k - centre.astype(np.int64)
+    ops = [(np.clip(offset, -w - 1, w + 1).astype(np.int32), -w - 1, w + 1, mu - centre, sd)]
+    esc = np.abs(offset) > w
+    if esc.any():
+        ops.append((k[esc].astype(np.int32), -r, r, mu[esc], sd[esc]))
+    return ops
+
+
+def _push_p(coder, chain: Chain, j: int, k, mu, sd) -> float:
+    """Push z_j's indices under p; -> their information content in bits."""
+    ops = _p_ops(chain, j, k, mu, sd)
+    for sym, lo, hi, m, s in reversed(ops):
+        coder.encode_reverse(sym, _family(lo, hi), m, s)
+    return sum(info_bits(gauss_op(*op)) for op in ops)
+
+
+def _pop_p(coder, chain: Chain, j: int, mu, sd) -> np.ndarray:
+    """Pop z_j's indices under p (the inverse of ``_push_p``)."""
+    if j == 0:
+        return coder.decode(_family(0, 255), mu, sd)
+    w, r = _p_window(chain, j, sd), int(chain.radius[j])
+    centre = np.round(mu)
+    offset = coder.decode(_family(-w - 1, w + 1), mu - centre, sd)
+    k = centre.astype(np.int64) + offset
+    esc = np.abs(offset) > w
+    if esc.any():
+        k[esc] = coder.decode(_family(-r, r), mu[esc], sd[esc])
+    return k.astype(np.int32)
+
+
+def _info_q(chain: Chain, j: int, offset, mu, sd) -> float:
+    """Information content in bits of z_j's offsets from q's window centre."""
+    return info_bits(gauss_op(offset, -int(chain.window[j]), int(chain.window[j]), mu, sd))
 
 
 def _setup(loaded, steps, shape):
-    """(Chain, the coder's models for z_0..z_N, network evaluator) for one respaced chain."""
+    """(Chain, network evaluator) for one respaced chain."""
     net = NetworkAdapter(loaded, steps, shape)
-    chain = Chain.build(net.diffusion)
-    return chain, _models(chain), net
+    return Chain.build(net.diffusion), net
 
 
 def encode_chain(loaded, images: np.ndarray, steps=None, seed: int = 0,
@@ -141,7 +209,7 @@ def encode_chain(loaded, images: np.ndarray, steps=None, seed: int = 0,
 
     n, C, H, W = images.shape
     D = C * H * W
-    chain, models, net = _setup(loaded, steps, (C, H, W))
+    chain, net = _setup(loaded, steps, (C, H, W))
     init = _initial_words(seed, max(2, -(-initial_bits_per_dim * D // 32)))
     coder = constriction.stream.stack.AnsCoder(init.copy())
     stats = ChainStats()
@@ -151,20 +219,21 @@ def encode_chain(loaded, images: np.ndarray, steps=None, seed: int = 0,
         k_prev = images[i].reshape(-1).astype(np.int32)      # symbols of z_{j-1}; pixels for j = 1
         z_prev = to_model(k_prev)
         for j in range(1, chain.N + 1):
-            mu, sd = chain.forward(j, z_prev)
-            k = coder.decode(models[j], mu, sd)
+            centre, mu, sd = chain.forward(j, z_prev)
+            w = int(chain.window[j])
+            offset = coder.decode(_family(-w, w), mu, sd)
             low = min(low, coder.num_bits())
             if low < 64:
                 raise StackDry(f"image {i}: the stack ran dry after step {j}")
-            bound -= _info(chain, j, k, mu, sd)
+            bound -= _info_q(chain, j, offset, mu, sd)
+            k = (centre + offset).astype(np.int32)
+            chain.check_range(j, k)
             z = k.astype(np.float64) * chain.delta[j]
             pm, ps = _reverse_params(chain, j, net, z)
-            coder.encode_reverse(k_prev, models[j - 1], pm, ps)
-            bound += _info(chain, j - 1, k_prev, pm, ps)
+            bound += _push_p(coder, chain, j - 1, k_prev, pm, ps)
             k_prev, z_prev = k, z
         prior_mu, prior_sd = chain.prior(D)
-        coder.encode_reverse(k_prev, models[chain.N], prior_mu, prior_sd)
-        bound += _info(chain, chain.N, k_prev, prior_mu, prior_sd)
+        bound += _push_p(coder, chain, chain.N, k_prev, prior_mu, prior_sd)
         stats.net_bits.append(coder.num_bits() - start)
         stats.borrowed_bits.append(start - low)
         stats.bound_bits.append(bound)
@@ -180,16 +249,21 @@ def decode_chain(loaded, words: np.ndarray, n: int, shape, steps=None, seed: int
 
     C, H, W = shape
     D = C * H * W
-    chain, models, net = _setup(loaded, steps, (C, H, W))
+    chain, net = _setup(loaded, steps, (C, H, W))
     coder = constriction.stream.stack.AnsCoder(np.asarray(words, np.uint32).copy())
     out = np.zeros((n, C, H, W), np.uint8)
     for i in reversed(range(n)):
-        k = coder.decode(models[chain.N], *chain.prior(D))
+        k = _pop_p(coder, chain, chain.N, *chain.prior(D))
         z = k.astype(np.float64) * chain.delta[chain.N]
         for j in range(chain.N, 0, -1):
-            k_prev = coder.decode(models[j - 1], *_reverse_params(chain, j, net, z))
+            k_prev = _pop_p(coder, chain, j - 1, *_reverse_params(chain, j, net, z))
             z_prev = to_model(k_prev) if j == 1 else k_prev.astype(np.float64) * chain.delta[j - 1]
-            coder.encode_reverse(k, models[j], *chain.forward(j, z_prev))
+            centre, mu, sd = chain.forward(j, z_prev)
+            offset = k - centre
+            if np.abs(offset).max() > chain.window[j]:
+                raise BitsBackMismatch("bits-back stream is corrupt: a latent lies outside its window")
+            w = int(chain.window[j])
+            coder.encode_reverse(offset.astype(np.int32), _family(-w, w), mu, sd)
             k, z = k_prev, z_prev
         out[i] = k.astype(np.uint8).reshape(C, H, W)
         if progress:

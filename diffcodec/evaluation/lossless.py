@@ -9,10 +9,12 @@ import numpy as np
 
 from ..coding.bitsback import BitsBackMismatch, StackDry, decode_chain, encode_chain
 from ..errors import UserError
+from .bpd import evaluate_bpd
 
 
 def run_chain(loaded, images: np.ndarray, steps=None, seed: int = 0, progress=None) -> dict:
-    """Encode a chain, decode it back, check it, and report rates in bits per dimension.
+    """Encode a chain, decode it back, check it, and report rates in bits per dimension against
+    the model's bound (``evaluate_bpd``) of the same chain on the same images and seed.
 
     The initial words start at 12 bits per dimension and grow by 4 until the first image's
     borrowed bits fit. ``progress(k)`` is called once per image on each side (2n calls)."""
@@ -33,16 +35,22 @@ def run_chain(loaded, images: np.ndarray, steps=None, seed: int = 0, progress=No
         raise BitsBackMismatch("bits-back chain decoded to different pixels")
     net = np.array(stats.net_bits) / D
     first_needed = stats.borrowed_bits[0] + stats.net_bits[0]
+    # the independent reference: the model's bound of the same chain on the same images
+    bound = np.asarray(evaluate_bpd(loaded, images, steps, seed=seed)["per_image_bpd"])
+    excess = net / bound - 1.0
     return {
         "images": n, "dims": D, "steps": steps or "all",
-        "bound_bpd": float(np.mean(stats.bound_bits) / D),
+        "bound_bpd": float(bound.mean()),
         "net_bpd": float(net.mean()),
+        "excess_pct": float(100 * (net.mean() / bound.mean() - 1.0)),
+        "excess_pct_sem": float(100 * excess.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
+        "symbols_info_bpd": float(np.mean(stats.bound_bits) / D),
         "file_bpd": float(32 * len(words) / (n * D)),
         "initial_bpd": float(32 * n_init / (n * D)),
         "single_image_bpd": float(first_needed / D),
         "borrowed_bpd": float(np.mean(stats.borrowed_bits) / D),
         "encode_s": (t1 - t0) / n, "decode_s": (t2 - t1) / n, "lossless": True,
-        "per_image_net_bpd": net.round(4).tolist(),
+        "per_image_net_bpd": net.round(4).tolist(), "per_image_bound_bpd": bound.round(4).tolist(),
     }
 
 

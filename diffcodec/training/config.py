@@ -51,6 +51,7 @@ class TrainConfig:
     max_steps: int = 10000
     checkpoint_every_s: float = 300.0
     checkpoint_every_steps: int = 1000
+    snapshot_every_steps: int = 1000  # EMA weights kept as OUT/snapshots/step_N.safetensors (0 = none)
     log_every: int = 50
     seed: int = 0
     threads: int = 0              # torch CPU threads, 0 = torch's default

@@ -16,7 +16,8 @@ from ..io.datasets import BatchSampler, load_split
 from ..io.pixels import to_model_tensor
 from ..nets import UNet
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import Config
+from ..io.files import atomic_write_bytes
+from .config import Config, ConfigError
 
 
 @torch.no_grad()
@@ -28,16 +29,48 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 
 
 def train(cfg: Config, out_dir: str | Path, resume: bool = False, max_steps: int | None = None,
-          progress: bool = True) -> Path:
-    """Train (or resume) a model; returns the path of the last checkpoint (out_dir/last.pt)."""
+          progress: bool = True, init: str | None = None) -> Path:
+    """Train (or resume) a model; returns the path of the last checkpoint (out_dir/last.pt).
+
+    ``init`` (a shipped model's name or directory) warm-starts a run without a checkpoint from
+    exported weights: network and EMA both start from them, the step counter from their
+    ``train_steps``, Adam afresh (its warm-up applies again).
+    """
     dist = Distributed()
     try:
-        return _train(cfg, Path(out_dir), resume, max_steps, progress, dist)
+        return _train(cfg, Path(out_dir), resume, max_steps, progress, dist, init)
     finally:
         dist.close()
 
 
-def _train(cfg, out_dir, resume, max_steps, progress, dist) -> Path:
+def _warm_start(cfg: Config, init: str) -> dict:
+    """A checkpoint-shaped state from exported weights (no optimizer state)."""
+    from .store import load_model
+
+    loaded = load_model(init, device="cpu")
+    if loaded.config.to_dict()["model"] != cfg.to_dict()["model"]:
+        raise ConfigError(f"--init {init}: its network differs from the config's [model] section")
+    weights = {k: v.clone() for k, v in loaded.net.state_dict().items()}
+    return {"config": loaded.config.to_dict(), "step": int(loaded.info.get("train_steps") or 0),
+            "model": weights, "ema": weights}
+
+
+def loaded_parts(state: dict):
+    """The stored config is authoritative for the network and the diffusion; training knobs may change."""
+    stored = Config.from_dict(state["config"])
+    return stored.model, stored.diffusion
+
+
+def _snapshot(out_dir: Path, step: int, ema: torch.nn.Module) -> None:
+    """Keep the EMA weights at ``step`` for learning curves (bound vs training steps)."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().cpu().contiguous().float() for k, v in ema.state_dict().items()}
+    (out_dir / "snapshots").mkdir(exist_ok=True)
+    atomic_write_bytes(out_dir / "snapshots" / f"step_{step:07d}.safetensors", save(tensors))
+
+
+def _train(cfg, out_dir, resume, max_steps, progress, dist, init=None) -> Path:
     tc = cfg.train
     if tc.threads:
         torch.set_num_threads(tc.threads)
@@ -47,11 +80,16 @@ def _train(cfg, out_dir, resume, max_steps, progress, dist) -> Path:
         if ckpt_path.exists():
             state = load_checkpoint(ckpt_path, map_location="cpu")
             # The stored config is authoritative for the model; training knobs may change on resume.
-            stored = Config.from_dict(state["config"])
-            cfg.model, cfg.diffusion = stored.model, stored.diffusion
+            cfg.model, cfg.diffusion = loaded_parts(state)
             start_step = int(state["step"])
-        elif dist.main:
+        elif dist.main and not init:
             print(f"no checkpoint in {out_dir}; starting from scratch")
+    if state is None and init:
+        state = _warm_start(cfg, init)
+        cfg.model, cfg.diffusion = loaded_parts(state)
+        start_step = state["step"]
+        if dist.main:
+            print(f"warm start from {init} at step {start_step} (fresh optimizer)")
     total = max_steps if max_steps is not None else tc.max_steps
 
     torch.manual_seed(tc.seed + dist.rank)
@@ -65,10 +103,14 @@ def _train(cfg, out_dir, resume, max_steps, progress, dist) -> Path:
     model = UNet(cfg.model).to(dist.device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    warm_from = 0  # the step Adam's warm-up counts from: 0, or this run's start when Adam is fresh
     if state is not None:
+        if "opt" not in state:
+            warm_from = start_step
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
+        if "opt" in state:
+            opt.load_state_dict(state["opt"])
     net = model
     if dist.active:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -96,7 +138,7 @@ def _train(cfg, out_dir, resume, max_steps, progress, dist) -> Path:
     step = start_step
     try:
         for step in range(start_step, total):
-            lr = tc.lr * min(1.0, (step + 1) / max(1, tc.warmup_steps))
+            lr = tc.lr * min(1.0, (step + 1 - warm_from) / max(1, tc.warmup_steps))
             for g in opt.param_groups:
                 g["lr"] = lr
             x0 = to_model_tensor(sampler(tc.batch_size)).to(dist.device)
@@ -121,6 +163,8 @@ def _train(cfg, out_dir, resume, max_steps, progress, dist) -> Path:
                     or time.time() - last_ckpt > tc.checkpoint_every_s):
                 checkpoint(step + 1)
                 last_ckpt = time.time()
+            if dist.main and tc.snapshot_every_steps and (step + 1) % tc.snapshot_every_steps == 0:
+                _snapshot(out_dir, step + 1, ema)
         step = total
     finally:
         if bar is not None:
