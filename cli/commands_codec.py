@@ -9,6 +9,7 @@ import click
 
 from diffcodec.coding import rcc, registry
 from diffcodec.core.adapter import RECONSTRUCTIONS
+from diffcodec.core.masking import ORDERS
 
 from . import main
 from .common import DEFAULT_MODEL, check_output
@@ -75,9 +76,12 @@ def _run_batch(run, inputs, output, suffixes, label, **kwargs) -> None:
 @click.option("--layers", "max_layers", type=click.IntRange(1, 64), default=8, show_default=True,
               help="At most this many layers (progressive refinement points).")
 @click.option("--seed", type=click.IntRange(0, 2 ** 62), default=0, show_default=True, help="Shared-randomness seed.")
+@click.option("--order", type=click.Choice(ORDERS), default=None,
+              help="Masking models only: reveal order (default coarse; their files are lossless, "
+                   "--steps is the number of network evaluations, default 100, or all).")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 def encode(images, output, model_name, backend, steps, quality, stop_step, target_psnr, bpp, lossless, max_layers, seed,
-           force):
+           order, force):
     """Encode IMAGES (8-bit PNG or any Pillow-readable image; files or folders) into progressive
     .dfc files. One image: OUTPUT is the file. Several, or a folder: OUTPUT is a folder, the model
     is loaded once, and each image becomes OUTPUT/<name>.dfc."""
@@ -95,7 +99,7 @@ def encode(images, output, model_name, backend, steps, quality, stop_step, targe
 
         _run_batch(encode_files, images, output, IMAGE_SUFFIXES, "encoding", model=model_name, force=force,
                    backend=backend, steps=steps, quality=quality, psnr=target_psnr, bpp=bpp,
-                   stop_step=stop_step, lossless=lossless, layers=max_layers, seed=seed)
+                   stop_step=stop_step, lossless=lossless, layers=max_layers, seed=seed, order=order)
         return
     image = images[0]
     out = check_output(output, force)
@@ -104,12 +108,12 @@ def encode(images, output, model_name, backend, steps, quality, stop_step, targe
     loaded = api.load_model(model_name)
     img = to_hwc(load_image(image))
     C, H, W = loaded.config.model.in_channels, *img.shape[:2]
-    backend = resolve_backend(backend, (C, H, W))
+    backend = resolve_backend(backend, (C, H, W), "masking" if loaded.is_masking else "gaussian")
     n_steps = coded_steps(loaded, backend, steps)
     with click.progressbar(length=max(1, n_steps), label=f"encoding ({backend})") as bar:
         res = api.encode(img, loaded, backend=backend, steps=steps, quality=quality, psnr=target_psnr,
                          bpp=bpp, stop_step=stop_step, lossless=lossless, layers=max_layers, seed=seed,
-                         progress=lambda i: bar.update(1))
+                         order=order, progress=lambda i: bar.update(1))
     atomic_write_bytes(out, res.data)
     click.echo(f"{out}: {len(res.data)} bytes, {8 * len(res.data) / (H * W):.4f} bits/pixel "
                f"({8 * len(res.data) / (C * H * W):.4f} bits/dim), {len(res.layer_bytes)} layers, "

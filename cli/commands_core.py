@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import click
+import numpy as np
 
 from diffcodec.io.files import write_json
 
@@ -134,6 +135,29 @@ def models_list(as_json):
         click.echo(f"no models registered in {root}")
     for name, e in index.items():
         click.echo(f"{name:10s} {e['sha256'][:12]}  {e.get('description', '')}")
+
+
+@models.command("calibrate")
+@click.argument("name")
+@click.option("--data", "data_dir", required=True, help="Data directory (its training split is used).")
+@click.option("--limit", type=click.IntRange(2), default=50, show_default=True)
+def models_calibrate(name, data_dir, limit):
+    """Measure a masking model's expected code length per reveal position (on training images)
+    and store it beside its weights: the masking codec plans its parallel steps from it."""
+    from diffcodec.coding.reveal import LOSSES_FILE, measure_losses
+    from diffcodec.core.masking import ORDERS
+    from diffcodec.io.datasets import images_for_model
+    from diffcodec.training.store import load_model, models_dir, read_index
+
+    loaded = load_model(name)
+    md = loaded.masking()
+    images = images_for_model(loaded.config.data, loaded.config.model.in_channels, data_dir, "train", limit)
+    with click.progressbar(length=md.D * len(ORDERS), label="reveal losses") as bar:
+        table = measure_losses(loaded, images, progress=bar.update)
+    path = models_dir() / read_index()[name]["dir"] / LOSSES_FILE
+    write_json(path, table)
+    click.echo(f"{path}: " + ", ".join(f"{o} {np.sum(v) / md.D:.4f} bits/dim" for o, v in table.items())
+               + f" on {len(images)} training images")
 
 
 @models.command("export")

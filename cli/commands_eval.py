@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from diffcodec.core.masking import ORDERS
 from diffcodec.io.files import write_json
 
 from . import main
@@ -153,7 +154,7 @@ def bitsback(model_name, data_dir, limit, steps, seed, json_out):
 @click.option("--data", "data_dir", required=True, help="Data directory (test split).")
 @click.option("--limit", type=click.IntRange(1), default=20, show_default=True,
               help="Images for the bound (one network evaluation per dimension each).")
-@click.option("--order", type=click.Choice(["raster", "random"]), default="raster", show_default=True)
+@click.option("--order", type=click.Choice(ORDERS), default="raster", show_default=True)
 @click.option("--code", "n_code", type=click.IntRange(0), default=2, show_default=True,
               help="Images to code losslessly for real (and decode back).")
 @click.option("--figure", type=click.Path(dir_okay=False),
@@ -195,6 +196,56 @@ def ardm(model_name, data_dir, limit, order, n_code, figure, num, seed, json_out
         click.echo(f"  figure: {figure}")
     if json_out:
         write_json(json_out, res)
+
+
+@evaluate.command("orderings")
+@model_option
+@click.option("--data", "data_dir", required=True, help="Data directory (test split).")
+@click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--orders", default=",".join(ORDERS), show_default=True, help="Comma-separated reveal orders.")
+@click.option("--steps", default=None, help="Network evaluations per real file (default 100; all = D).")
+@click.option("--gaussian", "gaussian_dir", type=click.Path(file_okay=False, exists=True),
+              help="An `eval rd` output folder on the same images: its ideal and real curves join the plot.")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+def orderings(model_name, data_dir, limit, orders, steps, gaussian_dir, out_dir):
+    """Section 4.3 measured: a masking model's progressive curves in raster, random and
+    coarse-to-fine order (ideal and real files) beside the Gaussian model's, in one plot and table."""
+    from diffcodec.evaluation.figures import plot_rd
+    from diffcodec.evaluation.orderings import ideal_curve, real_curve, table
+    from diffcodec.evaluation.rd_curves import read_curves
+    from diffcodec.training.store import load_model
+
+    loaded = load_model(model_name)
+    md = loaded.masking()
+    chosen = [o.strip() for o in orders.split(",") if o.strip()]
+    bad = [o for o in chosen if o not in ORDERS]
+    if bad:
+        raise click.UsageError(f"unknown order {bad[0]!r}; use {', '.join(ORDERS)}")
+    images = _images(loaded, data_dir, "test", limit)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    docs = []
+    for order in chosen:
+        with click.progressbar(length=md.D, label=f"{order}: bound terms") as bar:
+            doc, _ = ideal_curve(loaded, images, order, progress=bar.update)
+        docs.append(doc)
+        with click.progressbar(length=len(images), label=f"{order}: real files") as bar:
+            docs.append(real_curve(loaded, images, order, steps, progress=bar.update))
+    if gaussian_dir:
+        for name, doc in read_curves(Path(gaussian_dir), len(images)).items():
+            if name in ("ideal", "rcc"):
+                doc["name"] = f"Gaussian {name}"
+                docs.append(doc)
+    for doc in docs:
+        write_json(out / (doc["name"].replace(" ", "_").replace("(", "").replace(")", "") + ".json"), doc)
+    rows = table(docs)
+    write_json(out / "table.json", rows)
+    plot_rd(docs, out / "orderings.png", title=f"{loaded.name}: orderings vs Gaussian diffusion ({len(images)} images)")
+    click.echo(f"{'curve':28s} " + " ".join(f"{k:>9s}" for k in rows[0] if k != "curve"))
+    for r in rows:
+        click.echo(f"{r['curve']:28s} " + " ".join("        -" if v is None else f"{v:9.3f}" if isinstance(v, float)
+                                                 else f"{v:>9}" for k, v in r.items() if k != "curve"))
+    click.echo(f"bits per pixel at each PSNR; plot: {out / 'orderings.png'}")
 
 
 @evaluate.command("progressive")

@@ -48,16 +48,31 @@ def as_chw(image, channels: int) -> np.ndarray:
 def encode(image, model="fmnist", *, backend: str = "auto", steps: str | None = None,
            quality: float | None = None, psnr: float | None = None, bpp: float | None = None,
            stop_step: int | None = None, lossless: bool = False, layers: int = 8, seed: int = 0,
-           progress: Callable[[int], None] | None = None):
+           order: str | None = None, progress: Callable[[int], None] | None = None):
     """Encode an image into .dfc bytes (``result.data``), with the command line's options
-    (at most one of quality, psnr, bpp, stop_step; quality 75 when none is given).
+    (at most one of quality, psnr, bpp, stop_step; quality 75 when none is given). A masking model
+    writes a lossless progressive file in reveal ``order`` (default coarse-to-fine) instead.
     -> ``EncodeResult`` (data, header, per-step records, layer sizes, decoder PSNR, seconds, note)."""
     from .coding.progressive import encode_image
 
     loaded = _model(model)
     img = as_chw(image, loaded.config.model.in_channels)
+    if loaded.is_masking:
+        return _encode_masked(loaded, img, backend, steps, quality, psnr, bpp, stop_step, layers, order, progress)
+    if order is not None:
+        raise UserError("a reveal order applies to masking models only")
     return encode_image(loaded, img, backend, steps, seed, stop_step, psnr, bpp, lossless, layers,
                         progress=progress, quality=quality)
+
+
+def _encode_masked(loaded, img, backend, steps, quality, psnr, bpp, stop_step, layers, order, progress):
+    from .coding import registry, reveal
+
+    registry.choose(backend, img.size, "masking")
+    if any(v is not None for v in (quality, psnr, bpp, stop_step)):
+        raise UserError(f"model {loaded.name} is a masking model: its files are lossless; decode a "
+                        "prefix (--layers) for a coarser image instead of asking for a rate")
+    return reveal.encode_image(loaded, img, order or reveal.DEFAULT_ORDER, steps, layers, progress)
 
 
 @dataclass
@@ -71,6 +86,7 @@ def decode(data: bytes, model=None, *, layers: int | None = None, stop_step: int
            reconstruct: str = "x0", progress: Callable[[int], None] | None = None) -> Decoded:
     """Decode .dfc bytes, or any prefix of them. ``model`` defaults to the registered model whose
     weights match the file's tag."""
+    from .coding import registry
     from .coding.progressive import decode_container
     from .container.format import Container
     from .io.images import to_hwc
@@ -78,6 +94,15 @@ def decode(data: bytes, model=None, *, layers: int | None = None, stop_step: int
 
     container = Container.from_bytes(bytes(data))
     loaded = _model(model or model_for_tag(container.header.model_hash.hex()))
+    if registry.get(container.header.backend).kind == "masking":
+        from .coding import reveal
+
+        if loaded.is_masking is False:
+            raise UserError(f"this file was made with a masking model; {loaded.name!r} is a Gaussian one")
+        res = reveal.decode_container(loaded, container, layers, progress)
+        return Decoded(to_hwc(res.image), res)
+    if loaded.is_masking:
+        raise UserError(f"this file was made with a Gaussian model; {loaded.name!r} is a masking one")
     res = decode_container(loaded, container, layers, stop_step, reconstruct, progress=progress)
     return Decoded(to_hwc(res.image), res)
 

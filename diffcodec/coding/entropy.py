@@ -2,7 +2,8 @@
 byte strings that can be cut at layer boundaries.
 
 An operation is ("gauss", symbols, lo, hi, means, stds) for constriction's QuantizedGaussian on
-integers lo..hi, or ("table", symbols, probs) for a categorical over 0..len(probs)-1. The caller's
+integers lo..hi, ("table", symbols, probs) for one categorical over 0..len(probs)-1 shared by all
+symbols, or ("cats", symbols, probs [n, K]) for one categorical per symbol. The caller's
 duty: means, stds and probs must be bit-identical at the encoder and decoder (they are built from
 transmitted integers and shared randomness, never from network outputs).
 """
@@ -29,6 +30,11 @@ def table_op(symbols, probs):
     return ("table", np.asarray(symbols, np.int32).ravel(), np.asarray(probs, np.float64))
 
 
+def cats_op(symbols, probs):
+    probs = np.asarray(probs, np.float64)
+    return ("cats", np.asarray(symbols, np.int32).ravel(), probs.reshape(-1, probs.shape[-1]))
+
+
 def info_bits(op) -> float:
     """Ideal code length of an operation, -sum log2 P(symbol), in bits. Probabilities are floored at
     2^-24, the smallest that constriction's 24-bit leaky quantization assigns."""
@@ -37,6 +43,9 @@ def info_bits(op) -> float:
         upper = np.where(k == hi, 1.0, ndtr((k + 0.5 - mu) / sd))
         lower = np.where(k == lo, 0.0, ndtr((k - 0.5 - mu) / sd))
         return float(-np.log2(np.maximum(upper - lower, 2.0 ** -24)).sum())
+    if op[0] == "cats":
+        _, k, probs = op
+        return float(-np.log2(probs[np.arange(len(k)), k] / probs.sum(1)).sum())
     _, k, probs = op
     return float(-np.log2(probs[k] / probs.sum()).sum())
 
@@ -46,6 +55,8 @@ def _model(op_kind, lo=None, hi=None, probs=None):
 
     if op_kind == "gauss":
         return constriction.stream.model.QuantizedGaussian(lo, hi)
+    if op_kind == "cats":
+        return constriction.stream.model.Categorical(perfect=False)
     return constriction.stream.model.Categorical(probs, perfect=False)
 
 
@@ -64,6 +75,10 @@ def _encode_into(enc, ops) -> None:
             _, k, lo, hi, mu, sd = op
             if len(k):
                 enc.encode(k, _model("gauss", lo, hi), mu, sd)
+        elif op[0] == "cats":
+            _, k, probs = op
+            if len(k):
+                enc.encode(k, _model("cats"), probs)
         else:
             _, k, probs = op
             if len(k):
@@ -111,7 +126,12 @@ def _decodes_to(data: bytes, ops) -> bool:
     dec = Decoder(data)
     try:
         for op in ops:
-            got = dec.gauss(*op[2:4], op[4], op[5]) if op[0] == "gauss" else dec.table(op[2], len(op[1]))
+            if op[0] == "gauss":
+                got = dec.gauss(*op[2:4], op[4], op[5])
+            elif op[0] == "cats":
+                got = dec.cats(op[2])
+            else:
+                got = dec.table(op[2], len(op[1]))
             if not np.array_equal(got, op[1]):
                 return False
     except Exception:  # noqa: BLE001 - a failed trial decode only means "too short"
@@ -138,6 +158,14 @@ class Decoder:
         if n == 0:
             return np.zeros(0, np.int32)
         return np.asarray(self._dec.decode(_model("table", probs=probs), n))
+
+
+    def cats(self, probs) -> np.ndarray:
+        """One symbol per row of ``probs`` [n, K]."""
+        probs = np.asarray(probs, np.float64)
+        if not len(probs):
+            return np.zeros(0, np.int32)
+        return np.asarray(self._dec.decode(_model("cats"), probs))
 
 
 def zipf_table(count: int, s: float) -> np.ndarray:

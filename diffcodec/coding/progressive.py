@@ -46,9 +46,10 @@ def quality_psnr(quality: float) -> float:
     return 17.0 + 0.28 * quality + max(0.0, quality - 90.0)
 
 
-def resolve_backend(backend: str, image_shape) -> str:
-    """A registered backend name, "auto" resolved for an image of this shape (C, H, W)."""
-    return registry.choose(backend, int(np.prod(image_shape))).name
+def resolve_backend(backend: str, image_shape, kind: str = "gaussian") -> str:
+    """A registered backend name, "auto" resolved for an image of this shape (C, H, W) and a model
+    of this kind ("gaussian" or "masking")."""
+    return registry.choose(backend, int(np.prod(image_shape)), kind).name
 
 
 def default_steps(backend: str) -> str:
@@ -59,6 +60,11 @@ def default_steps(backend: str) -> str:
 def coded_steps(loaded, backend: str, steps: str | None = None) -> int:
     """How many steps a full-rate encode codes with a registered backend (for progress bars); a bad
     step spec is a UserError."""
+    if loaded.is_masking:
+        from . import reveal
+
+        md = loaded.masking()
+        return len(reveal.plan(loaded, md, reveal.DEFAULT_ORDER, steps))
     try:
         return loaded.diffusion(steps or default_steps(backend)).num_timesteps - 1
     except ValueError as e:
@@ -106,7 +112,7 @@ class Estimate:
     net_evals: int = 0
 
 
-def _group_layers(bits: list[float], psnrs: list[float], max_layers: int) -> list[int]:
+def group_layers(bits: list[float], psnrs: list[float], max_layers: int) -> list[int]:
     """Steps per layer. Layers end only at steps whose x0_hat PSNR beats every earlier step's, so
     quality never drops as layers are added; among those, cuts go where the cumulative bits pass
     total * 2^-(L-1), ..., 1/2 (never below MIN_LAYER_BITS), so each layer roughly doubles the
@@ -243,7 +249,7 @@ def encode_image(loaded, image: np.ndarray, backend: str = registry.AUTO, steps:
         lossless_layer, lossless_bits = Layer(0, data), info_bits(ops[0])
 
     def build(n_steps: int):
-        groups = _group_layers([r.bits for r in records[:n_steps]], [r.psnr for r in records[:n_steps]],
+        groups = group_layers([r.bits for r in records[:n_steps]], [r.psnr for r in records[:n_steps]],
                                max(1, max_layers - int(lossless)))
         edges = np.cumsum([0, *groups])
         slices = encode_layered([[op for ops in step_ops[a:b] for op in ops] for a, b in zip(edges, edges[1:])])

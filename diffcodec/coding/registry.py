@@ -28,6 +28,8 @@ class CoderSpec:
     description: str = ""
     priority: int = 0                # "auto" takes the highest-priority coder that fits the image
     auto_max_dims: int | None = None  # largest C x H x W that "auto" gives this coder (None: any)
+    kind: str = "gaussian"           # the model kind it codes with: "gaussian" (a StepCoder of the
+    #                                  Gaussian chain) or "masking" (a whole-image masking codec)
 
     def from_params(self, params: bytes = b""):
         """The coder for a header's parameter bytes (empty: the defaults); ValueError if they are bad."""
@@ -41,34 +43,39 @@ AUTO = "auto"
 
 
 def register(name: str, wire_id: int, default_steps: str, description: str = "", priority: int = 0,
-             auto_max_dims: int | None = None):
-    """Class decorator: add a ``StepCoder`` subclass to the registry."""
+             auto_max_dims: int | None = None, kind: str = "gaussian"):
+    """Class decorator: add a ``StepCoder`` subclass (or, with kind="masking", a masking-model
+    codec) to the registry."""
     def deco(cls):
         if name in _CODERS:
             raise ValueError(f"coder {name!r} is registered twice")
         if not 0 <= wire_id <= MAX_WIRE_ID or any(s.wire_id == wire_id for s in _CODERS.values()):
             raise ValueError(f"coder {name!r}: wire id {wire_id} is out of range or taken")
         cls.name = name
-        _CODERS[name] = CoderSpec(name, wire_id, default_steps, cls, description, priority, auto_max_dims)
+        _CODERS[name] = CoderSpec(name, wire_id, default_steps, cls, description, priority, auto_max_dims, kind)
         return cls
     return deco
 
 
 def names() -> tuple[str, ...]:
-    """Registered backend names, in wire-id order (the first is the default)."""
+    """The Gaussian chain's backend names (what ``--backend`` takes), in wire-id order (the first
+    is the default)."""
     return tuple(s.name for s in specs())
 
 
-def specs() -> list[CoderSpec]:
-    return sorted(_CODERS.values(), key=lambda s: s.wire_id)
+def specs(kind: str = "gaussian") -> list[CoderSpec]:
+    return sorted((s for s in _CODERS.values() if s.kind == kind), key=lambda s: s.wire_id)
 
 
-def choose(name: str, dims: int) -> CoderSpec:
+def choose(name: str, dims: int, kind: str = "gaussian") -> CoderSpec:
     """The coder ``name`` stands for on an image of ``dims`` values ("auto": the highest-priority
-    coder whose ``auto_max_dims`` admits it)."""
+    coder of the model's kind whose ``auto_max_dims`` admits it)."""
     if name != AUTO:
-        return get(name)
-    fits = [s for s in specs() if s.auto_max_dims is None or dims <= s.auto_max_dims]
+        spec = get(name)
+        if spec.kind != kind:
+            raise UserError(f"backend {name!r} codes with {spec.kind} models; this model is a {kind} one")
+        return spec
+    fits = [s for s in specs(kind) if s.auto_max_dims is None or dims <= s.auto_max_dims]
     return max(fits, key=lambda s: s.priority)
 
 
@@ -76,7 +83,7 @@ def get(name: str) -> CoderSpec:
     try:
         return _CODERS[name]
     except KeyError:
-        raise UserError(f"unknown backend {name!r}; use {' or '.join(names())}") from None
+        raise UserError(f"unknown backend {name!r}; use {' or '.join(sorted(_CODERS))}") from None
 
 
 def by_wire_id(wire_id: int) -> CoderSpec | None:

@@ -5,6 +5,7 @@ ancestral completion), computed with ``GaussianDiffusion``'s own formulas.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -13,6 +14,23 @@ from ..coding.randomness import PURPOSE_ANCESTRAL, normals
 
 RECONSTRUCTIONS = ("x0", "flow", "ancestral")
 SINGLE_THREAD_DIMS = 4096   # images up to this many values run the network on one CPU thread
+
+
+@contextlib.contextmanager
+def threads_for(dims: int, device):
+    """Run the network on one CPU thread for images up to SINGLE_THREAD_DIMS values: starting
+    threads costs more than it saves there (and they fight rcc's workers and other processes)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    single = threads > 1 and dims <= SINGLE_THREAD_DIMS and torch.device(device).type == "cpu"
+    if single:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if single:
+            torch.set_num_threads(threads)
 
 
 class NetworkAdapter:
@@ -36,17 +54,8 @@ class NetworkAdapter:
         t0 = time.perf_counter()
         xt = torch.from_numpy(x.reshape(1, *self.shape)).float().to(self.loaded.device)
         t = torch.full((1,), i, dtype=torch.long, device=xt.device)
-        threads = torch.get_num_threads()
-        # small images: starting threads costs more than it saves (and they fight rcc's workers)
-        single = threads > 1 and x.size <= SINGLE_THREAD_DIMS and xt.device.type == "cpu"
-        if single:
-            torch.set_num_threads(1)
-        try:
-            with torch.no_grad():
-                o = self.diffusion.p_mean_variance(self.net, xt, t)
-        finally:
-            if single:
-                torch.set_num_threads(threads)
+        with threads_for(x.size, xt.device), torch.no_grad():
+            o = self.diffusion.p_mean_variance(self.net, xt, t)
         self.evals += 1
         self.seconds += time.perf_counter() - t0
         return {k: o[k].double().cpu().numpy().ravel() for k in ("mean", "variance", "pred_xstart", "eps")}

@@ -23,11 +23,11 @@ import torch.nn.functional as F
 
 from ..coding.randomness import permutation
 from ..errors import UserError
-from ..io.checksums import pixel_crc
 from ..io.pixels import pixel_classes, to_model_tensor, to_pixels
 
 LN2 = math.log(2.0)
 ORDER_STEP = 2 ** 24 - 1     # the random order uses the permutation stream of a step no chain has
+ORDERS = ("raster", "random", "coarse")
 
 
 class MaskingDiffusion:
@@ -51,10 +51,12 @@ class MaskingDiffusion:
         """The masking diffusion of a config, for images of ``shape`` (default: its training crop)."""
         return cls(shape or (cfg.model.in_channels, cfg.data.crop, cfg.data.crop), cfg.model.categories)
 
-    def coordinate(self, logits: torch.Tensor, d: int) -> torch.Tensor:
-        """Logits [B, K] of flat coordinate d from the network's [B, C, K, H, W]."""
-        c, rest = divmod(int(d), self.shape[1] * self.shape[2])
-        return logits[:, c].flatten(2)[:, :, rest]
+    def coordinate(self, logits: torch.Tensor, d) -> torch.Tensor:
+        """Logits [B, n, K] of flat coordinates ``d`` (int array, n of them) from the network's
+        [B, C, K, H, W]."""
+        B, C, K, H, W = logits.shape
+        flat = logits.permute(0, 1, 3, 4, 2).reshape(B, C * H * W, K)
+        return flat[:, torch.as_tensor(np.asarray(d, np.int64).reshape(-1), device=logits.device)]
 
     @staticmethod
     def classes(x0: torch.Tensor) -> torch.Tensor:
@@ -73,24 +75,40 @@ class MaskingDiffusion:
 
     # ------------------------------------------------------------------ orders
     def order(self, kind: str = "raster", seed: int = 0) -> np.ndarray:
-        """Reveal order sigma (sigma[0] is revealed first): raster, or a seeded random permutation."""
+        """Reveal order sigma (sigma[0] is revealed first): raster; a seeded random permutation;
+        or coarse-to-fine: the pixels on a grid of stride 8, then those new on strides 4, 2 and 1
+        (each level in raster order, all channels of a pixel together), like ARDM's upscaling orders."""
         if kind == "raster":
             return np.arange(self.D)
         if kind == "random":
             return permutation(seed, ORDER_STEP, self.D)
-        raise UserError(f"unknown order {kind!r}; use raster or random")
+        if kind == "coarse":
+            C, H, W = self.shape
+            yy, xx = np.meshgrid(np.arange(H), np.arange(W), indexing="ij")
+            level = np.full((H, W), 3)
+            for lv, stride in enumerate((8, 4, 2)):
+                level[(yy % stride == 0) & (xx % stride == 0) & (level == 3)] = lv
+            pix = np.argsort(level.ravel(), kind="stable")               # pixel indices, coarse first
+            return (np.arange(C)[None, :] * H * W + pix[:, None]).ravel()  # all channels of each pixel
+        raise UserError(f"unknown order {kind!r}; use {', '.join(ORDERS)}")
 
     # ------------------------------------------------------------------ the reverse chain
-    def reveal(self, net, x: torch.Tensor, order: np.ndarray, progress=None):
-        """Walk the reverse chain in ``order``: yields (k, d, logits, mask) for step k, which reveals
-        flat coordinate d; ``logits`` ([B, C, K, H, W]) were computed with sigma_<k visible, and
-        ``mask`` ([B, D], 1 = masked) already has d revealed. The caller may write coordinate d of
-        ``x`` (sampling, decoding) before the next step."""
+    def reveal(self, net, x: torch.Tensor, order: np.ndarray, progress=None, sizes=None):
+        """Walk the reverse chain in ``order``: yields (k, d, logits, mask) where step k reveals the
+        flat coordinates ``d`` (an int array); ``logits`` ([B, C, K, H, W]) were computed with the
+        earlier coordinates visible, and ``mask`` ([B, D], 1 = masked) already has ``d`` revealed.
+        ``sizes`` reveals several coordinates per step (one network evaluation each; default one
+        per step, T = D). The caller may write coordinates ``d`` of ``x`` before the next step."""
         mask = torch.ones(x.shape[0], self.D, device=x.device)
-        for k, d in enumerate(order):
+        sizes = np.ones(self.D, np.int64) if sizes is None else np.asarray(sizes, np.int64)
+        if sizes.sum() != self.D or (sizes < 1).any():
+            raise ValueError("reveal step sizes must be positive and sum to D")
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        for k in range(len(sizes)):
+            d = np.asarray(order[starts[k]:starts[k + 1]], np.int64)
             logits = self.logits(net, x, mask.view_as(x))
-            mask[:, d] = 0.0
-            yield k, int(d), logits, mask
+            mask[:, torch.from_numpy(d).to(mask.device)] = 0.0
+            yield k, d, logits, mask
             if progress:
                 progress(1)
 
@@ -99,20 +117,43 @@ class MaskingDiffusion:
         dev = next(net.parameters()).device
         if images is None:
             return torch.zeros(n, *self.shape, device=dev)
-        return _levels(self.categories, dev)[torch.from_numpy(images.astype(np.int64)).to(dev)]
+        return grey_levels(self.categories, dev)[torch.from_numpy(images.astype(np.int64)).to(dev)]
 
     # ------------------------------------------------------------------ the bound
     @torch.no_grad()
-    def bound_terms(self, net, images: np.ndarray, order: np.ndarray, progress=None) -> np.ndarray:
-        """KL terms of the bound, in bits, for uint8 images [B, C, H, W]: [B, D], term k is
-        L_{D-k-1} = -log2 p(x_{sigma_k} | x_{sigma_<k}) (one network evaluation per step)."""
+    def bound_terms(self, net, images: np.ndarray, order: np.ndarray, progress=None, sizes=None,
+                    on_step=None) -> np.ndarray:
+        """Per-coordinate code lengths in bits for uint8 images [B, C, H, W]: [B, D], entry n is
+        -log2 p(x_{sigma_n} | the coordinates revealed before its step). With one coordinate per
+        step (``sizes`` None) these are the D KL terms of the bound, L_{D-n-1}, and sum to the
+        autoregressive NLL. ``on_step(n, prediction)`` gets, before each step, the reconstruction from
+        the n coordinates revealed so far (exact there, the predicted mean elsewhere; uint8 [B, D])."""
         x0 = self._start(net, images)
         cls = torch.from_numpy(images.astype(np.int64)).to(x0.device).flatten(1)
-        out = np.zeros((x0.shape[0], self.D))
-        for k, d, logits, _ in self.reveal(net, x0, order, progress):
-            lp = F.log_softmax(self.coordinate(logits, d), dim=1)  # [B, K]
-            out[:, k] = -(lp.gather(1, cls[:, d:d + 1]).squeeze(1) / LN2).double().cpu().numpy()
+        out, n = np.zeros((x0.shape[0], self.D)), 0
+        for k, d, logits, mask in self.reveal(net, x0, order, progress, sizes):
+            lp = F.log_softmax(self.coordinate(logits, d), dim=2)                    # [B, n, K]
+            idx = cls[:, torch.from_numpy(d).to(cls.device)]
+            out[:, n:n + len(d)] = -(lp.gather(2, idx[..., None])[..., 0] / LN2).double().cpu().numpy()
+            if on_step:   # what a receiver holding the n coordinates before this step reconstructs
+                on_step(n, self.prediction(logits, x0, self.unreveal(mask, d)).reshape(len(x0), -1))
+            n += len(d)
         return out
+
+    @staticmethod
+    def unreveal(mask: torch.Tensor, d: np.ndarray) -> torch.Tensor:
+        """``mask`` ([B, D]) with coordinates ``d`` (just revealed by ``reveal``) masked again."""
+        m = mask.clone()
+        m[:, torch.from_numpy(np.asarray(d, np.int64)).to(m.device)] = 1.0
+        return m
+
+    def prediction(self, logits: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+        """uint8 [B, C, H, W]: the revealed coordinates of x exact, the predicted mean of the masked
+        ones (the receiver's reconstruction of a partly revealed image)."""
+        levels = grey_levels(self.categories, x.device)
+        mean = (F.softmax(logits.double(), dim=2) * levels.double().view(1, 1, -1, 1, 1)).sum(2).float()
+        m = mask.view_as(x)
+        return to_pixels(x * (1 - m) + mean * m)
 
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
@@ -122,63 +163,18 @@ class MaskingDiffusion:
         elsewhere) taken evenly along the chain (the last is the sample)."""
         gen = torch.Generator(device="cpu").manual_seed(seed)
         x = self._start(net, None, n)
-        levels = _levels(self.categories, x.device)
+        levels = grey_levels(self.categories, x.device)
         snaps, keep = [], set(np.linspace(0, self.D, frames + 1).astype(int)[1:]) if frames else set()
         for k, d, logits, mask in self.reveal(net, x, order, progress):
-            probs = F.softmax(self.coordinate(logits, d).double().cpu(), dim=1)
+            probs = F.softmax(self.coordinate(logits, d)[:, 0].double().cpu(), dim=1)
             v = torch.multinomial(probs, 1, generator=gen).squeeze(1).to(x.device)
-            x.view(n, -1)[:, d] = levels[v]
+            x.view(n, -1)[:, int(d[0])] = levels[v]
             if k + 1 in keep:
-                mean = (F.softmax(logits, dim=2) * levels.view(1, 1, -1, 1, 1)).sum(2)
-                m = mask.view_as(x)
-                snaps.append(to_pixels(x * (1 - m) + mean * m))
+                snaps.append(self.prediction(logits, x, mask))
         out = to_pixels(x)
         return (out, np.stack(snaps)) if frames else out
 
-    # ------------------------------------------------------------------ lossless coding
-    @torch.no_grad()
-    def encode(self, net, image: np.ndarray, order: np.ndarray) -> bytes:
-        """Code uint8 [C, H, W] losslessly, one coordinate per step: CRC-16 + range-coded words."""
-        import constriction
 
-        enc = constriction.stream.queue.RangeEncoder()
-        flat = image.reshape(-1)
-        for _, d, logits, _ in self.reveal(net, self._start(net, image[None]), order):
-            pmf = self._pmf(logits, d)[0]
-            enc.encode(np.array([flat[d]], np.int32), constriction.stream.model.Categorical(pmf, perfect=False))
-        return pixel_crc(image) + enc.get_compressed().astype(">u4").tobytes()
-
-    @torch.no_grad()
-    def decode(self, net, data: bytes, order: np.ndarray) -> np.ndarray:
-        import constriction
-
-        if len(data) < 2 or (len(data) - 2) % 4:
-            raise UserError("masking-diffusion stream is truncated")
-        words = np.frombuffer(data[2:], ">u4").astype(np.uint32)
-        dec = constriction.stream.queue.RangeDecoder(words)
-        x = self._start(net, None)
-        out = np.zeros(self.D, np.uint8)
-        levels = _levels(self.categories, x.device)
-        for _, d, logits, _ in self.reveal(net, x, order):
-            pmf = self._pmf(logits, d)[0]
-            v = int(dec.decode(constriction.stream.model.Categorical(pmf, perfect=False)))
-            out[d] = v
-            x.view(1, -1)[0, d] = levels[v]
-        image = out.reshape(self.shape)
-        if pixel_crc(image) != data[:2]:
-            raise UserError("decoded pixels do not match the stored checksum: the decoder's model "
-                            "output differs from the encoder's, or the file is corrupt")
-        return image
-
-    def _pmf(self, logits: torch.Tensor, d: int) -> np.ndarray:
-        """Coordinate d's pmf from the logits, snapped: logits rounded to 1/64 before a float64
-        softmax, so the coder sees identical numbers unless the network drifts across a step."""
-        lg = self.coordinate(logits, d).double().cpu().numpy()
-        lg = np.round(lg * 64.0) / 64.0
-        p = np.exp(lg - lg.max(1, keepdims=True))
-        return p / p.sum(1, keepdims=True)
-
-
-def _levels(categories: int, device) -> torch.Tensor:
+def grey_levels(categories: int, device) -> torch.Tensor:
     """Model-range value of each grey level (float32, the same numbers on both sides)."""
     return to_model_tensor(np.arange(categories)).to(device)

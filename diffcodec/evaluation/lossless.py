@@ -76,23 +76,27 @@ def ardm_bound(loaded, images: np.ndarray, order: str = "raster", seed: int = 0,
 
 
 def ardm_code(loaded, images: np.ndarray, per_image_bound: np.ndarray, order: str = "raster",
-              seed: int = 0, progress=None) -> dict:
-    """Real lossless files of uint8 images [k, C, H, W] under a masking model, one symbol per step,
-    each decoded back and checked; against their bound (``per_image_bound`` from ``ardm_bound``).
+              seed: int = 0, progress=None, steps="all") -> dict:
+    """Real lossless .dfc files of uint8 images [k, C, H, W] from the masking codec (``steps``
+    network evaluations each; "all": one coordinate per step, whose ideal rate is the bound), each
+    decoded back and checked; against their bound (``per_image_bound`` from ``ardm_bound``).
     ``progress(1)`` after each image."""
-    md = _masking(loaded, images)
-    sigma = md.order(order, seed)
+    from ..coding import reveal
+    from ..container.format import Container
+
+    _masking(loaded, images)
     sizes, secs = [], []
     for img in images:
         t0 = time.perf_counter()
-        data = md.encode(loaded.net, img, sigma)
-        back = md.decode(loaded.net, data, sigma)
+        res = reveal.encode_image(loaded, img, order, steps)
+        back = reveal.decode_container(loaded, Container.from_bytes(res.data))
         secs.append(time.perf_counter() - t0)
-        if not np.array_equal(back, img):
+        if not np.array_equal(back.image, img):
             raise UserError("lossless round trip failed")
-        sizes.append(len(data))
+        sizes.append(len(res.data))
+        evals = res.net_evals
         if progress:
             progress(1)
-    k = len(sizes)
-    return {"coded_images": k, "coded_bpd": float(8 * np.sum(sizes) / (k * md.D)),
+    k, D = len(sizes), images[0].size
+    return {"coded_images": k, "coded_bpd": float(8 * np.sum(sizes) / (k * D)), "coded_steps": evals,
             "coded_bound_bpd": float(per_image_bound[:k].mean()), "code_s_per_image": float(np.mean(secs))}

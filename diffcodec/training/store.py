@@ -108,6 +108,9 @@ def _load_dir(path: Path, name: str, expected_sha: str | None, device) -> Loaded
     try:
         doc = json.loads(conf.read_text())
         state = load_file(weights)
+        losses = path / "reveal_losses.json"     # a masking model's step-plan table (coding.reveal)
+        if losses.is_file():
+            doc["reveal_losses"] = json.loads(losses.read_text())
     except (json.JSONDecodeError, SafetensorError, OSError) as e:
         raise ModelError(f"model {name}: cannot read its files: {e}") from None
     return _build(doc["config"], state, name, sha, doc, device)
