@@ -168,15 +168,14 @@ def ardm(model_name, data_dir, limit, order, n_code, figure, num, seed, json_out
     Needs a masking model (diffusion.kind = masking). Prints the bound as the sum of the diffusion's
     KL terms (each a point-mass KL, i.e. one coordinate's NLL) in the chosen reveal order, the
     real size of lossless files coded step by step, and optionally a progressive-generation figure."""
+    from diffcodec.coding.reveal import masking_for
     from diffcodec.evaluation.figures import ardm_generation_figure
     from diffcodec.evaluation.lossless import ardm_bound, ardm_code
     from diffcodec.training.store import load_model
 
     loaded = load_model(model_name)
-    md = loaded.masking()
     images = _images(loaded, data_dir, "test", limit)
-    if images.shape[1:] != md.shape:
-        raise click.UsageError(f"model {loaded.name} codes {md.shape} images; these are {images.shape[1:]}")
+    md = masking_for(loaded, images.shape[1:])
     with click.progressbar(length=md.D, label=f"bound over T = D = {md.D} steps", show_pos=True) as bar:
         bound, per_image = ardm_bound(loaded, images, order, seed, progress=bar.update)
     res = {"model": loaded.name, "data": str(data_dir), **bound}

@@ -97,7 +97,7 @@ def decode(data: bytes, model=None, *, layers: int | None = None, stop_step: int
     if registry.get(container.header.backend).kind == "masking":
         from .coding import reveal
 
-        if loaded.is_masking is False:
+        if not loaded.is_masking:
             raise UserError(f"this file was made with a masking model; {loaded.name!r} is a Gaussian one")
         res = reveal.decode_container(loaded, container, layers, progress)
         return Decoded(to_hwc(res.image), res)

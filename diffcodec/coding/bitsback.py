@@ -143,8 +143,9 @@ def _family(lo: int, hi: int):
     return constriction.stream.model.QuantizedGaussian(lo, hi)
 
 
-def _p_window(chain: Chain, j: int, sd: np.ndarray) -> int:
-    return min(int(chain.radius[j]), _window(float(sd.max())))
+def _p_frame(chain: Chain, j: int, mu: np.ndarray, sd: np.ndarray):
+    """p's window for z_j (j >= 1): (half-width w, grid radius r, centre = rounded means)."""
+    return min(int(chain.radius[j]), _window(float(sd.max()))), int(chain.radius[j]), np.round(mu)
 
 
 def _p_ops(chain: Chain, j: int, k, mu, sd) -> list:
@@ -157,8 +158,7 @@ def _p_ops(chain: Chain, j: int, k, mu, sd) -> list:
     symbol with the thousands of bins of the whole grid (about 0.1 bits/dim over 1000 steps)."""
     if j == 0:
         return [(k, 0, 255, mu, sd)]
-    w, r = _p_window(chain, j, sd), int(chain.radius[j])
-    centre = np.round(mu)
+    w, r, centre = _p_frame(chain, j, mu, sd)
     offset = k - centre.astype(np.int64)
     ops = [(np.clip(offset, -w - 1, w + 1).astype(np.int32), -w - 1, w + 1, mu - centre, sd)]
     esc = np.abs(offset) > w
@@ -179,14 +179,18 @@ def _pop_p(coder, chain: Chain, j: int, mu, sd) -> np.ndarray:
     """Pop z_j's indices under p (the inverse of ``_push_p``)."""
     if j == 0:
         return coder.decode(_family(0, 255), mu, sd)
-    w, r = _p_window(chain, j, sd), int(chain.radius[j])
-    centre = np.round(mu)
+    w, r, centre = _p_frame(chain, j, mu, sd)
     offset = coder.decode(_family(-w - 1, w + 1), mu - centre, sd)
     k = centre.astype(np.int64) + offset
     esc = np.abs(offset) > w
     if esc.any():
         k[esc] = coder.decode(_family(-r, r), mu[esc], sd[esc])
     return k.astype(np.int32)
+
+
+def _q_family(chain: Chain, j: int):
+    """The coder model of q(z_j | z_{j-1}) on its window (offsets from the rounded mean)."""
+    return _family(-int(chain.window[j]), int(chain.window[j]))
 
 
 def _info_q(chain: Chain, j: int, offset, mu, sd) -> float:
@@ -220,8 +224,7 @@ def encode_chain(loaded, images: np.ndarray, steps=None, seed: int = 0,
         z_prev = to_model(k_prev)
         for j in range(1, chain.N + 1):
             centre, mu, sd = chain.forward(j, z_prev)
-            w = int(chain.window[j])
-            offset = coder.decode(_family(-w, w), mu, sd)
+            offset = coder.decode(_q_family(chain, j), mu, sd)
             low = min(low, coder.num_bits())
             if low < 64:
                 raise StackDry(f"image {i}: the stack ran dry after step {j}")
@@ -262,8 +265,7 @@ def decode_chain(loaded, words: np.ndarray, n: int, shape, steps=None, seed: int
             offset = k - centre
             if np.abs(offset).max() > chain.window[j]:
                 raise BitsBackMismatch("bits-back stream is corrupt: a latent lies outside its window")
-            w = int(chain.window[j])
-            coder.encode_reverse(offset.astype(np.int32), _family(-w, w), mu, sd)
+            coder.encode_reverse(offset.astype(np.int32), _q_family(chain, j), mu, sd)
             k, z = k_prev, z_prev
         out[i] = k.astype(np.uint8).reshape(C, H, W)
         if progress:

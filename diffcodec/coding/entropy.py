@@ -159,7 +159,6 @@ class Decoder:
             return np.zeros(0, np.int32)
         return np.asarray(self._dec.decode(_model("table", probs=probs), n))
 
-
     def cats(self, probs) -> np.ndarray:
         """One symbol per row of ``probs`` [n, K]."""
         probs = np.asarray(probs, np.float64)

@@ -100,11 +100,12 @@ def _plan_crc(sizes: np.ndarray) -> int:
     return crc8(np.asarray(sizes, "<u4").tobytes())
 
 
-def _check(loaded, image: np.ndarray):
+def masking_for(loaded, shape):
+    """The masking diffusion of a masking model, checked against an image shape (C, H, W)."""
     md = loaded.masking()
-    if image.shape != md.shape:
+    if tuple(shape) != md.shape:
         raise UserError(f"model {loaded.name} codes {md.shape[0]}x{md.shape[1]}x{md.shape[2]} images "
-                        f"(channels x height x width); this one is {'x'.join(map(str, image.shape))}")
+                        f"(channels x height x width); these are {'x'.join(map(str, shape))}")
     return md
 
 
@@ -117,7 +118,7 @@ def encode_image(loaded, image: np.ndarray, order: str = "raster", steps=None, m
     from .progressive import TAG_HEX, EncodeResult, group_layers
 
     t0 = time.perf_counter()
-    md = _check(loaded, image)
+    md = masking_for(loaded, image.shape)
     sizes = plan(loaded, md, order, steps)
     flat = image.reshape(-1).astype(np.int32)
     x = md._start(loaded.net, image[None])

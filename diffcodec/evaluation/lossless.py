@@ -55,10 +55,9 @@ def run_chain(loaded, images: np.ndarray, steps=None, seed: int = 0, progress=No
 
 
 def _masking(loaded, images: np.ndarray):
-    md = loaded.masking()
-    if images.shape[1:] != md.shape:
-        raise UserError(f"model {loaded.name} codes {md.shape} images; these are {images.shape[1:]}")
-    return md
+    from ..coding.reveal import masking_for
+
+    return masking_for(loaded, images.shape[1:])
 
 
 def ardm_bound(loaded, images: np.ndarray, order: str = "raster", seed: int = 0, progress=None):
@@ -84,7 +83,6 @@ def ardm_code(loaded, images: np.ndarray, per_image_bound: np.ndarray, order: st
     from ..coding import reveal
     from ..container.format import Container
 
-    _masking(loaded, images)
     sizes, secs = [], []
     for img in images:
         t0 = time.perf_counter()

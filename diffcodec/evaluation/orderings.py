@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..coding import reveal
+from ..container.format import Container
 from .metrics import psnr
 from .rd_curves import rate_at_psnr
 
@@ -56,7 +57,9 @@ def ideal_curve(loaded, images: np.ndarray, order: str, progress=None) -> tuple[
 
 def real_curve(loaded, images: np.ndarray, order: str, steps=None, layers: int = 16, progress=None) -> dict:
     """The real masking codec's curve of one order: each layer prefix of each file (whole-file
-    bytes up to it), with the PSNR of the reconstruction that prefix decodes to."""
+    bytes up to it), with the PSNR of the reconstruction that prefix decodes to (the header alone
+    decoded here; later prefixes as the encoder computes the decoder's reconstruction, which
+    tests/test_masking.py checks against real prefix decodes)."""
     md = loaded.masking()
     pixels = md.shape[1] * md.shape[2]
     needed, sizes, evals = [], [], 0
@@ -64,8 +67,8 @@ def real_curve(loaded, images: np.ndarray, order: str, steps=None, layers: int =
         res = reveal.encode_image(loaded, img, order, steps, layers)
         ends = np.cumsum(res.layer_steps)
         rate = res.header_bytes + np.concatenate([[0], np.cumsum(res.layer_bytes)])
-        first = _first_psnr(loaded, md, img)
-        quality = np.array([first] + [res.records[e - 1].psnr for e in ends])
+        header_only = reveal.decode_container(loaded, Container.from_bytes(res.data[:res.header_bytes]))
+        quality = np.array([psnr(header_only.image, img)] + [res.records[e - 1].psnr for e in ends])
         needed.append(_needed(8.0 * rate / pixels, quality))
         sizes.append(8.0 * len(res.data) / pixels)
         evals = res.net_evals
@@ -73,17 +76,6 @@ def real_curve(loaded, images: np.ndarray, order: str, steps=None, layers: int =
             progress(1)
     return _doc(f"{order} (real files)", needed, float(np.mean(sizes)), len(images),
                 {"order": order, "kind": "real", "network_evals": evals})
-
-
-def _first_psnr(loaded, md, img: np.ndarray) -> float:
-    """PSNR of the reconstruction from the header alone (nothing revealed: the predicted mean)."""
-    import torch
-
-    with torch.no_grad():
-        x = md._start(loaded.net, None)
-        mask = torch.ones(1, md.D, device=x.device)
-        logits = md.logits(loaded.net, x, mask.view_as(x))
-        return psnr(md.prediction(logits, x, mask).reshape(-1), img.reshape(-1))
 
 
 def table(docs: list[dict]) -> list[dict]:

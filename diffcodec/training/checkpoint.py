@@ -35,13 +35,18 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     return state
 
 
-def export_model(state_dict: dict, config: dict, out_dir: str | Path, metadata: dict | None = None) -> str:
-    """Write ``config.json`` and ``model.safetensors`` into out_dir; returns the weights' sha256."""
+def write_weights(path: str | Path, state_dict: dict) -> None:
+    """A state dict as float32 safetensors, written atomically."""
     from safetensors.torch import save
 
+    tensors = {k: v.detach().cpu().contiguous().float() for k, v in state_dict.items()}
+    atomic_write_bytes(path, save(tensors))
+
+
+def export_model(state_dict: dict, config: dict, out_dir: str | Path, metadata: dict | None = None) -> str:
+    """Write ``config.json`` and ``model.safetensors`` into out_dir; returns the weights' sha256."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous().float() for k, v in state_dict.items()}
-    atomic_write_bytes(out / "model.safetensors", save(tensors))
+    write_weights(out / "model.safetensors", state_dict)
     write_json(out / "config.json", {"config": config, **(metadata or {})})
     return sha256_file(out / "model.safetensors")

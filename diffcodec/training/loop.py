@@ -15,8 +15,7 @@ from ..distributed import Distributed
 from ..io.datasets import BatchSampler, load_split
 from ..io.pixels import to_model_tensor
 from ..nets import UNet
-from .checkpoint import load_checkpoint, save_checkpoint
-from ..io.files import atomic_write_bytes
+from .checkpoint import load_checkpoint, save_checkpoint, write_weights
 from .config import Config, ConfigError
 
 
@@ -63,11 +62,8 @@ def loaded_parts(state: dict):
 
 def _snapshot(out_dir: Path, step: int, ema: torch.nn.Module) -> None:
     """Keep the EMA weights at ``step`` for learning curves (bound vs training steps)."""
-    from safetensors.torch import save
-
-    tensors = {k: v.detach().cpu().contiguous().float() for k, v in ema.state_dict().items()}
     (out_dir / "snapshots").mkdir(exist_ok=True)
-    atomic_write_bytes(out_dir / "snapshots" / f"step_{step:07d}.safetensors", save(tensors))
+    write_weights(out_dir / "snapshots" / f"step_{step:07d}.safetensors", ema.state_dict())
 
 
 def _train(cfg, out_dir, resume, max_steps, progress, dist, init=None) -> Path:
