@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from diffcodec.container.format import Container, FormatError
-from diffcodec.coding.progressive import decode_container, encode_image, estimate_image
+from diffcodec.coding.progressive import decode_container, encode_image
 from diffcodec.evaluation.metrics import psnr
 from diffcodec.coding.entropy import CorruptStream, Decoder, encode_ops, gauss_op, table_op, zipf_table
 from diffcodec.coding.randomness import candidate, candidates, dither
@@ -176,10 +176,3 @@ def test_corrupted_payload_is_an_error(tiny, gray_image):
     data[-1] ^= 0xFF
     with pytest.raises(FormatError):
         decode_container(tiny, Container.from_bytes(bytes(data)))
-
-
-def test_ideal_estimate_charges_the_kl(tiny, gray_image):
-    res = estimate_image(tiny, gray_image, "10")
-    assert not hasattr(res, "data") and len(res.records) == 9
-    assert all(r.bits == 0 and r.kl_bits >= 0 for r in res.records)
-    assert sum(r.kl_bits for r in res.records) > 0

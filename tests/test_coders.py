@@ -150,10 +150,11 @@ def test_cli_and_evaluator_offer_every_registered_coder():
     assert set(diffusion_codecs()) == {"ideal", *registry.names()}
 
 
-def test_ideal_estimate_charges_the_kl_and_writes_nothing():
-    xs, step_ops, kls = send(IdealEstimator())
+def test_ideal_estimate_writes_nothing():
+    """The ideal estimator codes no symbols (its KL is checked against an independent derivation
+    of the bound in test_reference_bound.py)."""
+    xs, step_ops, _ = send(IdealEstimator())
     assert all(ops == [] for ops in step_ops) and len(xs) == STEPS
-    assert all(k >= 0 for k in kls) and sum(kls) > 0
     assert "ideal" not in registry.names()
 
 

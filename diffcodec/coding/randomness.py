@@ -15,6 +15,7 @@ import numpy as np
 PURPOSE_XT, PURPOSE_DITHER, PURPOSE_PERM, PURPOSE_CAND = 1, 2, 3, 4
 PURPOSE_ANCESTRAL = 5    # decoder-side ancestral completion of a partly decoded chain
 PURPOSE_INITIAL = 6      # the initial words of a bits-back stack
+PURPOSE_WHITEN = 7       # the one-time pad that cleans a bits-back stack's top before each pop
 
 
 def _key(seed: int, purpose: int, step: int, chunk: int = 0) -> int:
@@ -30,6 +31,12 @@ def _uniforms_from_raw(raw: np.ndarray) -> np.ndarray:
 
 def uniforms(seed: int, purpose: int, step: int, n: int, chunk: int = 0) -> np.ndarray:
     return _uniforms_from_raw(np.random.Philox(key=_key(seed, purpose, step, chunk)).random_raw(n))
+
+
+def words32(seed: int, purpose: int, step: int, n: int, chunk: int = 0) -> np.ndarray:
+    """n uint32 words (the low halves of Philox's 64-bit outputs)."""
+    raw = np.random.Philox(key=_key(seed, purpose, step, chunk)).random_raw(n)
+    return (raw & np.uint64(0xFFFFFFFF)).astype(np.uint32)
 
 
 def _box_muller(u: np.ndarray) -> np.ndarray:
