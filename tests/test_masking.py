@@ -176,11 +176,13 @@ def test_sampling_reveals_in_order(model):
 
 def test_cli_ardm_and_gaussian_commands_refuse_it(tiny_masking, idx_dir, tmp_path):
     r = CliRunner().invoke(main, ["eval", "ardm", "--model", str(tiny_masking), "--data", str(idx_dir),
-                                  "--limit", "2", "--code", "1", "--figure", str(tmp_path / "g.png"),
+                                  "--limit", "2", "--code", "1", "--code-steps", "all,8", "--figure", str(tmp_path / "g.png"),
                                   "-n", "2", "--json", str(tmp_path / "a.json")])
     assert r.exit_code == 0, r.output
     doc = json.loads((tmp_path / "a.json").read_text())
-    assert doc["T"] == 64 and doc["bound_bpd"] > 0 and doc["coded_images"] == 1
+    assert doc["T"] == 64 and doc["bound_bpd"] > 0
+    assert [row["coded_steps"] for row in doc["coding"]] == [64, 8]
+    assert all(row["coded_images"] == 1 for row in doc["coding"])
     assert (tmp_path / "g.png").stat().st_size > 100
     r = CliRunner().invoke(main, ["bpd", "--model", str(tiny_masking), "--data", str(idx_dir), "--limit", "2"])
     assert r.exit_code != 0 and "masking" in r.output and "Traceback" not in r.output

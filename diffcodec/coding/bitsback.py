@@ -201,9 +201,6 @@ def _q_family(chain: Chain, j: int):
     return _family(-int(chain.window[j]), int(chain.window[j]))
 
 
-WHITEN = True
-
-
 def _pad_words(chain: Chain, j: int, D: int) -> int:
     """How many stack words below the head's top word the pad covers before q(z_j | .) is popped:
     all the bits D pops can take (log2 of the window each) and a margin."""
@@ -220,8 +217,6 @@ def _whiten(coder, chain: Chain, seed: int, image: int, j: int, D: int):
     -> a coder on the padded words."""
     import constriction
 
-    if not WHITEN:
-        return coder
     words = coder.get_compressed()
     k = min(_pad_words(chain, j, D), len(words) - 1)
     words[len(words) - 1 - k:len(words) - 1] ^= words32(seed, PURPOSE_WHITEN, j, k, image)
