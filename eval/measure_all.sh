@@ -14,7 +14,8 @@ export OMP_NUM_THREADS=1
   --data "$FM" --limit 1000 --json "$OUT/bpd_fmnist_1000img_fullT.json" > "$OUT/bpd_fmnist_1000img_fullT.log" 2>&1
 (
   diffcodec eval bitsback --model fmnist --data "$FM" --limit 100 --steps 100 --json "$OUT/bitsback_fmnist_100img_100steps.json"
-  diffcodec eval ardm --model fmnist-ardm --data "$FM" --limit 20 --code 2 --figure "$OUT/ardm_generation_fmnist.png" --json "$OUT/ardm_fmnist.json"
+  diffcodec eval bitsback --model fmnist --data "$FM" --limit 30 --steps 1000 --json "$OUT/bitsback_fmnist_30img_1000steps.json"
+  diffcodec eval ardm --model fmnist-ardm --data "$FM" --limit 100 --order random --code 20 --code-steps all,200,100,50,25 --figure "$OUT/ardm_generation_fmnist.png" --json "$OUT/ardm_fmnist.json"
   diffcodec bpd --model fmnist --data "$FM" --limit 1000 --steps 100 --json "$OUT/bpd_fmnist_1000img_100steps.json"
   diffcodec eval table4 --model fmnist --data "$FM" --limit 50 --json "$OUT/table4_fmnist.json" --plot "$OUT/figure5_fmnist.png"
   [ -n "${SKIP_PHOTO_BPD:-}" ] || diffcodec bpd --model photo --data "$PH" --limit 200 --steps 100 --json "$OUT/bpd_photo_200tiles_100steps.json"
@@ -28,7 +29,9 @@ export OMP_NUM_THREADS=1
   python eval/bench_codec.py --json "$OUT/bench_codec.json" > "$OUT/bench_codec.log"
   diffcodec eval rd --model fmnist --data "$FM" --limit 100 --codecs ideal,rcc,uq,jpeg,webp,avif,jpeg2000,jxl --anchor webp -o "$OUT/rd_fmnist"
   diffcodec eval rd --model photo --data "$PH" --tile 256 --limit 5 --codecs uq,jpeg,webp,avif,jpeg2000,jxl,ideal --anchor jpeg -o "$OUT/rd_photo256"
+  diffcodec eval orderings --model fmnist-ardm --data "$FM" --limit 100 --gaussian "$OUT/rd_fmnist" -o "$OUT/orderings_fmnist"
   python eval/schedule_study.py --limit 10 > "$OUT/schedule_study.txt"
+  python eval/clean_bits.py > "$OUT/clean_bits.txt"
   python eval/bench_net.py --threads 1 --repeats 2
   (python eval/rcc_bias.py --trials 2000; echo; python eval/rcc_bias.py --trials 1000 --log2-k 16) > "$OUT/rcc_bias.txt"
 ) > "$OUT/stream_b.log" 2>&1 &

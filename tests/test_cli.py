@@ -129,7 +129,12 @@ def test_train_sample_bpd(run, tiny_config, idx_dir, tmp_path):
     out = tmp_path / "run"
     run("train", "--config", tiny_config, "--data", idx_dir, "--out", out, "--max-steps", "200")
     ckpt = out / "last.pt"
-    run("train", "--config", tiny_config, "--data", idx_dir, "--out", out, "--max-steps", "210", "--resume")
+    run("train", "--config", tiny_config, "--data", idx_dir, "--out", out, "--max-steps", "210", "--resume",
+        "--set", "train.snapshot_every_steps=5")
+    # EMA snapshots load as models with the run's config (learning curves: eval/learning_curve.py)
+    snaps = sorted((out / "snapshots").glob("step_*.safetensors"))
+    assert [p.name for p in snaps] == ["step_0000205.safetensors", "step_0000210.safetensors"]
+    run("bpd", "--model", snaps[0], "--data", idx_dir, "--limit", "2", "--steps", "5")
     r = run("sample", "--model", ckpt, "-n", "4", "-o", tmp_path / "s.png", "--steps", "10", "--seed", "1")
     assert (tmp_path / "s.png").exists()
     run("sample", "--model", ckpt, "-n", "2", "-o", tmp_path / "p.png", "--steps", "10", "--progressive", "--frames", "5")

@@ -235,15 +235,18 @@ def _setup(loaded, steps, shape):
 
 
 def encode_chain(loaded, images: np.ndarray, steps=None, seed: int = 0,
-                 initial_bits_per_dim: int = 12, progress=None):
+                 initial_bits_per_dim: int = 12, progress=None, *, model=None, pad: bool = True):
     """BB-ANS-code uint8 images [n, C, H, W] onto one stack.
 
+    ``model``: a (Chain, reverse process with ``out(z, i)``) pair to use instead of ``loaded``'s
+    network on ``steps`` (for checks against closed forms); ``pad=False`` leaves the stack's bits
+    as they are (dirty), to measure what the pad buys; the decoder must be given the same.
     -> (words uint32, ChainStats, number of initial words at the bottom of the stack)."""
     import constriction
 
     n, C, H, W = images.shape
     D = C * H * W
-    chain, net = _setup(loaded, steps, (C, H, W))
+    chain, net = model or _setup(loaded, steps, (C, H, W))
     init = _initial_words(seed, max(2, -(-initial_bits_per_dim * D // 32)))
     coder = constriction.stream.stack.AnsCoder(init.copy())
     stats = ChainStats()
@@ -254,7 +257,8 @@ def encode_chain(loaded, images: np.ndarray, steps=None, seed: int = 0,
         z_prev = to_model(k_prev)
         for j in range(1, chain.N + 1):
             centre, mu, sd = chain.forward(j, z_prev)
-            coder = _whiten(coder, chain, seed, i, j, D)
+            if pad:
+                coder = _whiten(coder, chain, seed, i, j, D)
             offset = coder.decode(_q_family(chain, j), mu, sd)
             low = min(low, coder.num_bits())
             if low < 64:
@@ -277,13 +281,13 @@ def encode_chain(loaded, images: np.ndarray, steps=None, seed: int = 0,
 
 
 def decode_chain(loaded, words: np.ndarray, n: int, shape, steps=None, seed: int = 0,
-                 n_initial: int | None = None, progress=None) -> np.ndarray:
+                 n_initial: int | None = None, progress=None, *, model=None, pad: bool = True) -> np.ndarray:
     """Inverse of ``encode_chain``: -> uint8 images [n, C, H, W] in their original order."""
     import constriction
 
     C, H, W = shape
     D = C * H * W
-    chain, net = _setup(loaded, steps, (C, H, W))
+    chain, net = model or _setup(loaded, steps, (C, H, W))
     coder = constriction.stream.stack.AnsCoder(np.asarray(words, np.uint32).copy())
     out = np.zeros((n, C, H, W), np.uint8)
     for i in reversed(range(n)):
@@ -297,7 +301,8 @@ def decode_chain(loaded, words: np.ndarray, n: int, shape, steps=None, seed: int
             if np.abs(offset).max() > chain.window[j]:
                 raise BitsBackMismatch("bits-back stream is corrupt: a latent lies outside its window")
             coder.encode_reverse(offset.astype(np.int32), _q_family(chain, j), mu, sd)
-            coder = _whiten(coder, chain, seed, i, j, D)
+            if pad:
+                coder = _whiten(coder, chain, seed, i, j, D)
             k, z = k_prev, z_prev
         out[i] = k.astype(np.uint8).reshape(C, H, W)
         if progress:

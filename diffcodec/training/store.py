@@ -116,11 +116,29 @@ def _load_dir(path: Path, name: str, expected_sha: str | None, device) -> Loaded
     return _build(doc["config"], state, name, sha, doc, device)
 
 
+def _load_snapshot(path: Path, device) -> LoadedModel:
+    """EMA weights a training run kept (``OUT/snapshots/step_N.safetensors``), with the run's
+    ``OUT/config.json``."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    conf = next((d / "config.json" for d in (path.parent, path.parent.parent) if (d / "config.json").is_file()), None)
+    if conf is None:
+        raise ModelError(f"{path}: no config.json beside it or in its run folder")
+    try:
+        cfg, state = json.loads(conf.read_text()), load_file(path)
+    except (json.JSONDecodeError, SafetensorError, OSError) as e:
+        raise ModelError(f"{path}: cannot read it: {e}") from None
+    return _build(cfg, state, path.stem, sha256_file(path), {}, device)
+
+
 def load_model(name_or_path: str, device=None) -> LoadedModel:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     p = Path(name_or_path).expanduser()
     if p.is_dir():
         return _load_dir(p, p.name, None, device)
+    if p.is_file() and p.suffix == ".safetensors":
+        return _load_snapshot(p, device)
     if p.is_file():
         state = load_checkpoint(p)
         return _build(state["config"], state["ema"], p.stem, sha256_file(p),
