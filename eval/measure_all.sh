@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Re-measures every number quoted in README.md and the model cards (about 60 minutes on 2 cores,
-# plus about 70 for the full T = 1000 bound of fmnist on 1000 images unless SKIP_FULL_BOUND=1;
+# Re-measures every number quoted in README.md and the model cards (an estimated 150 minutes on 2
+# cores, plus about 70 for the full T = 1000 bound of fmnist on 1000 images unless SKIP_FULL_BOUND=1;
 # JPEG XL needs the baselines extra: pip install ".[baselines]").
 # Usage: bash eval/measure_all.sh [OUTDIR]   (default eval/results)
 set -uo pipefail
@@ -32,7 +32,7 @@ export OMP_NUM_THREADS=1
   diffcodec eval orderings --model fmnist-ardm --data "$FM" --limit 100 --gaussian "$OUT/rd_fmnist" -o "$OUT/orderings_fmnist"
   python eval/schedule_study.py --limit 10 > "$OUT/schedule_study.txt"
   python eval/clean_bits.py > "$OUT/clean_bits.txt"
-  python eval/bench_net.py --threads 1 --repeats 2
+  python eval/bench_net.py --threads 1 --repeats 2 > "$OUT/bench_net.txt"
   (python eval/rcc_bias.py --trials 2000; echo; python eval/rcc_bias.py --trials 1000 --log2-k 16) > "$OUT/rcc_bias.txt"
 ) > "$OUT/stream_b.log" 2>&1 &
 wait
