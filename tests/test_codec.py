@@ -7,6 +7,7 @@ import pytest
 
 from diffcodec.container.format import Container, FormatError
 from diffcodec.coding.progressive import decode_container, encode_image
+from diffcodec.coding import registry
 from diffcodec.evaluation.metrics import psnr
 from diffcodec.coding.entropy import CorruptStream, Decoder, encode_ops, gauss_op, table_op, zipf_table
 from diffcodec.coding.randomness import candidate, candidates, dither
@@ -39,7 +40,7 @@ def test_entropy_ops_round_trip():
     assert np.array_equal(dec.table(ops[1][2], 7), idx)
 
 
-@pytest.mark.parametrize("backend,steps", [("uq", "6"), ("rcc", "12")])
+@pytest.mark.parametrize("backend,steps", [(n, "12" if n == "rcc" else "6") for n in registry.names()])
 def test_round_trip_every_prefix(tiny, gray_image, backend, steps):
     res = encode_image(tiny, gray_image, backend, steps, seed=3, lossless=True)
     data = res.data
@@ -62,7 +63,7 @@ def test_round_trip_every_prefix(tiny, gray_image, backend, steps):
 
 
 def test_encoder_psnr_is_what_the_decoder_gets(tiny, gray_image):
-    for backend in ("uq", "rcc"):
+    for backend in registry.names():
         res = encode_image(tiny, gray_image, backend, "8", seed=1)
         out = decode_container(tiny, Container.from_bytes(res.data))
         assert psnr(out.image, gray_image) == pytest.approx(res.psnr, abs=0.05)
@@ -71,7 +72,7 @@ def test_encoder_psnr_is_what_the_decoder_gets(tiny, gray_image):
 def test_rgb_fully_convolutional_any_size(tinyrgb):
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (3, 7, 10), dtype=np.uint8)
-    for backend in ("uq", "rcc"):
+    for backend in registry.names():
         res = encode_image(tinyrgb, img, backend, "5", lossless=True)
         out = decode_container(tinyrgb, Container.from_bytes(res.data))
         assert np.array_equal(out.image, img)

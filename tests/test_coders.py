@@ -19,6 +19,7 @@ from diffcodec.coding.ideal import IdealEstimator
 from diffcodec.container.format import Container, Header, Layer
 
 D, STEPS, SEED = 40, 6, 3
+SHAPE = (1, 5, 8)     # the stub image's (C, H, W)
 SPECS = registry.specs()
 
 
@@ -41,7 +42,7 @@ def send(coder):
     x, state, xs, step_ops, kls = x_T(), {}, [], [], []
     for i in range(STEPS, 0, -1):
         mu_p, var_p = stub_p(x, i)
-        ctx = StepContext(i, SEED, var_q(i), mu_p, var_p, state)
+        ctx = StepContext(i, SEED, var_q(i), mu_p, var_p, state, SHAPE)
         ops, x, kl = coder.encode(ctx, 0.5 * x0 + 0.5 * mu_p)
         xs.append(x)
         step_ops.append(ops)
@@ -55,7 +56,7 @@ def receive(coder, layers):
     dec = Decoder(b"".join(layer.data for layer in layers))
     for layer in layers:
         for _ in range(layer.steps):
-            x = coder.decode(StepContext(i, SEED, var_q(i), *stub_p(x, i), state), dec)
+            x = coder.decode(StepContext(i, SEED, var_q(i), *stub_p(x, i), state, SHAPE), dec)
             xs.append(x)
             i -= 1
     return xs
@@ -160,14 +161,16 @@ def test_ideal_estimate_writes_nothing():
 
 def test_samples_follow_the_posterior():
     """Each coder's x_{t-1} is a sample of q(x_{t-1} | x_t, x_0): over 2000 dimensions of one step
-    (about 0.2 bits of KL each), the residuals (x - mu_q) / sigma_q have mean 0 and variance 1
-    within what sampling noise and rcc's measured truncation bias allow."""
+    (about 0.2 bits of KL each; 1.2 bits for tuq, which codes a band only from 0.5 bits of KL per
+    coefficient and otherwise, by design, sends a sample of p), the residuals (x - mu_q) / sigma_q
+    have mean 0 and variance 1 within what sampling noise and rcc's measured truncation bias allow."""
     n = 2000
     rng = np.random.default_rng(5)
     vq = 0.04
     mu_p, var_p = rng.standard_normal(n), np.full(n, 1.5 * vq)
-    mu_q = mu_p + rng.normal(0, np.sqrt(0.3 * vq), n)
     for spec in SPECS:
+        spread = 3.0 if spec.name == "tuq" else 0.3
+        mu_q = mu_p + np.random.default_rng(6).normal(0, np.sqrt(spread * vq), n)
         ctx = StepContext(1, SEED, vq, mu_p, var_p, {})
         _, x, kl = spec.from_params(b"").encode(ctx, mu_q)
         z = (x - mu_q) / np.sqrt(vq)
@@ -185,3 +188,25 @@ def test_auto_backend_by_image_size():
     assert registry.choose("auto", 28 * 28).name == "rcc"
     assert registry.choose("auto", rcc.RCC_AUTO_MAX_DIMS + 1).name == "uq"
     assert registry.choose("uq", 4).name == "uq"
+
+
+def test_tuq_transform_is_orthonormal_and_low_kl_bands_cost_flags():
+    """tuq codes in an orthonormal transform (so q's isotropic noise stays isotropic) and skips
+    bands whose KL is tiny: a step whose whole residual is a flat offset codes one band."""
+    from diffcodec.coding import tuq
+
+    shape = (3, 8, 12)
+    rng = np.random.default_rng(4)
+    v = rng.standard_normal(288)
+    c = tuq.forward(v, shape)
+    assert np.allclose(tuq.inverse(c, shape), v) and np.linalg.norm(c) == pytest.approx(np.linalg.norm(v))
+    noise = np.stack([tuq.inverse(rng.uniform(-0.5, 0.5, 288), shape) for _ in range(400)])
+    assert np.allclose(np.cov(noise.T), np.eye(288) / 12, atol=0.03)    # isotropic after inverse
+    mu_p = rng.standard_normal(288)
+    ctx = StepContext(5, SEED, 0.01, mu_p, np.full(288, 0.012), {}, shape)
+    ops, x, _ = registry.choose("tuq", 288).from_params(b"").encode(ctx, mu_p + 0.3)
+    coded = ops[0][1]
+    ids, nb = tuq.bands(shape)
+    assert coded.sum() == 1 and coded[ids[0]] == 1                      # only luma's DC band
+    assert sum(info_bits(op) for op in ops) < nb + 16
+    assert abs(np.mean(x - mu_p) - 0.3) < 0.02

@@ -22,6 +22,7 @@ class StepContext:
     mu_p: np.ndarray          # float64 [D], model mean (network output)
     var_p: np.ndarray         # float64 [D], model variance (network output)
     state: dict = field(default_factory=dict)  # coder state carried from step to step
+    shape: tuple | None = None  # (C, H, W) of the image, for coders that work in 2-D
 
     @property
     def dims(self) -> int:

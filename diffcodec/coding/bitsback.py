@@ -69,10 +69,15 @@ def _snap_mean(v: np.ndarray) -> np.ndarray:
     return np.round(v * 64.0) / 64.0
 
 
+SCALE_MANTISSA_BITS = 12
+
+
 def _snap_scale(s: np.ndarray) -> np.ndarray:
-    """Grid-unit scales rounded to 7 mantissa bits (relative step < 1%), exactly representable."""
+    """Grid-unit scales rounded to 12 mantissa bits, exactly representable. A relative error e in
+    a scale costs about e^2 nats per symbol; at 7 bits that was 1.4e-5 bits per symbol, 0.014
+    bits/dim over a 1000-step chain (0.4% of the bound)."""
     mant, ex = np.frexp(np.maximum(s, 1e-3))
-    return np.ldexp(np.round(mant * 128.0) / 128.0, ex)
+    return np.ldexp(np.round(mant * 2.0 ** SCALE_MANTISSA_BITS) / 2.0 ** SCALE_MANTISSA_BITS, ex)
 
 
 @dataclass

@@ -171,7 +171,7 @@ def _send_chain(model: NetworkAdapter, coder, image: np.ndarray, seed: int, stop
     records, step_ops = [], []
     for i in range(N - 1, 0, -1):
         t0 = time.perf_counter()
-        ctx = StepContext(i, seed, model.posterior_variance(i), out["mean"], out["variance"], state)
+        ctx = StepContext(i, seed, model.posterior_variance(i), out["mean"], out["variance"], state, model.shape)
         mu_q = model.posterior_mean(x0, x, i)
         kl_model = float(gaussian_kl_bits(mu_q, ctx.var_q, ctx.mu_p, ctx.var_p).sum())
         ops, x, kl = coder.encode(ctx, mu_q)
@@ -344,7 +344,7 @@ def decode_container(loaded, container: Container, layers: int | None = None,
         if dec is None:   # the lossy layers are consecutive slices of one stream
             dec = Decoder(b"".join(l.data for l in chosen if l.steps))
         for _ in range(layer.steps):
-            ctx = StepContext(i, h.seed, model.posterior_variance(i), out["mean"], out["variance"], state)
+            ctx = StepContext(i, h.seed, model.posterior_variance(i), out["mean"], out["variance"], state, model.shape)
             try:
                 x = coder.decode(ctx, dec)
             except BaseException as e:  # constriction's PanicException derives from BaseException
