@@ -1,7 +1,7 @@
 """Codec benchmark: speed and rate overhead of each backend on real images.
 
     python eval/bench_codec.py [--fmnist DIR] [--limit 100] [--rcc-limit 20] [--rcc-steps geo9]
-                               [--photo PATH] [--json OUT]
+                               [--photo PATH] [--photo-only] [--json OUT]
 
 For each backend, at the default quality (75) and at full rate (quality 100, every step), on the
 first Fashion-MNIST test images (model fmnist), a 256x256 and a 768x512 crop of a held-out photo
@@ -78,6 +78,7 @@ def main():
                     help="comma-separated step specs to run rcc with (geo9 is its default)")
     ap.add_argument("--rcc-photo", action="store_true")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--photo-only", action="store_true", help="skip the Fashion-MNIST rows")
     ap.add_argument("--json")
     args = ap.parse_args()
     if args.threads:
@@ -86,7 +87,7 @@ def main():
     rows = []
     fm = load_model("fmnist")
     imgs = load_split(DataConfig(path=args.fmnist), "test")
-    for q in (75, 100):
+    for q in (() if args.photo_only else (75, 100)):
         rows.append(run(fm, imgs[:args.limit], "uq", None, "fmnist-test", q))
         for spec in args.rcc_steps.split(","):
             rows.append(run(fm, imgs[:args.rcc_limit], "rcc", spec, "fmnist-test", q))
@@ -97,7 +98,8 @@ def main():
         y, x = (H - h) // 2, (W - w) // 2
         crop = im[:, y:y + h, x:x + w]
         for q in ((75, 100) if h == 256 else (75,)):
-            rows.append(run(photo, [crop], "uq", None, f"photo-{w}x{h}", q))
+            for backend in ("uq", "tuq"):
+                rows.append(run(photo, [crop], backend, None, f"photo-{w}x{h}", q))
             if args.rcc_photo:
                 rows.append(run(photo, [crop], "rcc", None, f"photo-{w}x{h}", q))
     if args.json:

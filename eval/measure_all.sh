@@ -28,7 +28,7 @@ export OMP_NUM_THREADS=1
 (
   python eval/bench_codec.py --json "$OUT/bench_codec.json" > "$OUT/bench_codec.log"
   diffcodec eval rd --model fmnist --data "$FM" --limit 100 --codecs ideal,rcc,uq,jpeg,webp,avif,jpeg2000,jxl --anchor webp -o "$OUT/rd_fmnist"
-  diffcodec eval rd --model photo --data "$PH" --tile 256 --limit 5 --codecs uq,jpeg,webp,avif,jpeg2000,jxl,ideal --anchor jpeg -o "$OUT/rd_photo256"
+  diffcodec eval rd --model photo --data "$PH" --tile 256 --limit 5 --codecs uq,tuq,jpeg,webp,avif,jpeg2000,jxl,ideal --anchor jpeg -o "$OUT/rd_photo256"
   diffcodec eval orderings --model fmnist-ardm --data "$FM" --limit 100 --gaussian "$OUT/rd_fmnist" -o "$OUT/orderings_fmnist"
   python eval/schedule_study.py --limit 10 > "$OUT/schedule_study.txt"
   python eval/clean_bits.py > "$OUT/clean_bits.txt"

@@ -182,11 +182,11 @@ def test_samples_follow_the_posterior():
 
 
 def test_auto_backend_by_image_size():
-    """"auto" picks rcc for small images (its cost is D x K normals per step) and uq beyond."""
+    """"auto" picks rcc for small images (its cost is D x K normals per step) and tuq beyond."""
     from diffcodec.coding import rcc
 
     assert registry.choose("auto", 28 * 28).name == "rcc"
-    assert registry.choose("auto", rcc.RCC_AUTO_MAX_DIMS + 1).name == "uq"
+    assert registry.choose("auto", rcc.RCC_AUTO_MAX_DIMS + 1).name == "tuq"
     assert registry.choose("uq", 4).name == "uq"
 
 

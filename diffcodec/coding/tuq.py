@@ -74,7 +74,7 @@ def _flag_probs(prev: np.ndarray | None, n: int) -> np.ndarray:
     return np.stack([1 - coded, coded], 1)
 
 
-@register("tuq", wire_id=3, default_steps="quad15",
+@register("tuq", wire_id=3, default_steps="quad15", priority=1,
           description="universal quantization in DCT bands, low-KL bands skipped (large images)")
 class TUQCoder(StepCoder):
 
