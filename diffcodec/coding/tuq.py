@@ -5,8 +5,7 @@ is a schedule constant), so under an orthonormal transform W the step is still "
 W (mu_q - mu_p), add noise of variance sigma_q^2": uq's dithered quantization (``uq``) works there
 unchanged, and its reconstruction noise maps back to noise of covariance sigma_q^2 I. The transform
 is an orthonormal colour rotation (luma, two chroma axes) and a 2-D DCT-II per channel; its
-coefficients are grouped in octave bands per channel (band b holds frequencies with
-2^(b-1) <= max(u, v) < 2^b).
+coefficients are grouped in half-octave bands of max(u, v) per channel.
 
 Why: at high noise the step's KL sits in a few low-frequency coefficients. Plain uq pays about a
 third of a bit per dimension whatever the KL, so a fine schedule there is ruinous; here each band
@@ -31,6 +30,7 @@ from .registry import register
 
 KL_THRESHOLD = 0.5         # bits per coefficient of a band's KL(q || p) before the band is coded
 SCALE_INDEX_STD = 3.0      # spread of a band's scale index around its previous one
+BANDS_PER_OCTAVE = 2       # frequency bands per octave and channel (half-octave bands)
 P_STAY = 0.9               # probability that a band keeps last step's coded/skipped flag
 _COLOUR = np.array([[1, 1, 1], [1, 0, -1], [1, -2, 1]], np.float64) / np.sqrt([[3.0], [2.0], [6.0]])
 
@@ -60,7 +60,8 @@ def bands(shape) -> tuple[np.ndarray, int]:
     """(band id of every transform coefficient [D], number of bands): octave bands per channel."""
     C, H, W = shape
     f = np.maximum.outer(np.arange(H), np.arange(W))
-    octave = np.ceil(np.log2(f + 1)).astype(np.int64)          # 0 for DC, b for 2^(b-1) <= f < 2^b
+    edges = np.ceil(BANDS_PER_OCTAVE * np.log2(f + 1)).astype(np.int64)     # 0 for DC
+    octave = np.unique(edges, return_inverse=True)[1].reshape(f.shape)       # no empty bands
     per = int(octave.max()) + 1
     ids = (np.arange(C)[:, None, None] * per + octave[None]).ravel()
     return ids, C * per
