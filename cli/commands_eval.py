@@ -194,7 +194,9 @@ def ardm(model_name, data_dir, limit, order, n_code, code_steps, figure, num, se
             res["coding"].append(row)
             click.echo(f"  real files for the first {row['coded_images']}, {row['coded_steps']} network evaluations: "
                        f"{row['coded_bpd']:.4f} bits/dim ({100 * (row['coded_bpd'] / row['coded_bound_bpd'] - 1):+.2f}% "
-                       f"vs their bound {row['coded_bound_bpd']:.4f}), decoded exactly; "
+                       f"vs their bound {row['coded_bound_bpd']:.4f}; payload {row['payload_bpd']:.4f}, "
+                       f"{100 * (row['payload_bpd'] / row['coded_bound_bpd'] - 1):+.2f}%, header and layer table "
+                       f"{row['header_bytes']:.1f} bytes), decoded exactly; "
                        f"{row['code_s_per_image']:.1f} s per image (encode + decode)")
     if figure:
         with click.progressbar(length=md.D, label="progressive generation") as bar:

@@ -83,7 +83,7 @@ def ardm_code(loaded, images: np.ndarray, per_image_bound: np.ndarray, order: st
     from ..coding import reveal
     from ..container.format import Container
 
-    sizes, secs = [], []
+    sizes, payloads, secs = [], [], []
     for img in images:
         t0 = time.perf_counter()
         res = reveal.encode_image(loaded, img, order, steps)
@@ -92,9 +92,12 @@ def ardm_code(loaded, images: np.ndarray, per_image_bound: np.ndarray, order: st
         if not np.array_equal(back.image, img):
             raise UserError("lossless round trip failed")
         sizes.append(len(res.data))
+        payloads.append(sum(res.layer_bytes))
         evals = res.net_evals
         if progress:
             progress(1)
     k, D = len(sizes), images[0].size
     return {"coded_images": k, "coded_bpd": float(8 * np.sum(sizes) / (k * D)), "coded_steps": evals,
+            "payload_bpd": float(8 * np.sum(payloads) / (k * D)),
+            "header_bytes": float(np.mean(sizes) - np.mean(payloads)),
             "coded_bound_bpd": float(per_image_bound[:k].mean()), "code_s_per_image": float(np.mean(secs))}
