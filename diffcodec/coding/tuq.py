@@ -27,17 +27,13 @@ from .base import StepCoder, StepContext, gaussian_kl_bits
 from .entropy import cats_op, dyadic_scale, gauss_op, quantize_scale
 from .randomness import dither
 from .registry import register
+from .uq import symbol_support
 
 KL_THRESHOLD = 0.5         # bits per coefficient of a band's KL(q || p) before the band is coded
 SCALE_INDEX_STD = 3.0      # spread of a band's scale index around its previous one
 BANDS_PER_OCTAVE = 2       # frequency bands per octave and channel (half-octave bands)
 P_STAY = 0.9               # probability that a band keeps last step's coded/skipped flag
 _COLOUR = np.array([[1, 1, 1], [1, 0, -1], [1, -2, 1]], np.float64) / np.sqrt([[3.0], [2.0], [6.0]])
-
-
-def _support(s: float) -> int:
-    """Symbols are clipped to [-R, R]; R covers 12 standard deviations (as in uq)."""
-    return max(8, int(math.ceil(12.0 * s)) + 2)
 
 
 def forward(v: np.ndarray, shape) -> np.ndarray:
@@ -112,7 +108,7 @@ class TUQCoder(StepCoder):
         for b, q in zip(np.flatnonzero(coded), idx):
             sel = ids == b
             s = dyadic_scale(int(q))
-            R = _support(s)
+            R = symbol_support(s)
             k[sel] = np.clip(np.rint(r[sel] + u[sel]), -R, R)
             ops.append(gauss_op(k[sel], -R, R, u[sel], np.full(int(sel.sum()), s)))
         self._remember(ctx, coded, idx, nb)
@@ -133,7 +129,7 @@ class TUQCoder(StepCoder):
         for b, q in zip(np.flatnonzero(coded), idx):
             sel = ids == b
             s = dyadic_scale(int(q))
-            R = _support(s)
+            R = symbol_support(s)
             k[sel] = dec.gauss(-R, R, u[sel], np.full(int(sel.sum()), s))
         self._remember(ctx, coded, idx, nb)
         return ctx.mu_p + inverse((k - u) * math.sqrt(12.0 * ctx.var_q), shape)

@@ -22,7 +22,7 @@ from .registry import register
 SCALE_INDEX_STD = 3.0   # spread of the scale-index prediction from one step to the next
 
 
-def _support(s: float) -> int:
+def symbol_support(s: float) -> int:
     """Symbols are clipped to [-R, R]; R covers 12 standard deviations (2^-30 tail mass)."""
     return max(8, int(math.ceil(12.0 * s)) + 2)
 
@@ -47,7 +47,7 @@ class UQCoder(StepCoder):
         scale_op = gauss_op([q], *self._scale_prior(ctx))
         ctx.state["scale_index"] = q
         s = dyadic_scale(q)
-        R = _support(s)
+        R = symbol_support(s)
         k = np.clip(np.rint(r + u), -R, R).astype(np.int32)
         x_prev = (k - u) * delta + ctx.mu_p
         ops = [scale_op, gauss_op(k, -R, R, u, np.full(ctx.dims, s))]
@@ -59,7 +59,7 @@ class UQCoder(StepCoder):
         q = int(dec.gauss(*self._scale_prior(ctx))[0])
         ctx.state["scale_index"] = q
         s = dyadic_scale(q)
-        R = _support(s)
+        R = symbol_support(s)
         u = dither(ctx.seed, ctx.step, ctx.dims)
         k = dec.gauss(-R, R, u, np.full(ctx.dims, s))
         return (k - u) * math.sqrt(12.0 * ctx.var_q) + ctx.mu_p
