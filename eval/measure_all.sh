@@ -16,6 +16,8 @@ export OMP_NUM_THREADS=1
   diffcodec eval bitsback --model fmnist --data "$FM" --limit 100 --steps 100 --json "$OUT/bitsback_fmnist_100img_100steps.json"
   diffcodec eval bitsback --model fmnist --data "$FM" --limit 30 --steps 1000 --json "$OUT/bitsback_fmnist_30img_1000steps.json"
   diffcodec eval ardm --model fmnist-ardm --data "$FM" --limit 100 --order random --code 20 --code-steps all,200,100,50,25 --figure "$OUT/ardm_generation_fmnist.png" --json "$OUT/ardm_fmnist.json"
+  diffcodec eval ardm --model fmnist-ardm --data "$FM" --limit 20 --order random --code 20 --code-steps 100 --json "$OUT/ardm_fmnist_20img_payload.json"
+  diffcodec eval ardm --model fmnist-ardm --data "$FM" --limit 2 --order random --code 2 --code-steps all,100 --json "$OUT/ardm_fmnist_2img_payload.json"
   diffcodec bpd --model fmnist --data "$FM" --limit 1000 --steps 100 --json "$OUT/bpd_fmnist_1000img_100steps.json"
   diffcodec eval table4 --model fmnist --data "$FM" --limit 50 --json "$OUT/table4_fmnist.json" --plot "$OUT/figure5_fmnist.png"
   [ -n "${SKIP_PHOTO_BPD:-}" ] || diffcodec bpd --model photo --data "$PH" --limit 200 --steps 100 --json "$OUT/bpd_photo_200tiles_100steps.json"
