@@ -135,6 +135,11 @@ def test_train_sample_bpd(run, tiny_config, idx_dir, tmp_path):
     snaps = sorted((out / "snapshots").glob("step_*.safetensors"))
     assert [p.name for p in snaps] == ["step_0000205.safetensors", "step_0000210.safetensors"]
     run("bpd", "--model", snaps[0], "--data", idx_dir, "--limit", "2", "--steps", "5")
+    alone = tmp_path / "alone" / "step_0000205.safetensors"
+    alone.parent.mkdir()
+    alone.write_bytes(snaps[0].read_bytes())
+    r = run("bpd", "--model", alone, "--data", idx_dir, "--limit", "2", ok=False)
+    assert "no config.json" in r.output and "Traceback" not in r.output
     r = run("sample", "--model", ckpt, "-n", "4", "-o", tmp_path / "s.png", "--steps", "10", "--seed", "1")
     assert (tmp_path / "s.png").exists()
     run("sample", "--model", ckpt, "-n", "2", "-o", tmp_path / "p.png", "--steps", "10", "--progressive", "--frames", "5")

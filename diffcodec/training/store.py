@@ -93,10 +93,19 @@ def _build(config_dict: dict, state_dict: dict, name: str, sha: str, info: dict,
     return LoadedModel(name, sha, cfg, net, info)
 
 
-def _load_dir(path: Path, name: str, expected_sha: str | None, device) -> LoadedModel:
+def _read(conf: Path, weights: Path | None, what: str):
+    """(parsed JSON of ``conf``, safetensors state dict of ``weights`` or None); a ModelError
+    starting with ``what`` if either cannot be read."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    try:
+        return json.loads(conf.read_text()), (load_file(weights) if weights else None)
+    except (json.JSONDecodeError, SafetensorError, OSError) as e:
+        raise ModelError(f"{what}: {e}") from None
+
+
+def _load_dir(path: Path, name: str, expected_sha: str | None, device) -> LoadedModel:
     weights, conf = path / "model.safetensors", path / "config.json"
     for f in (weights, conf):
         if not f.is_file():
@@ -105,30 +114,20 @@ def _load_dir(path: Path, name: str, expected_sha: str | None, device) -> Loaded
     if expected_sha and sha != expected_sha:
         raise ModelError(f"model {name}: weights hash {sha[:12]} does not match the index ({expected_sha[:12]});"
                          " the file is corrupt or was replaced")
-    try:
-        doc = json.loads(conf.read_text())
-        state = load_file(weights)
-        losses = path / "reveal_losses.json"     # a masking model's step-plan table (coding.reveal)
-        if losses.is_file():
-            doc["reveal_losses"] = json.loads(losses.read_text())
-    except (json.JSONDecodeError, SafetensorError, OSError) as e:
-        raise ModelError(f"model {name}: cannot read its files: {e}") from None
+    doc, state = _read(conf, weights, f"model {name}: cannot read its files")
+    losses = path / "reveal_losses.json"     # a masking model's step-plan table (coding.reveal)
+    if losses.is_file():
+        doc["reveal_losses"], _ = _read(losses, None, f"model {name}: cannot read its files")
     return _build(doc["config"], state, name, sha, doc, device)
 
 
 def _load_snapshot(path: Path, device) -> LoadedModel:
     """EMA weights a training run kept (``OUT/snapshots/step_N.safetensors``), with the run's
     ``OUT/config.json``."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     conf = next((d / "config.json" for d in (path.parent, path.parent.parent) if (d / "config.json").is_file()), None)
     if conf is None:
         raise ModelError(f"{path}: no config.json beside it or in its run folder")
-    try:
-        cfg, state = json.loads(conf.read_text()), load_file(path)
-    except (json.JSONDecodeError, SafetensorError, OSError) as e:
-        raise ModelError(f"{path}: cannot read it: {e}") from None
+    cfg, state = _read(conf, path, f"{path}: cannot read it")
     return _build(cfg, state, path.stem, sha256_file(path), {}, device)
 
 
