@@ -88,11 +88,13 @@ def decode(data: bytes, model=None, *, layers: int | None = None, stop_step: int
     weights match the file's tag."""
     from .coding import registry
     from .coding.progressive import decode_container
-    from .container.format import Container
+    from .container.format import Container, FormatError
     from .io.images import to_hwc
     from .training.store import model_for_tag
 
     container = Container.from_bytes(bytes(data))
+    if not container.layers:
+        raise FormatError("the file holds no complete layer: it is truncated or corrupt")
     loaded = _model(model or model_for_tag(container.header.model_hash.hex()))
     if registry.get(container.header.backend).kind == "masking":
         from .coding import reveal

@@ -16,15 +16,16 @@ def test_round_trip_and_small_header():
     back = Container.from_bytes(data)
     assert back.header == c.header and back.layers == c.layers and back.complete
     # magic+version (1), flags (1), model tag (2), square size (1), spec (2), seed (1), params (1),
-    # layer count (1), 3 layers x 3, crc (1)
-    assert c.header_size() == 20
+    # layer table (steps and length per layer: 6), header CRC (1), one CRC per layer (3)
+    assert c.header_size() == 19
 
 
 def test_default_settings_imply_their_fields():
     """A registered backend at its default steps, seed 0 and default parameters needs no extended
-    fields: 7 bytes plus 3 per layer for a square image under 128 pixels."""
+    fields: for a square image under 128 pixels, 8 bytes for one layer, 6 + 3 per layer for more."""
     c = make(layers=((5, b"abc"),), steps_spec="quad8", seed=0, lossless=False)
-    assert c.header_size() == 10
+    assert c.header_size() == 8
+    assert make(layers=((5, b"abc"), (6, b"de")), steps_spec="quad8", seed=0, lossless=False).header_size() == 12
     assert Container.from_bytes(c.to_bytes()).header == c.header
     wide = make(height=28, width=300, seed=0, steps_spec="quad8")
     assert Container.from_bytes(wide.to_bytes()).header == wide.header
@@ -52,12 +53,26 @@ def test_every_cut_decodes_the_complete_layers():
 
 
 def test_corruption_is_detected():
+    """Any damaged byte is an error, except where the damaged header reads as a one-layer table
+    (no header checksum) whose layer claims more bytes than the file has: that reads as a cut
+    file with no complete layer, which the decoder refuses (tests/test_cli.py)."""
+    for layers in (((2, b"abc"), (3, b"12345"), (0, b"zz")), ((5, b"abcdef"),)):
+        data = bytearray(make(layers).to_bytes())
+        for pos in range(len(data)):
+            bad = bytearray(data)
+            bad[pos] ^= 0x10
+            try:
+                back = Container.from_bytes(bytes(bad))
+            except FormatError:
+                continue
+            assert back.layers == [] and not back.complete
+
+
+def test_version_3_is_refused_clearly():
     data = bytearray(make().to_bytes())
-    for pos in range(len(data)):
-        bad = bytearray(data)
-        bad[pos] ^= 0x10
-        with pytest.raises(FormatError):
-            Container.from_bytes(bytes(bad))
+    data[0] = 0xD3
+    with pytest.raises(FormatError, match="format version 3, from an older diffcodec"):
+        Container.from_bytes(bytes(data))
 
 
 def test_not_ours_and_wrong_version():

@@ -102,6 +102,9 @@ def test_bad_inputs(run, gray_png, tmp_path):
     bad[-1] ^= 0xFF
     (tmp_path / "bad.dfc").write_bytes(bytes(bad))
     assert "corrupt" in e("decode", tmp_path / "bad.dfc", "-o", tmp_path / "y.png")
+    info = json.loads(run("info", out, "--json").output)
+    (tmp_path / "head.dfc").write_bytes(out.read_bytes()[:info["header_bytes"] + 1])
+    assert "no complete layer" in e("decode", tmp_path / "head.dfc", "-o", tmp_path / "y.png")
     assert "made with other model weights" in e("decode", out, "-o", tmp_path / "y.png", "--model", "tinyrgb")
     assert "version" in e("decode", _with_version(out, tmp_path, 7), "-o", tmp_path / "y.png")
     assert not (tmp_path / "y.png").exists()

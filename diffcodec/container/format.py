@@ -1,23 +1,27 @@
 """The .dfc container: bytes only, no torch.
 
-Layout, format version 3 (integers are LEB128 varints unless a width is given):
+Layout, format version 4 (integers are LEB128 varints unless a width is given):
 
-    0xD3 (magic 0xD0 | version) | flags (1 byte) | model tag: first 2 bytes of the weights' sha256
+    0xD4 (magic 0xD0 | version) | flags (1 byte) | model tag: first 2 bytes of the weights' sha256
     | height | [width, unless the square flag] | [if the extended flag: steps spec length (1 byte),
     steps spec (ASCII), seed, params length, params]
-    | layer count | per layer: steps in it, byte length, CRC-8 of its bytes
-    | CRC-8 of everything above | layer payloads, concatenated
+    | layer table: per layer, steps << 1 | (1 if another layer follows), then its byte length
+    | [CRC-8 of the header bytes above, when there is more than one layer] | one CRC-8 per layer
+    | layer payloads, concatenated
 
 flags: bit 0 RGB (else grayscale), bit 1 the last layer is a lossless layer for x_0, bit 2
 extended fields present (otherwise: the backend's default steps, seed 0, default parameters),
-bits 3-5 the backend's wire id (coder registry), bit 6 square image. A 28x28 file at default
-settings has a header of 7 bytes plus 3 per layer. The model is identified by its weights' tag
-alone; its name is looked up in the model store.
+bits 3-5 the backend's wire id (coder registry), bit 6 square image. Each layer's CRC covers its
+bytes; in a one-layer file it also covers the header, which then needs no checksum of its own. A
+28x28 file at default settings has a header of 8 bytes for one layer, 6 + 3 per layer for more.
+(A one-layer file whose damaged header claims a longer layer reads as a cut file with no complete
+layer; the decoder refuses such a file.) The model is identified by its weights'
+tag alone; its name is looked up in the model store.
 
 The lossy layers are consecutive slices of one range-coded stream: layer k ends at the shortest
 prefix of the stream from which every symbol of layers 1..k decodes, so cutting the file at any
 byte keeps every complete layer decodable, without a coder flush per layer.
-Version 1 and 2 files (which began with b"DF") are refused with a clear message.
+Version 1 and 2 files (which began with b"DF") and version 3 files are refused with a clear message.
 """
 from __future__ import annotations
 
@@ -27,11 +31,17 @@ from ..coding import registry
 from ..errors import UserError
 from ..io.checksums import crc8
 
-VERSION = 3   # 3: compact header, one range stream for the lossy layers, rcc count flags
+VERSION = 4   # 4: no layer count, no header checksum on one-layer files (3: one range stream, rcc count flags)
 MAGIC = 0xD0 | VERSION
 OLD_MAGIC = b"DF"        # versions 1 and 2
 TAG_BYTES = 2
 F_RGB, F_LOSSLESS, F_EXTENDED, F_SQUARE = 1, 2, 4, 64
+
+
+def _layer_crc(head: bytes, k: int, last: int, data: bytes) -> int:
+    """CRC-8 of layer k (0-based, ``last`` the last index); a file of one layer has no header
+    checksum, so that layer's also covers the header bytes ``head``."""
+    return crc8(head + data) if last == 0 else crc8(data)
 
 
 class FormatError(UserError):
@@ -125,10 +135,16 @@ class Container:
             out.append(len(spec)); out += spec
             put_varint(out, h.seed)
             put_varint(out, len(h.params)); out += h.params
-        put_varint(out, len(self.layers))
-        for layer in self.layers:
-            put_varint(out, layer.steps); put_varint(out, len(layer.data)); out.append(crc8(layer.data))
-        out.append(crc8(bytes(out)))
+        if not self.layers:
+            raise ValueError("a file holds at least one layer")
+        last = len(self.layers) - 1
+        for k, layer in enumerate(self.layers):
+            put_varint(out, layer.steps << 1 | (k < last))
+            put_varint(out, len(layer.data))
+        head = bytes(out)
+        if last:
+            out.append(crc8(head))
+        out += bytes(_layer_crc(head, k, last, layer.data) for k, layer in enumerate(self.layers))
         for layer in self.layers:
             out += layer.data
         return bytes(out)
@@ -143,6 +159,9 @@ class Container:
                               f"this one reads version {VERSION}: encode the image again")
         if len(data) < 2 or data[0] >> 4 != MAGIC >> 4:
             raise FormatError("not a diffcodec (.dfc) file")
+        if data[0] & 15 < VERSION:
+            raise FormatError(f"this .dfc file has format version {data[0] & 15}, from an older diffcodec; "
+                              f"this one reads version {VERSION}: encode the image again")
         if data[0] != MAGIC:
             raise FormatError(f"unsupported .dfc format version {data[0] & 15} (this diffcodec reads {VERSION})")
         r = _Reader(data)
@@ -159,13 +178,17 @@ class Container:
             spec = r.take(r.byte())
             seed = r.varint()
             params = r.take(r.varint())
-        n_layers = r.varint()
-        if n_layers > 1 << 20:
-            raise FormatError("corrupt header (layer count)")
-        table = [(r.varint(), r.varint(), r.byte()) for _ in range(n_layers)]
-        stored_crc = r.byte()
-        if crc8(data[:r.pos - 1]) != stored_crc:
+        table, more = [], 1
+        while more:
+            if len(table) >= 1 << 20:
+                raise FormatError("corrupt header (layer table)")
+            code = r.varint()
+            steps, more = code >> 1, code & 1
+            table.append((steps, r.varint()))
+        head = data[:r.pos]
+        if len(table) > 1 and crc8(head) != r.byte():
             raise FormatError("corrupt header (checksum mismatch)")
+        crcs = r.take(len(table))
         if not 0 < height <= 1 << 16 or not 0 < width <= 1 << 16:
             raise FormatError("corrupt header (image size)")
         try:
@@ -174,13 +197,14 @@ class Container:
         except UnicodeDecodeError:
             raise FormatError("corrupt header (text fields)") from None
         layers, pos, complete = [], r.pos, True
-        for i, (steps, length, crc) in enumerate(table):
+        for k, (steps, length) in enumerate(table):
             chunk = data[pos:pos + length]
             if len(chunk) < length:
                 complete = False
                 break
-            if crc8(chunk) != crc:
-                raise FormatError(f"layer {i + 1} is corrupt (checksum mismatch)")
+            if _layer_crc(head, k, len(table) - 1, chunk) != crcs[k]:
+                what = "the header or layer 1" if len(table) == 1 else f"layer {k + 1}"
+                raise FormatError(f"{what} is corrupt (checksum mismatch)")
             layers.append(Layer(steps, chunk))
             pos += length
         if complete and pos != len(data):
