@@ -1,0 +1,58 @@
+"""rcc's two losses against each other: the per-chunk price of ordered random coding and the bias
+of its truncated samples, for several (chunk bits, log2 candidates) settings.
+
+    python eval/rcc_tradeoff.py --limit 5 > eval/results/rcc_tradeoff.txt
+
+For each setting every image's whole chain is coded (quality 100) and three rates are reported in
+bits/dim, averaged over the images:
+  payload   the information content of the coded symbols (what the range coder writes);
+  path KL   sum of KL(q || p_theta) along the path the coder actually produced;
+  exact KL  the same sum along a path of exact posterior samples (the ideal estimate, same schedule).
+payload / path KL is the coder's price per bit; path KL / exact KL is what the samples' bias costs
+(a biased x_{t-1} makes every later step's KL larger). Their product is payload / exact KL.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="fmnist")
+    ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    ap.add_argument("--limit", type=int, default=5)
+    ap.add_argument("--steps", default="geo9")
+    ap.add_argument("--settings", default="8,13 9,13 10,13 10,14 11,15",
+                    help="space-separated chunk_bits,log2_k pairs")
+    args = ap.parse_args()
+
+    from diffcodec.coding.progressive import encode_image, estimate_image
+    from diffcodec.coding.rcc import RCCCoder
+    from diffcodec.io.datasets import images_for_model
+    from diffcodec.training.store import load_model
+
+    loaded = load_model(args.model)
+    images = images_for_model(loaded.config.data, loaded.config.model.in_channels, args.data, limit=args.limit)
+    D = images[0].size
+    exact = np.mean([sum(r.kl_bits for r in estimate_image(loaded, img, steps=args.steps).records)
+                     for img in images]) / D
+    print(f"{args.model}, first {len(images)} test images, steps {args.steps}, whole chain; bits/dim")
+    print("chunk_bits log2_k  payload  path KL  exact KL  payload/path  path/exact  payload/exact  encode s/img")
+    for setting in args.settings.split():
+        chunk_bits, log2_k = map(int, setting.split(","))
+        rows, t0 = [], time.perf_counter()
+        for img in images:
+            res = encode_image(loaded, img, backend="rcc", steps=args.steps, quality=100,
+                               coder=RCCCoder(chunk_bits, log2_k))
+            rows.append((sum(r.bits for r in res.records), sum(r.kl_model_bits for r in res.records)))
+        seconds = (time.perf_counter() - t0) / len(images)
+        payload, path = np.mean(rows, axis=0) / D
+        print(f"{chunk_bits:<10} {log2_k:<7} {payload:7.3f}  {path:7.3f}  {exact:8.3f}  {payload / path:12.3f}  "
+              f"{path / exact:10.3f}  {payload / exact:13.3f}  {seconds:12.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
