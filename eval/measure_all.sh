@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Re-measures every number quoted in README.md and the model cards (an estimated 150 minutes on 2
+# Re-measures every number quoted in README.md and the model cards (an estimated 200 minutes on 2
 # cores, plus about 70 for the full T = 1000 bound of fmnist on 1000 images unless SKIP_FULL_BOUND=1;
 # JPEG XL needs the baselines extra: pip install ".[baselines]").
 # Usage: bash eval/measure_all.sh [OUTDIR]   (default eval/results)
@@ -14,7 +14,7 @@ export OMP_NUM_THREADS=1
   --data "$FM" --limit 1000 --json "$OUT/bpd_fmnist_1000img_fullT.json" > "$OUT/bpd_fmnist_1000img_fullT.log" 2>&1
 (
   diffcodec eval bitsback --model fmnist --data "$FM" --limit 100 --steps 100 --json "$OUT/bitsback_fmnist_100img_100steps.json"
-  diffcodec eval bitsback --model fmnist --data "$FM" --limit 30 --steps 1000 --json "$OUT/bitsback_fmnist_30img_1000steps.json"
+  diffcodec eval bitsback --model fmnist --data "$FM" --limit 100 --steps 1000 --json "$OUT/bitsback_fmnist_100img_1000steps.json"
   diffcodec eval ardm --model fmnist-ardm --data "$FM" --limit 100 --order random --code 20 --code-steps all,200,100,50,25 --figure "$OUT/ardm_generation_fmnist.png" --json "$OUT/ardm_fmnist.json"
   diffcodec eval ardm --model fmnist-ardm --data "$FM" --limit 20 --order random --code 20 --code-steps 100 --json "$OUT/ardm_fmnist_20img_payload.json"
   diffcodec eval ardm --model fmnist-ardm --data "$FM" --limit 2 --order random --code 2 --code-steps all,100 --json "$OUT/ardm_fmnist_2img_payload.json"
@@ -34,6 +34,7 @@ export OMP_NUM_THREADS=1
   diffcodec eval orderings --model fmnist-ardm --data "$FM" --limit 100 --gaussian "$OUT/rd_fmnist" -o "$OUT/orderings_fmnist"
   python eval/schedule_study.py --limit 10 > "$OUT/schedule_study.txt"
   python eval/clean_bits.py > "$OUT/clean_bits.txt"
+  python eval/rcc_tradeoff.py --limit 5 > "$OUT/rcc_tradeoff.txt"
   python eval/bench_net.py --threads 1 --repeats 2 > "$OUT/bench_net.txt"
   (python eval/rcc_bias.py --trials 2000; echo; python eval/rcc_bias.py --trials 1000 --log2-k 16) > "$OUT/rcc_bias.txt"
 ) > "$OUT/stream_b.log" 2>&1 &
