@@ -4,7 +4,12 @@
     python eval/learning_curve.py --run runs/fmnist_ardm --data /usr/share/datasets/fashion-mnist \
         --limit 20 --json eval/results/learning_curve_fmnist_ardm.json --plot models/fmnist-ardm/learning_curve.png
 
-Gaussian models: ``bpd`` of the --steps chain; masking models: the T = D bound in --order.
+Gaussian models: ``bpd`` of the --steps chain; masking models: the T = D bound in --order. Every
+snapshot is measured on the same images with the same noise, so differences between snapshots are
+far more precise than the standard error of each point.
+
+    python eval/learning_curve.py --run runs/photo --data ../shared/data/photos --limit 30 --stride 3 \
+        --json eval/results/learning_curve_photo.json --plot models/photo/learning_curve.png
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=20)
     ap.add_argument("--steps", default="100", help="respaced chain for Gaussian models")
     ap.add_argument("--order", default="random", help="reveal order for masking models")
+    ap.add_argument("--stride", type=int, default=1, help="every STRIDE-th snapshot (the last always)")
     ap.add_argument("--json", required=True)
     ap.add_argument("--plot", required=True)
     args = ap.parse_args()
@@ -36,6 +42,7 @@ def main() -> None:
     snaps = sorted(Path(args.run, "snapshots").glob("step_*.safetensors"))
     if not snaps:
         raise SystemExit(f"no snapshots in {args.run}/snapshots")
+    snaps = snaps[::max(1, args.stride)] + ([snaps[-1]] if (len(snaps) - 1) % max(1, args.stride) else [])
     rows = []
     for path in snaps:
         loaded = load_model(str(path))
