@@ -38,10 +38,15 @@ TAG_BYTES = 2
 F_RGB, F_LOSSLESS, F_EXTENDED, F_SQUARE = 1, 2, 4, 64
 
 
-def _layer_crc(head: bytes, k: int, last: int, data: bytes) -> int:
-    """CRC-8 of layer k (0-based, ``last`` the last index); a file of one layer has no header
-    checksum, so that layer's also covers the header bytes ``head``."""
-    return crc8(head + data) if last == 0 else crc8(data)
+def _layer_crc(head: bytes, one_layer: bool, data: bytes) -> int:
+    """CRC-8 of a layer's bytes; a file of one layer has no header checksum, so that layer's also
+    covers the header bytes ``head``."""
+    return crc8(head + data) if one_layer else crc8(data)
+
+
+def _older(version: int) -> "FormatError":
+    return FormatError(f"this .dfc file has format version {version}, from an older diffcodec; "
+                       f"this one reads version {VERSION}: encode the image again")
 
 
 class FormatError(UserError):
@@ -144,7 +149,7 @@ class Container:
         head = bytes(out)
         if last:
             out.append(crc8(head))
-        out += bytes(_layer_crc(head, k, last, layer.data) for k, layer in enumerate(self.layers))
+        out += bytes(_layer_crc(head, not last, layer.data) for layer in self.layers)
         for layer in self.layers:
             out += layer.data
         return bytes(out)
@@ -155,13 +160,11 @@ class Container:
     @classmethod
     def from_bytes(cls, data: bytes) -> "Container":
         if data[:2] == OLD_MAGIC and len(data) > 2 and data[2] in (1, 2):
-            raise FormatError(f"this .dfc file has format version {data[2]}, from an older diffcodec; "
-                              f"this one reads version {VERSION}: encode the image again")
+            raise _older(data[2])
         if len(data) < 2 or data[0] >> 4 != MAGIC >> 4:
             raise FormatError("not a diffcodec (.dfc) file")
         if data[0] & 15 < VERSION:
-            raise FormatError(f"this .dfc file has format version {data[0] & 15}, from an older diffcodec; "
-                              f"this one reads version {VERSION}: encode the image again")
+            raise _older(data[0] & 15)
         if data[0] != MAGIC:
             raise FormatError(f"unsupported .dfc format version {data[0] & 15} (this diffcodec reads {VERSION})")
         r = _Reader(data)
@@ -202,7 +205,7 @@ class Container:
             if len(chunk) < length:
                 complete = False
                 break
-            if _layer_crc(head, k, len(table) - 1, chunk) != crcs[k]:
+            if _layer_crc(head, len(table) == 1, chunk) != crcs[k]:
                 what = "the header or layer 1" if len(table) == 1 else f"layer {k + 1}"
                 raise FormatError(f"{what} is corrupt (checksum mismatch)")
             layers.append(Layer(steps, chunk))
