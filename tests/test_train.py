@@ -91,3 +91,16 @@ def test_model_store_refuses_tampered_weights(tiny_checkpoint, tmp_path, monkeyp
     weights.write_bytes(bytes(data))
     with pytest.raises(ModelError, match="does not match the index"):
         load_model("m", "cpu")
+
+
+def test_learning_rate_warms_up_holds_then_falls_to_zero_at_the_end():
+    from diffcodec.training.config import TrainConfig
+    from diffcodec.training.loop import learning_rate
+    tc = TrainConfig(lr=1e-3, warmup_steps=10, decay_from=100)
+    assert learning_rate(tc, 0, 200) == pytest.approx(1e-4)
+    assert learning_rate(tc, 50, 200) == pytest.approx(1e-3)
+    assert learning_rate(tc, 150, 200) == pytest.approx(0.5e-3)
+    assert learning_rate(tc, 199, 200) == pytest.approx(1e-3 / 100)
+    # a resumed run whose Adam state is fresh warms up again from where it starts
+    assert learning_rate(tc, 150, 200, warm_from=150) == pytest.approx(1e-4 * 0.5)
+    assert learning_rate(TrainConfig(lr=1e-3, warmup_steps=1), 150, 200) == pytest.approx(1e-3)

@@ -20,6 +20,15 @@ from .config import Config, ConfigError
 
 
 @torch.no_grad()
+def learning_rate(tc, step: int, total: int, warm_from: int = 0) -> float:
+    """The lr of (0-based) `step` of a run ending at `total`: linear warm-up from `warm_from`, then
+    constant, then (when `tc.decay_from` is set) a linear fall to 0 at `total`."""
+    lr = tc.lr * min(1.0, (step + 1 - warm_from) / max(1, tc.warmup_steps))
+    if 0 < tc.decay_from <= step:
+        lr *= max(0.0, (total - step) / max(1, total - tc.decay_from))
+    return lr
+
+
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     for pe, pm in zip(ema.parameters(), model.parameters()):
         pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
@@ -134,7 +143,7 @@ def _train(cfg, out_dir, resume, max_steps, progress, dist, init=None) -> Path:
     step = start_step
     try:
         for step in range(start_step, total):
-            lr = tc.lr * min(1.0, (step + 1 - warm_from) / max(1, tc.warmup_steps))
+            lr = learning_rate(tc, step, total, warm_from)
             for g in opt.param_groups:
                 g["lr"] = lr
             x0 = to_model_tensor(sampler(tc.batch_size)).to(dist.device)
