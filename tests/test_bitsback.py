@@ -66,3 +66,13 @@ def test_coded_rate_matches_a_closed_form_bound_when_p_is_off():
     res = check(r=1.5, steps=20, side=256)
     assert abs(res["coded_bpd"] - res["bound_bpd"]) < 4 * res["noise_bpd"] + 0.005, res
     assert res["coded_without_pad_bpd"] - res["bound_bpd"] > 20 * res["noise_bpd"], res
+
+
+def test_chained_images_cost_their_closed_form_bound_with_p_the_posterior():
+    """Several images on one stack decode exactly, and with p the posterior (r = 1) the symbols'
+    information content and the stack's growth both sit at the closed-form bound."""
+    from diffcodec.evaluation.clean_bits import chained
+
+    res = chained(r=1.0, steps=50, n=5)
+    assert abs(res["info_bpd"] - res["bound_bpd"]) < 0.01 * res["bound_bpd"], res
+    assert -1.0 < res["coder_overhead_bits"] < 16.0, res
