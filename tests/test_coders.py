@@ -161,7 +161,7 @@ def test_ideal_estimate_writes_nothing():
 
 def test_samples_follow_the_posterior():
     """Each coder's x_{t-1} is a sample of q(x_{t-1} | x_t, x_0): over 2000 dimensions of one step
-    (about 0.2 bits of KL each; 1.2 bits for tuq, which codes a band only from 0.5 bits of KL per
+    (about 0.2 bits of KL each; 1.2 bits for tuq, which codes a band only from 0.25 bits of KL per
     coefficient and otherwise, by design, sends a sample of p), the residuals (x - mu_q) / sigma_q
     have mean 0 and variance 1 within what sampling noise and rcc's measured truncation bias allow."""
     n = 2000

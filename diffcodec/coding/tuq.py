@@ -29,7 +29,7 @@ from .randomness import dither
 from .registry import register
 from .uq import symbol_support
 
-KL_THRESHOLD = 0.5         # bits per coefficient of a band's KL(q || p) before the band is coded
+KL_THRESHOLD = 0.25        # bits per coefficient of a band's KL(q || p) before the band is coded
 SCALE_INDEX_STD = 3.0      # spread of a band's scale index around its previous one
 BANDS_PER_OCTAVE = 2       # frequency bands per octave and channel (half-octave bands)
 P_STAY = 0.9               # probability that a band keeps last step's coded/skipped flag
@@ -71,7 +71,7 @@ def _flag_probs(prev: np.ndarray | None, n: int) -> np.ndarray:
     return np.stack([1 - coded, coded], 1)
 
 
-@register("tuq", wire_id=3, default_steps="quad15", priority=1,
+@register("tuq", wire_id=3, default_steps="quad10", priority=1,
           description="universal quantization in DCT bands, low-KL bands skipped (large images)")
 class TUQCoder(StepCoder):
 

@@ -1,6 +1,6 @@
 """The .dfc container: bytes only, no torch.
 
-Layout, format version 4 (integers are LEB128 varints unless a width is given):
+Layout, format version 5 (integers are LEB128 varints unless a width is given):
 
     0xD4 (magic 0xD0 | version) | flags (1 byte) | model tag: first 2 bytes of the weights' sha256
     | height | [width, unless the square flag] | [if the extended flag: steps spec length (1 byte),
@@ -21,7 +21,8 @@ tag alone; its name is looked up in the model store.
 The lossy layers are consecutive slices of one range-coded stream: layer k ends at the shortest
 prefix of the stream from which every symbol of layers 1..k decodes, so cutting the file at any
 byte keeps every complete layer decodable, without a coder flush per layer.
-Version 1 and 2 files (which began with b"DF") and version 3 files are refused with a clear message.
+Version 1 and 2 files (which began with b"DF") and version 3 and 4 files are refused with a clear message
+(version 5 changed only the default chain of the tuq backend, which a version 4 file implies).
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ from ..coding import registry
 from ..errors import UserError
 from ..io.checksums import crc8
 
-VERSION = 4   # 4: no layer count, no header checksum on one-layer files (3: one range stream, rcc count flags)
+VERSION = 5   # 5: tuq's default chain quad10 (4: no layer count, no header checksum on one-layer files;
+              # 3: one range stream, rcc count flags)
 MAGIC = 0xD0 | VERSION
 OLD_MAGIC = b"DF"        # versions 1 and 2
 TAG_BYTES = 2

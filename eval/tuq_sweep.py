@@ -1,0 +1,55 @@
+"""tuq's two encoder settings, the chain (quadN) and the band threshold, against JPEG, on 256x256
+crops of TRAINING photos: the held-out photos are kept for the reported curves, not for tuning.
+
+    python eval/tuq_sweep.py > eval/results/tuq_sweep.txt
+
+For every (threshold, steps) setting the whole tuq curve is coded on the same crops and its
+BD-rate against JPEG (over 20-50 dB) is printed with the rate it needs at 25-45 dB. The threshold
+(bits of KL per coefficient before a band is coded) is encoder-only: it decides which bands are
+coded, and the flags that say so are in the file.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+TRAINING_CROPS = ("005.png", "015.png", "025.png", "035.png", "042.png")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="../shared/data/photos")
+    ap.add_argument("--settings", default="0.5:quad15 0.25:quad15 0.25:quad12 0.25:quad10 0.25:quad8",
+                    help="space-separated threshold:steps pairs")
+    args = ap.parse_args()
+
+    from diffcodec.coding import tuq
+    from diffcodec.evaluation import rd_curves
+    from diffcodec.io.datasets import images_or_file
+    from diffcodec.training.store import load_model
+
+    loaded = load_model("photo")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp, "crops")
+        folder.mkdir()
+        for name in TRAINING_CROPS:
+            (folder / name).symlink_to(Path(args.data, name).resolve())
+        images = images_or_file(loaded.config.data, 3, folder, "test", len(TRAINING_CROPS), 256)
+        out = Path(tmp, "rd")
+        jpeg = rd_curves.evaluate_codec("jpeg", images, out, per_image=False)
+        print(f"photo model, {len(images)} crops 256x256 of training photos {', '.join(TRAINING_CROPS)}")
+        print("threshold  steps    BD vs JPEG   bpp at 25 / 30 / 35 / 40 / 45 dB")
+        for setting in args.settings.split():
+            threshold, steps = setting.split(":")
+            tuq.KL_THRESHOLD = float(threshold)
+            doc = rd_curves.evaluate_codec("tuq", images, out, loaded, steps, per_image=False)
+            docs = {"jpeg": dict(jpeg), "tuq": doc}
+            rd_curves.add_bd(docs, "jpeg")
+            at = [rd_curves.rate_at_psnr(doc, p) for p in (25, 30, 35, 40, 45)]
+            print(f"{threshold:<10} {steps:<8} {doc['bd']['bd_rate_percent']:+8.1f}%   "
+                  + " / ".join("-" if v is None else f"{v:.3f}" for v in at), flush=True)
+
+
+if __name__ == "__main__":
+    main()
