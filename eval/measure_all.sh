@@ -28,13 +28,14 @@ export OMP_NUM_THREADS=1
   diffcodec sample --model fmnist -n 64 -o "$OUT/samples_fmnist.png" --force
 ) > "$OUT/stream_a.log" 2>&1 &
 (
-  python eval/bench_codec.py --json "$OUT/bench_codec.json" > "$OUT/bench_codec.log"
+  python eval/bench_codec.py --threads 1 --json "$OUT/bench_codec.json" > "$OUT/bench_codec.log"
   diffcodec eval rd --model fmnist --data "$FM" --limit 100 --codecs ideal,rcc,uq,jpeg,webp,avif,jpeg2000,jxl --anchor webp -o "$OUT/rd_fmnist"
   diffcodec eval rd --model photo --data "$PH" --tile 256 --limit 5 --codecs uq,tuq,jpeg,webp,avif,jpeg2000,jxl,ideal --anchor jpeg -o "$OUT/rd_photo256"
   diffcodec eval orderings --model fmnist-ardm --data "$FM" --limit 100 --gaussian "$OUT/rd_fmnist" -o "$OUT/orderings_fmnist"
   python eval/schedule_study.py --limit 10 > "$OUT/schedule_study.txt"
   python eval/clean_bits.py > "$OUT/clean_bits.txt"
   python eval/rcc_tradeoff.py --limit 5 > "$OUT/rcc_tradeoff.txt"
+  python eval/tuq_sweep.py > "$OUT/tuq_sweep.txt"
   python eval/bench_net.py --threads 1 --repeats 2 > "$OUT/bench_net.txt"
   (python eval/rcc_bias.py --trials 2000; echo; python eval/rcc_bias.py --trials 1000 --log2-k 16) > "$OUT/rcc_bias.txt"
 ) > "$OUT/stream_b.log" 2>&1 &
