@@ -2,7 +2,7 @@
 
 Layout, format version 5 (integers are LEB128 varints unless a width is given):
 
-    0xD4 (magic 0xD0 | version) | flags (1 byte) | model tag: first 2 bytes of the weights' sha256
+    0xD5 (magic 0xD0 | version) | flags (1 byte) | model tag: first 2 bytes of the weights' sha256
     | height | [width, unless the square flag] | [if the extended flag: steps spec length (1 byte),
     steps spec (ASCII), seed, params length, params]
     | layer table: per layer, steps << 1 | (1 if another layer follows), then its byte length

@@ -46,7 +46,7 @@ class TrainConfig:
     batch_size: int = 64          # per process
     lr: float = 2e-4
     warmup_steps: int = 500
-    decay_from: int = 0           # the lr falls linearly from this step to 0 at max_steps (0 = constant)
+    decay_from: int = 0           # the lr falls linearly from this step to 0 at the run's last step (0 = constant)
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     max_steps: int = 10000

@@ -19,7 +19,6 @@ from .checkpoint import load_checkpoint, save_checkpoint, write_weights
 from .config import Config, ConfigError
 
 
-@torch.no_grad()
 def learning_rate(tc, step: int, total: int, warm_from: int = 0) -> float:
     """The lr of (0-based) `step` of a run ending at `total`: linear warm-up from `warm_from`, then
     constant, then (when `tc.decay_from` is set) a linear fall to 0 at `total`."""
@@ -29,6 +28,7 @@ def learning_rate(tc, step: int, total: int, warm_from: int = 0) -> float:
     return lr
 
 
+@torch.no_grad()
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     for pe, pm in zip(ema.parameters(), model.parameters()):
         pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
