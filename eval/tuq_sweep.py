@@ -3,6 +3,11 @@ crops of TRAINING photos: the held-out photos are kept for the reported curves, 
 
     python eval/tuq_sweep.py > eval/results/tuq_sweep.txt
 
+After the choice, the same comparison on the held-out crops (the crops `eval rd --tile 256` codes):
+
+    python eval/tuq_sweep.py --crops 045.png,046.png,047.png,048.png,049.png \
+        --settings "0.5:quad15 0.25:quad10" > eval/results/tuq_sweep_heldout.txt
+
 For every (threshold, steps) setting the whole tuq curve is coded on the same crops and its
 BD-rate against JPEG (over 20-50 dB) is printed with the rate it needs at 25-45 dB. The threshold
 (bits of KL per coefficient before a band is coded) is encoder-only: it decides which bands are
@@ -20,6 +25,7 @@ TRAINING_CROPS = ("005.png", "015.png", "025.png", "035.png", "042.png")
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="../shared/data/photos")
+    ap.add_argument("--crops", default=",".join(TRAINING_CROPS), help="comma-separated photo names")
     ap.add_argument("--settings", default="0.5:quad15 0.25:quad15 0.25:quad12 0.25:quad10 0.25:quad8",
                     help="space-separated threshold:steps pairs")
     args = ap.parse_args()
@@ -33,12 +39,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp, "crops")
         folder.mkdir()
-        for name in TRAINING_CROPS:
+        names = args.crops.split(",")
+        for name in names:
             (folder / name).symlink_to(Path(args.data, name).resolve())
-        images = images_or_file(loaded.config.data, 3, folder, "test", len(TRAINING_CROPS), 256)
+        images = images_or_file(loaded.config.data, 3, folder, "test", len(names), 256)
         out = Path(tmp, "rd")
         jpeg = rd_curves.evaluate_codec("jpeg", images, out, per_image=False)
-        print(f"photo model, {len(images)} crops 256x256 of training photos {', '.join(TRAINING_CROPS)}")
+        held = set(loaded.config.data.holdout)
+        kind = "held-out" if set(names) <= held else "training" if held.isdisjoint(names) else "mixed"
+        print(f"photo model, {len(images)} crops 256x256 of {kind} photos {', '.join(names)}")
         print("threshold  steps    BD vs JPEG   bpp at 25 / 30 / 35 / 40 / 45 dB")
         for setting in args.settings.split():
             threshold, steps = setting.split(":")
