@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from ..io.pixels import SCALE, to_model
+
 
 class ScaledPosterior:
     """p(z_{j-1} | z_j) = N(posterior mean, r * posterior variance) at chain index i = j - 1 >= 1;
@@ -33,41 +35,30 @@ def closed_form_bound(diffusion, chain, image: np.ndarray, r: float) -> float:
 
     from ..coding.bitsback import _snap_scale
 
-    x0 = image.reshape(-1).astype(np.float64) / 127.5 - 1
+    x0 = to_model(image.reshape(-1))
     abar = diffusion.alphas_cumprod[-1]
     nats = 0.5 * (abar * np.mean(x0 ** 2) + (1 - abar) - 1 - math.log(1 - abar))      # L_T
     for i in range(1, diffusion.num_timesteps):
         v = diffusion.posterior_variance[i]
         s = float(_snap_scale(np.array([math.sqrt(r * v) / chain.delta[i]]))[0]) * chain.delta[i]
         nats += 0.5 * math.log(s * s / v) + v / (2 * s * s) - 0.5
-    sd0 = math.sqrt(math.exp(diffusion.posterior_log_variance_clipped[0])) * 127.5    # pixel units
+    sd0 = math.sqrt(math.exp(diffusion.posterior_log_variance_clipped[0])) * SCALE    # pixel units
     k = image.reshape(-1).astype(np.float64)
     lo, hi = np.where(k == 0, -np.inf, k - 0.5), np.where(k == 255, np.inf, k + 0.5)
     L_0 = -np.log2(stats.norm.cdf(hi, k, sd0) - stats.norm.cdf(lo, k, sd0)).mean()
     return nats / math.log(2) + L_0
 
 
-def check(r: float = 1.5, steps: int = 20, side: int = 256, seed: int = 0) -> dict:
-    """Code one random side x side image on a ``steps``-step respaced cosine chain (T = 1000) with
-    and without the pad. -> bound, coded rate each way and the sampling noise, in bits/dim."""
-    from ..coding import bitsback as bb
+def _random_chain(steps: int, n: int, side: int, seed: int):
+    """A ``steps``-step respaced cosine chain (T = 1000), its coding grids and n random uint8
+    images [n, 1, side, side]."""
+    from ..coding.bitsback import Chain
     from ..core.diffusion import GaussianDiffusion
     from ..core.schedules import named_betas, respace_betas, space_timesteps
 
     diff = GaussianDiffusion(respace_betas(named_betas("cosine", 1000), space_timesteps(1000, steps)))
-    img = np.random.default_rng(seed).integers(0, 256, (1, 1, side, side)).astype(np.uint8)
-    model = (bb.Chain.build(diff), ScaledPosterior(diff, img.reshape(-1) / 127.5 - 1, r))
-    D = img.size
-    out = {"r": r, "steps": steps, "dims": D, "bound_bpd": float(closed_form_bound(diff, model[0], img, r)),
-           # the log-ratio of two centred Gaussians has variance (1 - 1/r)^2 / 2 nats^2 per term
-           "noise_bpd": math.sqrt((steps - 1) * (1 - 1 / r) ** 2 / 2 / D) / math.log(2)}
-    for pad in (True, False):
-        words, st, n_init = bb.encode_chain(None, img, seed=seed, initial_bits_per_dim=16, model=model, pad=pad)
-        back = bb.decode_chain(None, words, 1, img.shape[1:], seed=seed, n_initial=n_init, model=model, pad=pad)
-        if not np.array_equal(back, img):
-            raise RuntimeError("bits-back round trip failed")
-        out["coded_bpd" if pad else "coded_without_pad_bpd"] = st.net_bits[0] / D
-    return out
+    imgs = np.random.default_rng(seed).integers(0, 256, (n, 1, side, side)).astype(np.uint8)
+    return diff, Chain.build(diff), imgs
 
 
 class _Chained:
@@ -75,13 +66,42 @@ class _Chained:
     order and the decoder in reverse, each with one ``out`` call per step."""
 
     def __init__(self, diffusion, images: np.ndarray, r: float, reverse: bool):
-        self.diffusion, self.images, self.r, self.reverse, self.calls = diffusion, images, r, reverse, 0
+        self.steps, self.calls = diffusion.num_timesteps, 0
+        posteriors = [ScaledPosterior(diffusion, to_model(im.reshape(-1)), r) for im in images]
+        self.posteriors = posteriors[::-1] if reverse else posteriors
 
     def out(self, z, i):
-        k = self.calls // self.diffusion.num_timesteps
+        k = self.calls // self.steps
         self.calls += 1
-        k = len(self.images) - 1 - k if self.reverse else k
-        return ScaledPosterior(self.diffusion, self.images[k].reshape(-1) / 127.5 - 1, self.r).out(z, i)
+        return self.posteriors[k].out(z, i)
+
+
+def _code(diff, chain, imgs: np.ndarray, r: float, seed: int, pad: bool):
+    """Bits-back-code ``imgs`` on one stack under ``ScaledPosterior``, decode and check them.
+    -> (words, ChainStats, number of initial words)."""
+    from ..coding import bitsback as bb
+
+    words, st, n_init = bb.encode_chain(None, imgs, seed=seed, initial_bits_per_dim=16,
+                                        model=(chain, _Chained(diff, imgs, r, False)), pad=pad)
+    back = bb.decode_chain(None, words, len(imgs), imgs.shape[1:], seed=seed, n_initial=n_init,
+                           model=(chain, _Chained(diff, imgs, r, True)), pad=pad)
+    if not np.array_equal(back, imgs):
+        raise RuntimeError("bits-back round trip failed")
+    return words, st, n_init
+
+
+def check(r: float = 1.5, steps: int = 20, side: int = 256, seed: int = 0) -> dict:
+    """Code one random side x side image on a ``steps``-step respaced cosine chain (T = 1000) with
+    and without the pad. -> bound, coded rate each way and the sampling noise, in bits/dim."""
+    diff, chain, img = _random_chain(steps, 1, side, seed)
+    D = img.size
+    out = {"r": r, "steps": steps, "dims": D, "bound_bpd": float(closed_form_bound(diff, chain, img, r)),
+           # the log-ratio of two centred Gaussians has variance (1 - 1/r)^2 / 2 nats^2 per term
+           "noise_bpd": math.sqrt((steps - 1) * (1 - 1 / r) ** 2 / 2 / D) / math.log(2)}
+    for pad in (True, False):
+        _, st, _ = _code(diff, chain, img, r, seed, pad)
+        out["coded_bpd" if pad else "coded_without_pad_bpd"] = st.net_bits[0] / D
+    return out
 
 
 def chained(r: float = 1.0, steps: int = 1000, n: int = 30, side: int = 28, seed: int = 0, pad: bool = True) -> dict:
@@ -89,19 +109,8 @@ def chained(r: float = 1.0, steps: int = 1000, n: int = 30, side: int = 28, seed
     granularity does not blur per-image figures). -> bits/dim of the closed-form bound, of the
     symbols' information content and of the net stack growth, and the coder's overhead (growth
     minus information content) in bits per image."""
-    from ..coding import bitsback as bb
-    from ..core.diffusion import GaussianDiffusion
-    from ..core.schedules import named_betas, respace_betas, space_timesteps
-
-    diff = GaussianDiffusion(respace_betas(named_betas("cosine", 1000), space_timesteps(1000, steps)))
-    imgs = np.random.default_rng(seed).integers(0, 256, (n, 1, side, side)).astype(np.uint8)
-    chain = bb.Chain.build(diff)
-    words, st, n_init = bb.encode_chain(None, imgs, seed=seed, initial_bits_per_dim=16,
-                                        model=(chain, _Chained(diff, imgs, r, False)), pad=pad)
-    back = bb.decode_chain(None, words, n, imgs.shape[1:], seed=seed, n_initial=n_init,
-                           model=(chain, _Chained(diff, imgs, r, True)), pad=pad)
-    if not np.array_equal(back, imgs):
-        raise RuntimeError("bits-back round trip failed")
+    diff, chain, imgs = _random_chain(steps, n, side, seed)
+    words, st, n_init = _code(diff, chain, imgs, r, seed, pad)
     D = side * side
     net, info = 32 * (len(words) - n_init) / n, float(np.mean(st.bound_bits))
     return {"r": r, "steps": steps, "images": n, "dims": D, "pad": pad,
