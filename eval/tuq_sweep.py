@@ -51,8 +51,8 @@ def main() -> None:
         print("threshold  steps    BD vs JPEG   bpp at 25 / 30 / 35 / 40 / 45 dB")
         for setting in args.settings.split():
             threshold, steps = setting.split(":")
-            tuq.KL_THRESHOLD = float(threshold)
-            doc = rd_curves.evaluate_codec("tuq", images, out, loaded, steps, per_image=False)
+            doc = rd_curves.evaluate_codec("tuq", images, out, loaded, steps, per_image=False,
+                                           coder=tuq.TUQCoder(float(threshold)))
             docs = {"jpeg": dict(jpeg), "tuq": doc}
             rd_curves.add_bd(docs, "jpeg")
             at = [rd_curves.rate_at_psnr(doc, p) for p in (25, 30, 35, 40, 45)]

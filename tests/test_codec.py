@@ -177,3 +177,31 @@ def test_corrupted_payload_is_an_error(tiny, gray_image):
     data[-1] ^= 0xFF
     with pytest.raises(FormatError):
         decode_container(tiny, Container.from_bytes(bytes(data)))
+
+
+def test_psnr_request_codes_only_as_much_of_the_last_step_as_it_needs(tinyrgb):
+    """tuq's lighter variants: the step that reaches a PSNR request is re-coded with the highest
+    band threshold that still reaches it. The file decodes to the PSNR the encoder reports, meets
+    the request, is never larger than coding that step whole, and is smaller for some request."""
+    from diffcodec.coding.tuq import TUQCoder
+
+    class Whole(TUQCoder):
+        def lighter(self):
+            return []
+
+    yy, xx = np.mgrid[:16, :16]
+    img = np.stack([(yy * 15) % 256, (xx * 15) % 256, ((xx + yy) * 8) % 256]).astype(np.uint8)
+    full = encode_image(tinyrgb, img, "tuq", "12", quality=100)
+    saved = []
+    for a, b in zip(full.records, full.records[1:]):
+        if b.psnr - a.psnr < 0.5:
+            continue
+        target = (a.psnr + b.psnr) / 2
+        light = encode_image(tinyrgb, img, "tuq", "12", target_psnr=target)
+        whole = encode_image(tinyrgb, img, "tuq", "12", target_psnr=target, coder=Whole())
+        out = decode_container(tinyrgb, Container.from_bytes(light.data))
+        assert psnr(out.image, img) == pytest.approx(light.psnr, abs=0.01)
+        assert light.psnr >= target and len(light.records) == len(whole.records)
+        assert len(light.data) <= len(whole.data)
+        saved.append(len(whole.data) - len(light.data))
+    assert saved and max(saved) > 0

@@ -44,6 +44,12 @@ class StepCoder:
         """Backend parameters stored in the file header (empty when they are the defaults)."""
         return b""
 
+    def lighter(self) -> list["StepCoder"]:
+        """Encoder-only variants of this coder that spend fewer bits on a step, cheapest first (their
+        files decode with this coder). Rate control codes the chain's last step with the cheapest
+        one that still meets the request; empty when the backend has none."""
+        return []
+
     def encode(self, ctx: StepContext, mu_q: np.ndarray):
         """-> (ops, x_prev [D] float64, kl_bits): ops to entropy-code, the decoder's x_{i-1}, and
         the ideal KL(q || p) in bits that this backend's p implies."""

@@ -13,6 +13,7 @@ that cannot be met is an error rather than a silently different file.
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -159,25 +160,59 @@ def _open_chain(loaded, steps, shape, error=UserError) -> NetworkAdapter:
         raise error(str(e)) from None
 
 
+def _send_step(model: NetworkAdapter, coder, ctx: StepContext, mu_q: np.ndarray, image: np.ndarray):
+    """Code one step x_i -> x_{i-1} (i = ctx.step). -> (record, ops, x_{i-1}, network output there)."""
+    t0 = time.perf_counter()
+    i = ctx.step
+    kl_model = float(gaussian_kl_bits(mu_q, ctx.var_q, ctx.mu_p, ctx.var_p).sum())
+    ops, x, kl = coder.encode(ctx, mu_q)
+    out = model.out(x, i - 1)
+    rec = StepRecord(i, model.paper_t(i - 1), sum(info_bits(o) for o in ops), kl,
+                     psnr(to_pixels(out["pred_xstart"]), image.ravel()), time.perf_counter() - t0, kl_model)
+    return rec, ops, x, out
+
+
+def _lighter_final_step(model, coder, make_ctx, mu_q, image, target_psnr, full):
+    """The cheapest of the coder's encoder-only lighter variants (``StepCoder.lighter``) whose step
+    still brings x0_hat to ``target_psnr``, else ``full``: the chain's last step is coded only as far
+    as the request needs, instead of overshooting it by a whole step. Bisects the variants (cheapest
+    first), one network evaluation each."""
+    variants, best = coder.lighter(), full
+    lo, hi = 0, len(variants) - 1
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        cand = _send_step(model, variants[mid], make_ctx(), mu_q, image)
+        if cand[0].psnr >= target_psnr:
+            if cand[0].bits < best[0].bits:
+                best = cand
+            hi = mid - 1
+        else:
+            lo = mid + 1
+    return best
+
+
 def _send_chain(model: NetworkAdapter, coder, image: np.ndarray, seed: int, stop_step, target_psnr,
                 progress):
     """The sender's side of Algorithm 3: from x_T (shared seed), code each step with ``coder`` until
-    the chain ends or a stop rule fires. -> (records, ops per step, network output at the last x)."""
+    the chain ends or a stop rule fires; the step that reaches ``target_psnr`` is coded with the
+    lightest variant that still reaches it. -> (records, ops per step, network output at the last x)."""
     N, D = model.num_steps, image.size
     x0 = to_model(image).ravel()
     x = normals(seed, PURPOSE_XT, 0, D)
     out = model.out(x, N - 1)
     state: dict = {}
     records, step_ops = [], []
+    refine = target_psnr is not None and bool(getattr(coder, "lighter", list)())
     for i in range(N - 1, 0, -1):
-        t0 = time.perf_counter()
-        ctx = StepContext(i, seed, model.posterior_variance(i), out["mean"], out["variance"], state, model.shape)
+        before = copy.deepcopy(state) if refine else None
+
+        def context(state=state, out=out, i=i):
+            return StepContext(i, seed, model.posterior_variance(i), out["mean"], out["variance"], state, model.shape)
         mu_q = model.posterior_mean(x0, x, i)
-        kl_model = float(gaussian_kl_bits(mu_q, ctx.var_q, ctx.mu_p, ctx.var_p).sum())
-        ops, x, kl = coder.encode(ctx, mu_q)
-        out = model.out(x, i - 1)
-        rec = StepRecord(i, model.paper_t(i - 1), sum(info_bits(o) for o in ops), kl,
-                         psnr(to_pixels(out["pred_xstart"]), image.ravel()), time.perf_counter() - t0, kl_model)
+        rec, ops, x, out = _send_step(model, coder, context(), mu_q, image)
+        if refine and rec.psnr >= target_psnr:
+            rec, ops, x, out = _lighter_final_step(model, coder, lambda: context(copy.deepcopy(before)),
+                                                   mu_q, image, target_psnr, (rec, ops, x, out))
         records.append(rec)
         step_ops.append(ops)
         if progress:

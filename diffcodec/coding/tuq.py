@@ -32,6 +32,7 @@ from .uq import symbol_support
 KL_THRESHOLD = 0.25        # bits per coefficient of a band's KL(q || p) before the band is coded
 SCALE_INDEX_STD = 3.0      # spread of a band's scale index around its previous one
 BANDS_PER_OCTAVE = 2       # frequency bands per octave and channel (half-octave bands)
+LIGHTER_OCTAVES = 8         # rate control's lighter variants: thresholds up to 256x
 P_STAY = 0.9               # probability that a band keeps last step's coded/skipped flag
 _COLOUR = np.array([[1, 1, 1], [1, 0, -1], [1, -2, 1]], np.float64) / np.sqrt([[3.0], [2.0], [6.0]])
 
@@ -74,6 +75,15 @@ def _flag_probs(prev: np.ndarray | None, n: int) -> np.ndarray:
 @register("tuq", wire_id=3, default_steps="quad10", priority=1,
           description="universal quantization in DCT bands, low-KL bands skipped (large images)")
 class TUQCoder(StepCoder):
+    """``threshold``: bits of KL per coefficient from which a band is coded (encoder-only)."""
+
+    def __init__(self, threshold: float = KL_THRESHOLD):
+        self.threshold = float(threshold)
+
+    def lighter(self) -> list["TUQCoder"]:
+        """The same coder with higher band thresholds (fewer bands coded), in half-octave steps from
+        2^LIGHTER_OCTAVES x this one's (almost every band skipped) down to sqrt(2) x."""
+        return [TUQCoder(self.threshold * 2.0 ** (k / 2)) for k in range(2 * LIGHTER_OCTAVES, 0, -1)]
 
     @staticmethod
     def _index_prior(ctx: StepContext, coded: np.ndarray):
@@ -99,7 +109,7 @@ class TUQCoder(StepCoder):
         count = np.bincount(ids, minlength=nb)
         ms = np.bincount(ids, r * r, minlength=nb) / count
         kl_per_coef = 6.0 * ms / math.log(2.0)                     # KL(q || N(mu_p, var_q)), bits
-        coded = kl_per_coef >= KL_THRESHOLD
+        coded = kl_per_coef >= self.threshold
         ops = [cats_op(coded.astype(np.int32), _flag_probs(ctx.state.get("tuq_flags"), nb))]
         idx = np.array([max(1, quantize_scale(math.sqrt(v))) for v in ms[coded]], np.int64)
         if coded.any():

@@ -55,9 +55,10 @@ def _ideal_points(loaded, img, steps):
              "decoded": None} for k, r in enumerate(res.records) if r.t - 1 in keep]
 
 
-def _backend_points(loaded, codec, img, steps, files_dir: Path, stem: str):
-    """Every stopping point of a real backend's chain: file bytes and decoder-side PSNR."""
-    res = encode_image(loaded, img, codec, steps, quality=100)
+def _backend_points(loaded, codec, img, steps, files_dir: Path, stem: str, coder=None):
+    """Every stopping point of a real backend's chain: file bytes and decoder-side PSNR.
+    ``coder``: an instance with encoder-only settings (default: the backend's defaults)."""
+    res = encode_image(loaded, img, codec, steps, quality=100, coder=coder)
     previews = {}
     t0 = time.perf_counter()
     decode_container(loaded, Container.from_bytes(res.data), on_step=lambda k, px: previews.__setitem__(k, px))
@@ -85,8 +86,9 @@ def _backend_points(loaded, codec, img, steps, files_dir: Path, stem: str):
 
 
 def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, steps=None,
-                   per_image: bool = True, progress=None) -> dict:
-    """One codec's curve over uint8 images [N, C, H, W], averaged per point over images."""
+                   per_image: bool = True, progress=None, coder=None) -> dict:
+    """One codec's curve over uint8 images [N, C, H, W], averaged per point over images.
+    ``coder``: a backend's coder instance with encoder-only settings (diffusion backends only)."""
     files_dir = Path(out_dir) / "files" / codec
     files_dir.mkdir(parents=True, exist_ok=True)
     C, H, W = images.shape[1:]
@@ -101,7 +103,7 @@ def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, s
         if codec == ideal.NAME:
             keyed = [(r["steps"], r) for r in _ideal_points(loaded, img, steps)]
         elif codec in diffusion_codecs():
-            rows, chain = _backend_points(loaded, codec, img, steps, files_dir, f"img{n:05d}")
+            rows, chain = _backend_points(loaded, codec, img, steps, files_dir, f"img{n:05d}", coder)
             keyed = [(r["steps"], r) for r in rows]
         else:
             keyed = []
