@@ -117,8 +117,10 @@ def rd(model_name, data, limit, codecs, steps, anchor, tile, no_per_image, keep,
 @click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
 @click.option("--steps", default="100", show_default=True, help="Respaced chain (N, quadN, ... or all).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--grid", type=click.IntRange(1, 256), default=None,
+              help="Latent bins per smallest noise scale (default 8).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the result as JSON.")
-def bitsback(model_name, data_dir, limit, steps, seed, json_out):
+def bitsback(model_name, data_dir, limit, steps, seed, grid, json_out):
     """Lossless bits-back ANS coding of a chain of images: real stack, decoded back and checked.
 
     Prints the variational bound of the chain, the coded rate (net stack growth per image), the
@@ -134,12 +136,15 @@ def bitsback(model_name, data_dir, limit, steps, seed, json_out):
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     with click.progressbar(length=2 * len(images), label="encode + decode", show_pos=True) as bar:
-        res = run_chain(loaded, images, steps, seed, progress=lambda _: bar.update(1))
+        res = run_chain(loaded, images, steps, seed, progress=lambda _: bar.update(1), grid=grid)
     res.update({"model": loaded.name, "data": str(data_dir)})
     click.echo(f"{loaded.name}: {res['images']} images x {res['dims']} dims, steps {steps}; all decoded exactly")
     click.echo(f"  bound (bpd, same chain)  {res['bound_bpd']:.4f} bits/dim")
     click.echo(f"  coded, chained (net)     {res['net_bpd']:.4f} bits/dim "
                f"({res['excess_pct']:+.3f}% +- {res['excess_pct_sem']:.3f}% vs the bound)")
+    split = res["excess_split_pct"]
+    click.echo("  excess, split: " + ", ".join(f"{k.replace('_', ' ')} {m:+.3f}% +- {e:.3f}%"
+                                               for k, (m, e) in split.items()))
     click.echo(f"  whole stream             {res['file_bpd']:.4f} bits/dim "
                f"(incl. {res['initial_bpd']:.4f} of initial words)")
     click.echo(f"  one image alone          {res['single_image_bpd']:.4f} bits/dim "

@@ -1,6 +1,6 @@
-"""Bits-back's one-time pad against a closed-form bound (diffcodec.evaluation.clean_bits): coded
-rate with and without the pad for reverse processes whose variance is r x the posterior's, then
-what the pad costs the ANS coder on 1000-step chains of 28x28 images.
+"""Bits-back's one-time pad and grids against a closed-form bound (diffcodec.evaluation.clean_bits):
+coded rate with and without the pad for reverse processes whose variance is r x the posterior's,
+then 1000-step chains of 28x28 images split into what the grids, the pad and the coder cost.
 
     python eval/clean_bits.py > eval/results/clean_bits.txt
 """
@@ -15,9 +15,14 @@ for steps in (20, 100):
               flush=True)
 
 print()
-print("30 random 28x28 images chained on one stack, r = 1 (p is the posterior), 1000 steps")
-print("pad   bound   info    net     (bits/dim)  coder overhead (bits/image)")
-for pad in (True, False):
-    c = chained(r=1.0, steps=1000, n=30, pad=pad)
-    print(f"{'yes' if pad else 'no':<5} {c['bound_bpd']:.4f}  {c['info_bpd']:.4f}  {c['net_bpd']:.4f}  "
-          f"{c['coder_overhead_bits']:.2f}", flush=True)
+print("30 random 28x28 images chained on one stack, 1000 steps; p's variance r x the posterior's;")
+print("grid: bins per smallest noise scale. Bits per image: path - bound (sampling noise, +- 1 se),")
+print("info - path (the grids), net - info (the ANS coder, the pad's cost included), net - bound.")
+print("r    grid pad   bound bits/dim  path-bound       info-path  net-info  net-bound")
+for r, grid, pad in ((1.0, None, True), (1.0, None, False), (1.1, None, True), (1.1, 32, True)):
+    c = chained(r=r, steps=1000, n=30, pad=pad, grid=grid)
+    D = c["dims"]
+    info, net, path = c["info_bpd"] * D, c["net_bpd"] * D, c["path_bpd"] * D
+    print(f"{r:<4} {c['grid']:<4} {'yes' if pad else 'no':<5} {c['bound_bpd']:.4f}          "
+          f"{c['path_minus_bound_bits']:+7.2f} +- {c['path_minus_bound_sem_bits']:5.2f}  {info - path:+8.2f}  "
+          f"{net - info:+8.2f}  {net - c['bound_bpd'] * D:+8.2f}", flush=True)

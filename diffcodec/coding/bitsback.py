@@ -1,8 +1,8 @@
 """Lossless coding with bits-back ANS (BB-ANS) over the diffusion chain, chained across images.
 
 The latents z_1..z_N of a respaced chain (z_j is x at chain index j - 1, z_0 the image) are
-discretized on fixed grids of width delta_j (an 8th of the smallest noise scale around z_j), so every
-continuous density becomes a pmf over grid indices and the grid widths cancel in the net rate.
+discretized on fixed grids of width delta_j (an 8th of the smallest noise scale around z_j), so
+every continuous density becomes a pmf over grid indices and the grid widths cancel in the net rate.
 Per image, in Bit-Swap order (the bits borrowed from the stack stay at about two steps' pops,
 whatever N; about 9 bits per dimension with these grids):
 
@@ -46,7 +46,15 @@ from .entropy import gauss_op, info_bits
 from .lossless import snapped_params
 from .randomness import PURPOSE_INITIAL, PURPOSE_WHITEN, uniforms, words32
 
-GRID_FRACTION = 8        # delta_j = smallest noise scale of step j / 8
+# delta_j = smallest noise scale of step j / GRID_FRACTION. A grid is not free where p differs from
+# q: pushing q's samples under p's binned pmf costs about (delta / sigma_p)^2 / 24 * (1 - var_q /
+# var_p) nats per symbol more than p's density, every step: 60 bits per 28x28 image over a
+# 1000-step chain with var_p = 1.1 var_q at 8, 5 bits at 32 (clean_bits.chained, closed form). But
+# on fmnist's own 1000-step chain the grids cost 2.3 bits per image at 8 and 20 at 32: a finer grid
+# widens p's window in bins, so more latents escape it (each about 18 bits dearer than its density)
+# and more bins pay the coder's 2^-24 floor. 8 stays until escapes are coded by their tail.
+GRID_FRACTION = 8
+INITIAL_BITS_PER_DIM = 12    # initial words to try first (the first image borrows about 9-11)
 COARSEST_PROB = 2.0 ** -24   # the smallest probability constriction's quantizer gives a symbol
 
 
@@ -89,13 +97,14 @@ class Chain:
     window: np.ndarray       # [N + 1]; q(z_j | z_{j-1}) is coded on round(mean) + [-window, window]
 
     @classmethod
-    def build(cls, diffusion) -> "Chain":
+    def build(cls, diffusion, fraction: int = GRID_FRACTION) -> "Chain":
+        """Grids of a respaced chain: delta_j = z_j's smallest noise scale / ``fraction``."""
         betas, post = diffusion.betas, diffusion.posterior_variance
         N = len(betas)
         delta, radius, window = np.zeros(N + 1), np.zeros(N + 1, np.int64), np.zeros(N + 1, np.int64)
         for j in range(1, N + 1):
             smallest = betas[j - 1] if j == N else min(betas[j - 1], post[j])
-            delta[j] = math.sqrt(smallest) / GRID_FRACTION
+            delta[j] = math.sqrt(smallest) / fraction
             abar = diffusion.alphas_cumprod[j - 1]
             radius[j] = math.ceil((math.sqrt(abar) * 1.0 + 8.0 * math.sqrt(1.0 - abar) + 0.1) / delta[j])
             window[j] = _window(math.sqrt(betas[j - 1]) / delta[j])
@@ -130,6 +139,9 @@ class ChainStats:
     borrowed_bits: list[float] = field(default_factory=list)  # per image: deepest dip below its start
     bound_bits: list[float] = field(default_factory=list)     # per image: information content of
     # the symbols coded (net of bits back); equals net_bits up to the coder's overhead by construction
+    path_bits: list[float] = field(default_factory=list)      # per image: the same path under the
+    # continuous densities (-log2 q + log2 p at the grid points, grid widths cancelling): a one-sample
+    # estimate of the bound; bound_bits - path_bits is what the grids and the windows cost
 
 
 def _initial_words(seed: int, n_words: int) -> np.ndarray:
@@ -228,36 +240,59 @@ def _whiten(coder, chain: Chain, seed: int, image: int, j: int, D: int):
     return constriction.stream.stack.AnsCoder(words)
 
 
+def _density_bits(k, mu, sd) -> float:
+    """-log2 of the continuous Gaussian density N(mu, sd^2) at grid indices ``k`` (grid units),
+    summed: the information content the grid would have with infinitely fine bins."""
+    return float(np.sum(0.5 * np.log2(2 * np.pi * sd * sd) + (k - mu) ** 2 / (2 * sd * sd * math.log(2.0))))
+
+
 def _info_q(chain: Chain, j: int, offset, mu, sd) -> float:
     """Information content in bits of z_j's offsets from q's window centre."""
     return info_bits(gauss_op(offset, -int(chain.window[j]), int(chain.window[j]), mu, sd))
 
 
-def _setup(loaded, steps, shape):
-    """(Chain, network evaluator) for one respaced chain."""
+def _setup(loaded, steps, shape, grid=None):
+    """(Chain, network evaluator) for one respaced chain (``grid``: bins per smallest noise scale)."""
     net = NetworkAdapter(loaded, steps, shape)
-    return Chain.build(net.diffusion), net
+    return Chain.build(net.diffusion, grid or GRID_FRACTION), net
+
+
+def encode_chain_fitting(loaded, images: np.ndarray, steps=None, seed: int = 0, progress=None,
+                         fresh_model=None, **kw):
+    """``encode_chain`` with the fewest initial words that the first image's borrowed bits fit
+    (INITIAL_BITS_PER_DIM bits per dimension, then 4 more per try). ``fresh_model()``, if given,
+    makes the ``model`` for each try (for stateful stand-ins of the network)."""
+    bits = INITIAL_BITS_PER_DIM
+    while True:
+        try:
+            if fresh_model is not None:
+                kw["model"] = fresh_model()
+            return encode_chain(loaded, images, steps, seed, bits, progress, **kw)
+        except StackDry:
+            bits += 4
 
 
 def encode_chain(loaded, images: np.ndarray, steps=None, seed: int = 0,
-                 initial_bits_per_dim: int = 12, progress=None, *, model=None, pad: bool = True):
+                 initial_bits_per_dim: int = INITIAL_BITS_PER_DIM, progress=None, *, model=None,
+                 pad: bool = True, grid: int | None = None):
     """BB-ANS-code uint8 images [n, C, H, W] onto one stack.
 
     ``model``: a (Chain, reverse process with ``out(z, i)``) pair to use instead of ``loaded``'s
     network on ``steps`` (for checks against closed forms); ``pad=False`` leaves the stack's bits
-    as they are (dirty), to measure what the pad buys; the decoder must be given the same.
+    as they are (dirty), to measure what the pad buys; ``grid`` overrides GRID_FRACTION. The
+    decoder must be given the same.
     -> (words uint32, ChainStats, number of initial words at the bottom of the stack)."""
     import constriction
 
     n, C, H, W = images.shape
     D = C * H * W
-    chain, net = model or _setup(loaded, steps, (C, H, W))
+    chain, net = model or _setup(loaded, steps, (C, H, W), grid)
     init = _initial_words(seed, max(2, -(-initial_bits_per_dim * D // 32)))
     coder = constriction.stream.stack.AnsCoder(init.copy())
     stats = ChainStats()
     for i in range(n):
         start = low = coder.num_bits()
-        bound = 0.0
+        bound = path = 0.0
         k_prev = images[i].reshape(-1).astype(np.int32)      # symbols of z_{j-1}; pixels for j = 1
         z_prev = to_model(k_prev)
         for j in range(1, chain.N + 1):
@@ -269,30 +304,36 @@ def encode_chain(loaded, images: np.ndarray, steps=None, seed: int = 0,
             if low < 64:
                 raise StackDry(f"image {i}: the stack ran dry after step {j}")
             bound -= _info_q(chain, j, offset, mu, sd)
+            path -= _density_bits(offset, mu, sd)
             k = (centre + offset).astype(np.int32)
             chain.check_range(j, k)
             z = k.astype(np.float64) * chain.delta[j]
             pm, ps = _reverse_params(chain, j, net, z)
-            bound += _push_p(coder, chain, j - 1, k_prev, pm, ps)
+            pushed = _push_p(coder, chain, j - 1, k_prev, pm, ps)
+            bound += pushed
+            path += pushed if j == 1 else _density_bits(k_prev, pm, ps)   # pixels are discrete
             k_prev, z_prev = k, z
         prior_mu, prior_sd = chain.prior(D)
         bound += _push_p(coder, chain, chain.N, k_prev, prior_mu, prior_sd)
+        path += _density_bits(k_prev, prior_mu, prior_sd)
         stats.net_bits.append(coder.num_bits() - start)
         stats.borrowed_bits.append(start - low)
         stats.bound_bits.append(bound)
+        stats.path_bits.append(path)
         if progress:
             progress(i)
     return coder.get_compressed(), stats, len(init)
 
 
 def decode_chain(loaded, words: np.ndarray, n: int, shape, steps=None, seed: int = 0,
-                 n_initial: int | None = None, progress=None, *, model=None, pad: bool = True) -> np.ndarray:
+                 n_initial: int | None = None, progress=None, *, model=None, pad: bool = True,
+                 grid: int | None = None) -> np.ndarray:
     """Inverse of ``encode_chain``: -> uint8 images [n, C, H, W] in their original order."""
     import constriction
 
     C, H, W = shape
     D = C * H * W
-    chain, net = model or _setup(loaded, steps, (C, H, W))
+    chain, net = model or _setup(loaded, steps, (C, H, W), grid)
     coder = constriction.stream.stack.AnsCoder(np.asarray(words, np.uint32).copy())
     out = np.zeros((n, C, H, W), np.uint8)
     for i in reversed(range(n)):

@@ -4,7 +4,7 @@ The reverse process is the true posterior q(z_{j-1} | z_j, x_0) with its varianc
 decoder p(x_0 | z_1) exact), so the chain's bound is L_T + sum_j KL_j + L_0 with every term in closed
 form: no coder and no network in the reference. Coding a random image with and without the pad
 shows the dirty-bits excess (bits pushed under a p that is not the posterior are not uniform, and
-latents popped from them are not samples of q). KL_j uses p's scale as the coder snaps it.
+latents popped from them are not samples of q). KL_j and L_0 use p's scales as the coder snaps them.
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ def closed_form_bound(diffusion, chain, image: np.ndarray, r: float) -> float:
     from scipy import stats
 
     from ..coding.bitsback import _snap_scale
+    from ..coding.lossless import snapped_params
 
     x0 = to_model(image.reshape(-1))
     abar = diffusion.alphas_cumprod[-1]
@@ -42,23 +43,25 @@ def closed_form_bound(diffusion, chain, image: np.ndarray, r: float) -> float:
         v = diffusion.posterior_variance[i]
         s = float(_snap_scale(np.array([math.sqrt(r * v) / chain.delta[i]]))[0]) * chain.delta[i]
         nats += 0.5 * math.log(s * s / v) + v / (2 * s * s) - 0.5
-    sd0 = math.sqrt(math.exp(diffusion.posterior_log_variance_clipped[0])) * SCALE    # pixel units
+    # the decoder's scale as the coder snaps it (pixel units): with its mean on the true pixel, a
+    # scale snapped down would otherwise make the coded L_0 cheaper than this bound
+    sd0 = float(snapped_params(np.zeros(1), np.full(1, math.exp(diffusion.posterior_log_variance_clipped[0])))[1][0])
     k = image.reshape(-1).astype(np.float64)
     lo, hi = np.where(k == 0, -np.inf, k - 0.5), np.where(k == 255, np.inf, k + 0.5)
     L_0 = -np.log2(stats.norm.cdf(hi, k, sd0) - stats.norm.cdf(lo, k, sd0)).mean()
     return nats / math.log(2) + L_0
 
 
-def _random_chain(steps: int, n: int, side: int, seed: int):
-    """A ``steps``-step respaced cosine chain (T = 1000), its coding grids and n random uint8
-    images [n, 1, side, side]."""
-    from ..coding.bitsback import Chain
+def _random_chain(steps: int, n: int, side: int, seed: int, grid: int | None = None):
+    """A ``steps``-step respaced cosine chain (T = 1000), its coding grids (``grid``: bins per
+    smallest noise scale, default bitsback.GRID_FRACTION) and n random uint8 images [n, 1, side, side]."""
+    from ..coding.bitsback import GRID_FRACTION, Chain
     from ..core.diffusion import GaussianDiffusion
     from ..core.schedules import named_betas, respace_betas, space_timesteps
 
     diff = GaussianDiffusion(respace_betas(named_betas("cosine", 1000), space_timesteps(1000, steps)))
     imgs = np.random.default_rng(seed).integers(0, 256, (n, 1, side, side)).astype(np.uint8)
-    return diff, Chain.build(diff), imgs
+    return diff, Chain.build(diff, grid or GRID_FRACTION), imgs
 
 
 class _Chained:
@@ -81,8 +84,8 @@ def _code(diff, chain, imgs: np.ndarray, r: float, seed: int, pad: bool):
     -> (words, ChainStats, number of initial words)."""
     from ..coding import bitsback as bb
 
-    words, st, n_init = bb.encode_chain(None, imgs, seed=seed, initial_bits_per_dim=16,
-                                        model=(chain, _Chained(diff, imgs, r, False)), pad=pad)
+    words, st, n_init = bb.encode_chain_fitting(None, imgs, seed=seed, pad=pad,
+                                                fresh_model=lambda: (chain, _Chained(diff, imgs, r, False)))
     back = bb.decode_chain(None, words, len(imgs), imgs.shape[1:], seed=seed, n_initial=n_init,
                            model=(chain, _Chained(diff, imgs, r, True)), pad=pad)
     if not np.array_equal(back, imgs):
@@ -104,15 +107,26 @@ def check(r: float = 1.5, steps: int = 20, side: int = 256, seed: int = 0) -> di
     return out
 
 
-def chained(r: float = 1.0, steps: int = 1000, n: int = 30, side: int = 28, seed: int = 0, pad: bool = True) -> dict:
+def chained(r: float = 1.0, steps: int = 1000, n: int = 30, side: int = 28, seed: int = 0, pad: bool = True,
+            grid: int | None = None) -> dict:
     """Code n random side x side images as one bits-back chain (one stack, so the coder's word
     granularity does not blur per-image figures). -> bits/dim of the closed-form bound, of the
-    symbols' information content and of the net stack growth, and the coder's overhead (growth
-    minus information content) in bits per image."""
-    diff, chain, imgs = _random_chain(steps, n, side, seed)
+    symbols' information content and of the net stack growth, the coder's overhead (growth minus
+    information content) in bits per image, and the coded path under the continuous densities
+    (``ChainStats.path_bits``), so info - path is what the grids cost; path - bound (per image,
+    with its standard error) is sampling noise, zero in expectation when the popped latents are
+    exact samples of q on a fine enough grid."""
+    from ..coding.bitsback import GRID_FRACTION
+
+    diff, chain, imgs = _random_chain(steps, n, side, seed, grid)
     words, st, n_init = _code(diff, chain, imgs, r, seed, pad)
     D = side * side
     net, info = 32 * (len(words) - n_init) / n, float(np.mean(st.bound_bits))
-    return {"r": r, "steps": steps, "images": n, "dims": D, "pad": pad,
-            "bound_bpd": float(np.mean([closed_form_bound(diff, chain, im, r) for im in imgs])),
-            "info_bpd": info / D, "net_bpd": net / D, "coder_overhead_bits": net - info}
+    bound = np.array([closed_form_bound(diff, chain, im, r) for im in imgs]) * D
+    sampled = np.array(st.path_bits) - bound          # the path's one-sample estimate minus the bound
+    return {"r": r, "steps": steps, "images": n, "dims": D, "pad": pad, "grid": grid or GRID_FRACTION,
+            "bound_bpd": float(bound.mean() / D),
+            "path_minus_bound_bits": float(sampled.mean()),
+            "path_minus_bound_sem_bits": float(sampled.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0,
+            "info_bpd": info / D, "net_bpd": net / D, "coder_overhead_bits": net - info,
+            "path_bpd": float(np.mean(st.path_bits)) / D}

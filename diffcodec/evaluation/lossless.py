@@ -7,29 +7,24 @@ import time
 
 import numpy as np
 
-from ..coding.bitsback import BitsBackMismatch, StackDry, decode_chain, encode_chain
+from ..coding.bitsback import GRID_FRACTION, BitsBackMismatch, decode_chain, encode_chain_fitting
 from ..errors import UserError
 from .bpd import evaluate_bpd
 
 
-def run_chain(loaded, images: np.ndarray, steps=None, seed: int = 0, progress=None) -> dict:
+def run_chain(loaded, images: np.ndarray, steps=None, seed: int = 0, progress=None, grid=None) -> dict:
     """Encode a chain, decode it back, check it, and report rates in bits per dimension against
     the model's bound (``evaluate_bpd``) of the same chain on the same images and seed.
 
-    The initial words start at 12 bits per dimension and grow by 4 until the first image's
-    borrowed bits fit. ``progress(k)`` is called once per image on each side (2n calls)."""
+    The initial words are the fewest that fit the first image's borrowed bits; ``grid``: the
+    latents' bins per smallest noise scale (default bitsback.GRID_FRACTION). ``progress(k)`` is
+    called once per image on each side (2n calls)."""
     n = len(images)
     D = int(np.prod(images.shape[1:]))
-    bits = 12
     t0 = time.perf_counter()
-    while True:
-        try:
-            words, stats, n_init = encode_chain(loaded, images, steps, seed, bits, progress)
-            break
-        except StackDry:
-            bits += 4
+    words, stats, n_init = encode_chain_fitting(loaded, images, steps, seed, progress, grid=grid)
     t1 = time.perf_counter()
-    decoded = decode_chain(loaded, words, n, images.shape[1:], steps, seed, n_init, progress)
+    decoded = decode_chain(loaded, words, n, images.shape[1:], steps, seed, n_init, progress, grid=grid)
     t2 = time.perf_counter()
     if not np.array_equal(decoded, images):
         raise BitsBackMismatch("bits-back chain decoded to different pixels")
@@ -38,13 +33,26 @@ def run_chain(loaded, images: np.ndarray, steps=None, seed: int = 0, progress=No
     # the independent reference: the model's bound of the same chain on the same images
     bound = np.asarray(evaluate_bpd(loaded, images, steps, seed=seed)["per_image_bpd"])
     excess = net / bound - 1.0
+    info, path = np.array(stats.bound_bits) / D, np.array(stats.path_bits) / D
+
+    def share(a, b):
+        """(a - b) / bound in percent, with its standard error over images."""
+        d = (a - b) / bound.mean()
+        return float(100 * d.mean()), float(100 * d.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
     return {
-        "images": n, "dims": D, "steps": steps or "all",
+        "images": n, "dims": D, "steps": steps or "all", "grid": grid or GRID_FRACTION,
         "bound_bpd": float(bound.mean()),
         "net_bpd": float(net.mean()),
         "excess_pct": float(100 * (net.mean() / bound.mean() - 1.0)),
         "excess_pct_sem": float(100 * excess.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
-        "symbols_info_bpd": float(np.mean(stats.bound_bits) / D),
+        "symbols_info_bpd": float(info.mean()),
+        "path_bpd": float(path.mean()),
+        # the excess over the bound in three parts (percent of the bound, +- standard error):
+        # the sampled path's own estimate against bpd's (zero in expectation: sampling noise, or
+        # latents that are not samples of q), what the grids and windows add to that path, and the
+        # ANS coder's overhead over the symbols' information content (the pad's cost included)
+        "excess_split_pct": {"path_vs_bound": share(path, bound), "grids": share(info, path),
+                             "coder": share(net, info)},
         "file_bpd": float(32 * len(words) / (n * D)),
         "initial_bpd": float(32 * n_init / (n * D)),
         "single_image_bpd": float(first_needed / D),
