@@ -46,22 +46,23 @@ from .entropy import gauss_op, info_bits
 from .lossless import snapped_params
 from .randomness import PURPOSE_INITIAL, PURPOSE_WHITEN, uniforms, words32
 
-# delta_j = smallest noise scale of step j / GRID_FRACTION. A grid is not free where p differs from
-# q: pushing q's samples under p's binned pmf costs about (delta / sigma_p)^2 / 24 * (1 - var_q /
-# var_p) nats per symbol more than p's density, every step: 60 bits per 28x28 image over a
-# 1000-step chain with var_p = 1.1 var_q at 8, 5 bits at 32 (clean_bits.chained, closed form). But
-# on fmnist's own 1000-step chain the grids cost 2.3 bits per image at 8 and 20 at 32: a finer grid
-# widens p's window in bins, so more latents escape it (each about 18 bits dearer than its density)
-# and more bins pay the coder's 2^-24 floor. 8 stays until escapes are coded by their tail.
+# delta_j = smallest noise scale of step j / GRID_FRACTION (``--grid`` of eval bitsback studies
+# others). Finer grids make every window wider in bins, so more latents escape p's window and more
+# bins pay the coder's 2^-24 floor.
 GRID_FRACTION = 8
 INITIAL_BITS_PER_DIM = 12    # initial words to try first (the first image borrows about 9-11)
 COARSEST_PROB = 2.0 ** -24   # the smallest probability constriction's quantizer gives a symbol
 
 
+def _floor_reach(sd):
+    """Bins from a Gaussian's mean (``sd`` in bins; arrays too) to where its mass per bin falls to
+    COARSEST_PROB: beyond it the quantizer's floor, not the Gaussian, would set the odds."""
+    return np.ceil(sd * np.sqrt(2.0 * np.log(1.0 / (COARSEST_PROB * sd * math.sqrt(2 * math.pi)))))
+
+
 def _window(sd: float) -> int:
-    """Half-width in bins of q's window: where a Gaussian of scale ``sd`` bins has mass per bin
-    COARSEST_PROB (beyond it the quantizer's floor, not the Gaussian, would set the odds)."""
-    return int(math.ceil(sd * math.sqrt(2.0 * math.log(1.0 / (COARSEST_PROB * sd * math.sqrt(2 * math.pi))))))
+    """Half-width in bins of q's window, of scale ``sd`` bins."""
+    return int(_floor_reach(sd))
 
 
 class BitsBackMismatch(UserError):
@@ -139,9 +140,6 @@ class ChainStats:
     borrowed_bits: list[float] = field(default_factory=list)  # per image: deepest dip below its start
     bound_bits: list[float] = field(default_factory=list)     # per image: information content of
     # the symbols coded (net of bits back); equals net_bits up to the coder's overhead by construction
-    path_bits: list[float] = field(default_factory=list)      # per image: the same path under the
-    # continuous densities (-log2 q + log2 p at the grid points, grid widths cancelling): a one-sample
-    # estimate of the bound; bound_bits - path_bits is what the grids and the windows cost
 
 
 def _initial_words(seed: int, n_words: int) -> np.ndarray:
@@ -168,27 +166,46 @@ def _family(lo: int, hi: int):
     return constriction.stream.model.QuantizedGaussian(lo, hi)
 
 
-def _p_frame(chain: Chain, j: int, mu: np.ndarray, sd: np.ndarray):
-    """p's window for z_j (j >= 1): (half-width w, grid radius r, centre = rounded means)."""
-    return min(int(chain.radius[j]), _window(float(sd.max()))), int(chain.radius[j]), np.round(mu)
+WINDOW_STEP = 4      # p's windows are rounded up to multiples of this many bins (a few groups)
+TAIL_SCALE = 1.4     # an escaped latent's distance beyond its window: a half-Gaussian of scale
+#                      TAIL_SCALE * sd^2 / (w + 1) bins, the Gaussian tail's own decay length
+#                      (0.05-0.35 bits dearer than the exact tail for 8-20 bins of sd)
+
+
+def _p_windows(chain: Chain, j: int, sd: np.ndarray) -> np.ndarray:
+    """Half-widths of p's windows for z_j, one per dimension: ``_floor_reach`` of its own scale,
+    rounded up to WINDOW_STEP bins and capped at the grid radius."""
+    base = _floor_reach(sd)
+    return np.minimum(np.ceil(base / WINDOW_STEP) * WINDOW_STEP, int(chain.radius[j])).astype(np.int64)
+
+
+def _tail_scale(sd: np.ndarray, w: int) -> np.ndarray:
+    return np.maximum(TAIL_SCALE * sd * sd / (w + 1), 0.5)
 
 
 def _p_ops(chain: Chain, j: int, k, mu, sd) -> list:
     """The coder operations ``(symbols, lo, hi, means, stds)`` that code z_j's indices ``k``
     under p (pixels for j = 0), in the decoder's pop order.
 
-    Latents are coded as offsets from p's rounded mean on a window of ``_window(largest scale)``
-    bins each side, whose two end bins carry p's tails and mean "escaped": an escaped index is then
-    coded on the whole grid. The window keeps the coder's 2^-24 floor per bin from taxing every
-    symbol with the thousands of bins of the whole grid (about 0.1 bits/dim over 1000 steps)."""
+    Latents are coded as offsets from p's rounded mean, each on a window of its own width (grouped
+    by width), whose two end bins carry p's tails and mean "escaped": an escaped latent's distance
+    beyond the end bin is then coded under the tail's own decay (``TAIL_SCALE``), so it costs about
+    what its density says. Windows keep the coder's 2^-24 floor per bin from taxing every symbol
+    with the thousands of bins of the whole grid (about 0.1 bits/dim over 1000 steps)."""
     if j == 0:
         return [(k, 0, 255, mu, sd)]
-    w, r, centre = _p_frame(chain, j, mu, sd)
-    offset = k - centre.astype(np.int64)
-    ops = [(np.clip(offset, -w - 1, w + 1).astype(np.int32), -w - 1, w + 1, mu - centre, sd)]
-    esc = np.abs(offset) > w
-    if esc.any():
-        ops.append((k[esc].astype(np.int32), -r, r, mu[esc], sd[esc]))
+    centre = np.round(mu)
+    offset = (k - centre).astype(np.int64)
+    windows, r = _p_windows(chain, j, sd), 2 * int(chain.radius[j]) + 1
+    ops = []
+    for w in np.unique(windows):
+        sel = windows == w
+        o, w = offset[sel], int(w)
+        ops.append((np.clip(o, -w - 1, w + 1).astype(np.int32), -w - 1, w + 1, (mu - centre)[sel], sd[sel]))
+        esc = np.abs(o) > w
+        if esc.any():
+            ops.append(((np.abs(o[esc]) - w - 1).astype(np.int32), 0, r, np.zeros(int(esc.sum())),
+                        _tail_scale(sd[sel][esc], w)))
     return ops
 
 
@@ -204,13 +221,18 @@ def _pop_p(coder, chain: Chain, j: int, mu, sd) -> np.ndarray:
     """Pop z_j's indices under p (the inverse of ``_push_p``)."""
     if j == 0:
         return coder.decode(_family(0, 255), mu, sd)
-    w, r, centre = _p_frame(chain, j, mu, sd)
-    offset = coder.decode(_family(-w - 1, w + 1), mu - centre, sd)
-    k = centre.astype(np.int64) + offset
-    esc = np.abs(offset) > w
-    if esc.any():
-        k[esc] = coder.decode(_family(-r, r), mu[esc], sd[esc])
-    return k.astype(np.int32)
+    centre = np.round(mu)
+    offset = np.zeros(mu.shape, np.int64)
+    windows, r = _p_windows(chain, j, sd), 2 * int(chain.radius[j]) + 1
+    for w in np.unique(windows):
+        sel, w = np.flatnonzero(windows == w), int(w)
+        o = coder.decode(_family(-w - 1, w + 1), (mu - centre)[sel], sd[sel]).astype(np.int64)
+        esc = np.abs(o) > w
+        if esc.any():
+            beyond = coder.decode(_family(0, r), np.zeros(int(esc.sum())), _tail_scale(sd[sel][esc], w))
+            o[esc] = np.sign(o[esc]) * (w + 1 + beyond.astype(np.int64))
+        offset[sel] = o
+    return (centre.astype(np.int64) + offset).astype(np.int32)
 
 
 def _q_family(chain: Chain, j: int):
@@ -238,12 +260,6 @@ def _whiten(coder, chain: Chain, seed: int, image: int, j: int, D: int):
     k = min(_pad_words(chain, j, D), len(words) - 1)
     words[len(words) - 1 - k:len(words) - 1] ^= words32(seed, PURPOSE_WHITEN, j, k, image)
     return constriction.stream.stack.AnsCoder(words)
-
-
-def _density_bits(k, mu, sd) -> float:
-    """-log2 of the continuous Gaussian density N(mu, sd^2) at grid indices ``k`` (grid units),
-    summed: the information content the grid would have with infinitely fine bins."""
-    return float(np.sum(0.5 * np.log2(2 * np.pi * sd * sd) + (k - mu) ** 2 / (2 * sd * sd * math.log(2.0))))
 
 
 def _info_q(chain: Chain, j: int, offset, mu, sd) -> float:
@@ -292,7 +308,7 @@ def encode_chain(loaded, images: np.ndarray, steps=None, seed: int = 0,
     stats = ChainStats()
     for i in range(n):
         start = low = coder.num_bits()
-        bound = path = 0.0
+        bound = 0.0
         k_prev = images[i].reshape(-1).astype(np.int32)      # symbols of z_{j-1}; pixels for j = 1
         z_prev = to_model(k_prev)
         for j in range(1, chain.N + 1):
@@ -304,22 +320,17 @@ def encode_chain(loaded, images: np.ndarray, steps=None, seed: int = 0,
             if low < 64:
                 raise StackDry(f"image {i}: the stack ran dry after step {j}")
             bound -= _info_q(chain, j, offset, mu, sd)
-            path -= _density_bits(offset, mu, sd)
             k = (centre + offset).astype(np.int32)
             chain.check_range(j, k)
             z = k.astype(np.float64) * chain.delta[j]
             pm, ps = _reverse_params(chain, j, net, z)
-            pushed = _push_p(coder, chain, j - 1, k_prev, pm, ps)
-            bound += pushed
-            path += pushed if j == 1 else _density_bits(k_prev, pm, ps)   # pixels are discrete
+            bound += _push_p(coder, chain, j - 1, k_prev, pm, ps)
             k_prev, z_prev = k, z
         prior_mu, prior_sd = chain.prior(D)
         bound += _push_p(coder, chain, chain.N, k_prev, prior_mu, prior_sd)
-        path += _density_bits(k_prev, prior_mu, prior_sd)
         stats.net_bits.append(coder.num_bits() - start)
         stats.borrowed_bits.append(start - low)
         stats.bound_bits.append(bound)
-        stats.path_bits.append(path)
         if progress:
             progress(i)
     return coder.get_compressed(), stats, len(init)

@@ -112,10 +112,9 @@ def chained(r: float = 1.0, steps: int = 1000, n: int = 30, side: int = 28, seed
     """Code n random side x side images as one bits-back chain (one stack, so the coder's word
     granularity does not blur per-image figures). -> bits/dim of the closed-form bound, of the
     symbols' information content and of the net stack growth, the coder's overhead (growth minus
-    information content) in bits per image, and the coded path under the continuous densities
-    (``ChainStats.path_bits``), so info - path is what the grids cost; path - bound (per image,
-    with its standard error) is sampling noise, zero in expectation when the popped latents are
-    exact samples of q on a fine enough grid."""
+    information content) in bits per image, and the symbols' excess over the bound per image with
+    its standard error (sampling noise: zero in expectation when the popped latents are samples
+    of q and the grids, windows and snapping cost nothing)."""
     from ..coding.bitsback import GRID_FRACTION
 
     diff, chain, imgs = _random_chain(steps, n, side, seed, grid)
@@ -123,10 +122,9 @@ def chained(r: float = 1.0, steps: int = 1000, n: int = 30, side: int = 28, seed
     D = side * side
     net, info = 32 * (len(words) - n_init) / n, float(np.mean(st.bound_bits))
     bound = np.array([closed_form_bound(diff, chain, im, r) for im in imgs]) * D
-    sampled = np.array(st.path_bits) - bound          # the path's one-sample estimate minus the bound
+    sampled = np.array(st.bound_bits) - bound          # the symbols' information minus the bound
     return {"r": r, "steps": steps, "images": n, "dims": D, "pad": pad, "grid": grid or GRID_FRACTION,
             "bound_bpd": float(bound.mean() / D),
-            "path_minus_bound_bits": float(sampled.mean()),
-            "path_minus_bound_sem_bits": float(sampled.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0,
-            "info_bpd": info / D, "net_bpd": net / D, "coder_overhead_bits": net - info,
-            "path_bpd": float(np.mean(st.path_bits)) / D}
+            "info_minus_bound_bits": float(sampled.mean()),
+            "info_minus_bound_sem_bits": float(sampled.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0,
+            "info_bpd": info / D, "net_bpd": net / D, "coder_overhead_bits": net - info}
