@@ -15,6 +15,14 @@ export OMP_NUM_THREADS=1
 (
   diffcodec eval bitsback --model fmnist --data "$FM" --limit 100 --steps 100 --json "$OUT/bitsback_fmnist_100img_100steps.json"
   diffcodec eval bitsback --model fmnist --data "$FM" --limit 100 --steps 1000 --json "$OUT/bitsback_fmnist_100img_1000steps.json"
+  for s in 1 2; do
+    diffcodec bpd --model fmnist --data "$FM" --limit 100 --seed $s --json "$OUT/bpd_fmnist_100img_fullT_seed$s.json"
+    diffcodec bpd --model fmnist --data "$FM" --limit 100 --steps 100 --seed $s --json "$OUT/bpd_fmnist_100img_100steps_seed$s.json"
+  done
+  python eval/bitsback_seeds.py "$OUT/bitsback_fmnist_100img_100steps.json" "$OUT/bpd_fmnist_100img_100steps_seed1.json" \
+    "$OUT/bpd_fmnist_100img_100steps_seed2.json" > "$OUT/bitsback_seeds_100steps.txt"
+  python eval/bitsback_seeds.py "$OUT/bitsback_fmnist_100img_1000steps.json" "$OUT/bpd_fmnist_100img_fullT_seed1.json" \
+    "$OUT/bpd_fmnist_100img_fullT_seed2.json" > "$OUT/bitsback_seeds_1000steps.txt"
   diffcodec eval ardm --model fmnist-ardm --data "$FM" --limit 100 --order random --code 20 --code-steps all,200,100,50,25 --figure "$OUT/ardm_generation_fmnist.png" --json "$OUT/ardm_fmnist.json"
   diffcodec eval ardm --model fmnist-ardm --data "$FM" --limit 20 --order random --code 20 --code-steps 100 --json "$OUT/ardm_fmnist_20img_payload.json"
   diffcodec eval ardm --model fmnist-ardm --data "$FM" --limit 2 --order random --code 2 --code-steps all,100 --json "$OUT/ardm_fmnist_2img_payload.json"
