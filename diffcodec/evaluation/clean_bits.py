@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from ..io.pixels import SCALE, to_model
+from ..io.pixels import to_model
 
 
 class ScaledPosterior:
