@@ -245,7 +245,9 @@ def encode_image(loaded, image: np.ndarray, backend: str = registry.AUTO, steps:
 
     Rate control (at most one; ``quality`` 75 when none is given and not lossless): stop at the
     first step whose x0_hat reaches ``quality_psnr(quality)`` (every step if none does; the result's
-    ``note`` says so), at the first step that reaches target_psnr (an error if none does), once x_t
+    ``note`` says so), at the first step that reaches target_psnr (an error if none does); either
+    way that step is coded with the cheapest of the coder's ``lighter()`` variants that still
+    reaches the request. Or stop once x_t
     with paper t <= stop_step is sent, or at the last step whose file fits bpp bits per pixel (an
     error if no coded step fits). progress(i) is called after each step; ``coder`` overrides the
     backend's default step coder."""
