@@ -98,8 +98,10 @@ class Chain:
     window: np.ndarray       # [N + 1]; q(z_j | z_{j-1}) is coded on round(mean) + [-window, window]
 
     @classmethod
-    def build(cls, diffusion, fraction: int = GRID_FRACTION) -> "Chain":
-        """Grids of a respaced chain: delta_j = z_j's smallest noise scale / ``fraction``."""
+    def build(cls, diffusion, fraction: int | None = None) -> "Chain":
+        """Grids of a respaced chain: delta_j = z_j's smallest noise scale / ``fraction`` (default
+        GRID_FRACTION)."""
+        fraction = fraction or GRID_FRACTION
         betas, post = diffusion.betas, diffusion.posterior_variance
         N = len(betas)
         delta, radius, window = np.zeros(N + 1), np.zeros(N + 1, np.int64), np.zeros(N + 1, np.int64)
@@ -180,7 +182,14 @@ def _p_windows(chain: Chain, j: int, sd: np.ndarray) -> np.ndarray:
 
 
 def _tail_scale(sd: np.ndarray, w: int) -> np.ndarray:
+    """Scale in bins of the half-Gaussian that codes escaped latents' distances beyond window w."""
     return np.maximum(TAIL_SCALE * sd * sd / (w + 1), 0.5)
+
+
+def _p_frame(chain: Chain, j: int, mu: np.ndarray, sd: np.ndarray):
+    """p's frame for z_j (j >= 1): (centres = rounded means, per-dimension window half-widths,
+    the largest distance an escaped latent can have beyond its window)."""
+    return np.round(mu), _p_windows(chain, j, sd), 2 * int(chain.radius[j]) + 1
 
 
 def _p_ops(chain: Chain, j: int, k, mu, sd) -> list:
@@ -194,9 +203,8 @@ def _p_ops(chain: Chain, j: int, k, mu, sd) -> list:
     with the thousands of bins of the whole grid (about 0.1 bits/dim over 1000 steps)."""
     if j == 0:
         return [(k, 0, 255, mu, sd)]
-    centre = np.round(mu)
+    centre, windows, r = _p_frame(chain, j, mu, sd)
     offset = (k - centre).astype(np.int64)
-    windows, r = _p_windows(chain, j, sd), 2 * int(chain.radius[j]) + 1
     ops = []
     for w in np.unique(windows):
         sel = windows == w
@@ -221,9 +229,8 @@ def _pop_p(coder, chain: Chain, j: int, mu, sd) -> np.ndarray:
     """Pop z_j's indices under p (the inverse of ``_push_p``)."""
     if j == 0:
         return coder.decode(_family(0, 255), mu, sd)
-    centre = np.round(mu)
+    centre, windows, r = _p_frame(chain, j, mu, sd)
     offset = np.zeros(mu.shape, np.int64)
-    windows, r = _p_windows(chain, j, sd), 2 * int(chain.radius[j]) + 1
     for w in np.unique(windows):
         sel, w = np.flatnonzero(windows == w), int(w)
         o = coder.decode(_family(-w - 1, w + 1), (mu - centre)[sel], sd[sel]).astype(np.int64)
@@ -279,7 +286,7 @@ def _info_q(chain: Chain, j: int, offset, mu, sd) -> float:
 def _setup(loaded, steps, shape, grid=None):
     """(Chain, network evaluator) for one respaced chain (``grid``: bins per smallest noise scale)."""
     net = NetworkAdapter(loaded, steps, shape)
-    return Chain.build(net.diffusion, grid or GRID_FRACTION), net
+    return Chain.build(net.diffusion, grid), net
 
 
 def encode_chain_fitting(loaded, images: np.ndarray, steps=None, seed: int = 0, progress=None,

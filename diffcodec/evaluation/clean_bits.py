@@ -55,13 +55,13 @@ def closed_form_bound(diffusion, chain, image: np.ndarray, r: float) -> float:
 def _random_chain(steps: int, n: int, side: int, seed: int, grid: int | None = None):
     """A ``steps``-step respaced cosine chain (T = 1000), its coding grids (``grid``: bins per
     smallest noise scale, default bitsback.GRID_FRACTION) and n random uint8 images [n, 1, side, side]."""
-    from ..coding.bitsback import GRID_FRACTION, Chain
+    from ..coding.bitsback import Chain
     from ..core.diffusion import GaussianDiffusion
     from ..core.schedules import named_betas, respace_betas, space_timesteps
 
     diff = GaussianDiffusion(respace_betas(named_betas("cosine", 1000), space_timesteps(1000, steps)))
     imgs = np.random.default_rng(seed).integers(0, 256, (n, 1, side, side)).astype(np.uint8)
-    return diff, Chain.build(diff, grid or GRID_FRACTION), imgs
+    return diff, Chain.build(diff, grid), imgs
 
 
 class _Chained:
