@@ -39,7 +39,7 @@ def test_window_escapes_round_trip():
 def test_escaped_latents_cost_about_their_density():
     """Latents past p's window, drawn from the Gaussian's own tail, are coded as an escape plus
     their distance under the tail's decay: on average they must cost no more than a bit over -log2
-    of their Gaussian bin masses (scipy), where coding them on the whole grid cost about 18 bits
+    of their Gaussian bin masses (scipy), where coding them on the whole grid cost about 21 bits
     more. (They may cost less: the escape bin gets the coder's floor, 2^-24, a little more than the
     tail's mass, which the other symbols pay for at about 1e-7 bits each.)"""
     from scipy.stats import norm, truncnorm
