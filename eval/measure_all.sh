@@ -45,6 +45,8 @@ export OMP_NUM_THREADS=1
   python eval/rcc_tradeoff.py --limit 5 > "$OUT/rcc_tradeoff.txt"
   python eval/tuq_sweep.py > "$OUT/tuq_sweep.txt"
   python eval/tuq_sweep.py --crops 045.png,046.png,047.png,048.png,049.png --settings "0.5:quad15 0.25:quad10" > "$OUT/tuq_sweep_heldout.txt"
+  python eval/tuq_sweep.py --settings "0.25:quad10 0.18:quad10 0.35:quad10 0.25:quad9 0.25:quad11 0.35:quad11 0.18:quad9 0.5:quad10" > "$OUT/tuq_sweep_thresholds.txt"
+  python eval/tuq_overhead.py > "$OUT/tuq_overhead.txt"
   python eval/bench_net.py --threads 1 --repeats 2 > "$OUT/bench_net.txt"
   (python eval/rcc_bias.py --trials 2000; echo; python eval/rcc_bias.py --trials 1000 --log2-k 16) > "$OUT/rcc_bias.txt"
 ) > "$OUT/stream_b.log" 2>&1 &

@@ -10,6 +10,15 @@ bits/dim, averaged over the images:
   exact KL  the same sum along a path of exact posterior samples (the ideal estimate, same schedule).
 payload / path KL is the coder's price per bit; path KL / exact KL is what the samples' bias costs
 (a biased x_{t-1} makes every later step's KL larger). Their product is payload / exact KL.
+
+Chunk layouts (``--layouts``, at the default 10 bits and K = 2^13), the issue's "chunks of equal
+KL rather than equal size" and a stricter count rule:
+  equal    the shipped layout: n near-equal groups of a seeded shuffle of the dimensions;
+  oracle   groups of equal KL (cuts at the KL quantiles of the same shuffle). The decoder cannot
+           know these cuts, so this is encoder-only and not decodable: the most that sending the
+           layout as side information could gain, before paying for it;
+  cap      equal groups, but more of them until no chunk carries more than 1.2 x chunk bits (the
+           decoder reads the count, so this is decodable).
 """
 from __future__ import annotations
 
@@ -17,6 +26,43 @@ import argparse
 import time
 
 import numpy as np
+
+
+def _layouts():
+    """Chunk layouts to compare (see the module docstring): name -> coder factory."""
+
+    from diffcodec.coding.base import gaussian_kl_bits
+    from diffcodec.coding.randomness import permutation
+    from diffcodec.coding.rcc import RCCCoder
+
+    class KLAware(RCCCoder):
+        """Keeps the step's per-dimension KL where the layout rules below can see it."""
+        def encode(self, ctx, mu_q):
+            self._ctx, self._kl = ctx, gaussian_kl_bits(mu_q, ctx.var_q, ctx.mu_p, ctx.var_p)
+            return super().encode(ctx, mu_q)
+
+    class Oracle(KLAware):
+        def _groups(self, ctx, n):
+            perm = permutation(ctx.seed, ctx.step, ctx.dims)
+            cum = np.cumsum(self._kl[perm])
+            return np.split(perm, np.searchsorted(cum, cum[-1] * np.arange(1, n) / n))
+
+    class Capped(KLAware):
+        CAP = 1.2   # x chunk_bits
+
+        def _largest(self, n):
+            return max(self._kl[g].sum() for g in self._groups(self._ctx, n))
+
+        def _choose_count(self, total, prev, dims):
+            n = super()._choose_count(total, prev, dims)
+            while 0 < n < dims and self._largest(n) > self.CAP * self.chunk_bits:
+                n += 1
+            return n
+
+    return {"equal": RCCCoder, "oracle": Oracle, "cap": Capped}
+
+
+LAYOUTS = _layouts()
 
 
 def main() -> None:
@@ -27,6 +73,7 @@ def main() -> None:
     ap.add_argument("--steps", default="geo9")
     ap.add_argument("--settings", default="8,13 9,13 10,13 10,14 11,15",
                     help="space-separated chunk_bits,log2_k pairs")
+    ap.add_argument("--layouts", default="equal oracle cap", help="space-separated chunk layouts")
     args = ap.parse_args()
 
     from diffcodec.coding.progressive import encode_image, estimate_image
@@ -41,17 +88,24 @@ def main() -> None:
                      for img in images]) / D
     print(f"{args.model}, first {len(images)} test images, steps {args.steps}, whole chain; bits/dim")
     print("chunk_bits log2_k  payload  path KL  exact KL  payload/path  path/exact  payload/exact  encode s/img")
-    for setting in args.settings.split():
-        chunk_bits, log2_k = map(int, setting.split(","))
+
+    def row(label: str, make_coder) -> None:
         rows, t0 = [], time.perf_counter()
         for img in images:
-            res = encode_image(loaded, img, backend="rcc", steps=args.steps, quality=100,
-                               coder=RCCCoder(chunk_bits, log2_k))
+            res = encode_image(loaded, img, backend="rcc", steps=args.steps, quality=100, coder=make_coder())
             rows.append((sum(r.bits for r in res.records), sum(r.kl_model_bits for r in res.records)))
         seconds = (time.perf_counter() - t0) / len(images)
         payload, path = np.mean(rows, axis=0) / D
-        print(f"{chunk_bits:<10} {log2_k:<7} {payload:7.3f}  {path:7.3f}  {exact:8.3f}  {payload / path:12.3f}  "
+        print(f"{label:<18} {payload:7.3f}  {path:7.3f}  {exact:8.3f}  {payload / path:12.3f}  "
               f"{path / exact:10.3f}  {payload / exact:13.3f}  {seconds:12.2f}", flush=True)
+
+    for setting in args.settings.split():
+        chunk_bits, log2_k = map(int, setting.split(","))
+        row(f"{chunk_bits:<10} {log2_k}", lambda: RCCCoder(chunk_bits, log2_k))
+    if args.layouts.split():
+        print("\nchunk layout (10 bits, K = 2^13)")
+        for layout in args.layouts.split():
+            row(layout, LAYOUTS[layout])
 
 
 if __name__ == "__main__":

@@ -22,6 +22,18 @@ from pathlib import Path
 TRAINING_CROPS = ("005.png", "015.png", "025.png", "035.png", "042.png")
 
 
+def load_crops(loaded, data: str, names: list[str]):
+    """uint8 [N, 3, 256, 256]: the 256x256 crop ``eval rd --tile 256`` takes from each named photo."""
+    from diffcodec.io.datasets import images_or_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp, "crops")
+        folder.mkdir()
+        for name in names:
+            (folder / name).symlink_to(Path(data, name).resolve())
+        return images_or_file(loaded.config.data, 3, folder, "test", len(names), 256)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="../shared/data/photos")
@@ -32,17 +44,12 @@ def main() -> None:
 
     from diffcodec.coding import tuq
     from diffcodec.evaluation import rd_curves
-    from diffcodec.io.datasets import images_or_file
     from diffcodec.training.store import load_model
 
     loaded = load_model("photo")
+    names = args.crops.split(",")
+    images = load_crops(loaded, args.data, names)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp, "crops")
-        folder.mkdir()
-        names = args.crops.split(",")
-        for name in names:
-            (folder / name).symlink_to(Path(args.data, name).resolve())
-        images = images_or_file(loaded.config.data, 3, folder, "test", len(names), 256)
         out = Path(tmp, "rd")
         jpeg = rd_curves.evaluate_codec("jpeg", images, out, per_image=False)
         held = set(loaded.config.data.holdout)
