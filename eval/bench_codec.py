@@ -98,7 +98,7 @@ def main():
         y, x = (H - h) // 2, (W - w) // 2
         crop = im[:, y:y + h, x:x + w]
         for q in ((75, 100) if h == 256 else (75,)):
-            for backend in ("uq", "tuq"):
+            for backend in ("uq", "tuq", "tuqrcc"):
                 rows.append(run(photo, [crop], backend, None, f"photo-{w}x{h}", q))
             if args.rcc_photo:
                 rows.append(run(photo, [crop], "rcc", None, f"photo-{w}x{h}", q))

@@ -40,9 +40,10 @@ def main() -> None:
     ap.add_argument("--crops", default=",".join(TRAINING_CROPS), help="comma-separated photo names")
     ap.add_argument("--settings", default="0.5:quad15 0.25:quad15 0.25:quad12 0.25:quad10 0.25:quad8",
                     help="space-separated threshold:steps pairs")
+    ap.add_argument("--backend", default="tuq", help="tuq, or tuqrcc (tuq with rcc for low-KL bands)")
     args = ap.parse_args()
 
-    from diffcodec.coding import tuq
+    from diffcodec.coding import registry
     from diffcodec.evaluation import rd_curves
     from diffcodec.training.store import load_model
 
@@ -55,12 +56,13 @@ def main() -> None:
         held = set(loaded.config.data.holdout)
         kind = "held-out" if set(names) <= held else "training" if held.isdisjoint(names) else "mixed"
         print(f"photo model, {len(images)} crops 256x256 of {kind} photos {', '.join(names)}")
+        print(f"backend {args.backend}")
         print("threshold  steps    BD vs JPEG   bpp at 25 / 30 / 35 / 40 / 45 dB")
         for setting in args.settings.split():
             threshold, steps = setting.split(":")
-            doc = rd_curves.evaluate_codec("tuq", images, out, loaded, steps, per_image=False,
-                                           coder=tuq.TUQCoder(float(threshold)))
-            docs = {"jpeg": dict(jpeg), "tuq": doc}
+            doc = rd_curves.evaluate_codec(args.backend, images, out, loaded, steps, per_image=False,
+                                           coder=registry.get(args.backend).cls(float(threshold)))
+            docs = {"jpeg": dict(jpeg), args.backend: doc}
             rd_curves.add_bd(docs, "jpeg")
             at = [rd_curves.rate_at_psnr(doc, p) for p in (25, 30, 35, 40, 45)]
             print(f"{threshold:<10} {steps:<8} {doc['bd']['bd_rate_percent']:+8.1f}%   "

@@ -210,3 +210,44 @@ def test_tuq_transform_is_orthonormal_and_low_kl_bands_cost_flags():
     assert coded.sum() == 1 and coded[ids[0]] == 1                      # only luma's DC band
     assert sum(info_bits(op) for op in ops) < nb + 16
     assert abs(np.mean(x - mu_p) - 0.3) < 0.02
+
+
+def test_tuqrcc_sends_low_kl_bands_by_rcc_and_decodes_them_exactly():
+    """tuqrcc gives each band one of three states by its KL per coefficient: a band with a strong
+    residual is coded by uq, bands with a weak one (under tuq's threshold) by rcc, which tuq would
+    skip, and bands with none are skipped. The rcc-coded coefficients carry the shift (tuq's sample
+    of p there does not), the decoder reproduces x exactly, and a cap on rcc's coefficients sends
+    the excess bands back to skipped."""
+    from diffcodec.coding import tuq, tuqrcc
+
+    shape = (1, 32, 32)
+    D = 32 * 32
+    ids, nb = tuq.bands(shape)
+    rng = np.random.default_rng(7)
+    vq = 0.01
+    mu_p = rng.standard_normal(D)
+    kl_target = np.zeros(nb)
+    kl_target[0], kl_target[nb - 1], kl_target[nb - 2] = 4.0, 0.2, 0.2   # bits per coefficient
+    # a shift of s * sigma_q in every coefficient of a band gives s^2 / (2 ln 2) bits each
+    shift = np.sqrt(2 * np.log(2) * kl_target[ids] * vq) * rng.choice([-1.0, 1.0], D)
+    mu_q = mu_p + tuq.inverse(shift, shape)
+    weak = np.isin(ids, [nb - 1, nb - 2])
+
+    def step(coder):
+        ctx = StepContext(4, SEED, vq, mu_p, np.full(D, 1.2 * vq), {}, shape)
+        ops, x, _ = coder.encode(ctx, mu_q)
+        dec_ctx = StepContext(4, SEED, vq, mu_p, np.full(D, 1.2 * vq), {}, shape)
+        decoded = type(coder).from_params(b"").decode(dec_ctx, Decoder(encode_layered([ops])[0]))
+        dev = tuq.forward(x - mu_p, shape)[weak]
+        sent = float(dev @ shift[weak] / (shift[weak] @ shift[weak]))  # ~1 if the shift was sent, ~0 if not
+        return ops[0][1], x, decoded, sent
+
+    state, x, decoded, sent = step(tuqrcc.TUQRCCCoder())
+    assert np.array_equal(decoded, x)
+    assert state[0] == tuqrcc.UQ and state[nb - 1] == state[nb - 2] == tuqrcc.RCC
+    assert np.all(state[1:nb - 2] == tuqrcc.SKIP)
+    assert sent > 0.5, sent
+    assert step(tuq.TUQCoder())[3] < 0.5       # tuq skips these bands: a sample of p
+    capped, x_capped, decoded_capped, _ = step(tuqrcc.TUQRCCCoder(max_rcc_dims=int(weak.sum()) - 1))
+    assert np.array_equal(decoded_capped, x_capped)
+    assert (capped == tuqrcc.RCC).sum() == 1 and capped[0] == tuqrcc.UQ

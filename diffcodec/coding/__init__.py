@@ -4,4 +4,4 @@ and the progressive encode/decode driver.
 
 Importing this package registers the wire backends: a new coder's module is added to this import.
 """
-from . import rcc, reveal, tuq, uq  # noqa: F401  (the registered coders)
+from . import rcc, reveal, tuq, tuqrcc, uq  # noqa: F401  (the registered coders)

@@ -100,17 +100,17 @@ class TUQCoder(StepCoder):
         last[coded] = idx
         ctx.state["tuq_index"], ctx.state["tuq_flags"] = last, coded
 
-    def encode(self, ctx: StepContext, mu_q: np.ndarray):
-        shape = ctx.shape or (1, 1, ctx.dims)
-        ids, nb = bands(shape)
-        delta = math.sqrt(12.0 * ctx.var_q)
-        u = dither(ctx.seed, ctx.step, ctx.dims)
-        r = forward(mu_q - ctx.mu_p, shape) / delta                # residual in units of Delta
-        count = np.bincount(ids, minlength=nb)
-        ms = np.bincount(ids, r * r, minlength=nb) / count
-        kl_per_coef = 6.0 * ms / math.log(2.0)                     # KL(q || N(mu_p, var_q)), bits
-        coded = kl_per_coef >= self.threshold
-        ops = [cats_op(coded.astype(np.int32), _flag_probs(ctx.state.get("tuq_flags"), nb))]
+    @staticmethod
+    def _band_kl(r: np.ndarray, ids: np.ndarray, nb: int):
+        """(mean square residual, KL(q || N(mu_p, var_q)) in bits per coefficient) of every band;
+        r is the residual in units of Delta."""
+        ms = np.bincount(ids, r * r, minlength=nb) / np.bincount(ids, minlength=nb)
+        return ms, 6.0 * ms / math.log(2.0)
+
+    def _code_bands(self, ctx: StepContext, coded: np.ndarray, ms: np.ndarray, r: np.ndarray, u: np.ndarray,
+                    ids: np.ndarray, nb: int):
+        """uq of the coded bands (each with its scale index). -> (ops, symbols k [D], 0 outside)."""
+        ops = []
         idx = np.array([max(1, quantize_scale(math.sqrt(v))) for v in ms[coded]], np.int64)
         if coded.any():
             ops.append(gauss_op(idx, 1, 255, *self._index_prior(ctx, coded)))
@@ -122,19 +122,14 @@ class TUQCoder(StepCoder):
             k[sel] = np.clip(np.rint(r[sel] + u[sel]), -R, R)
             ops.append(gauss_op(k[sel], -R, R, u[sel], np.full(int(sel.sum()), s)))
         self._remember(ctx, coded, idx, nb)
-        x_prev = ctx.mu_p + inverse((k - u) * delta, shape)
-        kl = gaussian_kl_bits(mu_q, ctx.var_q, ctx.mu_p, ctx.var_p).sum()
-        return ops, x_prev, float(kl)
+        return ops, k
 
-    def decode(self, ctx: StepContext, dec) -> np.ndarray:
-        shape = ctx.shape or (1, 1, ctx.dims)
-        ids, nb = bands(shape)
-        coded = dec.cats(_flag_probs(ctx.state.get("tuq_flags"), nb)).astype(bool)
+    def _read_bands(self, ctx: StepContext, dec, coded: np.ndarray, u: np.ndarray, ids: np.ndarray, nb: int):
+        """The decoder's side of ``_code_bands``: the symbols k [D]."""
         idx = np.zeros(0, np.int64)
         if coded.any():
             mean, std = self._index_prior(ctx, coded)
             idx = dec.gauss(1, 255, mean, std).astype(np.int64)
-        u = dither(ctx.seed, ctx.step, ctx.dims)
         k = np.zeros(ctx.dims, np.int64)
         for b, q in zip(np.flatnonzero(coded), idx):
             sel = ids == b
@@ -142,4 +137,26 @@ class TUQCoder(StepCoder):
             R = symbol_support(s)
             k[sel] = dec.gauss(-R, R, u[sel], np.full(int(sel.sum()), s))
         self._remember(ctx, coded, idx, nb)
+        return k
+
+    def encode(self, ctx: StepContext, mu_q: np.ndarray):
+        shape = ctx.shape or (1, 1, ctx.dims)
+        ids, nb = bands(shape)
+        delta = math.sqrt(12.0 * ctx.var_q)
+        u = dither(ctx.seed, ctx.step, ctx.dims)
+        r = forward(mu_q - ctx.mu_p, shape) / delta                # residual in units of Delta
+        ms, kl_per_coef = self._band_kl(r, ids, nb)
+        coded = kl_per_coef >= self.threshold
+        ops = [cats_op(coded.astype(np.int32), _flag_probs(ctx.state.get("tuq_flags"), nb))]
+        band_ops, k = self._code_bands(ctx, coded, ms, r, u, ids, nb)
+        x_prev = ctx.mu_p + inverse((k - u) * delta, shape)
+        kl = gaussian_kl_bits(mu_q, ctx.var_q, ctx.mu_p, ctx.var_p).sum()
+        return ops + band_ops, x_prev, float(kl)
+
+    def decode(self, ctx: StepContext, dec) -> np.ndarray:
+        shape = ctx.shape or (1, 1, ctx.dims)
+        ids, nb = bands(shape)
+        coded = dec.cats(_flag_probs(ctx.state.get("tuq_flags"), nb)).astype(bool)
+        u = dither(ctx.seed, ctx.step, ctx.dims)
+        k = self._read_bands(ctx, dec, coded, u, ids, nb)
         return ctx.mu_p + inverse((k - u) * math.sqrt(12.0 * ctx.var_q), shape)
