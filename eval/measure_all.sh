@@ -38,7 +38,7 @@ export OMP_NUM_THREADS=1
 (
   python eval/bench_codec.py --threads 1 --json "$OUT/bench_codec.json" > "$OUT/bench_codec.log"
   diffcodec eval rd --model fmnist --data "$FM" --limit 100 --codecs ideal,rcc,uq,jpeg,webp,avif,jpeg2000,jxl --anchor webp -o "$OUT/rd_fmnist"
-  diffcodec eval rd --model photo --data "$PH" --tile 256 --limit 5 --codecs uq,tuq,jpeg,webp,avif,jpeg2000,jxl,ideal --anchor jpeg -o "$OUT/rd_photo256"
+  diffcodec eval rd --model photo --data "$PH" --tile 256 --limit 5 --codecs uq,tuq,tuqrcc,jpeg,webp,avif,jpeg2000,jxl,ideal --anchor jpeg -o "$OUT/rd_photo256"
   diffcodec eval orderings --model fmnist-ardm --data "$FM" --limit 100 --gaussian "$OUT/rd_fmnist" -o "$OUT/orderings_fmnist"
   python eval/schedule_study.py --limit 10 > "$OUT/schedule_study.txt"
   python eval/clean_bits.py > "$OUT/clean_bits.txt"
@@ -47,6 +47,8 @@ export OMP_NUM_THREADS=1
   python eval/tuq_sweep.py --crops 045.png,046.png,047.png,048.png,049.png --settings "0.5:quad15 0.25:quad10" > "$OUT/tuq_sweep_heldout.txt"
   python eval/tuq_sweep.py --settings "0.25:quad10 0.18:quad10 0.35:quad10 0.25:quad9 0.25:quad11 0.35:quad11 0.18:quad9 0.5:quad10" > "$OUT/tuq_sweep_thresholds.txt"
   python eval/tuq_overhead.py > "$OUT/tuq_overhead.txt"
+  python eval/tuq_overhead.py --backend tuqrcc --chains quad14 > "$OUT/tuqrcc_overhead.txt"
+  python eval/tuq_sweep.py --backend tuqrcc --settings "0.25:quad14 0.25:quad17" > "$OUT/tuqrcc_sweep.txt"
   python eval/bench_net.py --threads 1 --repeats 2 > "$OUT/bench_net.txt"
   (python eval/rcc_bias.py --trials 2000; echo; python eval/rcc_bias.py --trials 1000 --log2-k 16) > "$OUT/rcc_bias.txt"
 ) > "$OUT/stream_b.log" 2>&1 &

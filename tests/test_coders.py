@@ -182,11 +182,12 @@ def test_samples_follow_the_posterior():
 
 
 def test_auto_backend_by_image_size():
-    """"auto" picks rcc for small images (its cost is D x K normals per step) and tuq beyond."""
+    """"auto" picks rcc for small images (its cost is D x K normals per step) and tuqrcc beyond,
+    which sends by rcc only a capped number of low-KL coefficients a step."""
     from diffcodec.coding import rcc
 
     assert registry.choose("auto", 28 * 28).name == "rcc"
-    assert registry.choose("auto", rcc.RCC_AUTO_MAX_DIMS + 1).name == "tuq"
+    assert registry.choose("auto", rcc.RCC_AUTO_MAX_DIMS + 1).name == "tuqrcc"
     assert registry.choose("uq", 4).name == "uq"
 
 

@@ -44,7 +44,7 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
-@register("rcc", wire_id=1, default_steps="geo9", priority=2, auto_max_dims=RCC_AUTO_MAX_DIMS,
+@register("rcc", wire_id=1, default_steps="geo9", priority=3, auto_max_dims=RCC_AUTO_MAX_DIMS,
           description="reverse channel coding (the paper's Algorithm 3)")
 class RCCCoder(StepCoder):
 

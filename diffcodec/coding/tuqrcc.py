@@ -45,7 +45,7 @@ def _state_probs(prev: np.ndarray | None, n: int) -> np.ndarray:
     return probs
 
 
-@register("tuqrcc", wire_id=4, default_steps="quad14", priority=0,
+@register("tuqrcc", wire_id=4, default_steps="quad14", priority=2,
           description="tuq with rcc for low-KL bands (large images; slower, smaller)")
 class TUQRCCCoder(tuq.TUQCoder):
     """``threshold`` and ``low`` (bits of KL per coefficient) and ``max_rcc_dims`` are encoder-only."""
