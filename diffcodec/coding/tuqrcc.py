@@ -88,7 +88,8 @@ class TUQRCCCoder(tuq.TUQCoder):
         dev = (k - u) * delta
         pooled = (state == RCC)[ids]
         if pooled.any():
-            rcc_ops, dev[pooled], _ = self.rcc.encode(self._pooled(ctx, int(pooled.sum())), shift[pooled])
+            rcc_ops, sample, _ = self.rcc.encode(self._pooled(ctx, int(pooled.sum())), shift[pooled])
+            dev[pooled] = sample
             ops += rcc_ops
         ctx.state["tuq_states"] = state
         kl = gaussian_kl_bits(mu_q, ctx.var_q, ctx.mu_p, ctx.var_p).sum()
