@@ -64,12 +64,15 @@ def bands(shape) -> tuple[np.ndarray, int]:
     return ids, C * per
 
 
-def _flag_probs(prev: np.ndarray | None, n: int) -> np.ndarray:
-    """[n, 2] probabilities of (skipped, coded) given the previous step's flags."""
+def state_probs(prev: np.ndarray | None, n: int, states: int, keep: float) -> np.ndarray:
+    """[n, states] probabilities of each band's state given its state at the previous step (which it
+    keeps with probability ``keep``, the others sharing the rest); uniform at the first step. tuq's
+    states are (skipped, coded)."""
     if prev is None:
-        return np.full((n, 2), 0.5)
-    coded = np.where(prev, P_STAY, 1 - P_STAY)
-    return np.stack([1 - coded, coded], 1)
+        return np.full((n, states), 1.0 / states)
+    probs = np.full((n, states), (1.0 - keep) / (states - 1))
+    probs[np.arange(n), np.asarray(prev, np.int64)] = keep
+    return probs
 
 
 @register("tuq", wire_id=3, default_steps="quad10", priority=1,
@@ -147,7 +150,7 @@ class TUQCoder(StepCoder):
         r = forward(mu_q - ctx.mu_p, shape) / delta                # residual in units of Delta
         ms, kl_per_coef = self._band_kl(r, ids, nb)
         coded = kl_per_coef >= self.threshold
-        ops = [cats_op(coded.astype(np.int32), _flag_probs(ctx.state.get("tuq_flags"), nb))]
+        ops = [cats_op(coded.astype(np.int32), state_probs(ctx.state.get("tuq_flags"), nb, 2, P_STAY))]
         band_ops, k = self._code_bands(ctx, coded, ms, r, u, ids, nb)
         x_prev = ctx.mu_p + inverse((k - u) * delta, shape)
         kl = gaussian_kl_bits(mu_q, ctx.var_q, ctx.mu_p, ctx.var_p).sum()
@@ -156,7 +159,7 @@ class TUQCoder(StepCoder):
     def decode(self, ctx: StepContext, dec) -> np.ndarray:
         shape = ctx.shape or (1, 1, ctx.dims)
         ids, nb = bands(shape)
-        coded = dec.cats(_flag_probs(ctx.state.get("tuq_flags"), nb)).astype(bool)
+        coded = dec.cats(state_probs(ctx.state.get("tuq_flags"), nb, 2, P_STAY)).astype(bool)
         u = dither(ctx.seed, ctx.step, ctx.dims)
         k = self._read_bands(ctx, dec, coded, u, ids, nb)
         return ctx.mu_p + inverse((k - u) * math.sqrt(12.0 * ctx.var_q), shape)

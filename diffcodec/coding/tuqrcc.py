@@ -33,16 +33,7 @@ from .registry import register
 SKIP, UQ, RCC = 0, 1, 2
 LOW_BITS = 0.02            # bits of KL per coefficient from which a band is sent by rcc
 RCC_MAX_DIMS = 1 << 16     # coefficients a step sends by rcc at most (time: about that x K normals)
-P_KEEP = 0.8               # probability that a band keeps last step's state
-
-
-def _state_probs(prev: np.ndarray | None, n: int) -> np.ndarray:
-    """[n, 3] probabilities of (skipped, uq, rcc) given the previous step's states."""
-    if prev is None:
-        return np.full((n, 3), 1.0 / 3.0)
-    probs = np.full((n, 3), (1.0 - P_KEEP) / 2.0)
-    probs[np.arange(n), prev] = P_KEEP
-    return probs
+P_KEEP = 0.8               # probability that a band keeps last step's state (of skipped, uq, rcc)
 
 
 @register("tuqrcc", wire_id=4, default_steps="quad14", priority=2,
@@ -80,10 +71,11 @@ class TUQRCCCoder(tuq.TUQCoder):
         delta = math.sqrt(12.0 * ctx.var_q)
         u = dither(ctx.seed, ctx.step, ctx.dims)
         shift = tuq.forward(mu_q - ctx.mu_p, shape)
-        ms, kl_per_coef = self._band_kl(shift / delta, ids, nb)
+        r = shift / delta                                          # residual in units of Delta
+        ms, kl_per_coef = self._band_kl(r, ids, nb)
         state = self._states(kl_per_coef, np.bincount(ids, minlength=nb))
-        ops = [cats_op(state, _state_probs(ctx.state.get("tuq_states"), nb))]
-        band_ops, k = self._code_bands(ctx, state == UQ, ms, shift / delta, u, ids, nb)
+        ops = [cats_op(state, tuq.state_probs(ctx.state.get("tuq_states"), nb, 3, P_KEEP))]
+        band_ops, k = self._code_bands(ctx, state == UQ, ms, r, u, ids, nb)
         ops += band_ops
         dev = (k - u) * delta
         pooled = (state == RCC)[ids]
@@ -98,7 +90,7 @@ class TUQRCCCoder(tuq.TUQCoder):
     def decode(self, ctx: StepContext, dec) -> np.ndarray:
         shape = ctx.shape or (1, 1, ctx.dims)
         ids, nb = tuq.bands(shape)
-        state = dec.cats(_state_probs(ctx.state.get("tuq_states"), nb)).astype(np.int64)
+        state = dec.cats(tuq.state_probs(ctx.state.get("tuq_states"), nb, 3, P_KEEP)).astype(np.int64)
         u = dither(ctx.seed, ctx.step, ctx.dims)
         dev = (self._read_bands(ctx, dec, state == UQ, u, ids, nb) - u) * math.sqrt(12.0 * ctx.var_q)
         pooled = (state == RCC)[ids]
