@@ -172,8 +172,9 @@ np.save(sys.argv[2], out.image)
     assert np.array_equal(images[0], images[1]) and np.array_equal(images[0], here)
 
 
-def test_corrupted_payload_is_an_error(tiny, gray_image):
-    data = bytearray(encode_image(tiny, gray_image, "uq", "4").data)
+@pytest.mark.parametrize("backend", registry.names())
+def test_corrupted_payload_is_an_error(tiny, gray_image, backend):
+    data = bytearray(encode_image(tiny, gray_image, backend, "4").data)
     data[-1] ^= 0xFF
     with pytest.raises(FormatError):
         decode_container(tiny, Container.from_bytes(bytes(data)))
