@@ -3,7 +3,10 @@
 `diffcodec eval bitsback` compares each image's coded rate with `bpd`'s one-sample estimate of its
 bound at seed 0; that estimate has its own sampling noise, shared by every run against it. Here the
 bound is also estimated at other seeds (`diffcodec bpd ... --seed K --json FILE`, same images and
-chain) and the coded rate is compared with each and with their per-image mean.
+chain) and the coded rate is compared with each and with their per-image mean. The coded rate is
+also compared with the one-sample bound of the path it coded (no sampling noise between the two:
+the coder's own cost), and that path bound with the seeds' mean (sampling noise only, if the
+popped latents are samples of q).
 
     python eval/bitsback_seeds.py eval/results/bitsback_fmnist_100img_1000steps.json \\
         eval/results/bpd_fmnist_100img_fullT_seed1.json eval/results/bpd_fmnist_100img_fullT_seed2.json
@@ -41,6 +44,12 @@ def main() -> None:
         print(f"  bound {b.mean():.4f}  coded vs it {excess(net, b)}   [{name}]")
     mean = np.mean(bounds, axis=0)
     print(f"  mean of the {len(bounds)} bound estimates {mean.mean():.4f}  coded vs it {excess(net, mean)}")
+    if "per_image_path_bpd" in bb:
+        path = np.array(bb["per_image_path_bpd"])
+        print(f"  bound on the coded path {path.mean():.4f}  coded vs it {excess(net, path)}   [the coder's cost, "
+              "no sampling noise between the two]")
+        print(f"  bound on the coded path vs the mean of the {len(bounds)} estimates {excess(path, mean)}   "
+              "[sampling: zero-mean noise if the popped latents are samples of q]")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,23 @@ def test_chain_rate_against_the_models_bound(tiny):
     assert res["excess_pct_sem"] < 2.0                         # the test has power
 
 
+def test_coded_rate_against_the_bound_of_its_own_path(tiny):
+    """The stack's growth over a chain of images against the one-sample bound of the latents it
+    actually coded, computed from continuous densities, the network's unsnapped outputs and bpd's
+    discretized decoder (bitsback._path_step). The two share the path, so no sampling noise lies
+    between them: over the whole chain they may differ by the stack's word granularity (32 bits)
+    plus what the coder costs per image (grids, windows, snapping, the pad: well under a bit
+    here). A tail outlier popped from q (about 35 bits each, the old failure) would not fit."""
+    images = synthetic_images(48, seed=7)[:, None]
+    res = run_chain(tiny, images, steps="10")
+    D = res["dims"]
+    net, path = np.array(res["per_image_net_bpd"]) * D, np.array(res["per_image_path_bpd"]) * D
+    assert abs(net.sum() - path.sum()) <= 32 + 0.5 * len(images), (net.sum(), path.sum())
+    # the path bound is itself an estimate of the bound: against bpd's, within sampling noise
+    m, e = res["excess_split_pct"]["sampling"]
+    assert abs(m) <= 4 * e + 0.5
+
+
 def test_window_escapes_round_trip():
     """Latents far outside p's window (an overconfident p) are escaped and still decode exactly."""
     import constriction

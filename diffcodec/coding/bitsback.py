@@ -142,6 +142,8 @@ class ChainStats:
     borrowed_bits: list[float] = field(default_factory=list)  # per image: deepest dip below its start
     bound_bits: list[float] = field(default_factory=list)     # per image: information content of
     # the symbols coded (net of bits back); equals net_bits up to the coder's overhead by construction
+    path_bits: list[float] = field(default_factory=list)      # per image: the chain's one-sample
+    # bound on the coded path, from continuous densities and unsnapped network outputs (_path_step)
 
 
 def _initial_words(seed: int, n_words: int) -> np.ndarray:
@@ -152,7 +154,11 @@ def _initial_words(seed: int, n_words: int) -> np.ndarray:
 def _reverse_params(chain: Chain, j: int, net, z: np.ndarray):
     """Snapped coder parameters of p(z_{j-1} | z_j): pixel units for j = 1, grid units of z_{j-1}
     otherwise (one network evaluation at z_j)."""
-    o = net.out(z, j - 1)
+    return _snapped(chain, j, net.out(z, j - 1))
+
+
+def _snapped(chain: Chain, j: int, o: dict):
+    """``_reverse_params`` from the network's output ``o`` at z_j."""
     mean, var = o["mean"], o["variance"]
     if j == 1:
         return snapped_params(mean, var)
@@ -278,6 +284,23 @@ def _whiten(coder, chain: Chain, seed: int, image: int, j: int, D: int):
     return constriction.stream.stack.AnsCoder(words)
 
 
+def _log2_normal(x: np.ndarray, mean, var) -> float:
+    """log2 of a Gaussian density (model units), summed over dimensions."""
+    return float(np.sum(-0.5 * ((x - mean) ** 2 / var + np.log(2 * np.pi * var)))) / math.log(2)
+
+
+def _log2_decoder(pixels: np.ndarray, o: dict) -> float:
+    """log2 p(x_0 | x_1) of uint8 ``pixels`` under the discretized decoder that ``bpd``'s L_0 uses
+    (GaussianDiffusion's own function), from the network's unsnapped output ``o`` at x_1."""
+    import torch
+
+    from ..core.diffusion import discretized_gaussian_log_likelihood
+
+    x = torch.from_numpy(to_model(pixels))
+    mean, var = torch.from_numpy(o["mean"]), torch.from_numpy(o["variance"])
+    return float(discretized_gaussian_log_likelihood(x, mean, 0.5 * torch.log(var)).sum()) / math.log(2)
+
+
 def _info_q(chain: Chain, j: int, offset, mu, sd) -> float:
     """Information content in bits of z_j's offsets from q's window centre."""
     return info_bits(gauss_op(offset, -int(chain.window[j]), int(chain.window[j]), mu, sd))
@@ -287,6 +310,24 @@ def _setup(loaded, steps, shape, grid=None):
     """(Chain, network evaluator) for one respaced chain (``grid``: bins per smallest noise scale)."""
     net = NetworkAdapter(loaded, steps, shape)
     return Chain.build(net.diffusion, grid), net
+
+
+def _path_step(chain: Chain, j: int, z, z_prev, k_prev, o: dict) -> float:
+    """Step j's share of ChainStats.path_bits: log2 q(z_j | z_{j-1}) - log2 p(z_{j-1} | z_j).
+
+    path_bits, the independent reference of the coded rate, is on the latents the coder actually
+    popped: sum_j log2 q(z_j | z_{j-1}) - sum_j log2 p(z_{j-1} | z_j) - log2 p(z_N), with
+    continuous Gaussian densities (each latent's bin width enters once under q and once under p
+    and cancels), the network's float outputs before any snapping, and bpd's own discretized
+    decoder for p(x_0 | z_1). Its expectation over latents drawn from q is the chain's variational
+    bound. So the coded rate minus it is what the coder costs (grids, windows, snapping, the
+    quantizer, the pad) with no sampling noise between the two, and its mean against
+    ``evaluate_bpd`` checks that the popped latents are samples of q."""
+    a, b = chain.diffusion.alphas[j - 1], chain.diffusion.betas[j - 1]
+    gain = _log2_normal(z, math.sqrt(a) * z_prev, b)
+    if j == 1:
+        return gain - _log2_decoder(k_prev, o)
+    return gain - _log2_normal(z_prev, o["mean"], o["variance"])
 
 
 def encode_chain_fitting(loaded, images: np.ndarray, steps=None, seed: int = 0, progress=None,
@@ -324,7 +365,7 @@ def encode_chain(loaded, images: np.ndarray, steps=None, seed: int = 0,
     stats = ChainStats()
     for i in range(n):
         start = low = coder.num_bits()
-        bound = 0.0
+        bound = path = 0.0
         k_prev = images[i].reshape(-1).astype(np.int32)      # symbols of z_{j-1}; pixels for j = 1
         z_prev = to_model(k_prev)
         for j in range(1, chain.N + 1):
@@ -339,14 +380,17 @@ def encode_chain(loaded, images: np.ndarray, steps=None, seed: int = 0,
             k = (centre + offset).astype(np.int32)
             chain.check_range(j, k)
             z = k.astype(np.float64) * chain.delta[j]
-            pm, ps = _reverse_params(chain, j, net, z)
-            bound += _push_p(coder, chain, j - 1, k_prev, pm, ps)
+            o = net.out(z, j - 1)
+            bound += _push_p(coder, chain, j - 1, k_prev, *_snapped(chain, j, o))
+            path += _path_step(chain, j, z, z_prev, k_prev, o)
             k_prev, z_prev = k, z
         prior_mu, prior_sd = chain.prior(D)
         bound += _push_p(coder, chain, chain.N, k_prev, prior_mu, prior_sd)
+        path -= _log2_normal(z_prev, 0.0, 1.0)
         stats.net_bits.append(coder.num_bits() - start)
         stats.borrowed_bits.append(start - low)
         stats.bound_bits.append(bound)
+        stats.path_bits.append(path)
         if progress:
             progress(i)
     return coder.get_compressed(), stats, len(init)
