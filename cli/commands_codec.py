@@ -148,14 +148,13 @@ def decode(infiles, output, layers, stop_step, reconstruct, model_name, force):
     out = check_output(output, force)
     data = _read_bytes(infile)
     container = Container.from_bytes(data)
-    h = container.header
     with click.progressbar(length=max(1, sum(l.steps for l in container.layers)), label="decoding") as bar:
         dec = api.decode(data, model_name, layers=layers, stop_step=stop_step, reconstruct=reconstruct,
                          progress=lambda i: bar.update(1))
     res = dec.result
     save_png(out, to_chw(dec.image))
     note = "" if container.complete else " (file is truncated)"
-    click.echo(f"{out}: {h.width}x{h.height}, used {res.layers_used} of {res.layers_total} layers{note}, "
+    click.echo(f"{out}: {dec.image.shape[1]}x{dec.image.shape[0]}, used {res.layers_used} of {res.layers_total} layers{note}, "
                f"{res.steps_decoded} steps, t={res.t}{', lossless' if res.lossless else ''}, {res.seconds:.2f} s")
 
 
@@ -167,22 +166,26 @@ def info(infile, as_json):
     from diffcodec.container.format import Container
 
     from diffcodec.errors import UserError
-    from diffcodec.training.store import model_for_tag
+    from diffcodec.training.store import model_for_tag, native_size_for
 
     data = _read_bytes(infile)
-    doc = {"file": infile, "bytes": len(data), **Container.from_bytes(data).describe()}
+    container = Container.from_bytes(data)
     try:
-        doc["model"] = model_for_tag(doc["model_hash"])
+        name = model_for_tag(container.header.model_hash.hex())
+        native = native_size_for(name) if container.header.native else None
     except UserError:
-        doc["model"] = "unknown"
+        name, native = "unknown", None
+    doc = {"file": infile, "bytes": len(data), **container.describe(native), "model": name}
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
     d = doc
-    click.echo(f"{infile}: {len(data)} bytes, .dfc v{d['format_version']}, {d['width']}x{d['height']}x{d['channels']}, "
+    size = f"{d['width']}x{d['height']}" if d["height"] else "the model's native size"
+    click.echo(f"{infile}: {len(data)} bytes, .dfc v{d['format_version']}, {size}x{d['channels']}, "
                f"model {d['model']} ({d['model_hash']}), backend {d['backend']}, steps {d['steps']}, seed {d['seed']}"
                + ("" if d["complete"] else ", TRUNCATED"))
     click.echo(f"header {d['header_bytes']} bytes")
     click.echo(f"{'layer':>5} {'steps':>5} {'bytes':>7} {'cum bpp':>9}")
     for r in d["layers"]:
-        click.echo(f"{r['layer']:>5} {r['steps'] if r['steps'] else 'x0':>5} {r['bytes']:>7} {r['cumulative_bpp']:>9.4f}")
+        bpp = "-" if r["cumulative_bpp"] is None else f"{r['cumulative_bpp']:.4f}"
+        click.echo(f"{r['layer']:>5} {r['steps'] if r['steps'] else 'x0':>5} {r['bytes']:>7} {bpp:>9}")

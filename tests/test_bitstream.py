@@ -22,13 +22,39 @@ def test_round_trip_and_small_header():
 
 def test_default_settings_imply_their_fields():
     """A registered backend at its default steps, seed 0 and default parameters needs no extended
-    fields: for a square image under 128 pixels, 8 bytes for one layer, 6 + 3 per layer for more."""
+    fields: for a square image under 128 pixels, 7 bytes for one layer (whose length is implied),
+    6 + 3 per layer for more; 6, and 5 + 3 per layer, at the model's native size."""
     c = make(layers=((5, b"abc"),), steps_spec="quad8", seed=0, lossless=False)
-    assert c.header_size() == 8
+    assert c.header_size() == 7
     assert make(layers=((5, b"abc"), (6, b"de")), steps_spec="quad8", seed=0, lossless=False).header_size() == 12
     assert Container.from_bytes(c.to_bytes()).header == c.header
     wide = make(height=28, width=300, seed=0, steps_spec="quad8")
     assert Container.from_bytes(wide.to_bytes()).header == wide.header
+    native = make(layers=((5, b"abc"),), steps_spec="quad8", seed=0, lossless=False, native=True)
+    assert native.header_size() == 6
+    assert make(layers=((5, b"abc"), (6, b"de")), steps_spec="quad8", seed=0, lossless=False,
+                native=True).header_size() == 11
+
+
+def test_native_size_is_the_models():
+    """A native-size file stores no size: it reads as 0 x 0 until the decoding model's size is
+    filled in, and describes its bits per pixel only then."""
+    c = make(native=True)
+    back = Container.from_bytes(c.to_bytes())
+    assert (back.header.height, back.header.width) == (0, 0) and back.header.native
+    assert back.header.with_native_size(28) == c.header
+    assert back.describe()["layers"][0]["cumulative_bpp"] is None
+    assert back.describe(28)["layers"] == c.describe()["layers"]
+    with pytest.raises(ValueError):
+        make(native=True, width=30).to_bytes()
+
+
+def test_a_cut_one_layer_file_is_an_error():
+    """A one-layer file has no layer length to tell a cut from damage: every cut fails its checksum."""
+    data = make(layers=((5, b"abcdef"),)).to_bytes()
+    for n in range(len(data)):
+        with pytest.raises(FormatError):
+            Container.from_bytes(data[:n])
 
 @pytest.mark.parametrize("v", [0, 1, 127, 128, 300, 2 ** 40])
 def test_varint(v):
@@ -68,10 +94,11 @@ def test_corruption_is_detected():
             assert back.layers == [] and not back.complete
 
 
-def test_version_3_is_refused_clearly():
+@pytest.mark.parametrize("version", [3, 4, 5])
+def test_versions_3_to_5_are_refused_clearly(version):
     data = bytearray(make().to_bytes())
-    data[0] = 0xD3
-    with pytest.raises(FormatError, match="format version 3, from an older diffcodec"):
+    data[0] = 0xD0 | version
+    with pytest.raises(FormatError, match=f"format version {version}, from an older diffcodec"):
         Container.from_bytes(bytes(data))
 
 

@@ -1,8 +1,8 @@
 """The .dfc format is a contract: a frozen file must keep decoding to the same pixels.
 
 tests/data/golden_fmnist.dfc is models/fmnist/example.png encoded with the default settings
-(format version 5). golden_v2_fmnist.dfc, golden_v3_fmnist.dfc and golden_v4_fmnist.dfc are the
-same image in format versions 2, 3 and 4, which this version must refuse with a clear message. After a deliberate
+(format version 6). golden_v2_fmnist.dfc to golden_v5_fmnist.dfc are the
+same image in format versions 2 to 5, which this version must refuse with a clear message. After a deliberate
 format change (a new version) or a new shipped `fmnist`, regenerate it with
 `python tests/data/make_golden.py` and commit both files in tests/data/.
 """
@@ -53,7 +53,7 @@ def test_golden_file_decodes_to_the_same_pixels(golden):
     assert diff.max() <= 2 and np.mean(diff > 0) < 0.02
 
 
-@pytest.mark.parametrize("version", [2, 3, 4])
+@pytest.mark.parametrize("version", [2, 3, 4, 5])
 def test_older_golden_files_are_refused_clearly(version):
     from diffcodec.container.format import FormatError
 

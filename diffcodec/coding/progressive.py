@@ -267,7 +267,7 @@ def encode_image(loaded, image: np.ndarray, backend: str = registry.AUTO, steps:
     model = _open_chain(loaded, steps, (C, H, W))
     N, D = model.num_steps, C * H * W
     header = Header(loaded.name, bytes.fromhex(loaded.sha256[:TAG_HEX]), H, W, C, backend, str(steps),
-                    seed, lossless, coder.params())
+                    seed, lossless, coder.params(), H == W == loaded.native_size)
     records, step_ops, out = _send_chain(model, coder, image, seed, stop_step, wanted, progress)
     note = ""
     best = max((r.psnr for r in records), default=0.0)
@@ -350,8 +350,8 @@ def decode_container(loaded, container: Container, layers: int | None = None,
     paper t <= stop_step is known, and reconstruct the image. ``on_step(k, pixels)`` receives the
     x0_hat preview (uint8, flat) after each decoded step k = 1, 2, ..."""
     t_start = time.perf_counter()
-    h = container.header
-    check_model(loaded, h)
+    check_model(loaded, container.header)
+    h = container.header.with_native_size(loaded.native_size)
     if reconstruct not in RECONSTRUCTIONS:
         raise UserError(f"unknown reconstruction {reconstruct!r}; use {', '.join(RECONSTRUCTIONS)}")
     if h.channels != loaded.config.model.in_channels:

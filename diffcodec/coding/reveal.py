@@ -130,7 +130,8 @@ def encode_image(loaded, image: np.ndarray, order: str = "raster", steps=None, m
     codec = RevealCodec(order, _plan_crc(sizes), pixel_crc(image))
     C, H, W = md.shape
     header = Header(loaded.name, bytes.fromhex(loaded.sha256[:TAG_HEX]), H, W, C, NAME,
-                    "all" if len(sizes) == md.D else str(len(sizes)), 0, False, codec.params())
+                    "all" if len(sizes) == md.D else str(len(sizes)), 0, False, codec.params(),
+                    H == W == loaded.native_size)
     container = Container(header, [Layer(g, s) for g, s in zip(groups, slices)])
     return EncodeResult(container.to_bytes(), header, records, groups, [len(s) for s in slices],
                         container.header_size(), psnr=float("inf"), seconds=time.perf_counter() - t0,
@@ -165,8 +166,8 @@ def decode_container(loaded, container, layers: int | None = None, progress=None
     from .progressive import DecodeResult, check_model
 
     t0 = time.perf_counter()
-    h = container.header
-    check_model(loaded, h)
+    check_model(loaded, container.header)
+    h = container.header.with_native_size(loaded.native_size)
     md = loaded.masking()
     if (h.channels, h.height, h.width) != md.shape:
         raise FormatError("header image size does not match the model")

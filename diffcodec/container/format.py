@@ -1,43 +1,48 @@
 """The .dfc container: bytes only, no torch.
 
-Layout, format version 5 (integers are LEB128 varints unless a width is given):
+Layout, format version 6 (integers are LEB128 varints unless a width is given):
 
-    0xD5 (magic 0xD0 | version) | flags (1 byte) | model tag: first 2 bytes of the weights' sha256
-    | height | [width, unless the square flag] | [if the extended flag: steps spec length (1 byte),
-    steps spec (ASCII), seed, params length, params]
+    0xD6 (magic 0xD0 | version) | flags (1 byte) | model tag: first 2 bytes of the weights' sha256
+    | [height, unless the native flag] | [width, unless the square or native flag]
+    | [if the extended flag: steps spec length (1 byte), steps spec (ASCII), seed, params length,
+    params]
     | layer table: per layer, steps << 1 | (1 if another layer follows), then its byte length
+    (omitted for a file of one layer: the layer is the rest of the file)
     | [CRC-8 of the header bytes above, when there is more than one layer] | one CRC-8 per layer
     | layer payloads, concatenated
 
 flags: bit 0 RGB (else grayscale), bit 1 the last layer is a lossless layer for x_0, bit 2
 extended fields present (otherwise: the backend's default steps, seed 0, default parameters),
-bits 3-5 the backend's wire id (coder registry), bit 6 square image. Each layer's CRC covers its
-bytes; in a one-layer file it also covers the header, which then needs no checksum of its own. A
-28x28 file at default settings has a header of 8 bytes for one layer, 6 + 3 per layer for more.
-(A one-layer file whose damaged header claims a longer layer reads as a cut file with no complete
-layer; the decoder refuses such a file.) The model is identified by its weights'
-tag alone; its name is looked up in the model store.
+bits 3-5 the backend's wire id (coder registry), bit 6 square image, bit 7 native size (a square
+image of the model's training crop, ``LoadedModel.native_size``: the size is the model's, read
+as 0 x 0 until ``Header.with_native_size`` fills it in). Each layer's CRC covers its bytes; in a
+one-layer file it also covers the header, which then needs no checksum of its own. A 28x28 file
+of the fmnist model at default settings has a header of 6 bytes for one layer (a cut one-layer
+file fails its checksum), 5 + 3 per layer for more. (A one-layer file whose damaged header claims
+more layers reads as a cut file with no complete layer; the decoder refuses such a file.) The
+model is identified by its weights' tag alone; its name is looked up in the model store.
 
 The lossy layers are consecutive slices of one range-coded stream: layer k ends at the shortest
 prefix of the stream from which every symbol of layers 1..k decodes, so cutting the file at any
 byte keeps every complete layer decodable, without a coder flush per layer.
-Version 1 and 2 files (which began with b"DF") and version 3 and 4 files are refused with a clear message
-(version 5 changed only the default chain of the tuq backend, which a version 4 file implies).
+Version 1 and 2 files (which began with b"DF") and version 3 to 5 files are refused with a clear
+message (version 5 changed only the default chain of the tuq backend, which a version 4 file
+implies; version 6 added the native-size flag and dropped the length of a one-layer file's layer).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..coding import registry
 from ..errors import UserError
 from ..io.checksums import crc8
 
-VERSION = 5   # 5: tuq's default chain quad10 (4: no layer count, no header checksum on one-layer files;
-              # 3: one range stream, rcc count flags)
+VERSION = 6   # 6: native size flag, implied length of a one-layer file's layer (5: tuq's default chain
+              # quad10; 4: no layer count, no header checksum on one-layer files; 3: one range stream)
 MAGIC = 0xD0 | VERSION
 OLD_MAGIC = b"DF"        # versions 1 and 2
 TAG_BYTES = 2
-F_RGB, F_LOSSLESS, F_EXTENDED, F_SQUARE = 1, 2, 4, 64
+F_RGB, F_LOSSLESS, F_EXTENDED, F_SQUARE, F_NATIVE = 1, 2, 4, 64, 128
 
 
 def _layer_crc(head: bytes, one_layer: bool, data: bytes) -> int:
@@ -110,6 +115,12 @@ class Header:
     seed: int
     lossless: bool = False
     params: bytes = b""
+    native: bool = False       # a square image of the model's native size, which is not stored
+
+    def with_native_size(self, size: int) -> "Header":
+        """This header with a native-size file's height and width (read as 0) set to ``size``, the
+        decoding model's ``native_size``."""
+        return replace(self, height=size, width=size) if self.native else self
 
     def extended(self) -> bool:
         """Whether any field differs from what the flags imply (default steps, seed 0, no params)."""
@@ -132,12 +143,15 @@ class Container:
             raise ValueError(f"steps spec too long, or model tag not {TAG_BYTES} bytes")
         flags = ((F_RGB if h.channels == 3 else 0) | (F_LOSSLESS if h.lossless else 0)
                  | (F_EXTENDED if h.extended() else 0) | (registry.get(h.backend).wire_id << 3)
-                 | (F_SQUARE if h.height == h.width else 0))
+                 | (F_SQUARE if h.height == h.width else 0) | (F_NATIVE if h.native else 0))
+        if h.native and h.height != h.width:
+            raise ValueError("a native-size image is square")
         out = bytearray([MAGIC, flags])
         out += h.model_hash
-        put_varint(out, h.height)
-        if h.height != h.width:
-            put_varint(out, h.width)
+        if not h.native:
+            put_varint(out, h.height)
+            if h.height != h.width:
+                put_varint(out, h.width)
         if flags & F_EXTENDED:
             out.append(len(spec)); out += spec
             put_varint(out, h.seed)
@@ -147,7 +161,8 @@ class Container:
         last = len(self.layers) - 1
         for k, layer in enumerate(self.layers):
             put_varint(out, layer.steps << 1 | (k < last))
-            put_varint(out, len(layer.data))
+            if last:
+                put_varint(out, len(layer.data))
         head = bytes(out)
         if last:
             out.append(crc8(head))
@@ -173,10 +188,11 @@ class Container:
         r.take(1)
         flags = r.byte()
         coder = registry.by_wire_id((flags >> 3) & 7)
-        if coder is None or flags >> 7:
+        native = bool(flags & F_NATIVE)
+        if coder is None or (native and not flags & F_SQUARE):
             raise FormatError("corrupt header (bad flags)")
         model_hash = r.take(TAG_BYTES)
-        height = r.varint()
+        height = 0 if native else r.varint()
         width = height if flags & F_SQUARE else r.varint()
         spec, seed, params = coder.default_steps.encode(), 0, b""
         if flags & F_EXTENDED:
@@ -189,44 +205,45 @@ class Container:
                 raise FormatError("corrupt header (layer table)")
             code = r.varint()
             steps, more = code >> 1, code & 1
-            table.append((steps, r.varint()))
+            table.append((steps, r.varint() if more or table else None))
         head = data[:r.pos]
         if len(table) > 1 and crc8(head) != r.byte():
             raise FormatError("corrupt header (checksum mismatch)")
         crcs = r.take(len(table))
-        if not 0 < height <= 1 << 16 or not 0 < width <= 1 << 16:
+        if not native and (not 0 < height <= 1 << 16 or not 0 < width <= 1 << 16):
             raise FormatError("corrupt header (image size)")
         try:
             header = Header("", model_hash, height, width, 3 if flags & F_RGB else 1, coder.name,
-                            spec.decode("ascii"), seed, bool(flags & F_LOSSLESS), params)
+                            spec.decode("ascii"), seed, bool(flags & F_LOSSLESS), params, native)
         except UnicodeDecodeError:
             raise FormatError("corrupt header (text fields)") from None
         layers, pos, complete = [], r.pos, True
         for k, (steps, length) in enumerate(table):
-            chunk = data[pos:pos + length]
-            if len(chunk) < length:
+            chunk = data[pos:] if length is None else data[pos:pos + length]
+            if length is not None and len(chunk) < length:
                 complete = False
                 break
             if _layer_crc(head, len(table) == 1, chunk) != crcs[k]:
-                what = "the header or layer 1" if len(table) == 1 else f"layer {k + 1}"
-                raise FormatError(f"{what} is corrupt (checksum mismatch)")
+                what = "the file is cut short, or its header or layer is" if len(table) == 1 else f"layer {k + 1} is"
+                raise FormatError(f"{what} corrupt (checksum mismatch)")
             layers.append(Layer(steps, chunk))
-            pos += length
+            pos += len(chunk)
         if complete and pos != len(data):
             raise FormatError(f"{len(data) - pos} unexpected bytes after the last layer")
         return cls(header, layers, complete)
 
-    def describe(self) -> dict:
-        """The header's fields and the layer table (with cumulative bytes and bits per pixel)."""
-        h = self.header
+    def describe(self, native_size: int | None = None) -> dict:
+        """The header's fields and the layer table (with cumulative bytes and bits per pixel);
+        ``native_size``: the model's, for a native-size file (its bits per pixel are None without)."""
+        h = self.header.with_native_size(native_size) if native_size else self.header
         hdr = self.header_size()
         rows, total = [], hdr
         for i, layer in enumerate(self.layers):
             total += len(layer.data)
             rows.append({"layer": i + 1, "steps": layer.steps, "kind": "lossless" if layer.steps == 0 else "lossy",
                          "bytes": len(layer.data), "cumulative_bytes": total,
-                         "cumulative_bpp": 8 * total / (h.height * h.width)})
+                         "cumulative_bpp": 8 * total / (h.height * h.width) if h.height else None})
         return {"format_version": VERSION, "model": h.model_name, "model_hash": h.model_hash.hex(),
                 "height": h.height, "width": h.width, "channels": h.channels, "backend": h.backend,
                 "steps": h.steps_spec, "seed": h.seed, "lossless_layer": h.lossless, "params": h.params.hex(),
-                "header_bytes": hdr, "complete": self.complete, "layers": rows}
+                "native_size": h.native, "header_bytes": hdr, "complete": self.complete, "layers": rows}

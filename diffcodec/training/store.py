@@ -75,6 +75,11 @@ class LoadedModel:
         return MaskingDiffusion.from_config(self.config, shape)
 
     @property
+    def native_size(self) -> int:
+        """Side of the square images a .dfc file stores without their size: the training crop."""
+        return self.config.data.crop
+
+    @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
@@ -158,6 +163,16 @@ def model_for_tag(tag_hex: str, root: Path | None = None) -> str:
         why = "no registered model has" if not found else f"several models ({', '.join(found)}) have"
         raise ModelError(f"{why} weights with tag {tag_hex}; pass --model NAME_OR_PATH")
     return found[0]
+
+
+def native_size_for(name: str, root: Path | None = None) -> int:
+    """A registered model's ``native_size``, from its config alone (no weights loaded)."""
+    root = root or models_dir()
+    doc, _ = _read(root / read_index(root)[name]["dir"] / "config.json", None, f"model {name}: cannot read its config")
+    try:
+        return Config.from_dict(doc["config"]).data.crop
+    except (ConfigError, KeyError) as e:
+        raise ModelError(f"model {name}: {e}") from None
 
 
 def register_model(name: str, root: Path | None = None, description: str = "") -> dict:
