@@ -146,6 +146,8 @@ def bitsback(model_name, data_dir, limit, steps, seed, grid, json_out):
     split = res["excess_split_pct"]
     click.echo("  excess, split: " + ", ".join(f"{k.replace('_', ' ')} {m:+.3f}% +- {e:.3f}%"
                                                for k, (m, e) in split.items()))
+    click.echo(f"  the coder's cost over the chain: {res['coder_bits_per_image']:+.2f} bits per image "
+               f"(exact to {32 / res['images']:.2f})")
     click.echo(f"  whole stream             {res['file_bpd']:.4f} bits/dim "
                f"(incl. {res['initial_bpd']:.4f} of initial words)")
     click.echo(f"  one image alone          {res['single_image_bpd']:.4f} bits/dim "
