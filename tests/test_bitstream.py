@@ -76,6 +76,8 @@ def test_every_cut_decodes_the_complete_layers():
         back = Container.from_bytes(data[:n])
         assert len(back.layers) == sum(n >= e for e in ends)
         assert back.complete == (n == len(data))
+        # what a cut file reports: its own header and every layer its table declares
+        assert back.header_size() == hdr and back.declared_layers == 3
 
 
 def test_corruption_is_detected():

@@ -404,6 +404,7 @@ def decode_container(loaded, container: Container, layers: int | None = None,
             break
     if pixels is None:
         pixels = to_pixels(adapter.reconstruct(model, x, i, out, reconstruct, h.seed))
-    return DecodeResult(pixels.reshape(h.channels, h.height, h.width), used, len(container.layers),
+    total = container.declared_layers or len(container.layers)
+    return DecodeResult(pixels.reshape(h.channels, h.height, h.width), used, total,
                         N - 1 - i, 0 if lossless_used else model.paper_t(i), lossless_used,
                         container.complete, time.perf_counter() - t_start, model.seconds, model.evals)

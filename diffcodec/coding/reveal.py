@@ -195,7 +195,8 @@ def decode_container(loaded, container, layers: int | None = None, progress=None
         if pixel_crc(out) != codec.pixels_crc:
             raise FormatError("decoded pixels do not match the stored checksum: the decoder's model "
                               "output differs from the encoder's, or the file is corrupt")
-    return DecodeResult(pixels.reshape(md.shape).astype(np.uint8), len(chosen), len(container.layers),
+    total = container.declared_layers or len(container.layers)
+    return DecodeResult(pixels.reshape(md.shape).astype(np.uint8), len(chosen), total,
                         todo, md.D - int(sizes[:todo].sum()), complete, container.complete,
                         time.perf_counter() - t0, net_s, net_evals)
 

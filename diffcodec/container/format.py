@@ -133,6 +133,8 @@ class Container:
     header: Header
     layers: list[Layer] = field(default_factory=list)
     complete: bool = True      # False when the file was cut inside a layer (or the table says more)
+    read_header_bytes: int | None = None   # as read from a file: its header's size and the layers
+    declared_layers: int | None = None     # its table declares (a cut file holds fewer)
 
     def to_bytes(self) -> bytes:
         h = self.header
@@ -172,6 +174,10 @@ class Container:
         return bytes(out)
 
     def header_size(self) -> int:
+        """Bytes before the first layer: as read, for a container read from a file (a cut file's
+        table still lists the layers it lost), else as ``to_bytes`` writes it."""
+        if self.read_header_bytes is not None:
+            return self.read_header_bytes
         return len(self.to_bytes()) - sum(len(layer.data) for layer in self.layers)
 
     @classmethod
@@ -230,7 +236,7 @@ class Container:
             pos += len(chunk)
         if complete and pos != len(data):
             raise FormatError(f"{len(data) - pos} unexpected bytes after the last layer")
-        return cls(header, layers, complete)
+        return cls(header, layers, complete, r.pos, len(table))
 
     def describe(self, native_size: int | None = None) -> dict:
         """The header's fields and the layer table (with cumulative bytes and bits per pixel);
