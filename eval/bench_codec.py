@@ -68,6 +68,21 @@ def run(loaded, images, backend, steps, label, quality):
     return row
 
 
+def photo_rows(path: str, with_rcc: bool) -> list:
+    """A 256x256 crop at quality 75 and 100 and a 768x512 crop at 75, from the photo's centre."""
+    photo = load_model("photo")
+    im = load_image(path, 3)
+    H, W = im.shape[1:]
+    rows = []
+    for h, w in ((256, 256), (512, 768)):
+        y, x = (H - h) // 2, (W - w) // 2
+        crop = im[:, y:y + h, x:x + w]
+        for q in ((75, 100) if h == 256 else (75,)):
+            for backend in ("uq", "tuq", "tuqrcc") + (("rcc",) if with_rcc else ()):
+                rows.append(run(photo, [crop], backend, None, f"photo-{w}x{h}", q))
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fmnist", default="/usr/share/datasets/fashion-mnist")
@@ -79,6 +94,7 @@ def main():
     ap.add_argument("--rcc-photo", action="store_true")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--photo-only", action="store_true", help="skip the Fashion-MNIST rows")
+    ap.add_argument("--fmnist-only", action="store_true", help="skip the photo rows")
     ap.add_argument("--json")
     args = ap.parse_args()
     if args.threads:
@@ -91,17 +107,8 @@ def main():
         rows.append(run(fm, imgs[:args.limit], "uq", None, "fmnist-test", q))
         for spec in args.rcc_steps.split(","):
             rows.append(run(fm, imgs[:args.rcc_limit], "rcc", spec, "fmnist-test", q))
-    photo = load_model("photo")
-    im = load_image(args.photo, 3)
-    H, W = im.shape[1:]
-    for h, w in ((256, 256), (512, 768)):
-        y, x = (H - h) // 2, (W - w) // 2
-        crop = im[:, y:y + h, x:x + w]
-        for q in ((75, 100) if h == 256 else (75,)):
-            for backend in ("uq", "tuq", "tuqrcc"):
-                rows.append(run(photo, [crop], backend, None, f"photo-{w}x{h}", q))
-            if args.rcc_photo:
-                rows.append(run(photo, [crop], "rcc", None, f"photo-{w}x{h}", q))
+    if not args.fmnist_only:
+        rows += photo_rows(args.photo, args.rcc_photo)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
 
