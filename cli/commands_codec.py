@@ -172,16 +172,16 @@ def info(infile, as_json):
     container = Container.from_bytes(data)
     try:
         name = model_for_tag(container.header.model_hash.hex())
-        native = native_size_for(name) if container.header.native else None
     except UserError:
-        name, native = "unknown", None
+        name = "unknown"
+    native = native_size_for(name) if container.header.native and name != "unknown" else None
     doc = {"file": infile, "bytes": len(data), **container.describe(native), "model": name}
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
     d = doc
-    size = f"{d['width']}x{d['height']}" if d["height"] else "the model's native size"
-    click.echo(f"{infile}: {len(data)} bytes, .dfc v{d['format_version']}, {size}x{d['channels']}, "
+    size = f"{d['width']}x{d['height']}x{d['channels']}" if d["height"] else f"native size x{d['channels']}"
+    click.echo(f"{infile}: {len(data)} bytes, .dfc v{d['format_version']}, {size}, "
                f"model {d['model']} ({d['model_hash']}), backend {d['backend']}, steps {d['steps']}, seed {d['seed']}"
                + ("" if d["complete"] else ", TRUNCATED"))
     click.echo(f"header {d['header_bytes']} bytes")

@@ -84,8 +84,9 @@ class Decoded:
 
 def decode(data: bytes, model=None, *, layers: int | None = None, stop_step: int | None = None,
            reconstruct: str = "x0", progress: Callable[[int], None] | None = None) -> Decoded:
-    """Decode .dfc bytes, or any prefix of them. ``model`` defaults to the registered model whose
-    weights match the file's tag."""
+    """Decode .dfc bytes, or any prefix of them that holds a complete layer (a file of one layer
+    has no shorter one). ``model`` defaults to the registered model whose weights match the file's
+    tag."""
     from .coding import registry
     from .coding.progressive import decode_container
     from .container.format import Container, FormatError

@@ -1,7 +1,7 @@
 """Codec benchmark: speed and rate overhead of each backend on real images.
 
     python eval/bench_codec.py [--fmnist DIR] [--limit 100] [--rcc-limit 20] [--rcc-steps geo9]
-                               [--photo PATH] [--photo-only] [--json OUT]
+                               [--photo PATH] [--photo-only | --fmnist-only] [--json OUT]
 
 For each backend, at the default quality (75) and at full rate (quality 100, every step), on the
 first Fashion-MNIST test images (model fmnist), a 256x256 and a 768x512 crop of a held-out photo

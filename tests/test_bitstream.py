@@ -50,7 +50,8 @@ def test_native_size_is_the_models():
 
 
 def test_a_cut_one_layer_file_is_an_error():
-    """A one-layer file has no layer length to tell a cut from damage: every cut fails its checksum."""
+    """A one-layer file has no layer length to tell a cut from damage: a cut fails its checksum
+    (here every cut; in general all but about 1 in 256, the odds of any damage under a CRC-8)."""
     data = make(layers=((5, b"abcdef"),)).to_bytes()
     for n in range(len(data)):
         with pytest.raises(FormatError):
@@ -81,9 +82,9 @@ def test_every_cut_decodes_the_complete_layers():
 
 
 def test_corruption_is_detected():
-    """Any damaged byte is an error, except where the damaged header reads as a one-layer table
-    (no header checksum) whose layer claims more bytes than the file has: that reads as a cut
-    file with no complete layer, which the decoder refuses (tests/test_cli.py)."""
+    """Any damaged byte is an error. (A damaged header that reads as a table of more layers, each
+    claiming more bytes than the file has, would read as a cut file with no complete layer, which
+    the decoder refuses (tests/test_cli.py); with these layouts every such damage fails a CRC.)"""
     for layers in (((2, b"abc"), (3, b"12345"), (0, b"zz")), ((5, b"abcdef"),)):
         data = bytearray(make(layers).to_bytes())
         for pos in range(len(data)):

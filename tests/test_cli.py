@@ -52,7 +52,7 @@ def test_encode_info_decode(run, gray_png, tmp_path):
     assert info["layers"][-1]["cumulative_bytes"] == out.stat().st_size
     assert info["model"] == "tiny" and info["lossless_layer"]
     # 8x8 is tiny's training crop: the file stores no size, info and decode take the model's
-    assert info["native_size"] and (info["height"], info["width"]) == (8, 8)
+    assert info["native"] and (info["height"], info["width"]) == (8, 8)
     assert info["layers"][-1]["cumulative_bpp"] == pytest.approx(8 * out.stat().st_size / 64)
     rec = tmp_path / "r.png"
     r = run("decode", out, "-o", rec)
@@ -65,6 +65,11 @@ def test_encode_info_decode(run, gray_png, tmp_path):
     r = run("decode", cut, "-o", tmp_path / "c.png")
     assert "truncated" in r.output and "used" in r.output
     assert "TRUNCATED" in run("info", cut).output
+    # cut inside its first layer, a file of several layers holds none
+    assert len(info["layers"]) > 1
+    head = tmp_path / "head.dfc"
+    head.write_bytes(out.read_bytes()[:info["header_bytes"] + 1])
+    assert "no complete layer" in run("decode", head, "-o", tmp_path / "h.png", ok=False).output
     run("decode", out, "-o", tmp_path / "l1.png", "--layers", "1", "--reconstruct", "flow")
 
 
@@ -107,7 +112,7 @@ def test_bad_inputs(run, gray_png, tmp_path):
     assert "corrupt" in e("decode", tmp_path / "bad.dfc", "-o", tmp_path / "y.png")
     info = json.loads(run("info", out, "--json").output)
     (tmp_path / "head.dfc").write_bytes(out.read_bytes()[:info["header_bytes"] + 1])
-    # a one-layer file (no stored layer length): a cut fails the checksum
+    # a one-layer file (no stored layer length): this cut fails the checksum
     assert "cut short" in e("decode", tmp_path / "head.dfc", "-o", tmp_path / "y.png")
     assert "made with other model weights" in e("decode", out, "-o", tmp_path / "y.png", "--model", "tinyrgb")
     assert "version" in e("decode", _with_version(out, tmp_path, 7), "-o", tmp_path / "y.png")

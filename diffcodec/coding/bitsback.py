@@ -321,8 +321,10 @@ def _path_step(chain: Chain, j: int, z, z_prev, k_prev, o: dict) -> float:
     and cancels), the network's float outputs before any snapping, and bpd's own discretized
     decoder for p(x_0 | z_1). Its expectation over latents drawn from q is the chain's variational
     bound. So the coded rate minus it is what the coder costs (grids, windows, snapping, the
-    quantizer, the pad) with no sampling noise between the two, and its mean against
-    ``evaluate_bpd`` checks that the popped latents are samples of q."""
+    quantizer, the pad, and the coder's quantized Gaussian for x_0 against bpd's decoder with its
+    open edge bins) with no sampling noise between the two, and its mean against ``evaluate_bpd``
+    checks that the popped latents are samples of q (strictly, they are samples of q on the grid,
+    within its windows: a difference far below that check's noise)."""
     a, b = chain.diffusion.alphas[j - 1], chain.diffusion.betas[j - 1]
     gain = _log2_normal(z, math.sqrt(a) * z_prev, b)
     if j == 1:

@@ -15,12 +15,14 @@ flags: bit 0 RGB (else grayscale), bit 1 the last layer is a lossless layer for 
 extended fields present (otherwise: the backend's default steps, seed 0, default parameters),
 bits 3-5 the backend's wire id (coder registry), bit 6 square image, bit 7 native size (a square
 image of the model's training crop, ``LoadedModel.native_size``: the size is the model's, read
-as 0 x 0 until ``Header.with_native_size`` fills it in). Each layer's CRC covers its bytes; in a
-one-layer file it also covers the header, which then needs no checksum of its own. A 28x28 file
-of the fmnist model at default settings has a header of 6 bytes for one layer (a cut one-layer
-file fails its checksum), 5 + 3 per layer for more. (A one-layer file whose damaged header claims
-more layers reads as a cut file with no complete layer; the decoder refuses such a file.) The
-model is identified by its weights' tag alone; its name is looked up in the model store.
+as 0 x 0 until ``Header.with_native_size`` fills it in; so a model's ``data.crop`` is part of
+its identity, which the weights' tag does not cover). No flag bit is left: a new flag needs a
+new version. Each layer's CRC covers its bytes; in a one-layer file it also covers the header,
+which then needs no checksum of its own. A 28x28 file of the fmnist model at default settings has
+a header of 6 bytes for one layer, 5 + 3 per layer for more. A one-layer file has no stored
+length, so a cut (or bytes appended) is caught by its CRC-8 alone: all but about 1 in 256 cuts,
+the same odds as any other damage (version 5 stored the length and caught every cut). The model
+is identified by its weights' tag alone; its name is looked up in the model store.
 
 The lossy layers are consecutive slices of one range-coded stream: layer k ends at the shortest
 prefix of the stream from which every symbol of layers 1..k decodes, so cutting the file at any
@@ -230,7 +232,8 @@ class Container:
                 complete = False
                 break
             if _layer_crc(head, len(table) == 1, chunk) != crcs[k]:
-                what = "the file is cut short, or its header or layer is" if len(table) == 1 else f"layer {k + 1} is"
+                what = ("the file is cut short or extended, or its header or layer is" if len(table) == 1
+                        else f"layer {k + 1} is")
                 raise FormatError(f"{what} corrupt (checksum mismatch)")
             layers.append(Layer(steps, chunk))
             pos += len(chunk)
@@ -250,6 +253,6 @@ class Container:
                          "bytes": len(layer.data), "cumulative_bytes": total,
                          "cumulative_bpp": 8 * total / (h.height * h.width) if h.height else None})
         return {"format_version": VERSION, "model": h.model_name, "model_hash": h.model_hash.hex(),
-                "height": h.height, "width": h.width, "channels": h.channels, "backend": h.backend,
+                "height": h.height or None, "width": h.width or None, "channels": h.channels, "backend": h.backend,
                 "steps": h.steps_spec, "seed": h.seed, "lossless_layer": h.lossless, "params": h.params.hex(),
-                "native_size": h.native, "header_bytes": hdr, "complete": self.complete, "layers": rows}
+                "native": h.native, "header_bytes": hdr, "complete": self.complete, "layers": rows}
