@@ -48,6 +48,10 @@ def main() -> None:
         path = np.array(bb["per_image_path_bpd"])
         print(f"  bound on the coded path {path.mean():.4f}  coded vs it {excess(net, path)}   [the coder's cost, "
               "no sampling noise between the two]")
+        if "coder_bits_per_image" in bb:
+            print(f"  the coder's cost over the whole chain {bb['coder_bits_per_image']:+.2f} bits per image "
+                  f"(exact to {32 / len(net):.2f}; {100 * bb['coder_bits_per_image'] / (bb['dims'] * mean.mean()):+.4f}% "
+                  "of the bound)")
         print(f"  bound on the coded path vs the mean of the {len(bounds)} estimates {excess(path, mean)}   "
               "[sampling: zero-mean noise if the popped latents are samples of q]")
 
