@@ -16,24 +16,24 @@ def test_round_trip_and_small_header():
     back = Container.from_bytes(data)
     assert back.header == c.header and back.layers == c.layers and back.complete
     # magic+version (1), flags (1), model tag (2), square size (1), spec (2), seed (1), params (1),
-    # layer table (steps and length per layer: 6), header CRC (1), one CRC per layer (3)
-    assert c.header_size() == 19
+    # layer table (steps and length per layer: 6), one CRC per layer (3; the first covers the header)
+    assert c.header_size() == 18
 
 
 def test_default_settings_imply_their_fields():
     """A registered backend at its default steps, seed 0 and default parameters needs no extended
     fields: for a square image under 128 pixels, 7 bytes for one layer (whose length is implied),
-    6 + 3 per layer for more; 6, and 5 + 3 per layer, at the model's native size."""
+    5 + 3 per layer for more; 6, and 4 + 3 per layer, at the model's native size."""
     c = make(layers=((5, b"abc"),), steps_spec="quad8", seed=0, lossless=False)
     assert c.header_size() == 7
-    assert make(layers=((5, b"abc"), (6, b"de")), steps_spec="quad8", seed=0, lossless=False).header_size() == 12
+    assert make(layers=((5, b"abc"), (6, b"de")), steps_spec="quad8", seed=0, lossless=False).header_size() == 11
     assert Container.from_bytes(c.to_bytes()).header == c.header
     wide = make(height=28, width=300, seed=0, steps_spec="quad8")
     assert Container.from_bytes(wide.to_bytes()).header == wide.header
     native = make(layers=((5, b"abc"),), steps_spec="quad8", seed=0, lossless=False, native=True)
     assert native.header_size() == 6
     assert make(layers=((5, b"abc"), (6, b"de")), steps_spec="quad8", seed=0, lossless=False,
-                native=True).header_size() == 11
+                native=True).header_size() == 10
 
 
 def test_native_size_is_the_models():
@@ -82,9 +82,9 @@ def test_every_cut_decodes_the_complete_layers():
 
 
 def test_corruption_is_detected():
-    """Any damaged byte is an error. (A damaged header that reads as a table of more layers, each
-    claiming more bytes than the file has, would read as a cut file with no complete layer, which
-    the decoder refuses (tests/test_cli.py); with these layouts every such damage fails a CRC.)"""
+    """Any damaged byte is an error, except where a damaged header's table claims more bytes for
+    the first layer than the file has: that reads as a cut file with no complete layer, which the
+    decoder refuses (tests/test_cli.py). Elsewhere the first layer's CRC covers the header."""
     for layers in (((2, b"abc"), (3, b"12345"), (0, b"zz")), ((5, b"abcdef"),)):
         data = bytearray(make(layers).to_bytes())
         for pos in range(len(data)):

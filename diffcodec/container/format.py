@@ -8,7 +8,7 @@ Layout, format version 6 (integers are LEB128 varints unless a width is given):
     params]
     | layer table: per layer, steps << 1 | (1 if another layer follows), then its byte length
     (omitted for a file of one layer: the layer is the rest of the file)
-    | [CRC-8 of the header bytes above, when there is more than one layer] | one CRC-8 per layer
+    | one CRC-8 per layer (the first layer's covers the header bytes above too)
     | layer payloads, concatenated
 
 flags: bit 0 RGB (else grayscale), bit 1 the last layer is a lossless layer for x_0, bit 2
@@ -17,9 +17,11 @@ bits 3-5 the backend's wire id (coder registry), bit 6 square image, bit 7 nativ
 image of the model's training crop, ``LoadedModel.native_size``: the size is the model's, read
 as 0 x 0 until ``Header.with_native_size`` fills it in; so a model's ``data.crop`` is part of
 its identity, which the weights' tag does not cover). No flag bit is left: a new flag needs a
-new version. Each layer's CRC covers its bytes; in a one-layer file it also covers the header,
-which then needs no checksum of its own. A 28x28 file of the fmnist model at default settings has
-a header of 6 bytes for one layer, 5 + 3 per layer for more. A one-layer file has no stored
+new version. Each layer's CRC covers its bytes, and the first layer's also covers the header,
+which then needs no checksum of its own: a damaged header fails it (a header damaged in a file cut
+before its first layer is complete reads as a file with no complete layer, which is refused). A
+28x28 file of the fmnist model at default settings has a header of 6 bytes for one layer and
+4 + 3 per layer for more. A one-layer file has no stored
 length, so a cut (or bytes appended) is caught by its CRC-8 alone: all but about 1 in 256 cuts,
 the same odds as any other damage (version 5 stored the length and caught every cut). The model
 is identified by its weights' tag alone; its name is looked up in the model store.
@@ -29,7 +31,8 @@ prefix of the stream from which every symbol of layers 1..k decodes, so cutting 
 byte keeps every complete layer decodable, without a coder flush per layer.
 Version 1 and 2 files (which began with b"DF") and version 3 to 5 files are refused with a clear
 message (version 5 changed only the default chain of the tuq backend, which a version 4 file
-implies; version 6 added the native-size flag and dropped the length of a one-layer file's layer).
+implies; version 6 added the native-size flag, dropped the length of a one-layer file's layer,
+and the header checksum of files of several layers, whose first layer's CRC now covers the header).
 """
 from __future__ import annotations
 
@@ -47,10 +50,10 @@ TAG_BYTES = 2
 F_RGB, F_LOSSLESS, F_EXTENDED, F_SQUARE, F_NATIVE = 1, 2, 4, 64, 128
 
 
-def _layer_crc(head: bytes, one_layer: bool, data: bytes) -> int:
-    """CRC-8 of a layer's bytes; a file of one layer has no header checksum, so that layer's also
+def _layer_crc(head: bytes, first: bool, data: bytes) -> int:
+    """CRC-8 of a layer's bytes; the header has no checksum of its own, so the first layer's also
     covers the header bytes ``head``."""
-    return crc8(head + data) if one_layer else crc8(data)
+    return crc8(head + data) if first else crc8(data)
 
 
 def _older(version: int) -> "FormatError":
@@ -168,9 +171,7 @@ class Container:
             if last:
                 put_varint(out, len(layer.data))
         head = bytes(out)
-        if last:
-            out.append(crc8(head))
-        out += bytes(_layer_crc(head, not last, layer.data) for layer in self.layers)
+        out += bytes(_layer_crc(head, k == 0, layer.data) for k, layer in enumerate(self.layers))
         for layer in self.layers:
             out += layer.data
         return bytes(out)
@@ -215,8 +216,6 @@ class Container:
             steps, more = code >> 1, code & 1
             table.append((steps, r.varint() if more or table else None))
         head = data[:r.pos]
-        if len(table) > 1 and crc8(head) != r.byte():
-            raise FormatError("corrupt header (checksum mismatch)")
         crcs = r.take(len(table))
         if not native and (not 0 < height <= 1 << 16 or not 0 < width <= 1 << 16):
             raise FormatError("corrupt header (image size)")
@@ -231,9 +230,9 @@ class Container:
             if length is not None and len(chunk) < length:
                 complete = False
                 break
-            if _layer_crc(head, len(table) == 1, chunk) != crcs[k]:
+            if _layer_crc(head, k == 0, chunk) != crcs[k]:
                 what = ("the file is cut short or extended, or its header or layer is" if len(table) == 1
-                        else f"layer {k + 1} is")
+                        else "the header or layer 1 is" if k == 0 else f"layer {k + 1} is")
                 raise FormatError(f"{what} corrupt (checksum mismatch)")
             layers.append(Layer(steps, chunk))
             pos += len(chunk)
