@@ -33,8 +33,18 @@ from .registry import register
 SAME_COUNT = np.array([0.85, 0.15])   # P(the chunk count repeats), P(it changes)
 KEEP_RANGE = (0.6, 1.25)              # bits per chunk (x chunk_bits) within which a count is kept
 RCC_AUTO_MAX_DIMS = 1024              # "auto" uses rcc up to 32x32 grayscale: ~D x K normals per step
+# The law of the coded indices at the default chunks (10 bits, K = 2^13): a truncated Zipf law of
+# this exponent, fitted on Fashion-MNIST training images by eval/rcc_index_law.py (2.3% fewer index
+# bits there than the Li & El Gamal exponent below, which other chunk settings keep).
+ZIPF_EXPONENT = 0.925
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
 _POOL: ThreadPoolExecutor | None = None
+
+
+def li_el_gamal_exponent(chunk_bits: int) -> float:
+    """The Zipf exponent 1 + 1 / (KL + e^-1 ln(e + 1)) (KL in nats) of Li & El Gamal's index code
+    for a chunk carrying ``chunk_bits`` bits of KL."""
+    return 1.0 + 1.0 / (chunk_bits * math.log(2.0) + math.exp(-1) * math.log(math.e + 1))
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -51,14 +61,17 @@ class RCCCoder(StepCoder):
     DEFAULTS = (10, 13)   # chunk_bits, log2_k
 
     def __init__(self, chunk_bits: int = 10, log2_k: int = 13, min_bits: float = 0.25,
-                 encoder_seed: int = 0):
+                 encoder_seed: int = 0, zipf_exponent: float | None = None):
+        """``zipf_exponent``: the index law's (default: ZIPF_EXPONENT at the default chunks, else
+        ``li_el_gamal_exponent(chunk_bits)``); it drives the coder, so both sides must agree."""
         if not 1 <= chunk_bits < log2_k <= 20:
             raise ValueError("need 1 <= chunk_bits < log2_k <= 20")
         self.chunk_bits, self.log2_k, self.min_bits = chunk_bits, log2_k, min_bits
         self.count = 1 << log2_k
-        # Zipf exponent for an index whose chunk carries chunk_bits of KL (in nats)
-        kl_nats = chunk_bits * math.log(2.0)
-        self.zipf = zipf_table(self.count, 1.0 + 1.0 / (kl_nats + math.exp(-1) * math.log(math.e + 1)))
+        if zipf_exponent is None:
+            zipf_exponent = (ZIPF_EXPONENT if (chunk_bits, log2_k) == self.DEFAULTS
+                             else li_el_gamal_exponent(chunk_bits))
+        self.zipf = zipf_table(self.count, zipf_exponent)
         self.rng = np.random.default_rng(encoder_seed)   # encoder-only: arrival times
 
     @classmethod
