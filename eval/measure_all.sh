@@ -43,6 +43,7 @@ export OMP_NUM_THREADS=1
   python eval/schedule_study.py --limit 10 > "$OUT/schedule_study.txt"
   python eval/clean_bits.py > "$OUT/clean_bits.txt"
   python eval/rcc_tradeoff.py --limit 5 > "$OUT/rcc_tradeoff.txt"
+  python eval/rcc_index_law.py --limit 24 > "$OUT/rcc_index_law.txt"
   python eval/tuq_sweep.py > "$OUT/tuq_sweep.txt"
   python eval/tuq_sweep.py --crops 045.png,046.png,047.png,048.png,049.png --settings "0.5:quad15 0.25:quad10" > "$OUT/tuq_sweep_heldout.txt"
   python eval/tuq_sweep.py --settings "0.25:quad10 0.18:quad10 0.35:quad10 0.25:quad9 0.25:quad11 0.35:quad11 0.18:quad9 0.5:quad10" > "$OUT/tuq_sweep_thresholds.txt"
