@@ -3,6 +3,8 @@
 # cores, plus about 70 for the full T = 1000 bound of fmnist on 1000 images unless SKIP_FULL_BOUND=1;
 # JPEG XL needs the baselines extra: pip install ".[baselines]").
 # Usage: bash eval/measure_all.sh [OUTDIR]   (default eval/results)
+# Not here: the GPU runs in eval/results/photo_gpu/ (they need a GPU machine; its README gives
+# their commands: eval/photo_blocks.py, eval/gpu_train_photo.sh, eval/gpu_photo_variants.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-eval/results}
@@ -43,6 +45,11 @@ export OMP_NUM_THREADS=1
   python eval/schedule_study.py --limit 10 > "$OUT/schedule_study.txt"
   python eval/clean_bits.py > "$OUT/clean_bits.txt"
   python eval/rcc_tradeoff.py --limit 5 > "$OUT/rcc_tradeoff.txt"
+  python eval/rcc_tradeoff.py --limit 6 --split train --settings "10,13 10,14 10,14,0.925 10,14,0.85" --layouts "" > "$OUT/rcc_tradeoff_train.txt"
+  for spec in geo9c20 geo13; do   # real files on other schedules, against rd_fmnist's ideal and WebP curves
+    mkdir -p "$OUT/rd_$spec" && cp "$OUT/rd_fmnist/ideal.json" "$OUT/rd_fmnist/webp.json" "$OUT/rd_$spec/"
+    diffcodec eval rd --model fmnist --data "$FM" --limit 100 --codecs rcc --steps $spec --anchor webp --keep -o "$OUT/rd_$spec"
+  done
   python eval/rcc_index_law.py --limit 24 > "$OUT/rcc_index_law.txt"
   python eval/tuq_sweep.py > "$OUT/tuq_sweep.txt"
   python eval/tuq_sweep.py --crops 045.png,046.png,047.png,048.png,049.png --settings "0.5:quad15 0.25:quad10" > "$OUT/tuq_sweep_heldout.txt"

@@ -72,7 +72,10 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=5)
     ap.add_argument("--steps", default="geo9")
     ap.add_argument("--settings", default="8,13 9,13 10,13 10,14 11,15",
-                    help="space-separated chunk_bits,log2_k pairs")
+                    help="space-separated chunk_bits,log2_k[,zipf exponent] settings (default exponent: "
+                         "rcc's own for that setting)")
+    ap.add_argument("--split", default="test", choices=["test", "train"],
+                    help="images to measure on (train for choosing settings)")
     ap.add_argument("--layouts", default="equal oracle cap", help="space-separated chunk layouts")
     args = ap.parse_args()
 
@@ -82,11 +85,12 @@ def main() -> None:
     from diffcodec.training.store import load_model
 
     loaded = load_model(args.model)
-    images = images_for_model(loaded.config.data, loaded.config.model.in_channels, args.data, limit=args.limit)
+    images = images_for_model(loaded.config.data, loaded.config.model.in_channels, args.data, args.split,
+                              limit=args.limit)
     D = images[0].size
     exact = np.mean([sum(r.kl_bits for r in estimate_image(loaded, img, steps=args.steps).records)
                      for img in images]) / D
-    print(f"{args.model}, first {len(images)} test images, steps {args.steps}, whole chain; bits/dim")
+    print(f"{args.model}, first {len(images)} {args.split} images, steps {args.steps}, whole chain; bits/dim")
     print("chunk_bits log2_k  payload  path KL  exact KL  payload/path  path/exact  payload/exact  encode s/img")
 
     def row(label: str, make_coder) -> None:
@@ -100,8 +104,10 @@ def main() -> None:
               f"{path / exact:10.3f}  {payload / exact:13.3f}  {seconds:12.2f}", flush=True)
 
     for setting in args.settings.split():
-        chunk_bits, log2_k = map(int, setting.split(","))
-        row(f"{chunk_bits:<10} {log2_k}", lambda: RCCCoder(chunk_bits, log2_k))
+        chunk_bits, log2_k, *zipf = setting.split(",")
+        exponent = float(zipf[0]) if zipf else None
+        label = f"{chunk_bits:<10} {log2_k}" + (f" s={exponent:g}" if zipf else "")
+        row(label, lambda: RCCCoder(int(chunk_bits), int(log2_k), zipf_exponent=exponent))
     if args.layouts.split():
         print("\nchunk layout (10 bits, K = 2^13)")
         for layout in args.layouts.split():
