@@ -94,7 +94,8 @@ def encode_layered(layer_ops: list[list]) -> list[bytes]:
     Layer k's slice ends at the shortest prefix of the stream from which every symbol of layers
     1..k decodes (missing trailing bytes read as zeros), found by trial decoding from just below
     the length the stream had when sealed after layer k. So any prefix that holds the first k
-    slices decodes layers 1..k, and the layers pay no flush each.
+    slices decodes layers 1..k, and the layers pay no flush each. The last slice then ends at the
+    shortest rounded-up value that still decodes (``_round_up_end``), about 1-2 bytes shorter.
     """
     import constriction
 
@@ -113,8 +114,33 @@ def encode_layered(layer_ops: list[list]) -> list[bytes]:
         while end < len(data) and not _decodes_to(data[:end], flat):
             end += 1
         ends.append(end)
+    if ends and symbols <= BIG_STREAM:
+        data = _round_up_end(data[:ends[-1]], flat, ends[-2] if len(ends) > 1 else 0)
+        ends[-1] = len(data)
     starts = [0, *ends[:-1]]
     return [data[a:b] for a, b in zip(starts, ends)]
+
+
+def _round_up_end(data: bytes, ops, keep: int) -> bytes:
+    """The shortest stream that still decodes ``ops``, found by rounding the stream's value up.
+
+    The decoder reads missing bytes as zeros, so ``data`` stands for a number in the coder's final
+    interval [low, low + range). Cutting it to n bytes rounds that number down, possibly below low;
+    rounding it up instead (the n-byte prefix plus one in its last byte) lands at most 256^-n above
+    it, inside the interval whenever the interval reaches that far. Each shorter n is tried until one
+    fails (a coarser round-up lands higher still). The first ``keep`` bytes (earlier layers'
+    slices) are never changed; every candidate is checked by a full trial decode.
+    """
+    best = data
+    for n in range(len(data) - 1, keep, -1):
+        v = int.from_bytes(data[:n], "big") + 1
+        if v >> (8 * n):
+            break
+        cand = v.to_bytes(n, "big")
+        if cand[:keep] != data[:keep] or not _decodes_to(cand, ops):
+            break
+        best = cand
+    return best
 
 
 def encode_ops(ops) -> bytes:
