@@ -116,7 +116,9 @@ class RCCCoder(StepCoder):
 
         def block(k: int) -> np.ndarray:
             Z = candidates(ctx.seed, ctx.step, c, int(edges[k + 1] - edges[k]), len(dims), start=int(edges[k]))
-            return (Z * Z) @ c2 + Z @ c1
+            # einsum, not @: a BLAS call from each worker starts BLAS threads that busy-wait and
+            # take the core the other worker generates candidates on (1.7x slower on 2 cores)
+            return np.einsum("km,m->k", Z * Z, c2) + np.einsum("km,m->k", Z, c1)
 
         return np.concatenate(list(_pool().map(block, range(_WORKERS))))
 
