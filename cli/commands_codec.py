@@ -129,7 +129,7 @@ def encode(images, output, model_name, backend, steps, quality, stop_step, targe
 @click.option("--stop-step", type=click.IntRange(0), help="Stop once x_t with t <= T is decoded.")
 @click.option("--reconstruct", type=click.Choice(RECONSTRUCTIONS), default="x0", show_default=True,
               help="x0: x0_hat (Eq. 15); flow: deterministic DDIM from x_t; ancestral: sample the rest.")
-@click.option("--model", "model_name", default=None, help="Model to use (default: the registered model whose weights match the file's tag).")
+@click.option("--model", "model_name", default=None, help="Model to use (default: the registered model whose key passes the file's check).")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 def decode(infiles, output, layers, stop_step, reconstruct, model_name, force):
     """Decode .dfc files (or any prefix of one) to PNG. Several, or a folder: OUTPUT is a folder and
@@ -147,9 +147,10 @@ def decode(infiles, output, layers, stop_step, reconstruct, model_name, force):
 
     out = check_output(output, force)
     data = _read_bytes(infile)
-    container = Container.from_bytes(data)
+    loaded = api.load_model(model_name) if model_name else None
+    container = Container.from_bytes(data, loaded.keys if loaded else None)
     with click.progressbar(length=max(1, sum(l.steps for l in container.layers)), label="decoding") as bar:
-        dec = api.decode(data, model_name, layers=layers, stop_step=stop_step, reconstruct=reconstruct,
+        dec = api.decode(data, loaded, layers=layers, stop_step=stop_step, reconstruct=reconstruct,
                          progress=lambda i: bar.update(1))
     res = dec.result
     save_png(out, to_chw(dec.image))
@@ -161,20 +162,21 @@ def decode(infiles, output, layers, stop_step, reconstruct, model_name, force):
 @main.command()
 @click.argument("infile")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def info(infile, as_json):
+@click.option("--model", "model_name", default=None,
+              help="The model the file was made with, when it is not a registered one (a directory or checkpoint).")
+def info(infile, as_json, model_name):
     """Show a .dfc file's header and layer table."""
+    from diffcodec import api
     from diffcodec.container.format import Container
-
-    from diffcodec.errors import UserError
-    from diffcodec.training.store import model_for_tag, native_size_for
+    from diffcodec.training.store import native_size_for
 
     data = _read_bytes(infile)
-    container = Container.from_bytes(data)
-    try:
-        name = model_for_tag(container.header.model_hash.hex())
-    except UserError:
-        name = "unknown"
-    native = native_size_for(name) if container.header.native and name != "unknown" else None
+    loaded = api.load_model(model_name) if model_name else None
+    container = Container.from_bytes(data, loaded.keys if loaded else None)
+    name = container.header.model_name or "unknown (no complete layer)"
+    native = None
+    if container.header.native and container.header.model_name:
+        native = loaded.native_size if loaded else native_size_for(name)
     doc = {"file": infile, "bytes": len(data), **container.describe(native), "model": name}
     if as_json:
         click.echo(json.dumps(doc, indent=2))
@@ -182,7 +184,7 @@ def info(infile, as_json):
     d = doc
     size = f"{d['width']}x{d['height']}x{d['channels']}" if d["height"] else f"native size x{d['channels']}"
     click.echo(f"{infile}: {len(data)} bytes, .dfc v{d['format_version']}, {size}, "
-               f"model {d['model']} ({d['model_hash']}), backend {d['backend']}, steps {d['steps']}, seed {d['seed']}"
+               f"model {d['model']} (sha256 {(d['model_sha256'] or '-')[:8]}), backend {d['backend']}, steps {d['steps']}, seed {d['seed']}"
                + ("" if d["complete"] else ", TRUNCATED"))
     click.echo(f"header {d['header_bytes']} bytes")
     click.echo(f"{'layer':>5} {'steps':>5} {'bytes':>7} {'cum bpp':>9}")

@@ -85,18 +85,18 @@ class Decoded:
 def decode(data: bytes, model=None, *, layers: int | None = None, stop_step: int | None = None,
            reconstruct: str = "x0", progress: Callable[[int], None] | None = None) -> Decoded:
     """Decode .dfc bytes, or any prefix of them that holds a complete layer (a file of one layer
-    has no shorter one). ``model`` defaults to the registered model whose weights match the file's
-    tag."""
+    has no shorter one). ``model`` defaults to the registered model whose key passes the file's
+    first-layer check."""
     from .coding import registry
     from .coding.progressive import decode_container
     from .container.format import Container, FormatError
     from .io.images import to_hwc
-    from .training.store import model_for_tag
 
-    container = Container.from_bytes(bytes(data))
+    loaded = _model(model) if model is not None else None
+    container = Container.from_bytes(bytes(data), loaded.keys if loaded else None)
     if not container.layers:
         raise FormatError("the file holds no complete layer: it is truncated or corrupt")
-    loaded = _model(model or model_for_tag(container.header.model_hash.hex()))
+    loaded = loaded or _model(container.header.model_name)
     if registry.get(container.header.backend).kind == "masking":
         from .coding import reveal
 
@@ -218,15 +218,16 @@ def decode_files(inputs, out_dir, model=None, *, force: bool = False,
                  on_file: Callable[[FileOutcome], None] | None = None, **options) -> list[FileOutcome]:
     """Decode .dfc files (or folders of them) into out_dir/<stem>.png, loading each model once; a
     bad file gets its error in its outcome and the rest proceed. ``options`` as in ``decode``."""
-    from .container.format import Container
+    from .container.format import Container, FormatError
     from .io.images import save_png, to_chw
-    from .training.store import model_for_tag
 
     cache: dict = {}
 
     def work(src, dst, o):
         data = read_file(src)
-        key = model or model_for_tag(Container.from_bytes(data).header.model_hash.hex())
+        key = model or Container.from_bytes(data).header.model_name or None
+        if key is None:
+            raise FormatError("the file holds no complete layer: it is truncated or corrupt")
         if key not in cache:
             cache[key] = _model(key)
         dec = decode(data, cache[key], **options)

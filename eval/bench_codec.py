@@ -35,7 +35,7 @@ def run(loaded, images, backend, steps, label, quality):
     for img in images:
         res = encode_image(loaded, img, backend, steps, quality=quality)
         t0 = time.perf_counter()
-        out = decode_container(loaded, Container.from_bytes(res.data))
+        out = decode_container(loaded, Container.from_bytes(res.data, loaded.keys))
         dec_s.append(time.perf_counter() - t0)
         assert abs(psnr(out.image, img) - res.psnr) < 0.5, "decoder disagrees with encoder"
         enc_s.append(res.seconds); net_s.append(res.net_seconds); evals.append(res.net_evals)

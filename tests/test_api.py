@@ -15,7 +15,7 @@ def test_array_round_trip_and_prefix(tiny_store):
     img = synthetic_images(1, size=8, seed=4)[0]                 # uint8 [H, W]
     res = diffcodec.encode(img, "tiny", backend="uq", steps="6", quality=100)
     assert isinstance(res.data, bytes) and len(res.data) > 0
-    out = diffcodec.decode(res.data)                           # model found by the file's tag
+    out = diffcodec.decode(res.data)                           # model found by the file's keyed check
     assert out.image.shape == img.shape and out.image.dtype == np.uint8
     assert out.result.steps_decoded == len(res.records)
     from diffcodec.evaluation.metrics import psnr

@@ -2,9 +2,12 @@ import pytest
 
 from diffcodec.container.format import Container, FormatError, Header, Layer, put_varint, _Reader
 
+KEY = bytes(range(32))            # a model's key: the sha256 digest of its weights
+KEYS = {"m": KEY, "other": bytes(range(1, 33))}
+
 
 def make(layers=((2, b"abc"), (3, b"12345"), (0, b"zz")), **kw):
-    h = dict(model_name="", model_hash=b"\x01\x02", height=28, width=28, channels=1,
+    h = dict(model_name="m", model_key=KEY, height=28, width=28, channels=1,
              backend="uq", steps_spec="8", seed=7, lossless=True, params=b"")
     h.update(kw)
     return Container(Header(**h), [Layer(s, d) for s, d in layers])
@@ -13,34 +16,34 @@ def make(layers=((2, b"abc"), (3, b"12345"), (0, b"zz")), **kw):
 def test_round_trip_and_small_header():
     c = make()
     data = c.to_bytes()
-    back = Container.from_bytes(data)
+    back = Container.from_bytes(data, KEYS)
     assert back.header == c.header and back.layers == c.layers and back.complete
-    # magic+version (1), flags (1), model tag (2), square size (1), spec (2), seed (1), params (1),
-    # layer table (steps and length per layer: 6), one CRC per layer (3; the first covers the header)
-    assert c.header_size() == 18
+    # magic+version (1), flags (1), square size (1), spec (2), seed (1), params (1), layer table
+    # (steps and length per layer: 6), the first layer's keyed CRC-16 (2), a CRC-8 per later layer (2)
+    assert c.header_size() == 17
 
 
 def test_default_settings_imply_their_fields():
     """A registered backend at its default steps, seed 0 and default parameters needs no extended
-    fields: for a square image under 128 pixels, 7 bytes for one layer (whose length is implied),
-    5 + 3 per layer for more; 6, and 4 + 3 per layer, at the model's native size."""
+    fields: for a square image under 128 pixels, 6 bytes for one layer (whose length is implied),
+    4 + 3 per layer for more; 5, and 3 + 3 per layer, at the model's native size."""
     c = make(layers=((5, b"abc"),), steps_spec="quad8", seed=0, lossless=False)
-    assert c.header_size() == 7
-    assert make(layers=((5, b"abc"), (6, b"de")), steps_spec="quad8", seed=0, lossless=False).header_size() == 11
-    assert Container.from_bytes(c.to_bytes()).header == c.header
+    assert c.header_size() == 6
+    assert make(layers=((5, b"abc"), (6, b"de")), steps_spec="quad8", seed=0, lossless=False).header_size() == 10
+    assert Container.from_bytes(c.to_bytes(), KEYS).header == c.header
     wide = make(height=28, width=300, seed=0, steps_spec="quad8")
-    assert Container.from_bytes(wide.to_bytes()).header == wide.header
+    assert Container.from_bytes(wide.to_bytes(), KEYS).header == wide.header
     native = make(layers=((5, b"abc"),), steps_spec="quad8", seed=0, lossless=False, native=True)
-    assert native.header_size() == 6
+    assert native.header_size() == 5
     assert make(layers=((5, b"abc"), (6, b"de")), steps_spec="quad8", seed=0, lossless=False,
-                native=True).header_size() == 10
+                native=True).header_size() == 9
 
 
 def test_native_size_is_the_models():
     """A native-size file stores no size: it reads as 0 x 0 until the decoding model's size is
     filled in, and describes its bits per pixel only then."""
     c = make(native=True)
-    back = Container.from_bytes(c.to_bytes())
+    back = Container.from_bytes(c.to_bytes(), KEYS)
     assert (back.header.height, back.header.width) == (0, 0) and back.header.native
     assert back.header.with_native_size(28) == c.header
     assert back.describe()["layers"][0]["cumulative_bpp"] is None
@@ -51,11 +54,11 @@ def test_native_size_is_the_models():
 
 def test_a_cut_one_layer_file_is_an_error():
     """A one-layer file has no layer length to tell a cut from damage: a cut fails its checksum
-    (here every cut; in general all but about 1 in 256, the odds of any damage under a CRC-8)."""
+    (here every cut; in general all but about 1 in 65536, the odds of any damage under a CRC-16)."""
     data = make(layers=((5, b"abcdef"),)).to_bytes()
     for n in range(len(data)):
         with pytest.raises(FormatError):
-            Container.from_bytes(data[:n])
+            Container.from_bytes(data[:n], KEYS)
 
 @pytest.mark.parametrize("v", [0, 1, 127, 128, 300, 2 ** 40])
 def test_varint(v):
@@ -72,9 +75,9 @@ def test_every_cut_decodes_the_complete_layers():
     for n in range(len(data) + 1):
         if n < hdr:
             with pytest.raises(FormatError):
-                Container.from_bytes(data[:n])
+                Container.from_bytes(data[:n], KEYS)
             continue
-        back = Container.from_bytes(data[:n])
+        back = Container.from_bytes(data[:n], KEYS)
         assert len(back.layers) == sum(n >= e for e in ends)
         assert back.complete == (n == len(data))
         # what a cut file reports: its own header and every layer its table declares
@@ -91,36 +94,51 @@ def test_corruption_is_detected():
             bad = bytearray(data)
             bad[pos] ^= 0x10
             try:
-                back = Container.from_bytes(bytes(bad))
+                back = Container.from_bytes(bytes(bad), KEYS)
             except FormatError:
                 continue
             assert back.layers == [] and not back.complete
 
 
-@pytest.mark.parametrize("version", [3, 4, 5])
-def test_versions_3_to_5_are_refused_clearly(version):
+@pytest.mark.parametrize("version", [3, 4, 5, 6])
+def test_versions_3_to_6_are_refused_clearly(version):
     data = bytearray(make().to_bytes())
     data[0] = 0xD0 | version
     with pytest.raises(FormatError, match=f"format version {version}, from an older diffcodec"):
-        Container.from_bytes(bytes(data))
+        Container.from_bytes(bytes(data), KEYS)
 
 
 def test_not_ours_and_wrong_version():
     with pytest.raises(FormatError, match="not a diffcodec"):
-        Container.from_bytes(b"\x89PNG\r\n\x1a\n....")
+        Container.from_bytes(b"\x89PNG\r\n\x1a\n....", KEYS)
     data = bytearray(make().to_bytes())
     data[0] = 0xD9
     with pytest.raises(FormatError, match="unsupported .dfc format version 9"):
-        Container.from_bytes(bytes(data))
+        Container.from_bytes(bytes(data), KEYS)
 
 
 @pytest.mark.parametrize("version", [1, 2])
 def test_older_formats_are_refused_clearly(version):
     old = b"DF" + bytes([version, 0, 6]) + b"fmnist" + bytes(20)
     with pytest.raises(FormatError, match=f"format version {version}, from an older diffcodec"):
-        Container.from_bytes(old)
+        Container.from_bytes(old, KEYS)
 
 
 def test_trailing_garbage_is_rejected():
     with pytest.raises(FormatError, match="unexpected bytes"):
-        Container.from_bytes(make().to_bytes() + b"x")
+        Container.from_bytes(make().to_bytes() + b"x", KEYS)
+
+
+def test_the_model_is_the_key_that_passes_the_first_check():
+    """No model is named in the file: the reader finds it among the keys it is given, and a file
+    made with other weights fails like a damaged one, with a message that says both."""
+    data = make().to_bytes()
+    assert Container.from_bytes(data, {"a": bytes(32), "m": KEY}).header.model_name == "m"
+    with pytest.raises(FormatError, match="other weights than model 'a'"):
+        Container.from_bytes(data, {"a": bytes(32)})
+    with pytest.raises(FormatError, match="other weights than any of the 2 registered models"):
+        Container.from_bytes(data, {"a": bytes(32), "b": bytes([1] * 32)})
+    with pytest.raises(FormatError, match="several models"):
+        Container.from_bytes(data, {"m": KEY, "m2": KEY})
+    cut = Container.from_bytes(data[:make().header_size() + 2], KEYS)   # layer 1 incomplete
+    assert cut.layers == [] and cut.header.model_name == "" and cut.header.model_key == b""

@@ -67,7 +67,7 @@ def file_for(spec, step_ops, per_layer=2):
     groups = [step_ops[k:k + per_layer] for k in range(0, len(step_ops), per_layer)]
     slices = encode_layered([[op for ops in g for op in ops] for g in groups])
     layers = [Layer(len(g), d) for g, d in zip(groups, slices)]
-    header = Header("", b"\0\1", 5, 8, 1, spec.name, str(STEPS), SEED, False, coder.params())
+    header = Header("m", bytes(32), 5, 8, 1, spec.name, str(STEPS), SEED, False, coder.params())
     return Container(header, layers)
 
 
@@ -93,7 +93,7 @@ def test_every_prefix_decodes_its_complete_layers(coded):
     c = file_for(spec, step_ops)
     data = c.to_bytes()
     for n in range(c.header_size(), len(data) + 1):
-        cut = Container.from_bytes(data[:n])
+        cut = Container.from_bytes(data[:n], {"m": bytes(32)})
         assert cut.header.backend == spec.name
         got = receive(spec.from_params(cut.header.params), cut.layers)
         assert len(got) == sum(l.steps for l in cut.layers)

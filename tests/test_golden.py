@@ -1,8 +1,8 @@
 """The .dfc format is a contract: a frozen file must keep decoding to the same pixels.
 
 tests/data/golden_fmnist.dfc is models/fmnist/example.png encoded with the default settings
-(format version 6). golden_v2_fmnist.dfc to golden_v5_fmnist.dfc are the
-same image in format versions 2 to 5, which this version must refuse with a clear message. After a deliberate
+(format version 7). golden_v2_fmnist.dfc to golden_v6_fmnist.dfc are the
+same image in format versions 2 to 6, which this version must refuse with a clear message. After a deliberate
 format change (a new version) or a new shipped `fmnist`, regenerate it with
 `python tests/data/make_golden.py` and commit both files in tests/data/.
 """
@@ -26,20 +26,25 @@ def golden():
     return DFC.read_bytes(), json.loads(EXPECTED.read_text())
 
 
-def test_golden_file_parses_and_reserializes_byte_for_byte(golden):
+@pytest.fixture(scope="module")
+def fmnist():
+    from diffcodec.training.store import load_model
+
+    return load_model(str(MODEL_DIR), "cpu")
+
+
+def test_golden_file_parses_and_reserializes_byte_for_byte(golden, fmnist):
     data, expected = golden
-    c = Container.from_bytes(data)
+    c = Container.from_bytes(data, fmnist.keys)
     assert data[0] & 15 == VERSION == expected["format_version"]
     assert len(data) == expected["bytes"] and c.complete
     assert (c.header.backend, c.header.steps_spec) == (expected["backend"], expected["steps"])
     assert c.to_bytes() == data
 
 
-def test_golden_file_decodes_to_the_same_pixels(golden):
-    from diffcodec.training.store import load_model
-
+def test_golden_file_decodes_to_the_same_pixels(golden, fmnist):
     data, expected = golden
-    out = decode_container(load_model(str(MODEL_DIR), "cpu"), Container.from_bytes(data))
+    out = decode_container(fmnist, Container.from_bytes(data, fmnist.keys))
     assert list(out.image.shape) == expected["shape"]
     if pixels_sha256(out.image) == expected["pixels_sha256"]:
         return          # bit-exact, as on the machine that wrote it
@@ -53,7 +58,7 @@ def test_golden_file_decodes_to_the_same_pixels(golden):
     assert diff.max() <= 2 and np.mean(diff > 0) < 0.02
 
 
-@pytest.mark.parametrize("version", [2, 3, 4, 5])
+@pytest.mark.parametrize("version", [2, 3, 4, 5, 6])
 def test_older_golden_files_are_refused_clearly(version):
     from diffcodec.container.format import FormatError
 

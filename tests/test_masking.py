@@ -66,12 +66,12 @@ def test_codec_round_trip_and_size_matches_bound(model, images):
     res = reveal.encode_image(model, img[0], "raster", "all")
     payload = 8 * sum(res.layer_bytes)
     assert bound_bits - 1 <= payload <= bound_bits + 16 + 8 * len(res.layer_bytes)
-    back = reveal.decode_container(model, Container.from_bytes(res.data))
+    back = reveal.decode_container(model, Container.from_bytes(res.data, model.keys))
     assert np.array_equal(back.image, img[0]) and back.complete
     bad = bytearray(res.data)
     bad[-3] ^= 0x40
     with pytest.raises(FormatError):
-        reveal.decode_container(model, Container.from_bytes(bytes(bad)))
+        reveal.decode_container(model, Container.from_bytes(bytes(bad), model.keys))
 
 
 @pytest.mark.parametrize("order", ["coarse", "random"])
@@ -94,7 +94,7 @@ def test_every_prefix_decodes_to_revealed_pixels_plus_prediction(model, images, 
     revealed = 0
     for layers in range(len(res.layer_steps)):
         cut = res.header_bytes + sum(res.layer_bytes[:layers])
-        dec = reveal.decode_container(model, Container.from_bytes(data[:cut]))
+        dec = reveal.decode_container(model, Container.from_bytes(data[:cut], model.keys))
         assert dec.layers_used == layers and not dec.complete
         assert np.array_equal(dec.image.reshape(-1), expected[revealed])
         # the revealed pixels are exact
@@ -155,6 +155,11 @@ def test_cli_encode_decode_with_a_masking_model(tiny_masking, tmp_path):
                                   "-o", str(tmp_path / "b.png")])
     assert r.exit_code == 0, r.output
     assert np.array_equal(np.array(Image.open(tmp_path / "b.png")), img)
+    # a model that is not registered: the file names none, so info needs it too
+    r = CliRunner().invoke(main, ["info", str(tmp_path / "a.dfc")])
+    assert r.exit_code != 0 and "other weights" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(main, ["info", str(tmp_path / "a.dfc"), "--model", str(tiny_masking), "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["layers"], r.output
     r = CliRunner().invoke(main, ["encode", str(tmp_path / "a.png"), "--model", str(tiny_masking),
                                   "-o", str(tmp_path / "c.dfc"), "--quality", "50"])
     assert r.exit_code != 0 and "lossless" in r.output and "Traceback" not in r.output

@@ -35,7 +35,6 @@ from .randomness import PURPOSE_XT, normals
 
 DEFAULT_QUALITY = 75
 MIN_LAYER_BITS = 256     # a layer boundary costs ~3 header bytes: no layer smaller than 32 bytes
-TAG_HEX = 4              # the file's model tag: the first 2 bytes (4 hex digits) of the weights' sha256
 
 
 def quality_psnr(quality: float) -> float:
@@ -266,7 +265,7 @@ def encode_image(loaded, image: np.ndarray, backend: str = registry.AUTO, steps:
     coder = coder or spec.from_params(b"")
     model = _open_chain(loaded, steps, (C, H, W))
     N, D = model.num_steps, C * H * W
-    header = Header(loaded.name, bytes.fromhex(loaded.sha256[:TAG_HEX]), H, W, C, backend, str(steps),
+    header = Header(loaded.name, bytes.fromhex(loaded.sha256), H, W, C, backend, str(steps),
                     seed, lossless, coder.params(), H == W == loaded.native_size)
     records, step_ops, out = _send_chain(model, coder, image, seed, stop_step, wanted, progress)
     note = ""
@@ -336,11 +335,15 @@ class DecodeResult:
     net_evals: int = 0
 
 
-def check_model(loaded, header: Header) -> None:
-    if loaded.sha256[:TAG_HEX] != header.model_hash.hex():
-        raise UserError(f"this file was made with other model weights (tag {header.model_hash.hex()}) "
-                        f"than model {loaded.name!r} (tag {loaded.sha256[:TAG_HEX]}): decode with the "
-                        "same model")
+def check_model(loaded, container: Container) -> None:
+    """The file's first-layer check passed with ``header.model_key``: it must be this model's. A
+    prefix with no complete layer names no model, and only its header is used (which is how the
+    codec's internals show the chain's start); the user-facing decoders refuse it."""
+    header = container.header
+    if container.layers and header.model_key != bytes.fromhex(loaded.sha256):
+        made = f"model {header.model_name!r}" if header.model_name else "other weights"
+        raise UserError(f"this file was made with {made}, not with model {loaded.name!r} "
+                        f"(sha256 {loaded.sha256[:8]}): decode with the same model")
 
 
 def decode_container(loaded, container: Container, layers: int | None = None,
@@ -350,7 +353,7 @@ def decode_container(loaded, container: Container, layers: int | None = None,
     paper t <= stop_step is known, and reconstruct the image. ``on_step(k, pixels)`` receives the
     x0_hat preview (uint8, flat) after each decoded step k = 1, 2, ..."""
     t_start = time.perf_counter()
-    check_model(loaded, container.header)
+    check_model(loaded, container)
     h = container.header.with_native_size(loaded.native_size)
     if reconstruct not in RECONSTRUCTIONS:
         raise UserError(f"unknown reconstruction {reconstruct!r}; use {', '.join(RECONSTRUCTIONS)}")

@@ -115,7 +115,7 @@ def encode_image(loaded, image: np.ndarray, order: str = "raster", steps=None, m
     """Encode uint8 [C, H, W] losslessly and progressively. -> ``EncodeResult`` (records hold the
     bits and the prefix reconstruction's PSNR after each step)."""
     from ..container.format import Container, Header, Layer
-    from .progressive import TAG_HEX, EncodeResult, group_layers
+    from .progressive import EncodeResult, group_layers
 
     t0 = time.perf_counter()
     md = masking_for(loaded, image.shape)
@@ -129,7 +129,7 @@ def encode_image(loaded, image: np.ndarray, order: str = "raster", steps=None, m
     slices = encode_layered([[op for ops in step_ops[a:b] for op in ops] for a, b in zip(edges, edges[1:])])
     codec = RevealCodec(order, _plan_crc(sizes), pixel_crc(image))
     C, H, W = md.shape
-    header = Header(loaded.name, bytes.fromhex(loaded.sha256[:TAG_HEX]), H, W, C, NAME,
+    header = Header(loaded.name, bytes.fromhex(loaded.sha256), H, W, C, NAME,
                     "all" if len(sizes) == md.D else str(len(sizes)), 0, False, codec.params(),
                     H == W == loaded.native_size)
     container = Container(header, [Layer(g, s) for g, s in zip(groups, slices)])
@@ -166,7 +166,7 @@ def decode_container(loaded, container, layers: int | None = None, progress=None
     from .progressive import DecodeResult, check_model
 
     t0 = time.perf_counter()
-    check_model(loaded, container.header)
+    check_model(loaded, container)
     h = container.header.with_native_size(loaded.native_size)
     md = loaded.masking()
     if (h.channels, h.height, h.width) != md.shape:

@@ -1,14 +1,17 @@
-"""The .dfc container: bytes only, no torch.
+"""The .dfc container: bytes only, no torch (``from_bytes`` reads the model store's keys when it is
+given none, which imports it).
 
-Layout, format version 6 (integers are LEB128 varints unless a width is given):
+Layout, format version 7 (integers are LEB128 varints unless a width is given):
 
-    0xD6 (magic 0xD0 | version) | flags (1 byte) | model tag: first 2 bytes of the weights' sha256
+    0xD7 (magic 0xD0 | version) | flags (1 byte)
     | [height, unless the native flag] | [width, unless the square or native flag]
     | [if the extended flag: steps spec length (1 byte), steps spec (ASCII), seed, params length,
     params]
     | layer table: per layer, steps << 1 | (1 if another layer follows), then its byte length
     (omitted for a file of one layer: the layer is the rest of the file)
-    | one CRC-8 per layer (the first layer's covers the header bytes above too)
+    | the first layer's check: a CRC-16 (2 bytes, big-endian) of the model's key (the 32-byte
+    sha256 of its weights), the header bytes above and the first layer's bytes
+    | one CRC-8 per later layer
     | layer payloads, concatenated
 
 flags: bit 0 RGB (else grayscale), bit 1 the last layer is a lossless layer for x_0, bit 2
@@ -16,23 +19,28 @@ extended fields present (otherwise: the backend's default steps, seed 0, default
 bits 3-5 the backend's wire id (coder registry), bit 6 square image, bit 7 native size (a square
 image of the model's training crop, ``LoadedModel.native_size``: the size is the model's, read
 as 0 x 0 until ``Header.with_native_size`` fills it in; so a model's ``data.crop`` is part of
-its identity, which the weights' tag does not cover). No flag bit is left: a new flag needs a
+its identity, which the weights' key does not cover). No flag bit is left: a new flag needs a
 new version. Each layer's CRC covers its bytes, and the first layer's also covers the header,
 which then needs no checksum of its own: a damaged header fails it (a header damaged in a file cut
-before its first layer is complete reads as a file with no complete layer, which is refused). A
-28x28 file of the fmnist model at default settings has a header of 6 bytes for one layer and
-4 + 3 per layer for more. A one-layer file has no stored
-length, so a cut (or bytes appended) is caught by its CRC-8 alone: all but about 1 in 256 cuts,
-the same odds as any other damage (version 5 stored the length and caught every cut). The model
-is identified by its weights' tag alone; its name is looked up in the model store.
+before its first layer is complete reads as a file with no complete layer, which is refused).
+
+The model is not named in the file: the first layer's CRC-16 is keyed with its weights' sha256, and
+the reader finds the model as the one key (of the registered models, or of the model it is given)
+that makes the check pass. A file made with other weights fails it like a damaged one, with odds
+of 1 in 65536 of passing, as a 2-byte tag had (version 6 stored a 2-byte tag and checked the first
+layer with a CRC-8: 1 byte more for the same odds against other weights and 1 in 256 against
+damage). A 28x28 file of the fmnist model at default settings has a header of 5 bytes for one
+layer and 4 + 3 per layer for more. A one-layer file has no stored length, so a cut (or bytes
+appended) is caught by its CRC-16 alone: all but about 1 in 65536 cuts.
 
 The lossy layers are consecutive slices of one range-coded stream: layer k ends at the shortest
 prefix of the stream from which every symbol of layers 1..k decodes, so cutting the file at any
 byte keeps every complete layer decodable, without a coder flush per layer.
-Version 1 and 2 files (which began with b"DF") and version 3 to 5 files are refused with a clear
+Version 1 and 2 files (which began with b"DF") and version 3 to 6 files are refused with a clear
 message (version 5 changed only the default chain of the tuq backend, which a version 4 file
 implies; version 6 added the native-size flag, dropped the length of a one-layer file's layer,
-and the header checksum of files of several layers, whose first layer's CRC now covers the header).
+and the header checksum of files of several layers, whose first layer's CRC now covers the header;
+version 7 dropped the model tag for the keyed CRC-16).
 """
 from __future__ import annotations
 
@@ -40,20 +48,27 @@ from dataclasses import dataclass, field, replace
 
 from ..coding import registry
 from ..errors import UserError
-from ..io.checksums import crc8
+from ..io.checksums import crc8, crc16
 
-VERSION = 6   # 6: native size flag, implied length of a one-layer file's layer (5: tuq's default chain
-              # quad10; 4: no layer count, no header checksum on one-layer files; 3: one range stream)
+VERSION = 7   # 7: no model tag, the first layer's CRC-16 keyed with the weights' sha256 (6: native
+              # size flag, implied length of a one-layer file's layer; 5: tuq's default chain quad10;
+              # 4: no layer count, no header checksum on one-layer files; 3: one range stream)
 MAGIC = 0xD0 | VERSION
 OLD_MAGIC = b"DF"        # versions 1 and 2
-TAG_BYTES = 2
+KEY_BYTES = 32           # a model's key: the sha256 digest of its weights
 F_RGB, F_LOSSLESS, F_EXTENDED, F_SQUARE, F_NATIVE = 1, 2, 4, 64, 128
 
 
-def _layer_crc(head: bytes, first: bool, data: bytes) -> int:
-    """CRC-8 of a layer's bytes; the header has no checksum of its own, so the first layer's also
-    covers the header bytes ``head``."""
-    return crc8(head + data) if first else crc8(data)
+def _first_check(key: bytes, head: bytes, data: bytes) -> bytes:
+    """The first layer's check: CRC-16 of the model's key, the header bytes and the layer's bytes."""
+    return crc16(key + head + data).to_bytes(2, "big")
+
+
+def registered_keys() -> dict[str, bytes]:
+    """name -> key of every model in the model store (models/index.json; no weights are read)."""
+    from ..training.store import model_keys
+
+    return model_keys()
 
 
 def _older(version: int) -> "FormatError":
@@ -110,8 +125,8 @@ class Layer:
 
 @dataclass
 class Header:
-    model_name: str            # not stored: "" when read from a file (see ``model_tag``)
-    model_hash: bytes          # model tag: first TAG_BYTES bytes of the weights' sha256
+    model_name: str            # not stored: found by the key that passes the first layer's check
+    model_key: bytes           # the weights' sha256 digest (KEY_BYTES), not stored; b"" when unknown
     height: int
     width: int
     channels: int
@@ -146,15 +161,14 @@ class Container:
         if h.channels not in (1, 3):
             raise ValueError("channels must be 1 or 3")
         spec = h.steps_spec.encode("ascii")
-        if len(spec) > 255 or len(h.model_hash) != TAG_BYTES:
-            raise ValueError(f"steps spec too long, or model tag not {TAG_BYTES} bytes")
+        if len(spec) > 255 or len(h.model_key) != KEY_BYTES:
+            raise ValueError(f"steps spec too long, or model key not {KEY_BYTES} bytes")
         flags = ((F_RGB if h.channels == 3 else 0) | (F_LOSSLESS if h.lossless else 0)
                  | (F_EXTENDED if h.extended() else 0) | (registry.get(h.backend).wire_id << 3)
                  | (F_SQUARE if h.height == h.width else 0) | (F_NATIVE if h.native else 0))
         if h.native and h.height != h.width:
             raise ValueError("a native-size image is square")
         out = bytearray([MAGIC, flags])
-        out += h.model_hash
         if not h.native:
             put_varint(out, h.height)
             if h.height != h.width:
@@ -171,7 +185,8 @@ class Container:
             if last:
                 put_varint(out, len(layer.data))
         head = bytes(out)
-        out += bytes(_layer_crc(head, k == 0, layer.data) for k, layer in enumerate(self.layers))
+        out += _first_check(h.model_key, head, self.layers[0].data)
+        out += bytes(crc8(layer.data) for layer in self.layers[1:])
         for layer in self.layers:
             out += layer.data
         return bytes(out)
@@ -184,7 +199,11 @@ class Container:
         return len(self.to_bytes()) - sum(len(layer.data) for layer in self.layers)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Container":
+    def from_bytes(cls, data: bytes, keys: dict[str, bytes] | None = None) -> "Container":
+        """Parse and check a file (or a prefix of one). ``keys``: name -> key of the models it may
+        have been made with (default: every registered model); the one whose key passes the first
+        layer's check names the model. A file cut before its first layer is complete parses with
+        no layers and no model."""
         if data[:2] == OLD_MAGIC and len(data) > 2 and data[2] in (1, 2):
             raise _older(data[2])
         if len(data) < 2 or data[0] >> 4 != MAGIC >> 4:
@@ -200,7 +219,6 @@ class Container:
         native = bool(flags & F_NATIVE)
         if coder is None or (native and not flags & F_SQUARE):
             raise FormatError("corrupt header (bad flags)")
-        model_hash = r.take(TAG_BYTES)
         height = 0 if native else r.varint()
         width = height if flags & F_SQUARE else r.varint()
         spec, seed, params = coder.default_steps.encode(), 0, b""
@@ -216,11 +234,12 @@ class Container:
             steps, more = code >> 1, code & 1
             table.append((steps, r.varint() if more or table else None))
         head = data[:r.pos]
-        crcs = r.take(len(table))
+        first_check = r.take(2)
+        crcs = r.take(len(table) - 1)
         if not native and (not 0 < height <= 1 << 16 or not 0 < width <= 1 << 16):
             raise FormatError("corrupt header (image size)")
         try:
-            header = Header("", model_hash, height, width, 3 if flags & F_RGB else 1, coder.name,
+            header = Header("", b"", height, width, 3 if flags & F_RGB else 1, coder.name,
                             spec.decode("ascii"), seed, bool(flags & F_LOSSLESS), params, native)
         except UnicodeDecodeError:
             raise FormatError("corrupt header (text fields)") from None
@@ -230,10 +249,10 @@ class Container:
             if length is not None and len(chunk) < length:
                 complete = False
                 break
-            if _layer_crc(head, k == 0, chunk) != crcs[k]:
-                what = ("the file is cut short or extended, or its header or layer is" if len(table) == 1
-                        else "the header or layer 1 is" if k == 0 else f"layer {k + 1} is")
-                raise FormatError(f"{what} corrupt (checksum mismatch)")
+            if k == 0:
+                header = _identify(header, head, chunk, first_check, len(table) == 1, keys)
+            elif crc8(chunk) != crcs[k - 1]:
+                raise FormatError(f"layer {k + 1} is corrupt (checksum mismatch)")
             layers.append(Layer(steps, chunk))
             pos += len(chunk)
         if complete and pos != len(data):
@@ -251,7 +270,23 @@ class Container:
             rows.append({"layer": i + 1, "steps": layer.steps, "kind": "lossless" if layer.steps == 0 else "lossy",
                          "bytes": len(layer.data), "cumulative_bytes": total,
                          "cumulative_bpp": 8 * total / (h.height * h.width) if h.height else None})
-        return {"format_version": VERSION, "model": h.model_name, "model_hash": h.model_hash.hex(),
+        return {"format_version": VERSION, "model": h.model_name or None, "model_sha256": h.model_key.hex() or None,
                 "height": h.height or None, "width": h.width or None, "channels": h.channels, "backend": h.backend,
                 "steps": h.steps_spec, "seed": h.seed, "lossless_layer": h.lossless, "params": h.params.hex(),
                 "native": h.native, "header_bytes": hdr, "complete": self.complete, "layers": rows}
+
+
+def _identify(header: Header, head: bytes, first: bytes, check: bytes, one_layer: bool,
+              keys: dict[str, bytes] | None) -> Header:
+    """The header with the model whose key passes the first layer's check, or a FormatError."""
+    keys = registered_keys() if keys is None else keys
+    found = [name for name, key in keys.items() if _first_check(key, head, first) == check]
+    if len(found) == 1:
+        return replace(header, model_name=found[0], model_key=keys[found[0]])
+    if found:
+        raise FormatError(f"the file's check fits several models ({', '.join(found)}): pass --model")
+    what = ("the file is cut short or extended, or its header or layer is corrupt" if one_layer
+            else "the header or layer 1 is corrupt")
+    whose = (f"model {next(iter(keys))!r}" if len(keys) == 1
+             else f"any of the {len(keys)} registered models" if keys else "any model (none is registered)")
+    raise FormatError(f"{what}, or the file was made with other weights than {whose} (checksum mismatch)")

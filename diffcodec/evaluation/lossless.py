@@ -100,7 +100,7 @@ def ardm_code(loaded, images: np.ndarray, per_image_bound: np.ndarray, order: st
     for img in images:
         t0 = time.perf_counter()
         res = reveal.encode_image(loaded, img, order, steps)
-        back = reveal.decode_container(loaded, Container.from_bytes(res.data))
+        back = reveal.decode_container(loaded, Container.from_bytes(res.data, loaded.keys))
         secs.append(time.perf_counter() - t0)
         if not np.array_equal(back.image, img):
             raise UserError("lossless round trip failed")

@@ -67,7 +67,7 @@ def real_curve(loaded, images: np.ndarray, order: str, steps=None, layers: int =
         res = reveal.encode_image(loaded, img, order, steps, layers)
         ends = np.cumsum(res.layer_steps)
         rate = res.header_bytes + np.concatenate([[0], np.cumsum(res.layer_bytes)])
-        header_only = reveal.decode_container(loaded, Container.from_bytes(res.data), layers=0)
+        header_only = reveal.decode_container(loaded, Container.from_bytes(res.data, loaded.keys), layers=0)
         quality = np.array([psnr(header_only.image, img)] + [res.records[e - 1].psnr for e in ends])
         needed.append(_needed(8.0 * rate / pixels, quality))
         sizes.append(8.0 * len(res.data) / pixels)

@@ -61,7 +61,7 @@ def _backend_points(loaded, codec, img, steps, files_dir: Path, stem: str, coder
     res = encode_image(loaded, img, codec, steps, quality=100, coder=coder)
     previews = {}
     t0 = time.perf_counter()
-    decode_container(loaded, Container.from_bytes(res.data), on_step=lambda k, px: previews.__setitem__(k, px))
+    decode_container(loaded, Container.from_bytes(res.data, loaded.keys), on_step=lambda k, px: previews.__setitem__(k, px))
     dec_seconds = time.perf_counter() - t0
     n = len(res.records)
     checked = {int(round(v)) for v in np.linspace(1, n, CHECKED_FILES)}
@@ -74,7 +74,7 @@ def _backend_points(loaded, codec, img, steps, files_dir: Path, stem: str, coder
         path.write_bytes(data)
         decoded = previews[k].reshape(img.shape)
         if k in checked:
-            alone = decode_container(loaded, Container.from_bytes(data)).image
+            alone = decode_container(loaded, Container.from_bytes(data, loaded.keys)).image
             if not np.array_equal(alone, decoded):
                 raise RuntimeError(f"{path}: decoding the stopped file differs from the full file's step {k}")
         rows.append({"bits": 8 * len(data), "psnr": psnr(decoded, img), "enc": res.seconds,

@@ -56,6 +56,11 @@ class LoadedModel:
     info: dict
 
     @property
+    def keys(self) -> dict[str, bytes]:
+        """{name: key}: what ``Container.from_bytes`` checks a file of this model against."""
+        return {self.name: bytes.fromhex(self.sha256)}
+
+    @property
     def is_masking(self) -> bool:
         return self.config.diffusion.kind == "masking"
 
@@ -156,13 +161,10 @@ def load_model(name_or_path: str, device=None) -> LoadedModel:
     return _load_dir(root / entry["dir"], name_or_path, entry["sha256"], device)
 
 
-def model_for_tag(tag_hex: str, root: Path | None = None) -> str:
-    """The registered model whose weights' sha256 starts with ``tag_hex`` (a .dfc file's model tag)."""
-    found = [name for name, e in read_index(root).items() if e.get("sha256", "").startswith(tag_hex)]
-    if len(found) != 1:
-        why = "no registered model has" if not found else f"several models ({', '.join(found)}) have"
-        raise ModelError(f"{why} weights with tag {tag_hex}; pass --model NAME_OR_PATH")
-    return found[0]
+def model_keys(root: Path | None = None) -> dict[str, bytes]:
+    """name -> key (the weights' sha256 digest) of every registered model: the keys a .dfc file's
+    first-layer check is tried against."""
+    return {name: bytes.fromhex(e["sha256"]) for name, e in read_index(root).items() if e.get("sha256")}
 
 
 def native_size_for(name: str, root: Path | None = None) -> int:

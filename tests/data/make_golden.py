@@ -34,7 +34,7 @@ def main() -> None:
     loaded = load_model(str(MODEL_DIR), "cpu")
     res = api.encode(to_hwc(load_image(IMAGE)), loaded)
     DFC.write_bytes(res.data)
-    out = decode_container(loaded, Container.from_bytes(res.data))
+    out = decode_container(loaded, Container.from_bytes(res.data, loaded.keys))
     doc = {"source": "models/fmnist/example.png, default settings (auto backend, quality 75), seed 0",
            "format_version": VERSION, "bytes": len(res.data), "backend": res.header.backend,
            "steps": res.header.steps_spec, "shape": list(out.image.shape),
