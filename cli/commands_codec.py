@@ -173,7 +173,7 @@ def info(infile, as_json, model_name):
     data = _read_bytes(infile)
     loaded = api.load_model(model_name) if model_name else None
     container = Container.from_bytes(data, loaded.keys if loaded else None)
-    name = container.header.model_name or "unknown (no complete layer)"
+    name = container.header.model_name or None
     native = None
     if container.header.native and container.header.model_name:
         native = loaded.native_size if loaded else native_size_for(name)
@@ -181,7 +181,7 @@ def info(infile, as_json, model_name):
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
-    d = doc
+    d = {**doc, "model": name or "unknown (no complete layer)"}
     size = f"{d['width']}x{d['height']}x{d['channels']}" if d["height"] else f"native size x{d['channels']}"
     click.echo(f"{infile}: {len(data)} bytes, .dfc v{d['format_version']}, {size}, "
                f"model {d['model']} (sha256 {(d['model_sha256'] or '-')[:8]}), backend {d['backend']}, steps {d['steps']}, seed {d['seed']}"

@@ -181,6 +181,10 @@ def _each_file(inputs, suffixes, out_dir, out_suffix: str, force: bool, on_file,
     UserError becomes that file's error and the loop goes on."""
     outcomes = []
     files = expand_inputs(inputs, suffixes)
+    try:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the output folder {out_dir}: {e.strerror}") from None
     for src, name in zip(files, output_names(files, out_suffix)):
         o = FileOutcome(src)
         try:
@@ -225,12 +229,16 @@ def decode_files(inputs, out_dir, model=None, *, force: bool = False,
 
     def work(src, dst, o):
         data = read_file(src)
-        key = model or Container.from_bytes(data).header.model_name or None
-        if key is None:
-            raise FormatError("the file holds no complete layer: it is truncated or corrupt")
-        if key not in cache:
-            cache[key] = _model(key)
-        dec = decode(data, cache[key], **options)
+        if model is not None and not isinstance(model, (str, Path)):
+            loaded = model                                   # a LoadedModel
+        else:
+            key = model or Container.from_bytes(data).header.model_name or None
+            if key is None:
+                raise FormatError("the file holds no complete layer: it is truncated or corrupt")
+            if key not in cache:
+                cache[key] = _model(key)
+            loaded = cache[key]
+        dec = decode(data, loaded, **options)
         save_png(dst, to_chw(dec.image))
         o.bytes, o.pixels = len(data), dec.image.shape[0] * dec.image.shape[1]
 

@@ -29,6 +29,16 @@ def test_array_round_trip_and_prefix(tiny_store):
     assert same.data == res.data
 
 
+def test_decode_files_takes_a_loaded_model(tiny_store, tmp_path):
+    img = synthetic_images(1, size=8, seed=4)[0]
+    (tmp_path / "a.dfc").write_bytes(diffcodec.encode(img, "tiny", backend="uq", steps="6", quality=100).data)
+    (tmp_path / "b.dfc").write_bytes(b"\xd7 not a file")
+    outcomes = diffcodec.decode_files([tmp_path / "a.dfc", tmp_path / "b.dfc"], tmp_path / "out",
+                                      diffcodec.load_model("tiny"))
+    assert outcomes[0].error is None and outcomes[0].output.is_file()
+    assert outcomes[1].error and outcomes[1].output is None
+
+
 def test_api_errors_are_the_library_types(tiny_store):
     img = synthetic_images(1, size=8, seed=4)[0]
     with pytest.raises(diffcodec.UserError, match="uint8"):

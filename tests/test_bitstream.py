@@ -26,7 +26,8 @@ def test_round_trip_and_small_header():
 def test_default_settings_imply_their_fields():
     """A registered backend at its default steps, seed 0 and default parameters needs no extended
     fields: for a square image under 128 pixels, 6 bytes for one layer (whose length is implied),
-    4 + 3 per layer for more; 5, and 3 + 3 per layer, at the model's native size."""
+    and 10 for two (4 more: the first layer's length, and the second's steps, length and CRC-8);
+    at the model's native size, which stores no size, 5 and 9."""
     c = make(layers=((5, b"abc"),), steps_spec="quad8", seed=0, lossless=False)
     assert c.header_size() == 6
     assert make(layers=((5, b"abc"), (6, b"de")), steps_spec="quad8", seed=0, lossless=False).header_size() == 10

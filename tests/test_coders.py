@@ -124,19 +124,40 @@ def test_rounded_up_end_is_shorter_than_the_plain_cut_and_keeps_earlier_layers()
         n = int(rng.integers(4, 60))
         mu, sd = rng.normal(0, 2, n), rng.uniform(0.3, 3, n)
         k = np.clip(np.round(mu + sd * rng.standard_normal(n)), -20, 20).astype(np.int32)
-        h = n // 2
-        layers = [[("gauss", k[:h], -20, 20, mu[:h], sd[:h])], [("gauss", k[h:], -20, 20, mu[h:], sd[h:])]]
+        cuts = [0, n // 3, 2 * n // 3, n]
+        layers = [[("gauss", k[a:b], -20, 20, mu[a:b], sd[a:b])] for a, b in zip(cuts, cuts[1:])]
         enc = constriction.stream.queue.RangeEncoder()
-        _encode_into(enc, layers[0] + layers[1])
+        every = [op for ops in layers for op in ops]
+        _encode_into(enc, every)
         raw = _words_to_bytes(enc.get_compressed())
-        plain = min(m for m in range(len(raw) + 1) if _decodes_to(raw[:m], layers[0] + layers[1]))
-        a, b = encode_layered(layers)
-        assert raw.startswith(a)                       # earlier layers' bytes are never changed
-        assert _decodes_to(a, layers[0])
-        assert _decodes_to(a + b, layers[0] + layers[1])
-        assert len(a + b) <= plain
-        saved.append(plain - len(a + b))
+        plain = min(m for m in range(len(raw) + 1) if _decodes_to(raw[:m], every))
+        a, b, c = encode_layered(layers)
+        assert raw.startswith(a + b)                   # earlier layers' bytes are never changed
+        assert _decodes_to(a, layers[0]) and _decodes_to(a + b, layers[0] + layers[1])
+        assert _decodes_to(a + b + c, every)
+        assert len(a + b + c) <= plain
+        saved.append(plain - len(a + b + c))
     assert np.mean(saved) > 0.5                        # about a byte per stream is the point of it
+
+
+def test_rounded_up_end_never_changes_earlier_bytes(monkeypatch):
+    """The carry and overflow branches of ``_round_up_end``, on crafted byte strings (a stand-in
+    decoder accepts any value at least as large as the original stream's)."""
+    from diffcodec.coding import entropy
+
+    def at_least(original):
+        return lambda cand, ops: int.from_bytes(cand.ljust(len(original), b"\0"), "big") >= int.from_bytes(original, "big")
+
+    data = b"\x12\x34\xff\xff"
+    monkeypatch.setattr(entropy, "_decodes_to", at_least(data))
+    assert entropy._round_up_end(data, [], keep=2) == data          # a carry would change byte 1
+    assert entropy._round_up_end(data, [], keep=1) == b"\x12\x35"  # the carry stays in the last slice
+    data = b"\xff\xff"
+    monkeypatch.setattr(entropy, "_decodes_to", at_least(data))
+    assert entropy._round_up_end(data, [], keep=0) == data          # 0xff.. + 1 overflows: no shorter value
+    data = b"\x40\x00\x01"
+    monkeypatch.setattr(entropy, "_decodes_to", at_least(data))
+    assert entropy._round_up_end(data, [], keep=0) == b"\x41"
 
 
 def test_params_round_trip_and_wire_id(coded):

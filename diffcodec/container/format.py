@@ -278,15 +278,31 @@ class Container:
 
 def _identify(header: Header, head: bytes, first: bytes, check: bytes, one_layer: bool,
               keys: dict[str, bytes] | None) -> Header:
-    """The header with the model whose key passes the first layer's check, or a FormatError."""
-    keys = registered_keys() if keys is None else keys
-    found = [name for name, key in keys.items() if _first_check(key, head, first) == check]
+    """The header with the model whose key passes the first layer's check, or a FormatError that
+    names the file's model when the caller's keys fail and a registered model's passes."""
+    given = keys is not None
+    keys = keys if given else registered_keys()
+    found = _passing(keys, head, first, check)
     if len(found) == 1:
         return replace(header, model_name=found[0], model_key=keys[found[0]])
     if found:
         raise FormatError(f"the file's check fits several models ({', '.join(found)}): pass --model")
+    if given:
+        try:
+            maker = _passing(registered_keys(), head, first, check)
+        except UserError:
+            maker = []
+        if len(maker) == 1:
+            raise FormatError(f"this file was made with model {maker[0]!r}, not with "
+                              f"{'model ' + repr(next(iter(keys))) if len(keys) == 1 else 'these models'}: "
+                              "decode with the same model")
     what = ("the file is cut short or extended, or its header or layer is corrupt" if one_layer
             else "the header or layer 1 is corrupt")
     whose = (f"model {next(iter(keys))!r}" if len(keys) == 1
              else f"any of the {len(keys)} registered models" if keys else "any model (none is registered)")
-    raise FormatError(f"{what}, or the file was made with other weights than {whose} (checksum mismatch)")
+    hint = "" if given else "; for a model that is not registered, pass --model DIR_OR_CHECKPOINT"
+    raise FormatError(f"{what}, or the file was made with other weights than {whose} (checksum mismatch){hint}")
+
+
+def _passing(keys: dict[str, bytes], head: bytes, first: bytes, check: bytes) -> list[str]:
+    return [name for name, key in keys.items() if _first_check(key, head, first) == check]

@@ -164,7 +164,16 @@ def load_model(name_or_path: str, device=None) -> LoadedModel:
 def model_keys(root: Path | None = None) -> dict[str, bytes]:
     """name -> key (the weights' sha256 digest) of every registered model: the keys a .dfc file's
     first-layer check is tried against."""
-    return {name: bytes.fromhex(e["sha256"]) for name, e in read_index(root).items() if e.get("sha256")}
+    keys = {}
+    for name, e in read_index(root).items():
+        sha = e.get("sha256", "") if isinstance(e, dict) else ""
+        try:
+            keys[name] = bytes.fromhex(sha)
+        except (TypeError, ValueError):
+            keys[name] = b""
+        if len(keys[name]) != 32:
+            raise ModelError(f"model index {(root or models_dir()) / INDEX_NAME}: model {name!r} has no valid sha256")
+    return keys
 
 
 def native_size_for(name: str, root: Path | None = None) -> int:
