@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections import Counter
 
 import numpy as np
 
@@ -44,11 +45,14 @@ def main() -> None:
     images = images_for_model(loaded.config.data, 1, args.data, "train", args.offset + args.limit)[args.offset:]
     coder = rcc.RCCCoder()
     seen: list[tuple] = []   # (index, image, chunks in the step, chain position)
+    first_kl: list[float] = []   # the KL of each chain's first step, bits
     original = coder.encode
     where = {"image": 0, "position": 0}
 
     def recording(ctx, mu_q):
         ops, x, kl = original(ctx, mu_q)
+        if where["position"] == 0:
+            first_kl.append(kl)
         for op in ops:
             if op[0] == "table" and op[2] is coder.zipf:
                 seen.extend((int(v), where["image"], len(op[1]), where["position"]) for v in op[1])
@@ -75,6 +79,9 @@ def main() -> None:
     print(f"best on this grid: s = {grid[int(np.argmin(costs))]:.3f}")
     if args.classes:
         price_classes(rows, len(images), coder.count)
+    need = Counter(math.ceil(v / coder.chunk_bits) for v in first_kl)
+    print(f"first step's KL: median {np.median(first_kl):.1f} bits; chunks of at most {coder.chunk_bits} bits "
+          f"it needs: {dict(sorted(need.items()))} (rcc.INITIAL_COUNT = {rcc.INITIAL_COUNT})")
 
 
 def price_classes(rows: np.ndarray, images: int, count: int) -> None:

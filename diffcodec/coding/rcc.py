@@ -12,9 +12,9 @@ with a truncated Zipf law.
 The chunk count is side information. The encoder keeps the previous step's count while each chunk
 still carries between 0.6 and 1.25 x chunk_bits (so counts change rarely along a chain), and codes
 it as one "same" flag (P = 0.85) or, on a change, the new count under a Gaussian centred on 1.3 x
-the old one. n, the permutation, K and the Zipf law depend only on transmitted integers, so network
-float drift cannot desynchronise the stream: it can only move x slightly. With n = 0 (KL below
-``min_bits``) x is candidate 0 of p.
+the old one (the first step's against INITIAL_COUNT). n, the permutation, K and the Zipf law
+depend only on transmitted integers, so network float drift cannot desynchronise the stream: it
+can only move x slightly. With n = 0 (KL below ``min_bits``) x is candidate 0 of p.
 """
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ from .registry import register
 
 
 SAME_COUNT = np.array([0.85, 0.15])   # P(the chunk count repeats), P(it changes)
+# The count the first step's is coded against: the first geo9 step of 28x28 Fashion-MNIST images
+# carries about 14 bits, i.e. 2 chunks of at most 10 (`python eval/rcc_index_law.py --limit 48`
+# prints that step's KL on training images), and a repeat is far cheaper to code than a change.
+INITIAL_COUNT = 2
 KEEP_RANGE = (0.6, 1.25)              # bits per chunk (x chunk_bits) within which a count is kept
 RCC_AUTO_MAX_DIMS = 1024              # "auto" uses rcc up to 32x32 grayscale: ~D x K normals per step
 # The law of the coded indices at the default chunks (10 bits, K = 2^13): a truncated Zipf law of
@@ -129,7 +133,7 @@ class RCCCoder(StepCoder):
         sd_q, sd_p = math.sqrt(ctx.var_q), np.sqrt(ctx.var_p)
         kl = gaussian_kl_bits(mu_q, ctx.var_q, ctx.mu_p, ctx.var_p)
         total = float(kl.sum())
-        prev = ctx.state.get("chunks", 1)
+        prev = ctx.state.get("chunks", INITIAL_COUNT)
         n = self._choose_count(total, prev, ctx.dims)
         ops = self._count_ops(n, prev, ctx.dims)
         ctx.state["chunks"] = n
@@ -152,7 +156,7 @@ class RCCCoder(StepCoder):
         return ops, x, total
 
     def decode(self, ctx: StepContext, dec) -> np.ndarray:
-        n = self._read_count(dec, ctx.state.get("chunks", 1), ctx.dims)
+        n = self._read_count(dec, ctx.state.get("chunks", INITIAL_COUNT), ctx.dims)
         ctx.state["chunks"] = n
         sd_p = np.sqrt(ctx.var_p)
         if n == 0:
