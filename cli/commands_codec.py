@@ -175,7 +175,7 @@ def info(infile, as_json, model_name):
     container = Container.from_bytes(data, loaded.keys if loaded else None)
     name = container.header.model_name or None
     native = None
-    if container.header.native and container.header.model_name:
+    if container.header.native and name:
         native = loaded.native_size if loaded else native_size_for(name)
     doc = {"file": infile, "bytes": len(data), **container.describe(native), "model": name}
     if as_json:

@@ -143,3 +143,14 @@ def test_the_model_is_the_key_that_passes_the_first_check():
         Container.from_bytes(data, {"m": KEY, "m2": KEY})
     cut = Container.from_bytes(data[:make().header_size() + 2], KEYS)   # layer 1 incomplete
     assert cut.layers == [] and cut.header.model_name == "" and cut.header.model_key == b""
+
+
+def test_a_bad_model_index_is_a_one_line_error(tmp_path, monkeypatch):
+    """The default keys come from models/index.json: an entry without a valid sha256 is a
+    UserError naming it, not a traceback."""
+    from diffcodec.errors import UserError
+
+    (tmp_path / "index.json").write_text('{"m": {"dir": "m", "sha256": "not hex"}}')
+    monkeypatch.setenv("DIFFCODEC_MODELS", str(tmp_path))
+    with pytest.raises(UserError, match="model 'm' has no valid sha256"):
+        Container.from_bytes(make().to_bytes())

@@ -265,7 +265,7 @@ def encode_image(loaded, image: np.ndarray, backend: str = registry.AUTO, steps:
     coder = coder or spec.from_params(b"")
     model = _open_chain(loaded, steps, (C, H, W))
     N, D = model.num_steps, C * H * W
-    header = Header(loaded.name, bytes.fromhex(loaded.sha256), H, W, C, backend, str(steps),
+    header = Header(loaded.name, loaded.key, H, W, C, backend, str(steps),
                     seed, lossless, coder.params(), H == W == loaded.native_size)
     records, step_ops, out = _send_chain(model, coder, image, seed, stop_step, wanted, progress)
     note = ""
@@ -340,7 +340,7 @@ def check_model(loaded, container: Container) -> None:
     prefix with no complete layer names no model, and only its header is used (which is how the
     codec's internals show the chain's start); the user-facing decoders refuse it."""
     header = container.header
-    if container.layers and header.model_key != bytes.fromhex(loaded.sha256):
+    if container.layers and header.model_key != loaded.key:
         made = f"model {header.model_name!r}" if header.model_name else "other weights"
         raise UserError(f"this file was made with {made}, not with model {loaded.name!r} "
                         f"(sha256 {loaded.sha256[:8]}): decode with the same model")

@@ -129,7 +129,7 @@ def encode_image(loaded, image: np.ndarray, order: str = "raster", steps=None, m
     slices = encode_layered([[op for ops in step_ops[a:b] for op in ops] for a, b in zip(edges, edges[1:])])
     codec = RevealCodec(order, _plan_crc(sizes), pixel_crc(image))
     C, H, W = md.shape
-    header = Header(loaded.name, bytes.fromhex(loaded.sha256), H, W, C, NAME,
+    header = Header(loaded.name, loaded.key, H, W, C, NAME,
                     "all" if len(sizes) == md.D else str(len(sizes)), 0, False, codec.params(),
                     H == W == loaded.native_size)
     container = Container(header, [Layer(g, s) for g, s in zip(groups, slices)])

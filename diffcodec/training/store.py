@@ -56,9 +56,14 @@ class LoadedModel:
     info: dict
 
     @property
+    def key(self) -> bytes:
+        """The weights' sha256 digest: the key a .dfc file's first-layer check is keyed with."""
+        return bytes.fromhex(self.sha256)
+
+    @property
     def keys(self) -> dict[str, bytes]:
         """{name: key}: what ``Container.from_bytes`` checks a file of this model against."""
-        return {self.name: bytes.fromhex(self.sha256)}
+        return {self.name: self.key}
 
     @property
     def is_masking(self) -> bool:
@@ -166,13 +171,10 @@ def model_keys(root: Path | None = None) -> dict[str, bytes]:
     first-layer check is tried against."""
     keys = {}
     for name, e in read_index(root).items():
-        sha = e.get("sha256", "") if isinstance(e, dict) else ""
-        try:
-            keys[name] = bytes.fromhex(sha)
-        except (TypeError, ValueError):
-            keys[name] = b""
-        if len(keys[name]) != 32:
+        sha = e.get("sha256") if isinstance(e, dict) else None
+        if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdefABCDEF" for c in sha)):
             raise ModelError(f"model index {(root or models_dir()) / INDEX_NAME}: model {name!r} has no valid sha256")
+        keys[name] = bytes.fromhex(sha)
     return keys
 
 
