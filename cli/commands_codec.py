@@ -12,7 +12,7 @@ from diffcodec.core.adapter import RECONSTRUCTIONS
 from diffcodec.core.masking import ORDERS
 
 from . import main
-from .common import DEFAULT_MODEL, check_output
+from .common import DEFAULT_MODEL, STEPS_FORMS, check_output, read_steps
 
 
 def _read_bytes(path: str) -> bytes:
@@ -65,7 +65,7 @@ def _run_batch(run, inputs, output, suffixes, label, **kwargs) -> None:
 @click.option("--backend", type=click.Choice([registry.AUTO, *registry.names()]), default=registry.AUTO,
               show_default=True, help="auto: rcc up to " + str(rcc.RCC_AUTO_MAX_DIMS) + " values per image, else uq; "
               + "; ".join(f"{s.name}: {s.description}" for s in registry.specs()) + ".")
-@click.option("--steps", default=None, help="Coded steps: N, quadN, ddimN, geoR, geoRcM or a list (default: "
+@click.option("--steps", default=None, callback=read_steps, help="Coded steps: " + STEPS_FORMS + " (default: "
               + ", ".join(f"{s.default_steps} for {s.name}" for s in registry.specs()) + ").")
 @click.option("-q", "--quality", type=click.IntRange(0, 100), help="Quality 0-100 (default 75; 100: every step): "
               "stop at the first step reaching 17 + 0.28 q dB (steeper above 90).")

@@ -10,7 +10,7 @@ import numpy as np
 from diffcodec.io.files import write_json
 
 from . import main
-from .common import check_output, model_option
+from .common import STEPS_FORMS, check_output, model_option, read_steps
 
 
 @main.command()
@@ -43,7 +43,7 @@ def train(config_path, data, out, resume, max_steps, init, overrides):
 @click.option("--data", "data_dir", required=True, help="Data directory (IDX, CIFAR-10 batches or images).")
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
 @click.option("--limit", type=click.IntRange(1), help="Use only the first N images (or tiles).")
-@click.option("--steps", default=None, help="Respacing: N, ddimN or a list of steps (default: all T).")
+@click.option("--steps", default=None, callback=read_steps, help="Respacing: " + STEPS_FORMS + " (default: all T).")
 @click.option("--batch-size", type=click.IntRange(1), default=50, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the full result as JSON.")
@@ -80,11 +80,59 @@ def bpd(model_name, data_dir, split, limit, steps, batch_size, seed, json_out):
         write_json(json_out, res)
 
 
+@main.command("fit-steps")
+@model_option
+@click.option("--data", "data_dir", required=True, help="Data directory (IDX, CIFAR-10 batches or images).")
+@click.option("--split", type=click.Choice(["test", "train"]), default="train", show_default=True,
+              help="Images to fit on (measure the result on others with `bpd --steps @OUT`).")
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="Use the first N images (or tiles).")
+@click.option("-n", "--steps", "num", type=click.IntRange(2), required=True, help="Steps to keep (chain length).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Text file for the step list (pass it as --steps @OUTPUT).")
+@click.option("--batch-size", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+def fit_steps(model_name, data_dir, split, limit, num, output, batch_size, seed, force):
+    """The N-step respacing that minimises the model's bound on data (Watson et al. 2021).
+
+    One network call per step and image prices every jump of the full chain; a shortest-path search
+    picks the N steps. The estimate printed is on the fitting images (optimistic); `bpd --steps
+    @OUTPUT` on other images measures the chain.
+    """
+    from diffcodec.core.schedules import space_timesteps
+    from diffcodec.evaluation.spacing import best_spacing, chain_cost, jump_costs
+    from diffcodec.io.datasets import images_for_model
+    from diffcodec.io.files import atomic_write_bytes
+    from diffcodec.training.store import load_model
+
+    out = check_output(output, force)
+    loaded = load_model(model_name)
+    T = loaded.diffusion(None).num_timesteps
+    if num > T:
+        raise click.ClickException(f"--steps {num} is more than the model's {T} steps")
+    images = images_for_model(loaded.config.data, loaded.config.model.in_channels, data_dir, split, limit)
+    batches = -(-len(images) // batch_size)
+    with click.progressbar(length=T * batches, label=f"pricing jumps on {len(images)} images") as bar:
+        costs = jump_costs(loaded, images, batch_size, seed, progress=bar.update)
+    kept, best = best_spacing(costs["jumps"], costs["decoder"], num)
+    atomic_write_bytes(out, (",".join(map(str, kept)) + "\n").encode())
+    per_dim = lambda bits: (bits + costs["prior"]) / costs["dims"]  # noqa: E731
+    click.echo(f"wrote {out}: {num} steps of {T}")
+    click.echo(f"estimated bound on the {len(images)} fitting images (optimistic for this chain):")
+    click.echo(f"  fitted  {per_dim(best):.4f} bits/dim")
+    for spec in (str(num), f"quad{num}"):
+        try:
+            other = space_timesteps(T, spec)
+        except ValueError:
+            continue
+        click.echo(f"  {spec:<7} {per_dim(chain_cost(costs['jumps'], costs['decoder'], other)):.4f} bits/dim")
+
+
 @main.command()
 @model_option
 @click.option("-n", "num", type=click.IntRange(1), default=16, show_default=True, help="Number of samples.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output PNG (a grid).")
-@click.option("--steps", default=None, help="Respacing: N, ddimN or a list of steps (default: all T).")
+@click.option("--steps", default=None, callback=read_steps, help="Respacing: " + STEPS_FORMS + " (default: all T).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--size", default=None, help="HxW for fully convolutional models (default: training size).")
 @click.option("--progressive", is_flag=True, help="Write the x0_hat trajectory (paper Figure 6): one row per sample.")

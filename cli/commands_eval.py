@@ -10,7 +10,7 @@ from diffcodec.core.masking import ORDERS
 from diffcodec.io.files import write_json
 
 from . import main
-from .common import check_output, model_option
+from .common import STEPS_FORMS, check_output, model_option, read_steps
 
 
 @main.group("eval")
@@ -66,7 +66,7 @@ def table4(model_name, data_dir, limit, batch_size, seed, json_out, plot_out):
 @click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
 @click.option("--codecs", default="ideal,uq,jpeg,webp,avif,jpeg2000", show_default=True,
               help="Comma-separated: ideal, uq, rcc, jpeg, webp, avif, jpeg2000, jxl.")
-@click.option("--steps", default=None, help="Step spec for the diffusion codecs (default: each backend's).")
+@click.option("--steps", default=None, callback=read_steps, help="Step spec for the diffusion codecs: " + STEPS_FORMS + " (default: each backend's).")
 @click.option("--anchor", default="jpeg", show_default=True, help="Codec that BD-rate/BD-PSNR are relative to.")
 @click.option("--tile", type=click.IntRange(8), help="Tile size for a folder of images (default: the model's crop).")
 @click.option("--no-per-image", is_flag=True, help="Leave per-image rows out of the JSON.")
@@ -115,7 +115,7 @@ def rd(model_name, data, limit, codecs, steps, anchor, tile, no_per_image, keep,
 @model_option
 @click.option("--data", "data_dir", required=True, help="Data directory (test split) or an image.")
 @click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
-@click.option("--steps", default="100", show_default=True, help="Respaced chain (N, quadN, ... or all).")
+@click.option("--steps", default="100", show_default=True, callback=read_steps, help="Respaced chain: " + STEPS_FORMS + ", or all.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--grid", type=click.IntRange(1, 256), default=None,
               help="Latent bins per smallest noise scale (default 8).")
@@ -270,7 +270,7 @@ def orderings(model_name, data_dir, limit, orders, steps, gaussian_dir, out_dir)
 @click.option("--shared-xt", is_flag=True, help="Figure 7: several x_0 from one frozen x_t at several t.")
 @click.option("-n", "num", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--frames", type=click.IntRange(2), default=10, show_default=True)
-@click.option("--steps", default=None, help="Respacing (default: all T).")
+@click.option("--steps", default=None, callback=read_steps, help="Respacing: " + STEPS_FORMS + " (default: all T).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True)
 def progressive(model_name, output, shared_xt, num, frames, steps, seed, force):

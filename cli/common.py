@@ -21,3 +21,20 @@ def check_output(path: str | Path, force: bool) -> Path:
     if not path.parent.exists():
         raise click.ClickException(f"output folder {path.parent} does not exist")
     return path
+
+
+STEPS_FORMS = "N, quadN, ddimN, geoR, geoRcM, a list like 0,9,99, or @FILE (a list, as `fit-steps` writes)"
+
+
+def read_steps(ctx, param, value):
+    """Click callback for --steps: ``@FILE`` becomes the step list stored in FILE."""
+    if value is None or not str(value).startswith("@"):
+        return value
+    path = Path(value[1:])
+    try:
+        text = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(f"cannot read step list {path}: {getattr(exc, 'strerror', None) or exc}")
+    if not text or not all(v.strip().isdigit() for v in text.split(",")):
+        raise click.BadParameter(f"{path} does not hold a comma-separated list of steps")
+    return text

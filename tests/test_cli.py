@@ -171,3 +171,30 @@ def test_cli_errors_for_training_and_bpd(run, tiny_config, tmp_path):
     assert "cannot read config" in e("train", "--config", tmp_path / "none.toml")
     assert "does not exist" in e("bpd", "--model", "tiny", "--data", tmp_path / "missing")
     assert "exists" in e("sample", "--model", "tiny", "-o", tiny_config)
+
+
+def test_fit_steps_and_step_files(run, idx_dir, tmp_path):
+    """fit-steps writes a chain fitted on training images; on the test images `bpd --steps @FILE`
+    measures it below the evenly spaced chain of the same length."""
+    out = tmp_path / "six.txt"
+    r = run("fit-steps", "--model", "tiny", "--data", idx_dir, "--limit", "16", "-n", "6", "-o", out)
+    kept = [int(v) for v in out.read_text().strip().split(",")]
+    assert len(kept) == 6 and kept[0] == 0 and kept[-1] == 39 and kept == sorted(set(kept))
+    assert "fitted" in r.output and "quad6" in r.output
+
+    def bound(spec):
+        res = run("bpd", "--model", "tiny", "--data", idx_dir, "--limit", "16", "--steps", spec,
+                  "--json", tmp_path / "b.json", "--seed", "1")
+        assert "6 steps" in res.output
+        return json.loads((tmp_path / "b.json").read_text())["total_bpd"]
+
+    fitted, even = bound(f"@{out}"), bound("6")
+    assert fitted < even
+    assert "exists" in run("fit-steps", "--model", "tiny", "--data", idx_dir, "-n", "6", "-o", out, ok=False).output
+    bad = tmp_path / "bad.txt"
+    bad.write_text("0,five,39")
+    for spec in (f"@{tmp_path / 'missing.txt'}", f"@{bad}"):
+        r = run("bpd", "--model", "tiny", "--data", idx_dir, "--limit", "2", "--steps", spec, ok=False)
+        assert "step list" in r.output or "list of steps" in r.output
+    r = run("fit-steps", "--model", "tiny", "--data", idx_dir, "-n", "41", "-o", tmp_path / "x.txt", ok=False)
+    assert "more than" in r.output

@@ -1,0 +1,163 @@
+"""The K-step respacing that minimises a model's bound, by dynamic programming (Watson et al. 2021).
+
+A respaced chain keeps steps 0 = k_0 < k_1 < ... < k_{K-1} = T - 1 of the model's T. Its bound is
+L_T + sum_i L(k_i -> k_{i-1}) + L_0, and each jump's expected KL,
+
+    L(t -> s) = E_{x_0, x_t ~ q(x_t | x_0)} KL(q(x_s | x_t, x_0) || p_theta(x_s | x_t)),
+
+needs the network only at x_t: the respaced posterior q(x_s | x_t, x_0) and p_theta's mean follow from
+alpha-bar at t and s and x0_hat(x_t, t), and a learned variance interpolates (in log space) between
+the jump's beta and its posterior variance with the network's own fraction. So one network call per
+original step and image prices every jump out of it (T^2 / 2 jumps from T calls), and a shortest-path
+recursion over the number of jumps finds the best chain of any length. L_0 (the discretized decoder
+at step 0) depends on the chain through k_1 only (its variance's lower end is the variance of the
+posterior of the jump k_1 -> 0), so it is charged to the jump into 0. L_T does not depend on the chain.
+
+Costs are one-sample estimates (one x_t per step and image), so a fitted chain's estimated bound is
+optimistic: measure it with ``bpd --steps`` on other images.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..core.diffusion import VarianceType, discretized_gaussian_log_likelihood
+from ..distributed import image_noise
+from ..io.pixels import to_model_tensor
+
+LN2 = math.log(2.0)
+
+
+def _fraction(var_type: VarianceType, v: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """Where p_theta's log-variance sits between the posterior's (0) and beta's (1), per dimension."""
+    if var_type is VarianceType.LEARNED_RANGE:
+        return (v + 1.0) / 2.0
+    return torch.full_like(like, 1.0 if var_type is VarianceType.FIXED_LARGE else 0.0)
+
+
+def _jumps_from(t: int, abar: np.ndarray, f: torch.Tensor, err2: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Nats of KL for every jump t -> s (s < t), summed over dimensions, averaged over images.
+
+    With beta = 1 - abar_t / abar_s, the posterior variance bt = beta (1 - abar_s) / (1 - abar_t),
+    c = beta sqrt(abar_s) / (1 - abar_t) (the posterior mean's weight on x_0), a = log(beta / bt) and
+    p's log-variance log bt + f a, the KL per dimension is
+    0.5 (f a + exp(-f a) (1 + c^2 (x_0 - x0_hat)^2 / bt) - 1).
+    f, err2: [N, D] float64.
+    """
+    s = np.arange(t)
+    beta = 1.0 - abar[t] / abar[s]
+    bt = beta * (1.0 - abar[s]) / (1.0 - abar[t])
+    c2_over_bt = (beta * np.sqrt(abar[s]) / (1.0 - abar[t])) ** 2 / bt
+    a = np.log(beta / bt)
+    n, d = f.shape
+    out = torch.empty(t, dtype=torch.float64)
+    f_sum = f.sum(1).mean()
+    for lo in range(0, t, chunk):
+        aa = torch.from_numpy(a[lo:lo + chunk])
+        e = torch.exp(-f[:, :, None] * aa)                       # [N, D, S]
+        mass, weighted = e.sum(1).mean(0), (err2[:, :, None] * e).sum(1).mean(0)
+        cb = torch.from_numpy(c2_over_bt[lo:lo + chunk])
+        out[lo:lo + chunk] = 0.5 * (aa * f_sum + mass + cb * weighted - d)
+    return out
+
+
+def _decoder_costs(abar: np.ndarray, x0: torch.Tensor, x0_hat: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
+    """Nats of L_0 for each possible k_1 (index t = 1..T-1; entry 0 unused), averaged over images.
+
+    p(x_0 | x at step 0) has mean x0_hat and log-variance f0 log beta_0 + (1 - f0) log bt, where
+    beta_0 = 1 - abar_0 and bt is the posterior variance of the jump k_1 -> 0.
+    """
+    T = len(abar)
+    out = torch.full((T,), float("inf"), dtype=torch.float64)
+    log_b0 = math.log(1.0 - abar[0])
+    for t in range(1, T):
+        beta = 1.0 - abar[t] / abar[0]
+        log_bt = math.log(beta * (1.0 - abar[0]) / (1.0 - abar[t]))
+        log_var = f0 * log_b0 + (1.0 - f0) * log_bt
+        ll = discretized_gaussian_log_likelihood(x0, x0_hat, 0.5 * log_var)
+        out[t] = -ll.flatten(1).sum(1).mean()
+    return out
+
+
+def costs_at(diffusion, net, x0: torch.Tensor, t: int, x_t: torch.Tensor) -> torch.Tensor:
+    """Bits per image, averaged over the batch, from one network call at (x_t, t) of the full chain:
+    for t > 0 the KL of every jump t -> s (entry s, s < t); for t = 0 the decoder's L_0 for every k_1
+    (entry k_1 > 0). Shape [T]; unused entries are inf."""
+    T, abar = diffusion.num_timesteps, diffusion.alphas_cumprod
+    tt = torch.full((x0.shape[0],), t, dtype=torch.long, device=x0.device)
+    eps, v = diffusion.split_output(net(x_t, diffusion.model_t(tt)), x_t)
+    x0_hat = diffusion.predict_xstart_from_eps(x_t, tt, eps).clamp(-1.0, 1.0)
+    f = _fraction(diffusion.var_type, v, x0_hat).double().cpu()
+    out = torch.full((T,), float("inf"), dtype=torch.float64)
+    if t == 0:
+        out[1:] = _decoder_costs(abar, x0.double().cpu(), x0_hat.double().cpu(), f)[1:] / LN2
+    else:
+        err2 = ((x0 - x0_hat) ** 2).double().flatten(1).cpu()
+        chunk = max(1, int(2e7 // err2.numel()))
+        out[:t] = _jumps_from(t, abar, f.flatten(1), err2, chunk) / LN2
+    return out
+
+
+@torch.no_grad()
+def jump_costs(loaded, images: np.ndarray, batch_size: int = 50, seed: int = 0, progress=None) -> dict:
+    """Estimated bits per image of every jump of the model's full chain, on uint8 images [N, C, H, W].
+
+    Returns ``jumps`` [T, T] (entry [t, s], s < t: the KL of jumping from step t to s; inf elsewhere),
+    ``decoder`` [T] (L_0 when k_1 = t), ``prior`` (L_T, bits per image) and ``dims``. Each image's
+    x_t are drawn as ``bpd`` draws them for the full chain. ``progress(n)`` is called after each
+    step of each batch of images.
+    """
+    diffusion = loaded.diffusion(None)
+    T = diffusion.num_timesteps
+    dims = int(np.prod(images.shape[1:]))
+    jumps = torch.zeros(T, T, dtype=torch.float64)
+    decoder = torch.zeros(T, dtype=torch.float64)
+    prior = 0.0
+    for start in range(0, len(images), batch_size):
+        idx = np.arange(start, min(start + batch_size, len(images)))
+        w = len(idx) / len(images)
+        x0 = to_model_tensor(images[idx]).to(loaded.device)
+        noise = image_noise(seed, idx, x0.shape[1:], loaded.device)
+        prior += w * float(diffusion.prior_bpd(x0).mean()) * dims
+        for t in reversed(range(T)):
+            tt = torch.full((len(idx),), t, dtype=torch.long, device=x0.device)
+            row = costs_at(diffusion, loaded.net, x0, t, diffusion.q_sample(x0, tt, noise(t)))
+            if t == 0:
+                decoder += w * row
+            else:
+                jumps[t] += w * row
+            if progress:
+                progress(1)
+    jumps[0] = float("inf")
+    return {"jumps": jumps.numpy(), "decoder": decoder.numpy(), "prior": prior, "dims": dims}
+
+
+def best_spacing(jumps: np.ndarray, decoder: np.ndarray, n: int) -> tuple[list[int], float]:
+    """The n kept steps (0 and T - 1 included) minimising sum of jump costs + decoder cost, and that
+    minimum (in the costs' units). Shortest path with exactly n - 1 jumps from T - 1 down to 0."""
+    T = jumps.shape[0]
+    if not 2 <= n <= T:
+        raise ValueError(f"need 2 <= steps <= {T}, got {n}")
+    edges = jumps.copy()
+    edges[:, 0] = jumps[:, 0] + decoder                    # the jump into step 0 also pays L_0
+    cost = np.full(T, np.inf)
+    cost[T - 1] = 0.0
+    back = np.zeros((n - 1, T), dtype=np.int64)
+    for j in range(n - 1):
+        total = cost[:, None] + edges                      # [from t, to s]
+        back[j] = np.argmin(total, axis=0)
+        cost = total[back[j], np.arange(T)]
+    kept = [0]
+    for j in reversed(range(n - 1)):
+        kept.append(int(back[j][kept[-1]]))
+    if kept[-1] != T - 1 or not np.isfinite(cost[0]):
+        raise ValueError(f"no chain of {n} steps")
+    return sorted(kept), float(cost[0])
+
+
+def chain_cost(jumps: np.ndarray, decoder: np.ndarray, kept: list[int]) -> float:
+    """The same costs summed along a given chain (ascending kept steps, 0 and T - 1 included)."""
+    kept = sorted(kept)
+    return float(sum(jumps[t, s] for s, t in zip(kept[:-1], kept[1:])) + decoder[kept[1]])
