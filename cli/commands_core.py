@@ -100,7 +100,7 @@ def fit_steps(model_name, data_dir, split, limit, num, output, batch_size, seed,
     @OUTPUT` on other images measures the chain.
     """
     from diffcodec.core.schedules import space_timesteps
-    from diffcodec.evaluation.spacing import best_spacing, chain_cost, jump_costs
+    from diffcodec.evaluation.spacing import fit_spacing
     from diffcodec.io.datasets import images_for_model
     from diffcodec.io.files import atomic_write_bytes
     from diffcodec.training.store import load_model
@@ -113,19 +113,16 @@ def fit_steps(model_name, data_dir, split, limit, num, output, batch_size, seed,
     images = images_for_model(loaded.config.data, loaded.config.model.in_channels, data_dir, split, limit)
     batches = -(-len(images) // batch_size)
     with click.progressbar(length=T * batches, label=f"pricing jumps on {len(images)} images") as bar:
-        costs = jump_costs(loaded, images, batch_size, seed, progress=bar.update)
-    kept, best = best_spacing(costs["jumps"], costs["decoder"], num)
-    atomic_write_bytes(out, (",".join(map(str, kept)) + "\n").encode())
-    per_dim = lambda bits: (bits + costs["prior"]) / costs["dims"]  # noqa: E731
+        fit = fit_spacing(loaded, images, num, batch_size, seed, progress=bar.update)
+    atomic_write_bytes(out, (",".join(map(str, fit["steps"])) + "\n").encode())
     click.echo(f"wrote {out}: {num} steps of {T}")
     click.echo(f"estimated bound on the {len(images)} fitting images (optimistic for this chain):")
-    click.echo(f"  fitted  {per_dim(best):.4f} bits/dim")
+    click.echo(f"  fitted  {fit['bpd']:.4f} bits/dim")
     for spec in (str(num), f"quad{num}"):
         try:
-            other = space_timesteps(T, spec)
+            click.echo(f"  {spec:<7} {fit['estimate'](space_timesteps(T, spec)):.4f} bits/dim")
         except ValueError:
-            continue
-        click.echo(f"  {spec:<7} {per_dim(chain_cost(costs['jumps'], costs['decoder'], other)):.4f} bits/dim")
+            pass
 
 
 @main.command()

@@ -121,6 +121,20 @@ def bits_per_dim(images, model="fmnist", *, steps: str | None = None, batch_size
     return evaluate_bpd(loaded, batch, steps, batch_size, seed)
 
 
+def fit_steps(images, model="fmnist", n: int = 100, *, batch_size: int = 50, seed: int = 0) -> dict:
+    """The n-step respacing of least bound on a batch of images (see ``evaluation.spacing``):
+    ``steps`` (pass them as ``steps=",".join(map(str, steps))``), ``bpd`` (the estimate on these
+    images, optimistic) and ``estimate(steps)`` for any other chain."""
+    from .evaluation.spacing import fit_spacing
+
+    loaded = _model(model)
+    batch = np.stack([as_chw(im, loaded.config.model.in_channels) for im in images])
+    try:
+        return fit_spacing(loaded, batch, n, batch_size, seed)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
 def rd_curve(codec: str, images, out_dir, model="fmnist", *, steps: str | None = None) -> dict:
     """One codec's rate-distortion curve (CompressAI's JSON layout) over a batch of images; real
     files are written under out_dir/files/<codec>/."""

@@ -61,6 +61,16 @@ def test_bits_per_dim_and_rd_curve(tiny_store, tmp_path):
     assert doc["name"] == "uq" and len(doc["results"]["bpp"]) == 4
 
 
+def test_fit_steps(tiny_store):
+    imgs = synthetic_images(8, seed=4)
+    fit = diffcodec.fit_steps(imgs, "tiny", 5)
+    assert len(fit["steps"]) == 5 and fit["steps"][0] == 0 and fit["steps"][-1] == 39
+    bound = diffcodec.bits_per_dim(imgs, "tiny", steps=",".join(map(str, fit["steps"])))
+    assert bound["num_steps"] == 5 and np.isfinite(bound["total_bpd"])
+    with pytest.raises(diffcodec.UserError, match="at least 2"):
+        diffcodec.fit_steps(imgs, "tiny", 1)
+
+
 def test_compressai_layout_both_ways(tiny_store, idx_dir, tmp_path):
     """Our grayscale JSON carries CompressAI's metric names, and `diffcodec plot` reads a file in
     CompressAI's published layout (psnr-rgb / ms-ssim-rgb only)."""
