@@ -1,6 +1,6 @@
 """How the step schedule shapes the ideal rate: the chain's own KL for several schedules.
 
-    python eval/schedule_study.py [--fmnist DIR] [--limit 10] [--specs all,quad20,quad50,quad100,geo4,geo6,geo9,geo13,geo9c20,geo12c20]
+    python eval/schedule_study.py [--fmnist DIR] [--limit 10] [--specs all,quad20,...,geo9,@FILE]
 
 On the first test images (model fmnist), each schedule's chain is run with exact posterior samples
 (the ideal estimate) and charged KL(q || p_theta) per step. Printed per schedule: coded steps, the
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -78,16 +79,19 @@ def main():
     print(f"{args.limit} images; bits/dim: ideal KL | with the per-chunk channel-simulation cost")
     print(f"{'spec':8s} {'steps':>5}  {head} {'full':>7} | {head} {'full':>7}")
     curves = {}
-    for spec in args.specs.split(","):
+    for name in args.specs.split(","):
+        # "@FILE": a step list as `diffcodec fit-steps` writes it, shown under the file's name
+        spec = Path(name[1:]).read_text().strip() if name.startswith("@") else name
+        name = Path(name[1:]).stem if name.startswith("@") else name
         runs = [estimate_image(loaded, img, spec).records for img in imgs]
-        curves[spec] = (mean_curve(runs, lambda v: v, 0.0, D), mean_curve(runs, channel_cost, 0.0, D),
+        curves[name] = (mean_curve(runs, lambda v: v, 0.0, D), mean_curve(runs, channel_cost, 0.0, D),
                         mean_curve(runs, channel_cost, 8 * args.header_bytes, D))
         cols = []
         for cost in (lambda v: v, channel_cost):
             vals = [np.mean([rate_to(r, p, cost) for r in runs]) / D for p in PSNRS]
             vals.append(np.mean([sum(cost(x.kl_bits) for x in r) for r in runs]) / D)
             cols.append(" ".join(f"{v:7.3f}" for v in vals))
-        print(f"{spec:8s} {len(runs[0]):5d}  {cols[0]} | {cols[1]}", flush=True)
+        print(f"{name:8s} {len(runs[0]):5d}  {cols[0]} | {cols[1]}", flush=True)
     ref = mean_curve([estimate_image(loaded, img, "all").records for img in imgs], lambda v: v, 0.0, D) \
         if "all" not in curves else curves["all"][0]
     print(f"\nBD-rate 20-50 dB against the ideal T = 1000 curve: ideal KL | priced | priced + "
