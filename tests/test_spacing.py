@@ -7,12 +7,13 @@ import pytest
 import torch
 
 from conftest import synthetic_images
+from diffcodec.core.diffusion import GaussianDiffusion
 from diffcodec.evaluation.spacing import best_spacing, chain_cost, costs_at
 from diffcodec.io.pixels import to_model_tensor
 
 
-@pytest.mark.parametrize("name", ["tiny", "tinyrgb"])
-def test_jump_costs_match_the_respaced_chains_terms(name, request):
+@pytest.mark.parametrize("name,var_type", [("tiny", None), ("tinyrgb", None), ("tinyrgb", "fixedlarge")])
+def test_jump_costs_match_the_respaced_chains_terms(name, var_type, request):
     """Every jump t -> s priced from one call at (x_t, t) of the full chain equals the KL term of
     the two-step chain [s, t] computed by GaussianDiffusion.vb_terms_bpd on the same x_t (learned
     and fixed variances); the decoder row equals that chain's L_0."""
@@ -22,7 +23,13 @@ def test_jump_costs_match_the_respaced_chains_terms(name, request):
     imgs = np.repeat(imgs, c, axis=1)
     x0 = to_model_tensor(imgs)
     dims = x0[0].numel()
-    full = loaded.diffusion(None)
+    cfg = loaded.config.diffusion
+    if var_type:  # the eps-only network of tinyrgb under a fixed large variance
+        def chain_of(steps):
+            return GaussianDiffusion.from_config(cfg.schedule, cfg.num_timesteps, var_type, steps)
+    else:
+        chain_of = loaded.diffusion
+    full = chain_of(None)
     T = full.num_timesteps
     g = torch.Generator().manual_seed(3)
     with torch.no_grad():
@@ -33,7 +40,7 @@ def test_jump_costs_match_the_respaced_chains_terms(name, request):
             targets = range(1, T) if t == 0 else range(t)
             for s in list(targets)[:: max(1, len(targets) // 7)]:
                 pair = f"0,{s}" if t == 0 else f"{s},{t}"
-                chain = loaded.diffusion(pair)
+                chain = chain_of(pair)
                 idx = torch.full((len(x0),), 0 if t == 0 else 1, dtype=torch.long)
                 ref = chain.vb_terms_bpd(loaded.net, x0, x_t, idx)["output"].double().mean() * dims
                 assert row[s] == pytest.approx(float(ref), rel=2e-4, abs=1e-3), (t, s)

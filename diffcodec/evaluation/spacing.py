@@ -23,18 +23,18 @@ import math
 import numpy as np
 import torch
 
-from ..core.diffusion import VarianceType, discretized_gaussian_log_likelihood
+from ..core.diffusion import LN2, VarianceType, discretized_gaussian_log_likelihood
 from ..distributed import image_noise
 from ..io.pixels import to_model_tensor
 
-LN2 = math.log(2.0)
 
 
-def _fraction(var_type: VarianceType, v: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-    """Where p_theta's log-variance sits between the posterior's (0) and beta's (1), per dimension."""
+def _fraction(var_type: VarianceType, v: torch.Tensor | None, like: torch.Tensor, t: int) -> torch.Tensor:
+    """Where p_theta's log-variance sits between the posterior's (0) and beta's (1), per dimension
+    (a fixed large variance is the posterior's at step 0, as in the reference code)."""
     if var_type is VarianceType.LEARNED_RANGE:
         return (v + 1.0) / 2.0
-    return torch.full_like(like, 1.0 if var_type is VarianceType.FIXED_LARGE else 0.0)
+    return torch.full_like(like, 1.0 if var_type is VarianceType.FIXED_LARGE and t > 0 else 0.0)
 
 
 def _jumps_from(t: int, abar: np.ndarray, f: torch.Tensor, err2: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -89,7 +89,7 @@ def costs_at(diffusion, net, x0: torch.Tensor, t: int, x_t: torch.Tensor) -> tor
     tt = torch.full((x0.shape[0],), t, dtype=torch.long, device=x0.device)
     eps, v = diffusion.split_output(net(x_t, diffusion.model_t(tt)), x_t)
     x0_hat = diffusion.predict_xstart_from_eps(x_t, tt, eps).clamp(-1.0, 1.0)
-    f = _fraction(diffusion.var_type, v, x0_hat).double().cpu()
+    f = _fraction(diffusion.var_type, v, x0_hat, t).double().cpu()
     out = torch.full((T,), float("inf"), dtype=torch.float64)
     if t == 0:
         out[1:] = _decoder_costs(abar, x0.double().cpu(), x0_hat.double().cpu(), f)[1:] / LN2
