@@ -29,8 +29,17 @@ export OMP_NUM_THREADS=1
   diffcodec eval ardm --model fmnist-ardm --data "$FM" --limit 20 --order random --code 20 --code-steps 100 --json "$OUT/ardm_fmnist_20img_payload.json"
   diffcodec eval ardm --model fmnist-ardm --data "$FM" --limit 2 --order random --code 2 --code-steps all,100 --json "$OUT/ardm_fmnist_2img_payload.json"
   diffcodec bpd --model fmnist --data "$FM" --limit 1000 --steps 100 --json "$OUT/bpd_fmnist_1000img_100steps.json"
+  diffcodec bpd --model fmnist --data "$FM" --limit 1000 --steps quad100 --json "$OUT/bpd_fmnist_1000img_quad100.json"
+  diffcodec fit-steps --model fmnist --data "$FM" --limit 50 -n 100 -o "$OUT/steps_fmnist_fit100.txt" --force
+  diffcodec bpd --model fmnist --data "$FM" --limit 1000 --steps "@$OUT/steps_fmnist_fit100.txt" --json "$OUT/bpd_fmnist_1000img_fit100.json"
+  diffcodec eval bitsback --model fmnist --data "$FM" --limit 100 --steps "@$OUT/steps_fmnist_fit100.txt" --json "$OUT/bitsback_fmnist_100img_fit100.json"
   diffcodec eval table4 --model fmnist --data "$FM" --limit 50 --json "$OUT/table4_fmnist.json" --plot "$OUT/figure5_fmnist.png"
   [ -n "${SKIP_PHOTO_BPD:-}" ] || diffcodec bpd --model photo --data "$PH" --limit 200 --steps 100 --json "$OUT/bpd_photo_200tiles_100steps.json"
+  if [ -z "${SKIP_PHOTO_BPD:-}" ]; then
+    python eval/respacing_study.py --model photo --data "$PH" --limit 200 --specs 100,ddim100,quad100,geo5,all --out "$OUT/respacing_photo.txt"
+    diffcodec fit-steps --model photo --data "$PH" --limit 50 -n 100 -o "$OUT/steps_photo_fit100.txt" --force
+    diffcodec bpd --model photo --data "$PH" --limit 200 --steps "@$OUT/steps_photo_fit100.txt" --json "$OUT/bpd_photo_200tiles_fit100.json"
+  fi
   python eval/baselines_lossless.py --model photo --data "$PH" --limit 200 > "$OUT/lossless_photo.txt"
   python eval/baselines_lossless.py --model fmnist --data "$FM" --limit 1000 > "$OUT/lossless_fmnist.txt"
   diffcodec eval progressive --model fmnist -o "$OUT/figure6_fmnist.png" -n 8 --force
@@ -43,10 +52,12 @@ export OMP_NUM_THREADS=1
   diffcodec eval rd --model photo --data "$PH" --tile 256 --limit 5 --codecs uq,tuq,tuqrcc,jpeg,webp,avif,jpeg2000,jxl,ideal --anchor jpeg -o "$OUT/rd_photo256"
   diffcodec eval orderings --model fmnist-ardm --data "$FM" --limit 100 --gaussian "$OUT/rd_fmnist" -o "$OUT/orderings_fmnist"
   python eval/schedule_study.py --limit 10 > "$OUT/schedule_study.txt"
+  diffcodec fit-steps --model fmnist --data "$FM" --limit 50 -n 59 -o "$OUT/steps_fmnist_fit59.txt" --force
+  python eval/schedule_study.py --limit 10 --specs "geo9,quad59,@$OUT/steps_fmnist_fit59.txt,all" > "$OUT/schedule_study_fitted.txt"
   python eval/clean_bits.py > "$OUT/clean_bits.txt"
   python eval/rcc_tradeoff.py --limit 5 > "$OUT/rcc_tradeoff.txt"
   python eval/rcc_tradeoff.py --limit 6 --split train --settings "10,13 10,14 10,14,0.925 10,14,0.85" --layouts "" > "$OUT/rcc_tradeoff_train.txt"
-  for spec in geo9c20 geo13; do   # real files on other schedules, against rd_fmnist's ideal and WebP curves
+  for spec in geo9c20 geo13 quad59; do   # real files on other schedules, against rd_fmnist's ideal and WebP curves
     mkdir -p "$OUT/rd_$spec" && cp "$OUT/rd_fmnist/ideal.json" "$OUT/rd_fmnist/webp.json" "$OUT/rd_$spec/"
     diffcodec eval rd --model fmnist --data "$FM" --limit 100 --codecs rcc --steps $spec --anchor webp --keep -o "$OUT/rd_$spec"
   done
