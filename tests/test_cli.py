@@ -196,5 +196,7 @@ def test_fit_steps_and_step_files(run, idx_dir, tmp_path):
     for spec in (f"@{tmp_path / 'missing.txt'}", f"@{bad}"):
         r = run("bpd", "--model", "tiny", "--data", idx_dir, "--limit", "2", "--steps", spec, ok=False)
         assert "step list" in r.output or "list of steps" in r.output
+    bad.write_text("0,5,999")   # a list, but beyond tiny's 40 steps
+    assert "bad step spec" in run("bpd", "--model", "tiny", "--data", idx_dir, "--steps", f"@{bad}", ok=False).output
     r = run("fit-steps", "--model", "tiny", "--data", idx_dir, "-n", "41", "-o", tmp_path / "x.txt", ok=False)
     assert "more than" in r.output

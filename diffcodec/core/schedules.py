@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+from ..errors import UserError
+
 SCHEDULES = ("linear", "cosine")
 
 
@@ -82,10 +84,10 @@ def space_timesteps(num_timesteps: int, spec: str | int | None) -> list[int]:
             return steps
         n = int(s)
     except ValueError:
-        raise ValueError(f"bad step spec {spec!r} for T={T}: use N, ddimN, quadN, geoR, geoRcM, "
+        raise UserError(f"bad step spec {spec!r} for T={T}: use N, ddimN, quadN, geoR, geoRcM, "
                          f"a list like 0,9,99 (steps 0..{T - 1}) or 'all'") from None
     if not 1 <= n <= T:
-        raise ValueError(f"bad step spec {spec!r}: need 1 <= N <= {T}")
+        raise UserError(f"bad step spec {spec!r}: need 1 <= N <= {T}")
     if n == 1:
         return [T - 1]
     return sorted({int(round(v)) for v in np.linspace(0, T - 1, n)})
