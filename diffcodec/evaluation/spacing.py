@@ -160,6 +160,8 @@ def best_spacing(jumps: np.ndarray, decoder: np.ndarray, n: int) -> tuple[list[i
 def chain_cost(jumps: np.ndarray, decoder: np.ndarray, kept: list[int]) -> float:
     """The same costs summed along a given chain (ascending kept steps, 0 and T - 1 included)."""
     kept = sorted(kept)
+    if kept[0] != 0 or kept[-1] != jumps.shape[0] - 1:
+        raise ValueError("a chain priced by jump costs must keep step 0 and the last step")
     return float(sum(jumps[t, s] for s, t in zip(kept[:-1], kept[1:])) + decoder[kept[1]])
 
 
