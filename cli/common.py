@@ -30,11 +30,10 @@ def read_steps(ctx, param, value):
     """Click callback for --steps: ``@FILE`` becomes the step list stored in FILE."""
     if value is None or not str(value).startswith("@"):
         return value
-    path = Path(value[1:])
+    from diffcodec.core.schedules import read_step_list
+    from diffcodec.errors import UserError
+
     try:
-        text = path.read_text().strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise click.BadParameter(f"cannot read step list {path}: {getattr(exc, 'strerror', None) or exc}")
-    if not text or not all(v.strip().isdigit() for v in text.split(",")):
-        raise click.BadParameter(f"{path} does not hold a comma-separated list of steps")
-    return text
+        return read_step_list(value[1:])
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from diffcodec.coding.progressive import estimate_image
+from diffcodec.core.schedules import read_step_list
 from diffcodec.evaluation.metrics import bd_rate
 from diffcodec.io.datasets import DataConfig, load_split
 from diffcodec.training.store import load_model
@@ -81,7 +82,7 @@ def main():
     curves = {}
     for name in args.specs.split(","):
         # "@FILE": a step list as `diffcodec fit-steps` writes it, shown under the file's name
-        spec = Path(name[1:]).read_text().strip() if name.startswith("@") else name
+        spec = read_step_list(name[1:]) if name.startswith("@") else name
         name = Path(name[1:]).stem if name.startswith("@") else name
         runs = [estimate_image(loaded, img, spec).records for img in imgs]
         curves[name] = (mean_curve(runs, lambda v: v, 0.0, D), mean_curve(runs, channel_cost, 0.0, D),

@@ -101,3 +101,17 @@ def respace_betas(betas: np.ndarray, kept: list[int]) -> np.ndarray:
         out.append(1.0 - abar[t] / last)
         last = abar[t]
     return np.array(out, dtype=np.float64)
+
+
+def read_step_list(path) -> str:
+    """The comma-separated step list stored in a file (as `diffcodec fit-steps` writes it)."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        text = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read step list {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not text or not all(v.strip().isdigit() for v in text.split(",")):
+        raise UserError(f"{path} does not hold a comma-separated list of steps")
+    return text
