@@ -110,6 +110,14 @@ def decode(data: bytes, model=None, *, layers: int | None = None, stop_step: int
     return Decoded(to_hwc(res.image), res)
 
 
+def _batch(images, loaded) -> np.ndarray:
+    """uint8 [N, C, H, W] from a non-empty batch of images in any form ``as_chw`` takes."""
+    batch = [as_chw(im, loaded.config.model.in_channels) for im in images]
+    if not batch:
+        raise UserError("no images given")
+    return np.stack(batch)
+
+
 def bits_per_dim(images, model="fmnist", *, steps: str | None = None, batch_size: int = 50,
                  seed: int = 0) -> dict:
     """The variational bound of a batch (uint8 [N, H, W] / [N, H, W, C], or a list of images), in
@@ -117,7 +125,7 @@ def bits_per_dim(images, model="fmnist", *, steps: str | None = None, batch_size
     from .evaluation.bpd import evaluate_bpd
 
     loaded = _model(model)
-    batch = np.stack([as_chw(im, loaded.config.model.in_channels) for im in images])
+    batch = _batch(images, loaded)
     return evaluate_bpd(loaded, batch, steps, batch_size, seed)
 
 
@@ -128,7 +136,7 @@ def fit_steps(images, model="fmnist", n: int = 100, *, batch_size: int = 50, see
     from .evaluation.spacing import fit_spacing
 
     loaded = _model(model)
-    batch = np.stack([as_chw(im, loaded.config.model.in_channels) for im in images])
+    batch = _batch(images, loaded)
     try:
         return fit_spacing(loaded, batch, n, batch_size, seed)
     except ValueError as exc:
@@ -142,7 +150,7 @@ def rd_curve(codec: str, images, out_dir, model="fmnist", *, steps: str | None =
 
     check_codecs([codec])
     loaded = _model(model)
-    batch = np.stack([as_chw(im, loaded.config.model.in_channels) for im in images])
+    batch = _batch(images, loaded)
     return evaluate_codec(codec, batch, Path(out_dir), loaded, steps)
 
 

@@ -83,6 +83,16 @@ def gather_rows(indices: np.ndarray, rows: list, n: int) -> list:
     return [ordered[i] for i in range(n)]
 
 
+def sum_across(tensor: torch.Tensor) -> torch.Tensor:
+    """A CPU tensor summed over every rank (itself for one process)."""
+    _, size = world()
+    if size > 1:
+        on = tensor.to("cuda") if torch.distributed.get_backend() == "nccl" else tensor.clone()
+        torch.distributed.all_reduce(on)
+        return on.cpu()
+    return tensor
+
+
 def image_noise(seed: int, indices, shape, device):
     """noise_fn(i) for a batch: each image's noise comes from its own generator, keyed by its index."""
     gens = [torch.Generator().manual_seed(seed * 1_000_003 + int(i)) for i in indices]

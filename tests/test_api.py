@@ -69,6 +69,12 @@ def test_fit_steps(tiny_store):
     assert bound["num_steps"] == 5 and np.isfinite(bound["total_bpd"])
     with pytest.raises(diffcodec.UserError, match="at least 2"):
         diffcodec.fit_steps(imgs, "tiny", 1)
+    # priced on the same x_t as bpd draws them, the whole chain's estimate is bpd's own bound
+    full = diffcodec.bits_per_dim(imgs, "tiny")
+    assert fit["estimate"](range(full["num_steps"])) == pytest.approx(full["total_bpd"], rel=1e-6)
+    for call in (diffcodec.fit_steps, diffcodec.bits_per_dim):
+        with pytest.raises(diffcodec.UserError, match="no images"):
+            call([], "tiny")
 
 
 def test_compressai_layout_both_ways(tiny_store, idx_dir, tmp_path):

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from diffcodec.core.schedules import named_betas, respace_betas, space_timesteps
+from diffcodec.errors import UserError
 
 
 def test_linear_matches_paper_endpoints():
@@ -65,3 +66,18 @@ def test_geometric_spacing(r):
     for bad in ("geo0", "geo100", "geox", "geo9c0", "geo9cx"):
         with pytest.raises(ValueError):
             space_timesteps(1000, bad)
+
+
+def test_step_list_files(tmp_path):
+    """A step file is read as a list: one number is one step (not a count), and trailing commas,
+    new lines and spaces are separators."""
+    from diffcodec.core.schedules import read_step_list
+
+    f = tmp_path / "steps.txt"
+    for text, kept in (("5", [5]), ("0,4,\n", [0, 4]), ("0 7\n99\n", [0, 7, 99])):
+        f.write_text(text)
+        assert space_timesteps(100, read_step_list(f)) == kept
+    for text in ("", ",\n", "0,x"):
+        f.write_text(text)
+        with pytest.raises(UserError, match="list of steps"):
+            read_step_list(f)

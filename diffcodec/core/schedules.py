@@ -104,14 +104,18 @@ def respace_betas(betas: np.ndarray, kept: list[int]) -> np.ndarray:
 
 
 def read_step_list(path) -> str:
-    """The comma-separated step list stored in a file (as `diffcodec fit-steps` writes it)."""
+    """The step list stored in a file (as `diffcodec fit-steps` writes it: numbers separated by
+    commas or white space), as a list spec: "5," for a file holding the one step 5, which a bare
+    "5" would read as a count."""
+    import re
     from pathlib import Path
 
     path = Path(path)
     try:
-        text = path.read_text().strip()
+        text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read step list {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    if not text or not all(v.strip().isdigit() for v in text.split(",")):
+    values = [v for v in re.split(r"[,\s]+", text) if v]
+    if not values or not all(v.isdigit() for v in values):
         raise UserError(f"{path} does not hold a comma-separated list of steps")
-    return text
+    return ",".join(values) + ("," if len(values) == 1 else "")

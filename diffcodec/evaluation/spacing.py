@@ -24,17 +24,22 @@ import numpy as np
 import torch
 
 from ..core.diffusion import LN2, VarianceType, discretized_gaussian_log_likelihood
-from ..distributed import image_noise
+from ..distributed import image_noise, my_indices, sum_across
 from ..io.pixels import to_model_tensor
 
 
-
-def _fraction(var_type: VarianceType, v: torch.Tensor | None, like: torch.Tensor, t: int) -> torch.Tensor:
-    """Where p_theta's log-variance sits between the posterior's (0) and beta's (1), per dimension
-    (a fixed large variance is the posterior's at step 0, as in the reference code)."""
+def _fraction(var_type: VarianceType, v: torch.Tensor | None, t: int):
+    """Where p_theta's log-variance sits between the posterior's (0) and beta's (1): a tensor per
+    dimension for a learned variance, else one number (a fixed large variance is the posterior's at
+    step 0, as in the reference code)."""
     if var_type is VarianceType.LEARNED_RANGE:
         return (v + 1.0) / 2.0
-    return torch.full_like(like, 1.0 if var_type is VarianceType.FIXED_LARGE and t > 0 else 0.0)
+    return 1.0 if var_type is VarianceType.FIXED_LARGE and t > 0 else 0.0
+
+
+def _sum_device(device: torch.device) -> torch.device:
+    """Where the float64 sums run: the network's device, unless it lacks float64 (Apple's MPS)."""
+    return torch.device("cpu") if device.type == "mps" else device
 
 
 def _jumps_from(t: int, abar: np.ndarray, f: torch.Tensor, err2: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -44,23 +49,27 @@ def _jumps_from(t: int, abar: np.ndarray, f: torch.Tensor, err2: torch.Tensor, c
     c = beta sqrt(abar_s) / (1 - abar_t) (the posterior mean's weight on x_0), a = log(beta / bt) and
     p's log-variance log bt + f a, the KL per dimension is
     0.5 (f a + exp(-f a) (1 + c^2 (x_0 - x0_hat)^2 / bt) - 1).
-    f, err2: [N, D] float64.
+    f, err2: [N, D] float64 on the device the sums run on; f is None for a fixed variance, whose
+    fraction is the same (``fixed``) in every dimension.
     """
     s = np.arange(t)
     beta = 1.0 - abar[t] / abar[s]
     bt = beta * (1.0 - abar[s]) / (1.0 - abar[t])
-    c2_over_bt = (beta * np.sqrt(abar[s]) / (1.0 - abar[t])) ** 2 / bt
-    a = np.log(beta / bt)
-    n, d = f.shape
-    out = torch.empty(t, dtype=torch.float64)
+    dev = err2.device
+    c2_over_bt = torch.from_numpy((beta * np.sqrt(abar[s]) / (1.0 - abar[t])) ** 2 / bt).to(dev)
+    a = torch.from_numpy(np.log(beta / bt)).to(dev)
+    n, d = err2.shape
+    if not isinstance(f, torch.Tensor):       # fixed variance: exp(-f a) is one number per jump
+        e = torch.exp(-f * a)
+        return (0.5 * (f * a * d + e * (d + c2_over_bt * err2.sum(1).mean()) - d)).cpu()
+    out = torch.empty(t, dtype=torch.float64, device=dev)
     f_sum = f.sum(1).mean()
     for lo in range(0, t, chunk):
-        aa = torch.from_numpy(a[lo:lo + chunk])
+        aa = a[lo:lo + chunk]
         e = torch.exp(-f[:, :, None] * aa)                       # [N, D, S]
         mass, weighted = e.sum(1).mean(0), (err2[:, :, None] * e).sum(1).mean(0)
-        cb = torch.from_numpy(c2_over_bt[lo:lo + chunk])
-        out[lo:lo + chunk] = 0.5 * (aa * f_sum + mass + cb * weighted - d)
-    return out
+        out[lo:lo + chunk] = 0.5 * (aa * f_sum + mass + c2_over_bt[lo:lo + chunk] * weighted - d)
+    return out.cpu()
 
 
 def _decoder_costs(abar: np.ndarray, x0: torch.Tensor, x0_hat: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
@@ -70,7 +79,7 @@ def _decoder_costs(abar: np.ndarray, x0: torch.Tensor, x0_hat: torch.Tensor, f0:
     beta_0 = 1 - abar_0 and bt is the posterior variance of the jump k_1 -> 0.
     """
     T = len(abar)
-    out = torch.full((T,), float("inf"), dtype=torch.float64)
+    out = torch.full((T,), float("inf"), dtype=torch.float64, device=x0.device)
     log_b0 = math.log(1.0 - abar[0])
     for t in range(1, T):
         beta = 1.0 - abar[t] / abar[0]
@@ -78,25 +87,29 @@ def _decoder_costs(abar: np.ndarray, x0: torch.Tensor, x0_hat: torch.Tensor, f0:
         log_var = f0 * log_b0 + (1.0 - f0) * log_bt
         ll = discretized_gaussian_log_likelihood(x0, x0_hat, 0.5 * log_var)
         out[t] = -ll.flatten(1).sum(1).mean()
-    return out
+    return out.cpu()
 
 
 def costs_at(diffusion, net, x0: torch.Tensor, t: int, x_t: torch.Tensor) -> torch.Tensor:
     """Bits per image, averaged over the batch, from one network call at (x_t, t) of the full chain:
     for t > 0 the KL of every jump t -> s (entry s, s < t); for t = 0 the decoder's L_0 for every k_1
-    (entry k_1 > 0). Shape [T]; unused entries are inf."""
+    (entry k_1 > 0). Shape [T], on the CPU; unused entries are inf."""
     T, abar = diffusion.num_timesteps, diffusion.alphas_cumprod
     tt = torch.full((x0.shape[0],), t, dtype=torch.long, device=x0.device)
     eps, v = diffusion.split_output(net(x_t, diffusion.model_t(tt)), x_t)
     x0_hat = diffusion.predict_xstart_from_eps(x_t, tt, eps).clamp(-1.0, 1.0)
-    f = _fraction(diffusion.var_type, v, x0_hat, t).double().cpu()
+    dev = _sum_device(x0.device)
+    f = _fraction(diffusion.var_type, v, t)
+    if isinstance(f, torch.Tensor):
+        f = f.to(dev, torch.float64)
     out = torch.full((T,), float("inf"), dtype=torch.float64)
     if t == 0:
-        out[1:] = _decoder_costs(abar, x0.double().cpu(), x0_hat.double().cpu(), f)[1:] / LN2
+        f0 = f if isinstance(f, torch.Tensor) else torch.full_like(x0, f, dtype=torch.float64, device=dev)
+        out[1:] = _decoder_costs(abar, x0.to(dev, torch.float64), x0_hat.to(dev, torch.float64), f0)[1:] / LN2
     else:
-        err2 = ((x0 - x0_hat) ** 2).double().flatten(1).cpu()
+        err2 = ((x0 - x0_hat) ** 2).to(dev, torch.float64).flatten(1)
         chunk = max(1, int(2e7 // err2.numel()))
-        out[:t] = _jumps_from(t, abar, f.flatten(1), err2, chunk) / LN2
+        out[:t] = _jumps_from(t, abar, f.flatten(1) if isinstance(f, torch.Tensor) else f, err2, chunk) / LN2
     return out
 
 
@@ -106,32 +119,34 @@ def jump_costs(loaded, images: np.ndarray, batch_size: int = 50, seed: int = 0, 
 
     Returns ``jumps`` [T, T] (entry [t, s], s < t: the KL of jumping from step t to s; inf elsewhere),
     ``decoder`` [T] (L_0 when k_1 = t), ``prior`` (L_T, bits per image) and ``dims``. Each image's
-    x_t are drawn as ``bpd`` draws them for the full chain. ``progress(n)`` is called after each
+    x_t are drawn as ``bpd`` draws them for the full chain. Under torchrun each rank prices its share
+    of the images and the sums are added up on every rank. ``progress(n)`` is called after each
     step of each batch of images.
     """
     diffusion = loaded.diffusion(None)
     T = diffusion.num_timesteps
     dims = int(np.prod(images.shape[1:]))
-    jumps = torch.zeros(T, T, dtype=torch.float64)
+    jumps = torch.zeros(T, T, dtype=torch.float64)     # sums over this rank's images
     decoder = torch.zeros(T, dtype=torch.float64)
-    prior = 0.0
-    for start in range(0, len(images), batch_size):
-        idx = np.arange(start, min(start + batch_size, len(images)))
-        w = len(idx) / len(images)
+    prior = torch.zeros(1, dtype=torch.float64)
+    mine = my_indices(len(images))
+    for start in range(0, len(mine), batch_size):
+        idx = mine[start:start + batch_size]
         x0 = to_model_tensor(images[idx]).to(loaded.device)
         noise = image_noise(seed, idx, x0.shape[1:], loaded.device)
-        prior += w * float(diffusion.prior_bpd(x0).mean()) * dims
+        prior += float(diffusion.prior_bpd(x0).sum()) * dims
         for t in reversed(range(T)):
             tt = torch.full((len(idx),), t, dtype=torch.long, device=x0.device)
-            row = costs_at(diffusion, loaded.net, x0, t, diffusion.q_sample(x0, tt, noise(t)))
+            row = len(idx) * costs_at(diffusion, loaded.net, x0, t, diffusion.q_sample(x0, tt, noise(t)))
             if t == 0:
-                decoder += w * row
+                decoder += row
             else:
-                jumps[t] += w * row
+                jumps[t] += row
             if progress:
                 progress(1)
+    jumps, decoder, prior = (sum_across(v) / len(images) for v in (jumps, decoder, prior))
     jumps[0] = float("inf")
-    return {"jumps": jumps.numpy(), "decoder": decoder.numpy(), "prior": prior, "dims": dims}
+    return {"jumps": jumps.numpy(), "decoder": decoder.numpy(), "prior": float(prior), "dims": dims}
 
 
 def best_spacing(jumps: np.ndarray, decoder: np.ndarray, n: int) -> tuple[list[int], float]:
