@@ -168,21 +168,19 @@ def info(infile, as_json, model_name):
     """Show a .dfc file's header and layer table."""
     from diffcodec import api
     from diffcodec.container.format import Container
-    from diffcodec.training.store import native_size_for
+    from diffcodec.training.store import profile_for
 
     data = _read_bytes(infile)
     loaded = api.load_model(model_name) if model_name else None
     container = Container.from_bytes(data, loaded.keys if loaded else None)
     name = container.header.model_name or None
-    native = None
-    if container.header.native and name:
-        native = loaded.native_size if loaded else native_size_for(name)
-    doc = {"file": infile, "bytes": len(data), **container.describe(native), "model": name}
+    profile = (loaded.profile if loaded else profile_for(name)) if name else None
+    doc = {"file": infile, "bytes": len(data), **container.describe(profile), "model": name}
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
     d = {**doc, "model": name or "unknown (no complete layer)"}
-    size = f"{d['width']}x{d['height']}x{d['channels']}" if d["height"] else f"native size x{d['channels']}"
+    size = f"{d['width']}x{d['height']}x{d['channels']}" if d["height"] else "native size"
     click.echo(f"{infile}: {len(data)} bytes, .dfc v{d['format_version']}, {size}, "
                f"model {d['model']} (sha256 {(d['model_sha256'] or '-')[:8]}), backend {d['backend']}, steps {d['steps']}, seed {d['seed']}"
                + ("" if d["complete"] else ", TRUNCATED"))

@@ -97,7 +97,7 @@ def decode(data: bytes, model=None, *, layers: int | None = None, stop_step: int
     if not container.layers:
         raise FormatError("the file holds no complete layer: it is truncated or corrupt")
     loaded = loaded or _model(container.header.model_name)
-    if registry.get(container.header.backend).kind == "masking":
+    if registry.get(container.header.for_model(loaded.profile).backend).kind == "masking":
         from .coding import reveal
 
         if not loaded.is_masking:

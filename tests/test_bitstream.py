@@ -1,6 +1,9 @@
+from dataclasses import replace
+
 import pytest
 
-from diffcodec.container.format import Container, FormatError, Header, Layer, put_varint, _Reader
+from diffcodec.container.format import (Container, FormatError, Header, Layer, ModelProfile, put_varint,
+                                        _Reader)
 
 KEY = bytes(range(32))            # a model's key: the sha256 digest of its weights
 KEYS = {"m": KEY, "other": bytes(range(1, 33))}
@@ -46,11 +49,42 @@ def test_native_size_is_the_models():
     c = make(native=True)
     back = Container.from_bytes(c.to_bytes(), KEYS)
     assert (back.header.height, back.header.width) == (0, 0) and back.header.native
-    assert back.header.with_native_size(28) == c.header
+    profile = ModelProfile(28, 1, "gaussian")
+    assert back.header.for_model(profile) == c.header
     assert back.describe()["layers"][0]["cumulative_bpp"] is None
-    assert back.describe(28)["layers"] == c.describe()["layers"]
+    assert back.describe(profile)["layers"] == c.describe()["layers"]
     with pytest.raises(ValueError):
         make(native=True, width=30).to_bytes()
+
+
+def test_a_file_at_its_models_defaults_is_compact():
+    """Native size, the backend "auto" picks, its default steps and parameters, seed 0 and no
+    lossless layer: one byte (0xD9) replaces magic and flags, and the model that passes the first
+    check fills the fields in; 4 bytes of header for one layer, 8 for two. Anything else is the
+    long form."""
+    for backend, steps, size, channels in (("rcc", "geo9", 28, 1), ("tuqrcc", "quad14", 64, 3)):
+        kw = dict(backend=backend, steps_spec=steps, seed=0, lossless=False, native=True, auto=True,
+                  height=size, width=size, channels=channels)
+        one, two = make(layers=((5, b"abc"),), **kw), make(layers=((5, b"abc"), (6, b"de")), **kw)
+        assert (one.header_size(), two.header_size()) == (4, 8)
+        for c in (one, two):
+            data = c.to_bytes()
+            back = Container.from_bytes(data, KEYS)
+            assert data[0] == 0xD9 and back.header.compact() and back.to_bytes() == data
+            assert (back.header.channels, back.header.backend) == (0, "")
+            assert back.header.for_model(ModelProfile(size, channels, "gaussian")) == c.header
+        for change in (dict(seed=1), dict(lossless=True), dict(steps_spec="geo13"), dict(auto=False)):
+            long = make(layers=((5, b"abc"),), **{**kw, **change})
+            assert long.to_bytes()[0] == 0xD8 and not long.header.compact()
+            back = Container.from_bytes(long.to_bytes(), KEYS).header
+            assert back.for_model(ModelProfile(size, channels, "gaussian")) == replace(long.header, auto=False)
+
+
+def test_a_step_list_of_any_length_fits():
+    """The step spec's length is a varint: a 100-step list (about 370 bytes) round-trips."""
+    spec = ",".join(str(t) for t in range(0, 1000, 10))
+    c = make(steps_spec=spec)
+    assert Container.from_bytes(c.to_bytes(), KEYS).header.steps_spec == spec
 
 
 def test_a_cut_one_layer_file_is_an_error():
@@ -101,8 +135,8 @@ def test_corruption_is_detected():
             assert back.layers == [] and not back.complete
 
 
-@pytest.mark.parametrize("version", [3, 4, 5, 6])
-def test_versions_3_to_6_are_refused_clearly(version):
+@pytest.mark.parametrize("version", [3, 4, 5, 6, 7])
+def test_versions_3_to_7_are_refused_clearly(version):
     data = bytearray(make().to_bytes())
     data[0] = 0xD0 | version
     with pytest.raises(FormatError, match=f"format version {version}, from an older diffcodec"):
@@ -113,8 +147,8 @@ def test_not_ours_and_wrong_version():
     with pytest.raises(FormatError, match="not a diffcodec"):
         Container.from_bytes(b"\x89PNG\r\n\x1a\n....", KEYS)
     data = bytearray(make().to_bytes())
-    data[0] = 0xD9
-    with pytest.raises(FormatError, match="unsupported .dfc format version 9"):
+    data[0] = 0xDA
+    with pytest.raises(FormatError, match="unsupported .dfc format version 10"):
         Container.from_bytes(bytes(data), KEYS)
 
 

@@ -1,8 +1,8 @@
 """The .dfc format is a contract: a frozen file must keep decoding to the same pixels.
 
 tests/data/golden_fmnist.dfc is models/fmnist/example.png encoded with the default settings
-(format version 7). golden_v2_fmnist.dfc to golden_v6_fmnist.dfc are the
-same image in format versions 2 to 6, which this version must refuse with a clear message. After a deliberate
+(format version 8, in its compact form). golden_v2_fmnist.dfc to golden_v7_fmnist.dfc are the
+same image in format versions 2 to 7, which this version must refuse with a clear message. After a deliberate
 format change (a new version) or a new shipped `fmnist`, regenerate it with
 `python tests/data/make_golden.py` and commit both files in tests/data/.
 """
@@ -18,7 +18,7 @@ sys.path.insert(0, str(DATA))
 from make_golden import DFC, EXPECTED, MODEL_DIR, PIXELS, pixels_sha256  # noqa: E402
 
 from diffcodec.coding.progressive import decode_container  # noqa: E402
-from diffcodec.container.format import VERSION, Container  # noqa: E402
+from diffcodec.container.format import MAGIC, VERSION, Container  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +36,10 @@ def fmnist():
 def test_golden_file_parses_and_reserializes_byte_for_byte(golden, fmnist):
     data, expected = golden
     c = Container.from_bytes(data, fmnist.keys)
-    assert data[0] & 15 == VERSION == expected["format_version"]
+    assert data[0] == MAGIC + 1 and VERSION == expected["format_version"]   # the compact form
     assert len(data) == expected["bytes"] and c.complete
-    assert (c.header.backend, c.header.steps_spec) == (expected["backend"], expected["steps"])
+    h = c.header.for_model(fmnist.profile)
+    assert (h.backend, h.steps_spec) == (expected["backend"], expected["steps"])
     assert c.to_bytes() == data
 
 
@@ -58,7 +59,7 @@ def test_golden_file_decodes_to_the_same_pixels(golden, fmnist):
     assert diff.max() <= 2 and np.mean(diff > 0) < 0.02
 
 
-@pytest.mark.parametrize("version", [2, 3, 4, 5, 6])
+@pytest.mark.parametrize("version", [2, 3, 4, 5, 6, 7])
 def test_older_golden_files_are_refused_clearly(version):
     from diffcodec.container.format import FormatError
 

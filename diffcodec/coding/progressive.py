@@ -266,7 +266,8 @@ def encode_image(loaded, image: np.ndarray, backend: str = registry.AUTO, steps:
     model = _open_chain(loaded, steps, (C, H, W))
     N, D = model.num_steps, C * H * W
     header = Header(loaded.name, loaded.key, H, W, C, backend, str(steps),
-                    seed, lossless, coder.params(), H == W == loaded.native_size)
+                    seed, lossless, coder.params(), H == W == loaded.native_size,
+                    auto=backend == resolve_backend(registry.AUTO, image.shape))
     records, step_ops, out = _send_chain(model, coder, image, seed, stop_step, wanted, progress)
     note = ""
     best = max((r.psnr for r in records), default=0.0)
@@ -354,7 +355,7 @@ def decode_container(loaded, container: Container, layers: int | None = None,
     x0_hat preview (uint8, flat) after each decoded step k = 1, 2, ..."""
     t_start = time.perf_counter()
     check_model(loaded, container)
-    h = container.header.with_native_size(loaded.native_size)
+    h = container.header.for_model(loaded.profile)
     if reconstruct not in RECONSTRUCTIONS:
         raise UserError(f"unknown reconstruction {reconstruct!r}; use {', '.join(RECONSTRUCTIONS)}")
     if h.channels != loaded.config.model.in_channels:

@@ -167,7 +167,7 @@ def decode_container(loaded, container, layers: int | None = None, progress=None
 
     t0 = time.perf_counter()
     check_model(loaded, container)
-    h = container.header.with_native_size(loaded.native_size)
+    h = container.header.for_model(loaded.profile)
     md = loaded.masking()
     if (h.channels, h.height, h.width) != md.shape:
         raise FormatError("header image size does not match the model")

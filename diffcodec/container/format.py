@@ -1,18 +1,23 @@
 """The .dfc container: bytes only, no torch (``from_bytes`` reads the model store's keys when it is
 given none, which imports it).
 
-Layout, format version 7 (integers are LEB128 varints unless a width is given):
+Layout, format version 8 (integers are LEB128 varints unless a width is given):
 
-    0xD7 (magic 0xD0 | version) | flags (1 byte)
+    0xD8 (magic 0xD0 | version) | flags (1 byte)
     | [height, unless the native flag] | [width, unless the square or native flag]
-    | [if the extended flag: steps spec length (1 byte), steps spec (ASCII), seed, params length,
-    params]
+    | [if the extended flag: steps spec length, steps spec (ASCII), seed, params length, params]
     | layer table: per layer, steps << 1 | (1 if another layer follows), then its byte length
     (omitted for a file of one layer: the layer is the rest of the file)
     | the first layer's check: a CRC-16 (2 bytes, big-endian) of the model's key (the 32-byte
     sha256 of its weights), the header bytes above and the first layer's bytes
     | one CRC-8 per later layer
     | layer payloads, concatenated
+
+or, for a file at its model's defaults (a square image of the model's native size and channels,
+the backend that "auto" picks for it, that backend's default steps and parameters, seed 0, no
+lossless layer), the compact form: 0xD9 | layer table | checks | payloads. Its header is filled
+in from the model that passes the first layer's check (``Header.for_model``). An older diffcodec
+reads 0xD9 as "format version 9" and refuses it as newer.
 
 flags: bit 0 RGB (else grayscale), bit 1 the last layer is a lossless layer for x_0, bit 2
 extended fields present (otherwise: the backend's default steps, seed 0, default parameters),
@@ -29,8 +34,8 @@ the reader finds the model as the one key (of the registered models, or of the m
 that makes the check pass. A file made with other weights fails it like a damaged one, with odds
 of 1 in 65536 of passing, as a 2-byte tag had (version 6 stored a 2-byte tag and checked the first
 layer with a CRC-8: 1 byte more for the same odds against other weights and 1 in 256 against
-damage). A 28x28 file of the fmnist model at default settings has a header of 5 bytes for one
-layer and 4 + 3 per layer for more. A one-layer file has no stored length, so a cut (or bytes
+damage). A 28x28 file of the fmnist model at default settings has a header of 4 bytes for one
+layer and 3 + 3 per layer for more. A one-layer file has no stored length, so a cut (or bytes
 appended) is caught by its CRC-16 alone: all but about 1 in 65536 cuts.
 
 The lossy layers are consecutive slices of one range-coded stream: layer k ends at the shortest
@@ -40,20 +45,23 @@ Version 1 and 2 files (which began with b"DF") and version 3 to 6 files are refu
 message (version 5 changed only the default chain of the tuq backend, which a version 4 file
 implies; version 6 added the native-size flag, dropped the length of a one-layer file's layer,
 and the header checksum of files of several layers, whose first layer's CRC now covers the header;
-version 7 dropped the model tag for the keyed CRC-16).
+version 7 dropped the model tag for the keyed CRC-16; version 8 added the compact form and made
+the step spec's length a varint, so a step list of any length fits).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from ..coding import registry
 from ..errors import UserError
 from ..io.checksums import crc8, crc16
 
-VERSION = 7   # 7: no model tag, the first layer's CRC-16 keyed with the weights' sha256 (6: native
+VERSION = 8   # 8: the compact form for a model's defaults, the step spec's length a varint; 7: no model tag, the first layer's CRC-16 keyed with the weights' sha256 (6: native
               # size flag, implied length of a one-layer file's layer; 5: tuq's default chain quad10;
               # 4: no layer count, no header checksum on one-layer files; 3: one range stream)
 MAGIC = 0xD0 | VERSION
+COMPACT = MAGIC + 1      # the compact form (a file at its model's defaults), also version 8
 OLD_MAGIC = b"DF"        # versions 1 and 2
 KEY_BYTES = 32           # a model's key: the sha256 digest of its weights
 F_RGB, F_LOSSLESS, F_EXTENDED, F_SQUARE, F_NATIVE = 1, 2, 4, 64, 128
@@ -117,6 +125,14 @@ class _Reader:
                 raise FormatError("corrupt header (varint too long)")
 
 
+class ModelProfile(NamedTuple):
+    """What a file at its model's defaults leaves to the model: its native size (the side of its
+    training crop), channels, and kind ("gaussian" or "masking", which "auto" backends differ by)."""
+    native_size: int
+    channels: int
+    kind: str
+
+
 @dataclass
 class Layer:
     steps: int      # coded steps in this layer (0 for the lossless layer)
@@ -136,11 +152,26 @@ class Header:
     lossless: bool = False
     params: bytes = b""
     native: bool = False       # a square image of the model's native size, which is not stored
+    auto: bool = False         # the backend is the one "auto" picks for this image and model: with
+                               # the other defaults, the file takes the compact form; as read from
+                               # one, channels and backend are 0 and "" until ``for_model``
 
-    def with_native_size(self, size: int) -> "Header":
-        """This header with a native-size file's height and width (read as 0) set to ``size``, the
-        decoding model's ``native_size``."""
-        return replace(self, height=size, width=size) if self.native else self
+    def for_model(self, profile: ModelProfile) -> "Header":
+        """This header with what the file leaves to its model filled in from the model's profile:
+        a native-size file's height and width (read as 0), and a compact file's channels, backend
+        and steps."""
+        h = replace(self, height=profile.native_size, width=profile.native_size) if self.native else self
+        if self.auto and not self.backend:
+            coder = registry.choose(registry.AUTO, profile.channels * profile.native_size ** 2, profile.kind)
+            h = replace(h, channels=profile.channels, backend=coder.name, steps_spec=coder.default_steps)
+        return h
+
+    def compact(self) -> bool:
+        """Whether the file takes the compact form (everything at its model's defaults; a header
+        read from a compact file, not yet filled in by ``for_model``, is one)."""
+        if self.auto and not self.backend:
+            return True
+        return self.native and self.auto and not self.lossless and not self.extended()
 
     def extended(self) -> bool:
         """Whether any field differs from what the flags imply (default steps, seed 0, no params)."""
@@ -158,25 +189,28 @@ class Container:
 
     def to_bytes(self) -> bytes:
         h = self.header
-        if h.channels not in (1, 3):
+        if h.channels not in (1, 3) and not h.compact():
             raise ValueError("channels must be 1 or 3")
         spec = h.steps_spec.encode("ascii")
-        if len(spec) > 255 or len(h.model_key) != KEY_BYTES:
-            raise ValueError(f"steps spec too long, or model key not {KEY_BYTES} bytes")
-        flags = ((F_RGB if h.channels == 3 else 0) | (F_LOSSLESS if h.lossless else 0)
-                 | (F_EXTENDED if h.extended() else 0) | (registry.get(h.backend).wire_id << 3)
-                 | (F_SQUARE if h.height == h.width else 0) | (F_NATIVE if h.native else 0))
+        if len(h.model_key) != KEY_BYTES:
+            raise ValueError(f"model key not {KEY_BYTES} bytes")
         if h.native and h.height != h.width:
             raise ValueError("a native-size image is square")
-        out = bytearray([MAGIC, flags])
-        if not h.native:
-            put_varint(out, h.height)
-            if h.height != h.width:
-                put_varint(out, h.width)
-        if flags & F_EXTENDED:
-            out.append(len(spec)); out += spec
-            put_varint(out, h.seed)
-            put_varint(out, len(h.params)); out += h.params
+        if h.compact():
+            out = bytearray([COMPACT])
+        else:
+            flags = ((F_RGB if h.channels == 3 else 0) | (F_LOSSLESS if h.lossless else 0)
+                     | (F_EXTENDED if h.extended() else 0) | (registry.get(h.backend).wire_id << 3)
+                     | (F_SQUARE if h.height == h.width else 0) | (F_NATIVE if h.native else 0))
+            out = bytearray([MAGIC, flags])
+            if not h.native:
+                put_varint(out, h.height)
+                if h.height != h.width:
+                    put_varint(out, h.width)
+            if flags & F_EXTENDED:
+                put_varint(out, len(spec)); out += spec
+                put_varint(out, h.seed)
+                put_varint(out, len(h.params)); out += h.params
         if not self.layers:
             raise ValueError("a file holds at least one layer")
         last = len(self.layers) - 1
@@ -210,22 +244,13 @@ class Container:
             raise FormatError("not a diffcodec (.dfc) file")
         if data[0] & 15 < VERSION:
             raise _older(data[0] & 15)
-        if data[0] != MAGIC:
+        if data[0] not in (MAGIC, COMPACT):
             raise FormatError(f"unsupported .dfc format version {data[0] & 15} (this diffcodec reads {VERSION})")
         r = _Reader(data)
-        r.take(1)
-        flags = r.byte()
-        coder = registry.by_wire_id((flags >> 3) & 7)
-        native = bool(flags & F_NATIVE)
-        if coder is None or (native and not flags & F_SQUARE):
-            raise FormatError("corrupt header (bad flags)")
-        height = 0 if native else r.varint()
-        width = height if flags & F_SQUARE else r.varint()
-        spec, seed, params = coder.default_steps.encode(), 0, b""
-        if flags & F_EXTENDED:
-            spec = r.take(r.byte())
-            seed = r.varint()
-            params = r.take(r.varint())
+        if r.byte() == COMPACT:
+            header = Header("", b"", 0, 0, 0, "", "", 0, native=True, auto=True)
+        else:
+            header = _long_header(r)
         table, more = [], 1
         while more:
             if len(table) >= 1 << 20:
@@ -236,13 +261,6 @@ class Container:
         head = data[:r.pos]
         first_check = r.take(2)
         crcs = r.take(len(table) - 1)
-        if not native and (not 0 < height <= 1 << 16 or not 0 < width <= 1 << 16):
-            raise FormatError("corrupt header (image size)")
-        try:
-            header = Header("", b"", height, width, 3 if flags & F_RGB else 1, coder.name,
-                            spec.decode("ascii"), seed, bool(flags & F_LOSSLESS), params, native)
-        except UnicodeDecodeError:
-            raise FormatError("corrupt header (text fields)") from None
         layers, pos, complete = [], r.pos, True
         for k, (steps, length) in enumerate(table):
             chunk = data[pos:] if length is None else data[pos:pos + length]
@@ -259,10 +277,11 @@ class Container:
             raise FormatError(f"{len(data) - pos} unexpected bytes after the last layer")
         return cls(header, layers, complete, r.pos, len(table))
 
-    def describe(self, native_size: int | None = None) -> dict:
+    def describe(self, profile: ModelProfile | None = None) -> dict:
         """The header's fields and the layer table (with cumulative bytes and bits per pixel);
-        ``native_size``: the model's, for a native-size file (its bits per pixel are None without)."""
-        h = self.header.with_native_size(native_size) if native_size else self.header
+        ``profile``: the model's, for what a native-size or compact file leaves to it (without it
+        those fields, and the bits per pixel, are None)."""
+        h = self.header.for_model(profile) if profile else self.header
         hdr = self.header_size()
         rows, total = [], hdr
         for i, layer in enumerate(self.layers):
@@ -271,9 +290,34 @@ class Container:
                          "bytes": len(layer.data), "cumulative_bytes": total,
                          "cumulative_bpp": 8 * total / (h.height * h.width) if h.height else None})
         return {"format_version": VERSION, "model": h.model_name or None, "model_sha256": h.model_key.hex() or None,
-                "height": h.height or None, "width": h.width or None, "channels": h.channels, "backend": h.backend,
-                "steps": h.steps_spec, "seed": h.seed, "lossless_layer": h.lossless, "params": h.params.hex(),
+                "height": h.height or None, "width": h.width or None, "channels": h.channels or None,
+                "backend": h.backend or None, "steps": h.steps_spec or None, "compact": h.compact(),
+                "seed": h.seed, "lossless_layer": h.lossless, "params": h.params.hex(),
                 "native": h.native, "header_bytes": hdr, "complete": self.complete, "layers": rows}
+
+
+def _long_header(r: _Reader) -> Header:
+    """The fields of a long-form header after its magic byte (flags, size, extended fields)."""
+    flags = r.byte()
+    coder = registry.by_wire_id((flags >> 3) & 7)
+    native = bool(flags & F_NATIVE)
+    if coder is None or (native and not flags & F_SQUARE):
+        raise FormatError("corrupt header (bad flags)")
+    height = 0 if native else r.varint()
+    width = height if flags & F_SQUARE else r.varint()
+    if not native and (not 0 < height <= 1 << 16 or not 0 < width <= 1 << 16):
+        raise FormatError("corrupt header (image size)")
+    spec, seed, params = coder.default_steps.encode(), 0, b""
+    if flags & F_EXTENDED:
+        spec = r.take(r.varint())
+        seed = r.varint()
+        params = r.take(r.varint())
+    try:
+        spec = spec.decode("ascii")
+    except UnicodeDecodeError:
+        raise FormatError("corrupt header (text fields)") from None
+    return Header("", b"", height, width, 3 if flags & F_RGB else 1, coder.name, spec, seed,
+                  bool(flags & F_LOSSLESS), params, native)
 
 
 def _identify(header: Header, head: bytes, first: bytes, check: bytes, one_layer: bool,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from ..container.format import ModelProfile
 from ..core.diffusion import GaussianDiffusion
 from ..io.files import sha256_file
 from ..nets import UNet
@@ -88,6 +89,11 @@ class LoadedModel:
     def native_size(self) -> int:
         """Side of the square images a .dfc file stores without their size: the training crop."""
         return self.config.data.crop
+
+    @property
+    def profile(self) -> ModelProfile:
+        """What a .dfc file at this model's defaults leaves to it (see ``Header.for_model``)."""
+        return _profile(self.config)
 
     @property
     def device(self) -> torch.device:
@@ -178,12 +184,17 @@ def model_keys(root: Path | None = None) -> dict[str, bytes]:
     return keys
 
 
-def native_size_for(name: str, root: Path | None = None) -> int:
-    """A registered model's ``native_size``, from its config alone (no weights loaded)."""
+def _profile(config: Config) -> ModelProfile:
+    return ModelProfile(config.data.crop, config.model.in_channels,
+                        "masking" if config.diffusion.kind == "masking" else "gaussian")
+
+
+def profile_for(name: str, root: Path | None = None) -> ModelProfile:
+    """A registered model's ``profile``, from its config alone (no weights loaded)."""
     root = root or models_dir()
     doc, _ = _read(root / read_index(root)[name]["dir"] / "config.json", None, f"model {name}: cannot read its config")
     try:
-        return Config.from_dict(doc["config"]).data.crop
+        return _profile(Config.from_dict(doc["config"]))
     except (ConfigError, KeyError) as e:
         raise ModelError(f"model {name}: {e}") from None
 
