@@ -72,7 +72,7 @@ def main() -> None:
     print(f"Li & El Gamal exponent {old:.4f}: {base:.0f} bits ({base / len(j):.3f} per chunk)")
     now = code_bits(j, rcc.ZIPF_EXPONENT, coder.count)
     print(f"in use, {rcc.ZIPF_EXPONENT:.4f}: {now:.0f} bits ({100 * (now / base - 1):+.2f}%)")
-    grid = np.round(np.arange(0.80, 1.201, 0.025), 3)
+    grid = np.round(np.arange(0.60, 1.201, 0.025), 3)
     costs = [code_bits(j, s, coder.count) for s in grid]
     for s, c in zip(grid, costs):
         print(f"  s = {s:.3f}: {100 * (c / base - 1):+6.2f}%")

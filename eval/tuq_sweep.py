@@ -42,11 +42,11 @@ def main() -> None:
                     help="space-separated threshold:steps pairs")
     ap.add_argument("--backend", default="tuq", help="tuq, or tuqrcc (tuq with rcc for low-KL bands)")
     ap.add_argument("--aim-slopes", default=None,
-                    help="comma-separated values of rcc.AIM_SLOPE to run every setting with (tuqrcc's "
-                         "rcc bands; default: the shipped value)")
+                    help="comma-separated aims past q (rcc.AIM_SLOPE) for tuqrcc's rcc bands to run every "
+                         "setting with (default: tuqrcc.RCC_AIM_SLOPE, the shipped value)")
     args = ap.parse_args()
 
-    from diffcodec.coding import rcc, registry
+    from diffcodec.coding import registry, tuqrcc
     from diffcodec.evaluation import rd_curves
     from diffcodec.training.store import load_model
 
@@ -61,9 +61,9 @@ def main() -> None:
         print(f"photo model, {len(images)} crops 256x256 of {kind} photos {', '.join(names)}")
         print(f"backend {args.backend}")
         print("threshold  steps    aim slope  BD vs JPEG   bpp at 25 / 30 / 35 / 40 / 45 dB")
-        slopes = [float(v) for v in args.aim_slopes.split(",")] if args.aim_slopes else [rcc.AIM_SLOPE]
+        slopes = [float(v) for v in args.aim_slopes.split(",")] if args.aim_slopes else [tuqrcc.RCC_AIM_SLOPE]
         for slope in slopes:
-            rcc.AIM_SLOPE = slope    # read when the coder builds its rcc part
+            tuqrcc.RCC_AIM_SLOPE = slope    # read when the coder builds its rcc part
             for setting in args.settings.split():
                 threshold, steps = setting.split(":")
                 doc = rd_curves.evaluate_codec(args.backend, images, out, loaded, steps, per_image=False,
