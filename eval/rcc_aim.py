@@ -4,7 +4,8 @@
 
 Truncated ordered random coding pulls each chunk's sample back towards p; rcc's encoder counters
 that by weighing its candidates against a target a times q's shift from p (``rcc.RCCCoder.aim``).
-For each rule (``slope:A``, a = 1 + A c for a chunk of c bits, as rcc does; ``const:a``) the
+For each rule (``const:a``, as rcc does with a = ``rcc.AIM``; ``slope:A``, a = 1 + A c for a
+chunk of c bits) the
 whole rcc curve of every image is coded as real files (``eval rd``'s stopping points) and its
 BD-rate against the ideal T = 1000 curve of the same images (20-50 dB) is printed at three
 stages: the coded path's own KL, the coder's symbols, and the files. Test images are not used,
@@ -29,13 +30,13 @@ def main() -> None:
     from diffcodec.io.datasets import images_for_model
     from diffcodec.training.store import load_model
 
-    class Constant(RCCCoder):
-        def __init__(self, a: float):
+    class Sloped(RCCCoder):
+        def __init__(self, slope: float):
             super().__init__()
-            self.a = a
+            self.slope = slope
 
         def aim(self, chunk_bits: float) -> float:
-            return self.a
+            return 1.0 + self.slope * chunk_bits
 
     loaded = load_model("fmnist")
     images = images_for_model(loaded.config.data, 1, args.data, "train", limit=args.limit)
@@ -47,7 +48,7 @@ def main() -> None:
               " then the full-rate file (bits/dim, PSNR)")
         for rule in args.rules.split():
             kind, value = rule.split(":")
-            coder = RCCCoder(aim_slope=float(value)) if kind == "slope" else Constant(float(value))
+            coder = Sloped(float(value)) if kind == "slope" else RCCCoder(aim=float(value))
             docs = {"ideal": ideal, "rcc": rd_curves.evaluate_codec("rcc", images, out, loaded, per_image=False,
                                                                    coder=coder)}
             rd_curves.add_bd(docs, "ideal")

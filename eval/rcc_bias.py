@@ -13,8 +13,8 @@ the probability of the small indices in a bucket over the whole bucket, so the e
 upper estimate of H(J), not a lower bound: the best fixed index code could pay somewhat less.
 Read H(J) - KL as the approximate per-chunk price of ordered random coding.
 
-``--aim-slope A`` selects as rcc's encoder does, against a target shifted a = 1 + A KL (bits)
-times as far (``rcc.AIM_SLOPE``; 0, the default here, is the plain selection of q).
+``--aim A`` selects as rcc's encoder does, against a target shifted A times as far as q's
+(``rcc.AIM``; 1, the default here, is the plain selection of q).
 """
 from __future__ import annotations
 
@@ -38,14 +38,14 @@ def main():
     ap.add_argument("--trials", type=int, default=2000)
     ap.add_argument("--log2-k", type=int, default=12)
     ap.add_argument("--chunk-bits", type=int, default=8, help="chunk size the Zipf law is tuned for")
-    ap.add_argument("--aim-slope", type=float, default=0.0, help="aim past q as rcc's encoder does")
+    ap.add_argument("--aim", type=float, default=1.0, help="aim past q as rcc's encoder does")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     K = 1 << args.log2_k
     s = 1.0 + 1.0 / (args.chunk_bits * math.log(2) + math.exp(-1) * math.log(math.e + 1))
     zipf = zipf_table(K, s)
     print(f"K = 2^{args.log2_k}, Zipf law for {args.chunk_bits}-bit chunks, {args.trials} trials"
-          + (f", aim slope {args.aim_slope:g}" if args.aim_slope else ""))
+          + (f", aim {args.aim:g}" if args.aim != 1.0 else ""))
     print(f"{'KL bits':>8} {'mean ratio':>10} {'variance':>9} {'Zipf bits':>10} {'H(J) bits':>10} {'H(J)/KL':>8}")
     for kl_bits in (1, 2, 4, 6, 8, 10, 12):
         if kl_bits > args.log2_k:
@@ -54,8 +54,7 @@ def main():
         proj, J = np.empty(args.trials), np.empty(args.trials, np.int64)
         for i in range(args.trials):
             z = rng.standard_normal(K)
-            aim = 1.0 + args.aim_slope * kl_bits
-            j = int(np.argmax(aim * norm_m * z - np.log(np.cumsum(rng.exponential(size=K)))))
+            j = int(np.argmax(args.aim * norm_m * z - np.log(np.cumsum(rng.exponential(size=K)))))
             proj[i], J[i] = z[j], j
         h = index_entropy(J)
         print(f"{kl_bits:8d} {proj.mean() / norm_m:10.3f} {proj.var():9.3f} "

@@ -41,9 +41,9 @@ def main() -> None:
     ap.add_argument("--settings", default="0.5:quad15 0.25:quad15 0.25:quad12 0.25:quad10 0.25:quad8",
                     help="space-separated threshold:steps pairs")
     ap.add_argument("--backend", default="tuq", help="tuq, or tuqrcc (tuq with rcc for low-KL bands)")
-    ap.add_argument("--aim-slopes", default=None,
-                    help="comma-separated aims past q (rcc.AIM_SLOPE) for tuqrcc's rcc bands to run every "
-                         "setting with (default: tuqrcc.RCC_AIM_SLOPE, the shipped value)")
+    ap.add_argument("--aims", default=None,
+                    help="comma-separated aims past q (factors, as rcc.AIM) for tuqrcc's rcc bands to run "
+                         "every setting with (default: tuqrcc.RCC_AIM, the shipped value)")
     args = ap.parse_args()
 
     from diffcodec.coding import registry, tuqrcc
@@ -60,10 +60,10 @@ def main() -> None:
         kind = "held-out" if set(names) <= held else "training" if held.isdisjoint(names) else "mixed"
         print(f"photo model, {len(images)} crops 256x256 of {kind} photos {', '.join(names)}")
         print(f"backend {args.backend}")
-        print("threshold  steps    aim slope  BD vs JPEG   bpp at 25 / 30 / 35 / 40 / 45 dB")
-        slopes = [float(v) for v in args.aim_slopes.split(",")] if args.aim_slopes else [tuqrcc.RCC_AIM_SLOPE]
-        for slope in slopes:
-            tuqrcc.RCC_AIM_SLOPE = slope    # read when the coder builds its rcc part
+        print("threshold  steps    aim        BD vs JPEG   bpp at 25 / 30 / 35 / 40 / 45 dB")
+        aims = [float(v) for v in args.aims.split(",")] if args.aims else [tuqrcc.RCC_AIM]
+        for aim in aims:
+            tuqrcc.RCC_AIM = aim    # read when the coder builds its rcc part
             for setting in args.settings.split():
                 threshold, steps = setting.split(":")
                 doc = rd_curves.evaluate_codec(args.backend, images, out, loaded, steps, per_image=False,
@@ -71,7 +71,7 @@ def main() -> None:
                 docs = {"jpeg": dict(jpeg), args.backend: doc}
                 rd_curves.add_bd(docs, "jpeg")
                 at = [rd_curves.rate_at_psnr(doc, p) for p in (25, 30, 35, 40, 45)]
-                print(f"{threshold:<10} {steps:<8} {slope:<9g}  {doc['bd']['bd_rate_percent']:+8.1f}%   "
+                print(f"{threshold:<10} {steps:<8} {aim:<9g}  {doc['bd']['bd_rate_percent']:+8.1f}%   "
                       + " / ".join("-" if v is None else f"{v:.3f}" for v in at), flush=True)
 
 

@@ -232,7 +232,7 @@ def test_samples_follow_the_posterior():
 
 def test_rcc_aims_past_q_to_undo_the_truncation_bias():
     """One chunk of 9.9 bits of KL, q and p differing by a mean shift m: along m, the plain
-    selection (aim_slope 0) moves the sample only part of q's way, as truncated ordered random
+    selection (aim 1) moves the sample only part of q's way, as truncated ordered random
     coding does (eval/rcc_bias.py); rcc's default aim restores the whole shift, on average over
     300 chunks (each with its own candidates), and the decoder regenerates the same sample."""
     from diffcodec.coding.rcc import RCCCoder
@@ -241,15 +241,15 @@ def test_rcc_aims_past_q_to_undo_the_truncation_bias():
     m = np.random.default_rng(7).standard_normal(d)
     m *= np.sqrt(2 * 9.9 * np.log(2)) / np.linalg.norm(m)         # |m|^2 / 2 nats = 9.9 bits
     ratios = {}
-    for slope in (0.0, None):
-        coder, moved = RCCCoder(aim_slope=slope), []
+    for aim in (1.0, None):
+        coder, moved = RCCCoder(aim=aim), []
         for t in range(trials):
             ctx = StepContext(1 + t, SEED, 1.0, np.zeros(d), np.ones(d), {})
             ops, x, kl = coder.encode(ctx, m)
             assert kl == pytest.approx(9.9) and len(ops[-1][1]) == 1    # one chunk
             moved.append(x @ m / (m @ m))
-        ratios[slope] = float(np.mean(moved))
-    assert ratios[0.0] < 0.94 and abs(ratios[None] - 1.0) < 0.05, ratios
+        ratios[aim] = float(np.mean(moved))
+    assert ratios[1.0] < 0.94 and abs(ratios[None] - 1.0) < 0.05, ratios
     ops, x, _ = RCCCoder().encode(StepContext(5, SEED, 1.0, np.zeros(d), np.ones(d), {}), m)
     dec = Decoder(encode_layered([ops])[0])
     assert np.array_equal(RCCCoder().decode(StepContext(5, SEED, 1.0, np.zeros(d), np.ones(d), {}), dec), x)

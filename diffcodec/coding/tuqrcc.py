@@ -34,10 +34,9 @@ SKIP, UQ, RCC = 0, 1, 2
 LOW_BITS = 0.02            # bits of KL per coefficient from which a band is sent by rcc
 RCC_MAX_DIMS = 1 << 16     # coefficients a step sends by rcc at most (time: about that x K normals)
 P_KEEP = 0.8               # probability that a band keeps last step's state (of skipped, uq, rcc)
-# rcc's aim past q (``rcc.AIM_SLOPE``) for the pooled bands: none. On the five training crops of
-# eval/tuq_sweep.py it cost 1.2 points of BD-rate against JPEG (-23.3% with rcc's 0.06, -24.5%
-# without: eval/results/tuqrcc_aim_sweep.txt).
-RCC_AIM_SLOPE = 0.0
+# rcc's aim past q (``rcc.AIM``) for the pooled bands: none, measured on the five training crops
+# of eval/tuq_sweep.py (eval/results/tuqrcc_aim_sweep.txt; README, "Aiming past q").
+RCC_AIM = 1.0
 
 
 @register("tuqrcc", wire_id=4, default_steps="quad14", priority=2,
@@ -51,7 +50,7 @@ class TUQRCCCoder(tuq.TUQCoder):
         self.low, self.max_rcc_dims = float(low), int(max_rcc_dims)
         # the pooled DCT bands keep Li & El Gamal's index law (rcc.ZIPF_EXPONENT was fitted on
         # pixel-domain chunks of Fashion-MNIST and has not been measured here)
-        self.rcc = RCCCoder(zipf_exponent=li_el_gamal_exponent(RCCCoder.DEFAULTS[0]), aim_slope=RCC_AIM_SLOPE)
+        self.rcc = RCCCoder(zipf_exponent=li_el_gamal_exponent(RCCCoder.DEFAULTS[0]), aim=RCC_AIM)
 
     def lighter(self) -> list["TUQRCCCoder"]:
         """tuq's lighter variants, with the rcc threshold raised in the same proportion."""
