@@ -174,15 +174,18 @@ def info(infile, as_json, model_name):
     loaded = api.load_model(model_name) if model_name else None
     container = Container.from_bytes(data, loaded.keys if loaded else None)
     name = container.header.model_name or None
-    profile = (loaded.profile if loaded else profile_for(name)) if name else None
+    profile = loaded.profile if loaded else profile_for(name) if name else None
     doc = {"file": infile, "bytes": len(data), **container.describe(profile), "model": name}
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
     d = {**doc, "model": name or "unknown (no complete layer)"}
-    size = f"{d['width']}x{d['height']}x{d['channels']}" if d["height"] else "native size"
+    size = (f"{d['width']}x{d['height']}x{d['channels']}" if d["height"]
+            else "native size" + (f" x{d['channels']}" if d["channels"] else ""))
+    implied = "(the model's default)"
     click.echo(f"{infile}: {len(data)} bytes, .dfc v{d['format_version']}, {size}, "
-               f"model {d['model']} (sha256 {(d['model_sha256'] or '-')[:8]}), backend {d['backend']}, steps {d['steps']}, seed {d['seed']}"
+               f"model {d['model']} (sha256 {(d['model_sha256'] or '-')[:8]}), "
+               f"backend {d['backend'] or implied}, steps {d['steps'] or implied}, seed {d['seed']}"
                + ("" if d["complete"] else ", TRUNCATED"))
     click.echo(f"header {d['header_bytes']} bytes")
     click.echo(f"{'layer':>5} {'steps':>5} {'bytes':>7} {'cum bpp':>9}")

@@ -46,8 +46,10 @@ class Distributed:
 
 def world() -> tuple[int, int]:
     """(rank, world size) for sharding an evaluation, initialising the process group if needed."""
-    rank, size, _ = env_rank_world()
+    rank, size, local = env_rank_world()
     if size > 1 and not torch.distributed.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local)   # "cuda" is then this rank's own GPU (NCCL needs one per rank)
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         atexit.register(_close)
     return rank, size

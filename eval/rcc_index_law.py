@@ -67,6 +67,7 @@ def main() -> None:
     j = rows[:, 0] + 1.0
     old = 1.0 + 1.0 / (coder.chunk_bits * math.log(2) + math.exp(-1) * math.log(math.e + 1))
     base = code_bits(j, old, coder.count)
+    print(f"rcc's encoder aiming at {rcc.AIM:g} times q's shift (rcc.AIM)")
     print(f"training images {args.offset}..{args.offset + len(images) - 1}: {len(j)} chunks, "
           f"mean log2 j {np.log2(j).mean():.3f}")
     print(f"Li & El Gamal exponent {old:.4f}: {base:.0f} bits ({base / len(j):.3f} per chunk)")

@@ -2,6 +2,7 @@ from dataclasses import replace
 
 import pytest
 
+from diffcodec.coding import registry
 from diffcodec.container.format import (Container, FormatError, Header, Layer, ModelProfile, put_varint,
                                         _Reader)
 
@@ -80,8 +81,21 @@ def test_a_file_at_its_models_defaults_is_compact():
             assert back.for_model(ModelProfile(size, channels, "gaussian")) == replace(long.header, auto=False)
 
 
+def test_what_a_compact_file_implies_for_the_shipped_models():
+    """A compact file names neither backend nor steps: they are what "auto" picks for the model's
+    native size and that backend's defaults. Changing them changes what existing files mean, so
+    it needs a new format version; this pins them."""
+    from diffcodec.training.store import profile_for
+
+    compact = Header("", b"", 0, 0, 0, "", "", 0, native=True, auto=True)
+    for name, implied in (("fmnist", ("rcc", "geo9", 28)), ("photo", ("tuqrcc", "quad14", 32))):
+        h = compact.for_model(profile_for(name))
+        assert (h.backend, h.steps_spec, h.height) == implied
+        assert registry.get(h.backend).from_params(b"").params() == b""
+
+
 def test_a_step_list_of_any_length_fits():
-    """The step spec's length is a varint: a 100-step list (about 370 bytes) round-trips."""
+    """The step spec's length is a varint: a 100-step list (388 bytes) round-trips."""
     spec = ",".join(str(t) for t in range(0, 1000, 10))
     c = make(steps_spec=spec)
     assert Container.from_bytes(c.to_bytes(), KEYS).header.steps_spec == spec

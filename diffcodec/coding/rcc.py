@@ -10,7 +10,7 @@ log w(z_j) - log T_j, with w = q/p; the decoder regenerates candidate j alone. I
 with a truncated Zipf law.
 
 The encoder aims past q. With K candidates, a chunk of c bits of KL selects a sample pulled back
-towards p: along the chunk's shift mu_q - mu_p it moves 0.88 of q's shift at c = 10 and K = 2^12
+towards p: along the chunk's shift mu_q - mu_p it moves 0.875 of q's shift at c = 10 and K = 2^13
 (``eval/rcc_bias.py``), and the information it leaves behind is paid for by later steps, at a
 price. So w is taken against q' = N(mu_p + a (mu_q - mu_p), sigma_q^2), a = AIM: at 10 bits the
 shift is restored, smaller chunks overshoot it, and the sample is narrower along that one direction
@@ -47,9 +47,12 @@ INITIAL_COUNT = 2
 KEEP_RANGE = (0.6, 1.25)              # bits per chunk (x chunk_bits) within which a count is kept
 RCC_AUTO_MAX_DIMS = 1024              # "auto" uses rcc up to 32x32 grayscale: ~D x K normals per step
 # The law of the coded indices at the default chunks (10 bits, K = 2^13) and aim: a truncated Zipf
-# law of this exponent, fitted on Fashion-MNIST training images by eval/rcc_index_law.py (7.8% fewer
-# index bits there than the Li & El Gamal exponent below, which other chunk settings keep; 2.3%
-# fewer than 0.925, the fit before the encoder aimed past q, whose indices are larger).
+# law of this exponent, fitted on Fashion-MNIST training images by eval/rcc_index_law.py with the aim
+# first tried (1 + 0.06 c): 7.8% fewer index bits there than the Li & El Gamal exponent below, which
+# other chunk settings keep, and 2.3% fewer than 0.925, the fit before the encoder aimed past q; with
+# AIM = 1.6, 8.5% and 2.9%, and the best exponent, 0.625, would save 0.06% more. The law, the auto
+# rule (RCC_AUTO_MAX_DIMS) and the default steps are what a compact .dfc file implies: changing them
+# needs a new format version.
 ZIPF_EXPONENT = 0.675
 # How many times q's shift the encoder aims at: chosen on Fashion-MNIST TRAINING images by the
 # BD-rate of real files against the ideal curve (eval/rcc_aim.py; README, "Aiming past q").

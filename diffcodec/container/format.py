@@ -17,13 +17,16 @@ or, for a file at its model's defaults (a square image of the model's native siz
 the backend that "auto" picks for it, that backend's default steps and parameters, seed 0, no
 lossless layer), the compact form: 0xD9 | layer table | checks | payloads. Its header is filled
 in from the model that passes the first layer's check (``Header.for_model``). An older diffcodec
-reads 0xD9 as "format version 9" and refuses it as newer.
+reads 0xD9 as "format version 9" and refuses it as newer. What a compact file means is therefore
+the "auto" rule (``registry.choose``: each coder's priority and ``auto_max_dims``) and each
+backend's default steps and parameters: changing any of them for an image size a model can have
+needs a new format version (tests/test_bitstream.py pins them for the shipped models).
 
 flags: bit 0 RGB (else grayscale), bit 1 the last layer is a lossless layer for x_0, bit 2
 extended fields present (otherwise: the backend's default steps, seed 0, default parameters),
 bits 3-5 the backend's wire id (coder registry), bit 6 square image, bit 7 native size (a square
 image of the model's training crop, ``LoadedModel.native_size``: the size is the model's, read
-as 0 x 0 until ``Header.with_native_size`` fills it in; so a model's ``data.crop`` is part of
+as 0 x 0 until ``Header.for_model`` fills it in; so a model's ``data.crop`` is part of
 its identity, which the weights' key does not cover). No flag bit is left: a new flag needs a
 new version. Each layer's CRC covers its bytes, and the first layer's also covers the header,
 which then needs no checksum of its own: a damaged header fails it (a header damaged in a file cut
@@ -35,7 +38,7 @@ that makes the check pass. A file made with other weights fails it like a damage
 of 1 in 65536 of passing, as a 2-byte tag had (version 6 stored a 2-byte tag and checked the first
 layer with a CRC-8: 1 byte more for the same odds against other weights and 1 in 256 against
 damage). A 28x28 file of the fmnist model at default settings has a header of 4 bytes for one
-layer and 3 + 3 per layer for more. A one-layer file has no stored length, so a cut (or bytes
+layer, 8 for two and 3 more per further layer. A one-layer file has no stored length, so a cut (or bytes
 appended) is caught by its CRC-16 alone: all but about 1 in 65536 cuts.
 
 The lossy layers are consecutive slices of one range-coded stream: layer k ends at the shortest
@@ -61,7 +64,8 @@ VERSION = 8   # 8: the compact form for a model's defaults, the step spec's leng
               # size flag, implied length of a one-layer file's layer; 5: tuq's default chain quad10;
               # 4: no layer count, no header checksum on one-layer files; 3: one range stream)
 MAGIC = 0xD0 | VERSION
-COMPACT = MAGIC + 1      # the compact form (a file at its model's defaults), also version 8
+COMPACT = 0xD9           # the compact form (a file at its model's defaults), also version 8: an older
+                         # reader refuses it as "version 9", so the next version is 10 (0xDA)
 OLD_MAGIC = b"DF"        # versions 1 and 2
 KEY_BYTES = 32           # a model's key: the sha256 digest of its weights
 F_RGB, F_LOSSLESS, F_EXTENDED, F_SQUARE, F_NATIVE = 1, 2, 4, 64, 128
