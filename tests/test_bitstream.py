@@ -85,11 +85,14 @@ def test_what_a_compact_file_implies_for_the_shipped_models():
     """A compact file names neither backend nor steps: they are what "auto" picks for the model's
     native size and that backend's defaults. Changing them changes what existing files mean, so
     it needs a new format version; this pins them."""
+    from pathlib import Path
+
     from diffcodec.training.store import profile_for
 
+    shipped = Path(__file__).resolve().parents[1] / "models"   # not $DIFFCODEC_MODELS, which tests set
     compact = Header("", b"", 0, 0, 0, "", "", 0, native=True, auto=True)
     for name, implied in (("fmnist", ("rcc", "geo9", 28)), ("photo", ("tuqrcc", "quad14", 32))):
-        h = compact.for_model(profile_for(name))
+        h = compact.for_model(profile_for(name, shipped))
         assert (h.backend, h.steps_spec, h.height) == implied
         assert registry.get(h.backend).from_params(b"").params() == b""
 
