@@ -72,6 +72,7 @@ export OMP_NUM_THREADS=1
   python eval/bench_net.py --threads 1 --repeats 2 > "$OUT/bench_net.txt"
   (python eval/rcc_bias.py --trials 2000; echo; python eval/rcc_bias.py --trials 1000 --log2-k 16) > "$OUT/rcc_bias.txt"
   python eval/rcc_aim.py --limit 20 > "$OUT/rcc_aim.txt"
+  python eval/rcc_aim.py --limit 20 --rules const:1.8 > "$OUT/rcc_aim_18.txt"
   python eval/tuq_sweep.py --backend tuqrcc --settings "0.25:quad14" --aims 1,1.6 > "$OUT/tuqrcc_aim_sweep.txt"
   (python eval/rcc_bias.py --trials 2000 --log2-k 13 --chunk-bits 10; echo; python eval/rcc_bias.py --trials 2000 --log2-k 13 --chunk-bits 10 --aim 1.6) > "$OUT/rcc_bias_aim.txt"
 ) > "$OUT/stream_b.log" 2>&1 &
