@@ -45,14 +45,14 @@ def main() -> None:
     images = images_for_model(loaded.config.data, 1, args.data, "train", args.offset + args.limit)[args.offset:]
     coder = rcc.RCCCoder()
     seen: list[tuple] = []   # (index, image, chunks in the step, chain position)
-    first_kl: list[float] = []   # the KL of each chain's first step, bits
+    first_kl: list[list[float]] = [[], []]   # the KL of each chain's first and second steps, bits
     original = coder.encode
     where = {"image": 0, "position": 0}
 
     def recording(ctx, mu_q):
         ops, x, kl = original(ctx, mu_q)
-        if where["position"] == 0:
-            first_kl.append(kl)
+        if where["position"] < 2:
+            first_kl[where["position"]].append(kl)
         for op in ops:
             if op[0] == "table" and op[2] is coder.zipf:
                 seen.extend((int(v), where["image"], len(op[1]), where["position"]) for v in op[1])
@@ -80,9 +80,11 @@ def main() -> None:
     print(f"best on this grid: s = {grid[int(np.argmin(costs))]:.3f}")
     if args.classes:
         price_classes(rows, len(images), coder.count)
-    need = Counter(math.ceil(v / coder.chunk_bits) for v in first_kl)
-    print(f"first step's KL: median {np.median(first_kl):.1f} bits; chunks of at most {coder.chunk_bits} bits "
-          f"it needs: {dict(sorted(need.items()))} (rcc.INITIAL_COUNT = {rcc.INITIAL_COUNT})")
+    for k, kls in enumerate(first_kl):
+        need = Counter(math.ceil(v / coder.chunk_bits) for v in kls)
+        print(f"{('first', 'second')[k]} step's KL: median {np.median(kls):.1f} bits; chunks of at most "
+              f"{coder.chunk_bits} bits it needs: {dict(sorted(need.items()))} "
+              f"(coded against rcc.INITIAL_COUNTS[{k}] = {rcc.INITIAL_COUNTS[k]})")
 
 
 def price_classes(rows: np.ndarray, images: int, count: int) -> None:

@@ -21,7 +21,7 @@ file and the decoder are unchanged, and ``aim=1`` gives the plain selection of q
 The chunk count is side information. The encoder keeps the previous step's count while each chunk
 still carries between 0.6 and 1.25 x chunk_bits (so counts change rarely along a chain), and codes
 it as one "same" flag (P = 0.85) or, on a change, the new count under a Gaussian centred on 1.3 x
-the old one (the first step's against INITIAL_COUNT). n, the permutation, K and the Zipf law
+the old one (the first two steps' against INITIAL_COUNTS instead of a previous count). n, the permutation, K and the Zipf law
 depend only on transmitted integers, so network float drift cannot desynchronise the stream: it
 can only move x slightly. With n = 0 (KL below ``min_bits``) x is candidate 0 of p.
 """
@@ -40,10 +40,11 @@ from .registry import register
 
 
 SAME_COUNT = np.array([0.85, 0.15])   # P(the chunk count repeats), P(it changes)
-# The count the first step's is coded against: the first geo9 step of 28x28 Fashion-MNIST images
-# carries about 14 bits, i.e. 2 chunks of at most 10 (`python eval/rcc_index_law.py --limit 48`
-# prints that step's KL on training images), and a repeat is far cheaper to code than a change.
-INITIAL_COUNT = 2
+# The counts the first and second steps' are coded against: the first geo9 step of 28x28
+# Fashion-MNIST images carries about 14 bits, i.e. 2 chunks of at most 10, the next ones about 7,
+# i.e. 1 (`python eval/rcc_index_law.py --limit 24` prints both on training images), and a repeat
+# is far cheaper to code than a change. Later steps are coded against the previous step's count.
+INITIAL_COUNTS = (2, 1)
 KEEP_RANGE = (0.6, 1.25)              # bits per chunk (x chunk_bits) within which a count is kept
 RCC_AUTO_MAX_DIMS = 1024              # "auto" uses rcc up to 32x32 grayscale: ~D x K normals per step
 # The law of the coded indices at the default chunks (10 bits, K = 2^13) and aim: a truncated Zipf
@@ -122,6 +123,14 @@ class RCCCoder(StepCoder):
             return prev
         return int(dec.gauss(*self._new_count_prior(prev, dims))[0])
 
+    @staticmethod
+    def _reference(state: dict) -> int:
+        """The count this step's is coded against (and kept near): INITIAL_COUNTS for the first
+        steps, then the previous step's. Counts this coder's steps in ``state``."""
+        k = state.get("steps", 0)
+        state["steps"] = k + 1
+        return INITIAL_COUNTS[k] if k < len(INITIAL_COUNTS) else state["chunks"]
+
     def _choose_count(self, total: float, prev: int, dims: int) -> int:
         """Keep the previous count while each chunk stays within KEEP_RANGE x chunk_bits."""
         if total < self.min_bits:
@@ -156,7 +165,7 @@ class RCCCoder(StepCoder):
         sd_q, sd_p = math.sqrt(ctx.var_q), np.sqrt(ctx.var_p)
         kl = gaussian_kl_bits(mu_q, ctx.var_q, ctx.mu_p, ctx.var_p)
         total = float(kl.sum())
-        prev = ctx.state.get("chunks", INITIAL_COUNT)
+        prev = self._reference(ctx.state)
         n = self._choose_count(total, prev, ctx.dims)
         ops = self._count_ops(n, prev, ctx.dims)
         ctx.state["chunks"] = n
@@ -180,7 +189,7 @@ class RCCCoder(StepCoder):
         return ops, x, total
 
     def decode(self, ctx: StepContext, dec) -> np.ndarray:
-        n = self._read_count(dec, ctx.state.get("chunks", INITIAL_COUNT), ctx.dims)
+        n = self._read_count(dec, self._reference(ctx.state), ctx.dims)
         ctx.state["chunks"] = n
         sd_p = np.sqrt(ctx.var_p)
         if n == 0:
