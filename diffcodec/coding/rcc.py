@@ -41,8 +41,8 @@ from .registry import register
 
 SAME_COUNT = np.array([0.85, 0.15])   # P(the chunk count repeats), P(it changes)
 # The counts the first and second steps' are coded against: the first geo9 step of 28x28
-# Fashion-MNIST images carries about 14 bits, i.e. 2 chunks of at most 10, the next ones about 7,
-# i.e. 1 (`python eval/rcc_index_law.py --limit 24` prints both on training images), and a repeat
+# Fashion-MNIST images carries about 14 bits, i.e. 2 chunks of at most 10, the second about 6, i.e.
+# 1 (`python eval/rcc_index_law.py --limit 24` prints both on training images), and a repeat
 # is far cheaper to code than a change. Later steps are coded against the previous step's count.
 INITIAL_COUNTS = (2, 1)
 KEEP_RANGE = (0.6, 1.25)              # bits per chunk (x chunk_bits) within which a count is kept
