@@ -49,8 +49,8 @@ def _jumps_from(t: int, abar: np.ndarray, f: torch.Tensor, err2: torch.Tensor, c
     c = beta sqrt(abar_s) / (1 - abar_t) (the posterior mean's weight on x_0), a = log(beta / bt) and
     p's log-variance log bt + f a, the KL per dimension is
     0.5 (f a + exp(-f a) (1 + c^2 (x_0 - x0_hat)^2 / bt) - 1).
-    f, err2: [N, D] float64 on the device the sums run on; f is None for a fixed variance, whose
-    fraction is the same (``fixed``) in every dimension.
+    f, err2: [N, D] float64 on the device the sums run on; for a fixed variance f is one number
+    (the same fraction in every dimension), and the sums need no [N, D, S] tensor.
     """
     s = np.arange(t)
     beta = 1.0 - abar[t] / abar[s]
