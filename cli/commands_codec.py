@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from diffcodec.coding import rcc, registry
+from diffcodec.coding import registry
 from diffcodec.core.adapter import RECONSTRUCTIONS
 from diffcodec.core.masking import ORDERS
 
@@ -63,7 +63,7 @@ def _run_batch(run, inputs, output, suffixes, label, **kwargs) -> None:
 @click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True,
               help="Model name, model directory or checkpoint.")
 @click.option("--backend", type=click.Choice([registry.AUTO, *registry.names()]), default=registry.AUTO,
-              show_default=True, help="auto: rcc up to " + str(rcc.RCC_AUTO_MAX_DIMS) + " values per image, else uq; "
+              show_default=True, help="auto: " + registry.choose(registry.AUTO, 1).name + "; "
               + "; ".join(f"{s.name}: {s.description}" for s in registry.specs()) + ".")
 @click.option("--steps", default=None, callback=read_steps, help="Coded steps: " + STEPS_FORMS + " (default: "
               + ", ".join(f"{s.default_steps} for {s.name}" for s in registry.specs()) + ").")

@@ -10,7 +10,7 @@ from diffcodec.coding.progressive import decode_container, encode_image
 from diffcodec.coding import registry
 from diffcodec.evaluation.metrics import psnr
 from diffcodec.coding.entropy import CorruptStream, Decoder, encode_ops, gauss_op, table_op, zipf_table
-from diffcodec.coding.randomness import candidate, candidates, dither
+from diffcodec.coding.randomness import candidate, candidates, chunk_map, codebook, dither
 from diffcodec.errors import UserError
 from diffcodec.training.store import load_model
 from conftest import synthetic_images
@@ -28,6 +28,21 @@ def test_candidate_jump_matches_full_generation():
     assert abs(full.mean()) < 0.2 and abs(full.std() - 1) < 0.15
     u = dither(1, 2, 10000)
     assert -0.5 < u.min() and u.max() < 0.5 and abs(u.mean()) < 0.02
+
+
+def test_codebook_rows_regenerate_alone_and_chunk_maps_are_signed_permutations():
+    """rcc's decoder regenerates one codebook row; each (step, chunk) reads the rows through its own
+    column order and signs."""
+    book = codebook(3, 37, 300)
+    for j in (0, 1, 150, 299):
+        assert np.array_equal(codebook(3, 37, 1, start=j)[0], book[j])
+    assert abs(book.mean()) < 0.05 and abs(book.std() - 1) < 0.05
+    assert not np.array_equal(codebook(4, 37, 2), book[:2])
+    maps = [chunk_map(3, step, chunk, 37) for step, chunk in ((1, 0), (1, 1), (2, 0))]
+    for columns, signs in maps:
+        assert sorted(columns) == list(range(37)) and set(signs) == {-1.0, 1.0}
+    assert np.array_equal(chunk_map(3, 1, 0, 37)[0], maps[0][0])
+    assert not np.array_equal(maps[0][0], maps[1][0]) and not np.array_equal(maps[0][0], maps[2][0])
 
 
 def test_entropy_ops_round_trip():

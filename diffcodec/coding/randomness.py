@@ -16,6 +16,8 @@ PURPOSE_XT, PURPOSE_DITHER, PURPOSE_PERM, PURPOSE_CAND = 1, 2, 3, 4
 PURPOSE_ANCESTRAL = 5    # decoder-side ancestral completion of a partly decoded chain
 PURPOSE_INITIAL = 6      # the initial words of a bits-back stack
 PURPOSE_WHITEN = 7       # the one-time pad that cleans a bits-back stack's top before each pop
+PURPOSE_BOOK = 8         # rcc's codebook: rows of standard normals shared by every step and chunk
+PURPOSE_BOOKMAP = 9      # each (step, chunk)'s signs and column order over the codebook
 
 
 def _key(seed: int, purpose: int, step: int, chunk: int = 0) -> int:
@@ -84,13 +86,34 @@ def _normals_from_words(words: np.ndarray, dims: int) -> np.ndarray:
     return np.concatenate([radius * np.cos(angle), radius * np.sin(angle)], axis=-1)[..., :dims]
 
 
-def candidates(seed: int, step: int, chunk: int, count: int, dims: int, start: int = 0) -> np.ndarray:
-    """Candidates start .. start + count - 1 of a chunk, [count, dims] float32 standard normals."""
+def _rows(key: int, count: int, dims: int, start: int) -> np.ndarray:
+    """Rows start .. start + count - 1 of the normal stream ``key``, [count, dims] float32."""
     W = _words_per_candidate(dims)
-    gen = np.random.Philox(key=_key(seed, PURPOSE_CAND, step, chunk))
+    gen = np.random.Philox(key=key)
     gen.advance(start * W // 8)
     words = gen.random_raw(count * W // 2).astype("<u8", copy=False).view("<u4")
     return _normals_from_words(words.reshape(count, W), dims)
+
+
+def candidates(seed: int, step: int, chunk: int, count: int, dims: int, start: int = 0) -> np.ndarray:
+    """Candidates start .. start + count - 1 of a chunk, [count, dims] float32 standard normals."""
+    return _rows(_key(seed, PURPOSE_CAND, step, chunk), count, dims, start)
+
+
+def codebook(seed: int, dims: int, count: int, start: int = 0) -> np.ndarray:
+    """Rows start .. start + count - 1 of the codebook of row length ``dims``, [count, dims] float32
+    standard normals: one per (seed, dims), shared by every step and chunk of that length."""
+    return _rows(_key(seed, PURPOSE_BOOK, 0, dims), count, dims, start)
+
+
+def chunk_map(seed: int, step: int, chunk: int, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """(columns [dims] int64, signs [dims] float32) that turn a codebook row Z_j into this chunk's
+    candidate j: z[d] = signs[d] * Z_j[columns[d]] (a seeded permutation and random signs, so each
+    chunk's candidates are i.i.d. normals and chunks with alike shifts still pick unrelated rows)."""
+    raw = np.random.Philox(key=_key(seed, PURPOSE_BOOKMAP, step, chunk)).random_raw(dims)
+    columns = np.argsort(raw >> np.uint64(1), kind="stable")
+    signs = np.where(raw & np.uint64(1), np.float32(-1.0), np.float32(1.0))
+    return columns, signs
 
 
 def candidate(seed: int, step: int, chunk: int, index: int, dims: int) -> np.ndarray:

@@ -3,11 +3,18 @@ functional representation), after DiffC (Vonderfecht & Liu 2025) and the paper's
 
 The step's KL(q || p) is split into ``n`` chunks of about ``chunk_bits`` bits: the dimensions are
 shuffled by a seeded permutation and cut into n near-equal groups. Each chunk has K = 2^log2_k
-candidates, standard normal vectors regenerated from a counter-based generator keyed by
-(seed, step, chunk); candidate z maps to x = mu_p + sigma_p z, a sample of p. The encoder draws
-arrival times T_j (cumulative Exp(1), its own randomness) and picks the j maximising
+candidates, standard normal vectors; candidate z maps to x = mu_p + sigma_p z, a sample of p. The
+encoder draws arrival times T_j (cumulative Exp(1), its own randomness) and picks the j maximising
 log w(z_j) - log T_j, with w = q/p; the decoder regenerates candidate j alone. Indices are coded
 with a truncated Zipf law.
+
+The candidates of a chunk of m dimensions are the K rows of one codebook of row length m, shared
+by every step and chunk (``randomness.codebook``, keyed by the seed and m), each chunk reading them
+through its own seeded signs and column order (``randomness.chunk_map``). Given its map a chunk's
+candidates are i.i.d. standard normals, so each chunk is still exact ordered random coding; and the
+scores of all chunks of one length are one matrix product with the codebook, about D x K
+multiply-adds a step, where drawing fresh candidates cost D x K normals (about 100x slower on a
+CPU: what kept rcc to small images).
 
 The encoder aims past q. With K candidates, a chunk of c bits of KL selects a sample pulled back
 towards p: along the chunk's shift mu_q - mu_p it moves 0.875 of q's shift at c = 10 and K = 2^13
@@ -29,13 +36,14 @@ from __future__ import annotations
 
 import math
 import os
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .base import StepCoder, StepContext, gaussian_kl_bits
 from .entropy import gauss_op, table_op, zipf_table
-from .randomness import candidate, candidates, permutation
+from .randomness import candidate, chunk_map, codebook, permutation
 from .registry import register
 
 
@@ -46,7 +54,9 @@ SAME_COUNT = np.array([0.85, 0.15])   # P(the chunk count repeats), P(it changes
 # is far cheaper to code than a change. Later steps are coded against the previous step's count.
 INITIAL_COUNTS = (2, 1)
 KEEP_RANGE = (0.6, 1.25)              # bits per chunk (x chunk_bits) within which a count is kept
-RCC_AUTO_MAX_DIMS = 1024              # "auto" uses rcc up to 32x32 grayscale: ~D x K normals per step
+RCC_AUTO_MAX_DIMS = None              # "auto" uses rcc at every size: scoring a step is ~D x K multiply-adds
+                                      # in matrix products over a shared codebook (it was 1024 values when
+                                      # every chunk drew its own D x K normals)
 # The law of the coded indices at the default chunks (10 bits, K = 2^13) and aim: a truncated Zipf
 # law of this exponent, fitted on Fashion-MNIST training images by eval/rcc_index_law.py with the aim
 # first tried (1 + 0.06 c): 7.8% fewer index bits there than the Li & El Gamal exponent below, which
@@ -60,12 +70,31 @@ ZIPF_EXPONENT = 0.675
 AIM = 1.6
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
 _POOL: ThreadPoolExecutor | None = None
+BOOK_CACHE_BYTES = 1 << 30            # codebooks kept in memory, per process
+SELECT_BLOCK = 512                    # chunks scored by one matrix product ([K, block] float32)
+_BOOKS: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
 
 
 def li_el_gamal_exponent(chunk_bits: int) -> float:
     """The Zipf exponent 1 + 1 / (KL + e^-1 ln(e + 1)) (KL in nats) of Li & El Gamal's index code
     for a chunk carrying ``chunk_bits`` bits of KL."""
     return 1.0 + 1.0 / (chunk_bits * math.log(2.0) + math.exp(-1) * math.log(math.e + 1))
+
+
+def _book(seed: int, m: int, count: int) -> np.ndarray:
+    """The codebook of row length m, [count, m] float32, generated in parallel blocks on first use
+    and kept (least recently used first out beyond BOOK_CACHE_BYTES)."""
+    key = (seed, m, count)
+    if key in _BOOKS:
+        _BOOKS.move_to_end(key)
+        return _BOOKS[key]
+    edges = np.linspace(0, count, _WORKERS + 1).astype(int)
+    blocks = _pool().map(lambda k: codebook(seed, m, int(edges[k + 1] - edges[k]), start=int(edges[k])),
+                         range(_WORKERS))
+    _BOOKS[key] = np.concatenate(list(blocks))
+    while sum(b.nbytes for b in _BOOKS.values()) > BOOK_CACHE_BYTES and len(_BOOKS) > 1:
+        _BOOKS.popitem(last=False)
+    return _BOOKS[key]
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -140,18 +169,43 @@ class RCCCoder(StepCoder):
             return prev
         return min(dims, math.ceil(total / self.chunk_bits))
 
-    def _log_weights(self, ctx: StepContext, c: int, dims: np.ndarray, c2: np.ndarray, c1: np.ndarray):
-        """log w(z) (up to a constant) of all K candidates of chunk c, computed in parallel blocks."""
-        c2, c1 = c2[dims].astype(np.float32), c1[dims].astype(np.float32)
-        edges = np.linspace(0, self.count, _WORKERS + 1).astype(int)
+    def _select(self, ctx: StepContext, groups: list[np.ndarray], c2: np.ndarray, c1: np.ndarray) -> list[int]:
+        """The index each chunk picks: argmax_j log w(z_j) - log T_j over its K candidates.
 
-        def block(k: int) -> np.ndarray:
-            Z = candidates(ctx.seed, ctx.step, c, int(edges[k + 1] - edges[k]), len(dims), start=int(edges[k]))
-            # einsum, not @: a BLAS call from each worker starts BLAS threads that busy-wait and
-            # take the core the other worker generates candidates on (1.7x slower on 2 cores)
-            return np.einsum("km,m->k", Z * Z, c2) + np.einsum("km,m->k", Z, c1)
+        Chunk c's candidate j is signs_c * Z_j[columns_c] for the codebook Z of its length
+        (``randomness.chunk_map``), so its score sum_d c2_d z_d^2 + c1_d z_d is row j of Z (and of
+        Z^2) times the chunk's coefficients moved to the codebook's columns: one matrix product
+        scores a block of chunks of one length. The arrival times T_j (cumulative Exp(1)) are the
+        encoder's own randomness, drawn per chunk."""
+        indices = np.empty(len(groups), np.int64)
+        by_length: dict[int, list[int]] = {}
+        for c, dims in enumerate(groups):
+            by_length.setdefault(len(dims), []).append(c)
+        for m, chunks in by_length.items():
+            book = _book(ctx.seed, m, self.count)
+            squares = None
+            for start in range(0, len(chunks), SELECT_BLOCK):
+                block = chunks[start:start + SELECT_BLOCK]
+                a1 = np.zeros((m, len(block)), np.float32)
+                a2 = np.zeros((m, len(block)), np.float32)
+                for k, c in enumerate(block):
+                    columns, signs = chunk_map(ctx.seed, ctx.step, c, m)
+                    a1[columns, k] = signs * c1[groups[c]]
+                    a2[columns, k] = c2[groups[c]]
+                score = book @ a1
+                if a2.any():
+                    squares = np.square(book) if squares is None else squares
+                    score += squares @ a2
+                arrivals = self.rng.standard_exponential((self.count, len(block)), np.float32)
+                score -= np.log(np.cumsum(arrivals, axis=0))
+                indices[block] = np.argmax(score, axis=0)
+        return indices.tolist()
 
-        return np.concatenate(list(_pool().map(block, range(_WORKERS))))
+    @staticmethod
+    def _candidate(ctx: StepContext, c: int, j: int, m: int) -> np.ndarray:
+        """Candidate j of chunk c (of m dimensions) at this step, [m] float32."""
+        columns, signs = chunk_map(ctx.seed, ctx.step, c, m)
+        return signs * codebook(ctx.seed, m, 1, start=j)[0][columns]
 
     def aim(self, chunk_bits: float) -> float:
         """How many times q's shift the selection aims at, for a chunk carrying ``chunk_bits`` of KL
@@ -177,14 +231,14 @@ class RCCCoder(StepCoder):
         a = sd_p / sd_q
         b = (ctx.mu_p - mu_q) / sd_q
         c2, c1 = 0.5 * (1.0 - a * a), -a * b
+        groups = self._groups(ctx, n)
+        aims = np.empty(ctx.dims)
+        for dims in groups:
+            aims[dims] = self.aim(float(kl[dims].sum()))
+        indices = self._select(ctx, groups, c2, aims * c1)
         x = np.empty(ctx.dims)
-        indices = []
-        for c, dims in enumerate(self._groups(ctx, n)):
-            log_w = self._log_weights(ctx, c, dims, c2, self.aim(float(kl[dims].sum())) * c1)
-            log_t = np.log(np.cumsum(self.rng.exponential(size=self.count)))
-            j = int(np.argmax(log_w - log_t))
-            indices.append(j)
-            x[dims] = ctx.mu_p[dims] + sd_p[dims] * candidate(ctx.seed, ctx.step, c, j, len(dims))
+        for c, (dims, j) in enumerate(zip(groups, indices)):
+            x[dims] = ctx.mu_p[dims] + sd_p[dims] * self._candidate(ctx, c, j, len(dims))
         ops.append(table_op(indices, self.zipf))
         return ops, x, total
 
@@ -197,5 +251,5 @@ class RCCCoder(StepCoder):
         indices = dec.table(self.zipf, n)
         x = np.empty(ctx.dims)
         for c, (dims, j) in enumerate(zip(self._groups(ctx, n), indices)):
-            x[dims] = ctx.mu_p[dims] + sd_p[dims] * candidate(ctx.seed, ctx.step, c, int(j), len(dims))
+            x[dims] = ctx.mu_p[dims] + sd_p[dims] * self._candidate(ctx, c, int(j), len(dims))
         return x

@@ -1,9 +1,9 @@
 """The .dfc container: bytes only, no torch (``from_bytes`` reads the model store's keys when it is
 given none, which imports it).
 
-Layout, format version 8 (integers are LEB128 varints unless a width is given):
+Layout, format version 10 (integers are LEB128 varints unless a width is given):
 
-    0xD8 (magic 0xD0 | version) | flags (1 byte)
+    0xDA (magic 0xD0 | version) | flags (1 byte)
     | [height, unless the native flag] | [width, unless the square or native flag]
     | [if the extended flag: steps spec length, steps spec (ASCII), seed, params length, params]
     | layer table: per layer, steps << 1 | (1 if another layer follows), then its byte length
@@ -15,9 +15,10 @@ Layout, format version 8 (integers are LEB128 varints unless a width is given):
 
 or, for a file at its model's defaults (a square image of the model's native size and channels,
 the backend that "auto" picks for it, that backend's default steps and parameters, seed 0, no
-lossless layer), the compact form: 0xD9 | layer table | checks | payloads. Its header is filled
+lossless layer), the compact form: 0xDB | layer table | checks | payloads. Its header is filled
 in from the model that passes the first layer's check (``Header.for_model``). An older diffcodec
-reads 0xD9 as "format version 9" and refuses it as newer. What a compact file means is therefore
+reads 0xDB as "format version 11" and refuses it as newer (so the next version is 12, 0xDC; 0xD9
+was version 8's compact form). What a compact file means is therefore
 the "auto" rule (``registry.choose``: each coder's priority and ``auto_max_dims``) and each
 backend's default steps and parameters: changing any of them for an image size a model can have
 needs a new format version (tests/test_bitstream.py pins them for the shipped models).
@@ -49,7 +50,9 @@ message (version 5 changed only the default chain of the tuq backend, which a ve
 implies; version 6 added the native-size flag, dropped the length of a one-layer file's layer,
 and the header checksum of files of several layers, whose first layer's CRC now covers the header;
 version 7 dropped the model tag for the keyed CRC-16; version 8 added the compact form and made
-the step spec's length a varint, so a step list of any length fits).
+the step spec's length a varint, so a step list of any length fits; version 10 changed rcc's
+candidates, which now come from a codebook shared by every step and chunk, so the same indices
+decode to other samples).
 """
 from __future__ import annotations
 
@@ -60,12 +63,13 @@ from ..coding import registry
 from ..errors import UserError
 from ..io.checksums import crc8, crc16
 
-VERSION = 8   # 8: the compact form for a model's defaults, the step spec's length a varint; 7: no model tag, the first layer's CRC-16 keyed with the weights' sha256 (6: native
+VERSION = 10  # 10: rcc's candidates from a shared codebook (``randomness.codebook``); 8: the compact form for a model's defaults, the step spec's length a varint; 7: no model tag, the first layer's CRC-16 keyed with the weights' sha256 (6: native
               # size flag, implied length of a one-layer file's layer; 5: tuq's default chain quad10;
               # 4: no layer count, no header checksum on one-layer files; 3: one range stream)
 MAGIC = 0xD0 | VERSION
-COMPACT = 0xD9           # the compact form (a file at its model's defaults), also version 8: an older
-                         # reader refuses it as "version 9", so the next version is 10 (0xDA)
+COMPACT = 0xDB           # the compact form (a file at its model's defaults), also version 10: an older
+                         # reader refuses it as "version 11", so the next version is 12 (0xDC)
+OLD_COMPACT = {0xD9: 8}  # earlier versions' compact forms
 OLD_MAGIC = b"DF"        # versions 1 and 2
 KEY_BYTES = 32           # a model's key: the sha256 digest of its weights
 F_RGB, F_LOSSLESS, F_EXTENDED, F_SQUARE, F_NATIVE = 1, 2, 4, 64, 128
@@ -246,6 +250,8 @@ class Container:
             raise _older(data[2])
         if len(data) < 2 or data[0] >> 4 != MAGIC >> 4:
             raise FormatError("not a diffcodec (.dfc) file")
+        if data[0] in OLD_COMPACT:
+            raise _older(OLD_COMPACT[data[0]])
         if data[0] & 15 < VERSION:
             raise _older(data[0] & 15)
         if data[0] not in (MAGIC, COMPACT):
