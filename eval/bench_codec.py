@@ -1,7 +1,8 @@
 """Codec benchmark: speed and rate overhead of each backend on real images.
 
     python eval/bench_codec.py [--fmnist DIR] [--limit 100] [--rcc-limit 20] [--rcc-steps geo9]
-                               [--photo PATH] [--photo-only | --fmnist-only] [--json OUT]
+                               [--photo PATH] [--photo-backends uq,tuq,tuqrcc,rcc]
+                               [--photo-only | --fmnist-only] [--json OUT]
 
 For each backend, at the default quality (75) and at full rate (quality 100, every step), on the
 first Fashion-MNIST test images (model fmnist), a 256x256 and a 768x512 crop of a held-out photo
@@ -9,9 +10,8 @@ first Fashion-MNIST test images (model fmnist), a 256x256 and a 768x512 crop of 
 network and coder, and the bits against two independent references along the encoded path:
 "info", the information content -log2 P of the symbols under the coder's own pmf (what the range
 coder should match), and "KL", the Gaussian KL(q || p_theta) under the network's own reverse
-Gaussians (what an ideal channel simulator would pay on that path). rcc is skipped on the photos
-unless --rcc-photo: it draws K = 8192 candidates per dimension per step (about 1.6e9 normals per
-step at 256x256).
+Gaussians (what an ideal channel simulator would pay on that path). ``--photo-backends`` picks
+the backends of the photo rows (all four by default).
 """
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def run(loaded, images, backend, steps, label, quality):
     return row
 
 
-def photo_rows(path: str, with_rcc: bool) -> list:
+def photo_rows(path: str, backends: list[str]) -> list:
     """A 256x256 crop at quality 75 and 100 and a 768x512 crop at 75, from the photo's centre."""
     photo = load_model("photo")
     im = load_image(path, 3)
@@ -78,7 +78,7 @@ def photo_rows(path: str, with_rcc: bool) -> list:
         y, x = (H - h) // 2, (W - w) // 2
         crop = im[:, y:y + h, x:x + w]
         for q in ((75, 100) if h == 256 else (75,)):
-            for backend in ("uq", "tuq", "tuqrcc") + (("rcc",) if with_rcc else ()):
+            for backend in backends:
                 rows.append(run(photo, [crop], backend, None, f"photo-{w}x{h}", q))
     return rows
 
@@ -91,7 +91,7 @@ def main():
     ap.add_argument("--photo", default=str(Path(__file__).resolve().parents[1] / ".." / "shared/data/photos/045.png"))
     ap.add_argument("--rcc-steps", default="geo9",
                     help="comma-separated step specs to run rcc with (geo9 is its default)")
-    ap.add_argument("--rcc-photo", action="store_true")
+    ap.add_argument("--photo-backends", default="uq,tuq,tuqrcc,rcc", help="comma-separated backends for the photo rows")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--photo-only", action="store_true", help="skip the Fashion-MNIST rows")
     ap.add_argument("--fmnist-only", action="store_true", help="skip the photo rows")
@@ -108,7 +108,7 @@ def main():
         for spec in args.rcc_steps.split(","):
             rows.append(run(fm, imgs[:args.rcc_limit], "rcc", spec, "fmnist-test", q))
     if not args.fmnist_only:
-        rows += photo_rows(args.photo, args.rcc_photo)
+        rows += photo_rows(args.photo, args.photo_backends.split(","))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -48,8 +48,9 @@ export OMP_NUM_THREADS=1
 ) > "$OUT/stream_a.log" 2>&1 &
 (
   python eval/bench_codec.py --threads 1 --json "$OUT/bench_codec.json" > "$OUT/bench_codec.log"
+  python eval/bench_codec.py --threads 1 --photo-backends tuqrcc,rcc --json "$OUT/bench_codec_v10.json" > "$OUT/bench_codec_v10.log"
   diffcodec eval rd --model fmnist --data "$FM" --limit 100 --codecs ideal,rcc,uq,jpeg,webp,avif,jpeg2000,jxl --anchor webp -o "$OUT/rd_fmnist"
-  diffcodec eval rd --model photo --data "$PH" --tile 256 --limit 5 --codecs uq,tuq,tuqrcc,jpeg,webp,avif,jpeg2000,jxl,ideal --anchor jpeg -o "$OUT/rd_photo256"
+  diffcodec eval rd --model photo --data "$PH" --tile 256 --limit 5 --codecs uq,tuq,tuqrcc,rcc,jpeg,webp,avif,jpeg2000,jxl,ideal --anchor jpeg -o "$OUT/rd_photo256"
   diffcodec eval orderings --model fmnist-ardm --data "$FM" --limit 100 --gaussian "$OUT/rd_fmnist" -o "$OUT/orderings_fmnist"
   python eval/schedule_study.py --limit 10 > "$OUT/schedule_study.txt"
   diffcodec fit-steps --model fmnist --data "$FM" --limit 50 -n 59 -o "$OUT/steps_fmnist_fit59.txt" --force
@@ -75,5 +76,7 @@ export OMP_NUM_THREADS=1
   python eval/rcc_aim.py --limit 20 --rules const:1.8 > "$OUT/rcc_aim_18.txt"
   python eval/tuq_sweep.py --backend tuqrcc --settings "0.25:quad14" --aims 1,1.6 > "$OUT/tuqrcc_aim_sweep.txt"
   (python eval/rcc_bias.py --trials 2000 --log2-k 13 --chunk-bits 10; echo; python eval/rcc_bias.py --trials 2000 --log2-k 13 --chunk-bits 10 --aim 1.6) > "$OUT/rcc_bias_aim.txt"
+  python eval/rcc_aim.py --limit 20 --rules "const:1.6 const:1" > "$OUT/rcc_aim_codebook.txt"
+  python eval/tuq_sweep.py --backend rcc --settings "1.6:geo9 1.6:geo12 1:geo9" > "$OUT/rcc_photo_sweep.txt"
 ) > "$OUT/stream_b.log" 2>&1 &
 wait

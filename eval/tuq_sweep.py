@@ -12,6 +12,10 @@ For every (threshold, steps) setting the whole tuq curve is coded on the same cr
 BD-rate against JPEG (over 20-50 dB) is printed with the rate it needs at 25-45 dB. The threshold
 (bits of KL per coefficient before a band is coded) is encoder-only: it decides which bands are
 coded, and the flags that say so are in the file.
+
+With ``--backend rcc`` a setting is aim:steps instead, the aim past q (``rcc.AIM``, encoder-only):
+
+    python eval/tuq_sweep.py --backend rcc --settings "1.6:geo9 1.6:geo12 1:geo9" > eval/results/rcc_photo_sweep.txt
 """
 from __future__ import annotations
 
@@ -40,13 +44,14 @@ def main() -> None:
     ap.add_argument("--crops", default=",".join(TRAINING_CROPS), help="comma-separated photo names")
     ap.add_argument("--settings", default="0.5:quad15 0.25:quad15 0.25:quad12 0.25:quad10 0.25:quad8",
                     help="space-separated threshold:steps pairs")
-    ap.add_argument("--backend", default="tuq", help="tuq, or tuqrcc (tuq with rcc for low-KL bands)")
+    ap.add_argument("--backend", default="tuq",
+                    help="tuq, tuqrcc (tuq with rcc for low-KL bands), or rcc (settings aim:steps)")
     ap.add_argument("--aims", default=None,
                     help="comma-separated aims past q (factors, as rcc.AIM) for tuqrcc's rcc bands to run "
                          "every setting with (default: tuqrcc.RCC_AIM, the shipped value)")
     args = ap.parse_args()
 
-    from diffcodec.coding import registry, tuqrcc
+    from diffcodec.coding import rcc, registry, tuqrcc
     from diffcodec.evaluation import rd_curves
     from diffcodec.training.store import load_model
 
@@ -60,18 +65,27 @@ def main() -> None:
         kind = "held-out" if set(names) <= held else "training" if held.isdisjoint(names) else "mixed"
         print(f"photo model, {len(images)} crops 256x256 of {kind} photos {', '.join(names)}")
         print(f"backend {args.backend}")
-        print("threshold  steps    aim        BD vs JPEG   bpp at 25 / 30 / 35 / 40 / 45 dB")
+        print(f"{'aim' if args.backend == 'rcc' else 'threshold':<10} steps    aim        BD vs JPEG   "
+              "bpp at 25 / 30 / 35 / 40 / 45 dB")
         aims = [float(v) for v in args.aims.split(",")] if args.aims else [tuqrcc.RCC_AIM]
+        if args.backend == "rcc":
+            aims = [None]
         for aim in aims:
-            tuqrcc.RCC_AIM = aim    # read when the coder builds its rcc part
+            if aim is not None:
+                tuqrcc.RCC_AIM = aim    # read when the coder builds its rcc part
             for setting in args.settings.split():
                 threshold, steps = setting.split(":")
+                if args.backend == "rcc":   # the setting's aim; a fresh coder per image, as `eval rd` codes
+                    rcc.AIM = shown = float(threshold)
+                    coder = None
+                else:
+                    coder, shown = registry.get(args.backend).cls(float(threshold)), aim
                 doc = rd_curves.evaluate_codec(args.backend, images, out, loaded, steps, per_image=False,
-                                               coder=registry.get(args.backend).cls(float(threshold)))
+                                               coder=coder)
                 docs = {"jpeg": dict(jpeg), args.backend: doc}
                 rd_curves.add_bd(docs, "jpeg")
                 at = [rd_curves.rate_at_psnr(doc, p) for p in (25, 30, 35, 40, 45)]
-                print(f"{threshold:<10} {steps:<8} {aim:<9g}  {doc['bd']['bd_rate_percent']:+8.1f}%   "
+                print(f"{threshold:<10} {steps:<8} {shown:<9g}  {doc['bd']['bd_rate_percent']:+8.1f}%   "
                       + " / ".join("-" if v is None else f"{v:.3f}" for v in at), flush=True)
 
 

@@ -6,6 +6,7 @@ content of its symbols.
 """
 import importlib
 import inspect
+import math
 import pkgutil
 
 import numpy as np
@@ -276,6 +277,21 @@ def test_rcc_chunks_sharing_the_codebook_draw_independent_noise():
     assert -0.2 < z.mean() < 0.0 and 0.85 < z.var() < 1.15
     noise = {tuple(np.round(z[g], 6)) for g in coder._groups(ctx, 40)}
     assert len(noise) == 40
+
+
+def test_rcc_cuts_a_large_step_of_little_kl_into_bounded_chunks():
+    """A chunk's codebook is K x its length, so the encoder never lets a chunk span more than
+    MAX_CHUNK_DIMS dimensions: a step of 2 bits over 20000 dimensions (one chunk by its KL) is
+    sent as 3 chunks, and decodes."""
+    from diffcodec.coding import rcc
+
+    d = 20000
+    shift = np.full(d, np.sqrt(2 * 2 * np.log(2) / d))
+    ctx = lambda: StepContext(2, SEED, 1.0, np.zeros(d), np.ones(d), {"steps": 5, "chunks": 1})  # noqa: E731
+    ops, x, kl = rcc.RCCCoder().encode(ctx(), shift)
+    assert kl == pytest.approx(2.0) and len(ops[-1][1]) == math.ceil(d / rcc.MAX_CHUNK_DIMS) == 3
+    dec = Decoder(encode_layered([ops])[0])
+    assert np.array_equal(rcc.RCCCoder().decode(ctx(), dec), x)
 
 
 def test_auto_backend_by_image_size():

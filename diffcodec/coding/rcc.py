@@ -72,6 +72,8 @@ _WORKERS = max(1, min(4, os.cpu_count() or 1))
 _POOL: ThreadPoolExecutor | None = None
 BOOK_CACHE_BYTES = 1 << 30            # codebooks kept in memory, per process
 SELECT_BLOCK = 512                    # chunks scored by one matrix product ([K, block] float32)
+MAX_CHUNK_DIMS = 8192                 # longest chunk (encoder-only): a codebook is K x its length, 268 MB
+                                      # at K = 2^13; a step of little KL on a large image is cut finer
 _BOOKS: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
 
 
@@ -161,13 +163,15 @@ class RCCCoder(StepCoder):
         return INITIAL_COUNTS[k] if k < len(INITIAL_COUNTS) else state["chunks"]
 
     def _choose_count(self, total: float, prev: int, dims: int) -> int:
-        """Keep the previous count while each chunk stays within KEEP_RANGE x chunk_bits."""
+        """Keep the previous count while each chunk stays within KEEP_RANGE x chunk_bits, and never
+        let a chunk span more than MAX_CHUNK_DIMS dimensions (its codebook is K x that)."""
         if total < self.min_bits:
             return 0
+        fewest = math.ceil(dims / MAX_CHUNK_DIMS)
         lo, hi = (v * self.chunk_bits for v in KEEP_RANGE)
-        if prev >= 1 and total / prev <= hi and (total / prev >= lo or prev == 1):
+        if prev >= fewest and total / prev <= hi and (total / prev >= lo or prev == 1):
             return prev
-        return min(dims, math.ceil(total / self.chunk_bits))
+        return min(dims, max(fewest, math.ceil(total / self.chunk_bits)))
 
     def _select(self, ctx: StepContext, groups: list[np.ndarray], c2: np.ndarray, c1: np.ndarray) -> list[int]:
         """The index each chunk picks: argmax_j log w(z_j) - log T_j over its K candidates.

@@ -9,8 +9,7 @@ against N(mu_p, sigma_q^2) in the transform domain:
   rcc      from ``low`` up to tuq's threshold: the deviations from mu_p of all such bands'
            coefficients, pooled into one vector, are sent by rcc's ordered random coding against
            p = N(0, sigma_q^2) (the transform is orthonormal, so that is p_theta's isotropic part
-           in those coordinates); up to ``max_rcc_dims`` coefficients a step, highest KL first,
-           since rcc costs about (coefficients x K) normals;
+           in those coordinates); up to ``max_rcc_dims`` coefficients a step, highest KL first;
   uq       from the threshold: tuq's band coding, unchanged.
 The states are coded against the band's previous state. The decoder reads the states, tuq's scale
 indices and symbols, then rcc's chunk count and indices: everything that drives the entropy coder
@@ -32,7 +31,8 @@ from .registry import register
 
 SKIP, UQ, RCC = 0, 1, 2
 LOW_BITS = 0.02            # bits of KL per coefficient from which a band is sent by rcc
-RCC_MAX_DIMS = 1 << 16     # coefficients a step sends by rcc at most (time: about that x K normals)
+RCC_MAX_DIMS = 1 << 16     # coefficients a step sends by rcc at most (a bound from when rcc drew
+                           # fresh candidates, that x K normals; its codebook made it cheap)
 P_KEEP = 0.8               # probability that a band keeps last step's state (of skipped, uq, rcc)
 # rcc's aim past q (``rcc.AIM``) for the pooled bands: none, measured on the five training crops
 # of eval/tuq_sweep.py (eval/results/tuqrcc_aim_sweep.txt; README, "Aiming past q").
