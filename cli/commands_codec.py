@@ -63,7 +63,7 @@ def _run_batch(run, inputs, output, suffixes, label, **kwargs) -> None:
 @click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True,
               help="Model name, model directory or checkpoint.")
 @click.option("--backend", type=click.Choice([registry.AUTO, *registry.names()]), default=registry.AUTO,
-              show_default=True, help="auto: " + registry.choose(registry.AUTO, 1).name + "; "
+              show_default=True, help="auto: " + registry.choose(registry.AUTO, 1).name + " at every size; "
               + "; ".join(f"{s.name}: {s.description}" for s in registry.specs()) + ".")
 @click.option("--steps", default=None, callback=read_steps, help="Coded steps: " + STEPS_FORMS + " (default: "
               + ", ".join(f"{s.default_steps} for {s.name}" for s in registry.specs()) + ").")

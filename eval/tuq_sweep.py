@@ -69,6 +69,8 @@ def main() -> None:
               "bpp at 25 / 30 / 35 / 40 / 45 dB")
         aims = [float(v) for v in args.aims.split(",")] if args.aims else [tuqrcc.RCC_AIM]
         if args.backend == "rcc":
+            if args.aims:
+                raise SystemExit("--aims is for tuqrcc; with --backend rcc each setting is aim:steps")
             aims = [None]
         for aim in aims:
             if aim is not None:

@@ -279,6 +279,34 @@ def test_rcc_chunks_sharing_the_codebook_draw_independent_noise():
     assert len(noise) == 40
 
 
+def test_rcc_selection_scores_every_block_of_chunks_like_a_direct_computation(monkeypatch):
+    """With arrival times fixed at T_j = j + 1, the index each chunk picks is the argmax of
+    log w(z_j) - log(j + 1) computed directly from the chunk's candidates, whether the chunks are
+    scored in blocks of 3 (several matrix products per length) or all at once."""
+    from diffcodec.coding import rcc
+
+    d, n = 700, 20
+    rng = np.random.default_rng(9)
+    mu_p, var_p = rng.standard_normal(d), rng.uniform(0.5, 2.0, d)
+    c1, c2 = rng.standard_normal(d) * 0.5, rng.uniform(-0.3, 0.0, d)
+    ctx = StepContext(4, SEED, 1.0, mu_p, var_p, {})
+    coder = rcc.RCCCoder(chunk_bits=8, log2_k=10)
+    class Fixed:   # the encoder's randomness: every gap between arrivals 1, so T_j = j + 1
+        @staticmethod
+        def standard_exponential(shape, dtype):
+            return np.ones(shape, dtype)
+
+    coder.rng = Fixed()
+    groups = coder._groups(ctx, n)
+    expected = []
+    for c, dims in enumerate(groups):
+        Z = np.stack([coder._candidate(ctx, c, j, len(dims)) for j in range(coder.count)]).astype(np.float64)
+        expected.append(int(np.argmax(Z ** 2 @ c2[dims] + Z @ c1[dims] - np.log(np.arange(1, coder.count + 1)))))
+    for block in (3, 512):
+        monkeypatch.setattr(rcc, "SELECT_BLOCK", block)
+        assert coder._select(ctx, groups, c2, c1) == expected
+
+
 def test_rcc_cuts_a_large_step_of_little_kl_into_bounded_chunks():
     """A chunk's codebook is K x its length, so the encoder never lets a chunk span more than
     MAX_CHUNK_DIMS dimensions: a step of 2 bits over 20000 dimensions (one chunk by its KL) is
