@@ -211,6 +211,14 @@ class RCCCoder(StepCoder):
         columns, signs = chunk_map(ctx.seed, ctx.step, c, m)
         return signs * codebook(ctx.seed, m, 1, start=j)[0][columns]
 
+    def _sample(self, ctx: StepContext, groups: list[np.ndarray], indices) -> np.ndarray:
+        """x_{t-1} = mu_p + sigma_p z, z each chunk's candidate at its index: what both sides build."""
+        x = np.empty(ctx.dims)
+        sd_p = np.sqrt(ctx.var_p)
+        for c, (dims, j) in enumerate(zip(groups, indices)):
+            x[dims] = ctx.mu_p[dims] + sd_p[dims] * self._candidate(ctx, c, int(j), len(dims))
+        return x
+
     def aim(self, chunk_bits: float) -> float:
         """How many times q's shift the selection aims at, for a chunk carrying ``chunk_bits`` of KL
         (the same for every chunk; eval/rcc_aim.py tries rules that depend on it)."""
@@ -240,11 +248,8 @@ class RCCCoder(StepCoder):
         for dims in groups:
             aims[dims] = self.aim(float(kl[dims].sum()))
         indices = self._select(ctx, groups, c2, aims * c1)
-        x = np.empty(ctx.dims)
-        for c, (dims, j) in enumerate(zip(groups, indices)):
-            x[dims] = ctx.mu_p[dims] + sd_p[dims] * self._candidate(ctx, c, j, len(dims))
         ops.append(table_op(indices, self.zipf))
-        return ops, x, total
+        return ops, self._sample(ctx, groups, indices), total
 
     def decode(self, ctx: StepContext, dec) -> np.ndarray:
         n = self._read_count(dec, self._reference(ctx.state), ctx.dims)
@@ -252,8 +257,4 @@ class RCCCoder(StepCoder):
         sd_p = np.sqrt(ctx.var_p)
         if n == 0:
             return ctx.mu_p + sd_p * candidate(ctx.seed, ctx.step, 0, 0, ctx.dims)
-        indices = dec.table(self.zipf, n)
-        x = np.empty(ctx.dims)
-        for c, (dims, j) in enumerate(zip(self._groups(ctx, n), indices)):
-            x[dims] = ctx.mu_p[dims] + sd_p[dims] * self._candidate(ctx, c, int(j), len(dims))
-        return x
+        return self._sample(ctx, self._groups(ctx, n), dec.table(self.zipf, n))
