@@ -142,3 +142,17 @@ def test_readme_python_example_runs(monkeypatch):
     monkeypatch.chdir(root)
     monkeypatch.delenv("DIFFCODEC_MODELS", raising=False)
     exec(compile(code, "README.md", "exec"), {})
+
+
+def test_rd_refuses_an_unavailable_baseline_before_coding(tiny_store, idx_dir, tmp_path, monkeypatch):
+    """A baseline this machine cannot run ends `eval rd` with a one-line error before any image is
+    coded, not after the codecs listed before it have run."""
+    from diffcodec.evaluation import baselines
+
+    monkeypatch.setattr(baselines, "available", lambda codec: codec != "jxl")
+    out = tmp_path / "rd"
+    r = CliRunner().invoke(main, ["eval", "rd", "--model", "tiny", "--data", str(idx_dir), "--limit", "1",
+                                  "--codecs", "uq,jxl", "--steps", "5", "-o", str(out)])
+    assert r.exit_code != 0 and "codec jxl is not available here" in r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    assert not (out / "files" / "uq").exists()

@@ -39,9 +39,14 @@ def known_codecs() -> set[str]:
 
 
 def check_codecs(names: list[str]) -> None:
+    """Refuse unknown codecs and baselines this machine cannot run, before any image is coded."""
     bad = [c for c in names if c not in known_codecs()]
     if bad:
         raise UserError(f"unknown codec(s) {', '.join(bad)}; choose from {', '.join(sorted(known_codecs()))}")
+    for codec in names:
+        if codec not in diffusion_codecs() and not baselines.available(codec):
+            raise UserError(f"codec {codec} is not available here"
+                            + (" (pip install 'diffcodec[baselines]')" if codec == "jxl" else ""))
 
 
 def _ideal_points(loaded, img, steps):
@@ -94,9 +99,7 @@ def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, s
     C, H, W = images.shape[1:]
     if codec in diffusion_codecs() and loaded is None:
         raise UserError(f"codec {codec} needs a model")
-    if codec not in diffusion_codecs() and not baselines.available(codec):
-        raise UserError(f"codec {codec} is not available here"
-                        + (" (pip install 'diffcodec[baselines]')" if codec == "jxl" else ""))
+    check_codecs([codec])
 
     def image_points(n: int, img: np.ndarray) -> tuple[list, dict | None]:
         chain = None
