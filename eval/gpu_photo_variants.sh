@@ -4,10 +4,7 @@
 #   bash eval/gpu_photo_variants.sh SECONDS
 set -uo pipefail
 cap=${1:?seconds}
-export PYTHONUNBUFFERED=1
-mkdir -p /tmp/pkgs && ln -sfn "$PWD/cli" /tmp/pkgs/diffcodec_cli && ln -sfn "$PWD/models" /tmp/pkgs/diffcodec_models
-[ -d /tmp/site ] || python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-export PYTHONPATH=$PWD:/tmp/pkgs:/tmp/site
+source eval/gpu_env.sh
 dc() { python3 -c 'from diffcodec_cli import main; main()' "$@"; }
 common=(--config configs/photo_gpu.toml --set train.snapshot_every_steps=500 --set train.checkpoint_every_steps=1000000)
 # A: the shipped network, warm-started from the shipped weights, lr 2e-4 falling to 0

@@ -7,10 +7,7 @@
 # weights, log and curve to $OUT.
 set -euo pipefail
 budget=${1:?seconds}; decay=${2:-}
-export PYTHONUNBUFFERED=1
-mkdir -p /tmp/pkgs && ln -sfn "$PWD/cli" /tmp/pkgs/diffcodec_cli && ln -sfn "$PWD/models" /tmp/pkgs/diffcodec_models
-[ -d /tmp/site ] || python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-export PYTHONPATH=$PWD:/tmp/pkgs:/tmp/site
+source eval/gpu_env.sh
 run=runs/photo_gpu; cfg=configs/photo_gpu.toml
 dc() { python3 -c 'from diffcodec_cli import main; main()' "$@"; }
 nvidia-smi -L || true
