@@ -66,7 +66,7 @@ def _run_batch(run, inputs, output, suffixes, label, **kwargs) -> None:
               show_default=True, help="auto: " + registry.choose(registry.AUTO, 1).name + " at every size; "
               + "; ".join(f"{s.name}: {s.description}" for s in registry.specs()) + ".")
 @click.option("--steps", default=None, callback=read_steps, help="Coded steps: " + STEPS_FORMS + " (default: "
-              + ", ".join(f"{s.default_steps} for {s.name}" for s in registry.specs()) + ").")
+              + "; ".join(f"{s.steps_text()} for {s.name}" for s in registry.specs()) + ").")
 @click.option("-q", "--quality", type=click.IntRange(0, 100), help="Quality 0-100 (default 75; 100: every step): "
               "stop at the first step reaching 17 + 0.28 q dB (steeper above 90).")
 @click.option("--stop-step", type=click.IntRange(0), help="Stop once x_t with t <= T is sent.")
@@ -109,7 +109,7 @@ def encode(images, output, model_name, backend, steps, quality, stop_step, targe
     img = to_hwc(load_image(image))
     C, H, W = loaded.config.model.in_channels, *img.shape[:2]
     backend = resolve_backend(backend, (C, H, W), "masking" if loaded.is_masking else "gaussian")
-    n_steps = coded_steps(loaded, backend, steps)
+    n_steps = coded_steps(loaded, backend, steps, (C, H, W))
     with click.progressbar(length=max(1, n_steps), label=f"encoding ({backend})") as bar:
         res = api.encode(img, loaded, backend=backend, steps=steps, quality=quality, psnr=target_psnr,
                          bpp=bpp, stop_step=stop_step, lossless=lossless, layers=max_layers, seed=seed,

@@ -60,10 +60,10 @@ def test_native_size_is_the_models():
 
 def test_a_file_at_its_models_defaults_is_compact():
     """Native size, the backend "auto" picks, its default steps and parameters, seed 0 and no
-    lossless layer: one byte (0xDB) replaces magic and flags, and the model that passes the first
+    lossless layer: one byte (0xDD) replaces magic and flags, and the model that passes the first
     check fills the fields in; 4 bytes of header for one layer, 8 for two. Anything else is the
     long form."""
-    for backend, steps, size, channels in (("rcc", "geo9", 28, 1), ("rcc", "geo9", 64, 3)):
+    for backend, steps, size, channels in (("rcc", "geo9", 28, 1), ("rcc", "geo9c20", 64, 3)):
         kw = dict(backend=backend, steps_spec=steps, seed=0, lossless=False, native=True, auto=True,
                   height=size, width=size, channels=channels)
         one, two = make(layers=((5, b"abc"),), **kw), make(layers=((5, b"abc"), (6, b"de")), **kw)
@@ -71,12 +71,12 @@ def test_a_file_at_its_models_defaults_is_compact():
         for c in (one, two):
             data = c.to_bytes()
             back = Container.from_bytes(data, KEYS)
-            assert data[0] == 0xDB and back.header.compact() and back.to_bytes() == data
+            assert data[0] == 0xDD and back.header.compact() and back.to_bytes() == data
             assert (back.header.channels, back.header.backend) == (0, "")
             assert back.header.for_model(ModelProfile(size, channels, "gaussian")) == c.header
         for change in (dict(seed=1), dict(lossless=True), dict(steps_spec="geo13"), dict(auto=False)):
             long = make(layers=((5, b"abc"),), **{**kw, **change})
-            assert long.to_bytes()[0] == 0xDA and not long.header.compact()
+            assert long.to_bytes()[0] == 0xDC and not long.header.compact()
             back = Container.from_bytes(long.to_bytes(), KEYS).header
             assert back.for_model(ModelProfile(size, channels, "gaussian")) == replace(long.header, auto=False)
 
@@ -95,6 +95,27 @@ def test_what_a_compact_file_implies_for_the_shipped_models():
         h = compact.for_model(profile_for(name, shipped))
         assert (h.backend, h.steps_spec, h.height) == implied
         assert registry.get(h.backend).from_params(b"").params() == b""
+
+
+def test_rcc_default_steps_by_image_size():
+    """rcc's default chain depends on the image's size: geo9 up to 4096 values (Fashion-MNIST,
+    32x32 RGB), finer at high noise above (where a coarse first jump costs thousands of bits),
+    geo9c40 above 256x256 RGB (the 768x512 time budget). A file without a step spec implies it,
+    so this pins it; another size's default written out is the long, extended form."""
+    rcc = registry.get("rcc")
+    sizes = {(1, 28, 28): "geo9", (3, 32, 32): "geo9", (1, 64, 64): "geo9", (3, 64, 64): "geo9c20",
+             (3, 256, 256): "geo9c20", (3, 257, 256): "geo9c40", (3, 512, 768): "geo9c40"}
+    for (c, h, w), steps in sizes.items():
+        assert rcc.steps_for(c * h * w) == steps
+        kw = dict(backend="rcc", seed=0, lossless=False, native=False, auto=True, height=h, width=w,
+                  channels=c)
+        plain = make(layers=((5, b"abc"),), steps_spec=steps, **kw)
+        assert not plain.header.extended()
+        back = Container.from_bytes(plain.to_bytes(), KEYS).header
+        assert back.steps_spec == steps and back.for_model(ModelProfile(28, 1, "gaussian")).steps_spec == steps
+        other = "geo9c40" if steps == "geo9" else "geo9"
+        assert make(layers=((5, b"abc"),), steps_spec=other, **kw).header.extended()
+    assert "geo9c20 above 4096 values" in rcc.steps_text()
 
 
 def test_a_step_list_of_any_length_fits():
@@ -152,12 +173,13 @@ def test_corruption_is_detected():
             assert back.layers == [] and not back.complete
 
 
-@pytest.mark.parametrize("version", [3, 4, 5, 6, 7, 8, 9])
-def test_versions_3_to_9_are_refused_clearly(version):
-    """(0xD9, read as 9, was version 8's compact form: refused as version 8.)"""
+@pytest.mark.parametrize("version", [3, 4, 5, 6, 7, 8, 9, 10, 11])
+def test_versions_3_to_11_are_refused_clearly(version):
+    """(0xD9 and 0xDB, read as 9 and 11, were versions 8's and 10's compact forms: refused as
+    versions 8 and 10.)"""
     data = bytearray(make().to_bytes())
     data[0] = 0xD0 | version
-    version = 8 if version == 9 else version
+    version = {9: 8, 11: 10}.get(version, version)
     with pytest.raises(FormatError, match=f"format version {version}, from an older diffcodec"):
         Container.from_bytes(bytes(data), KEYS)
 
@@ -166,8 +188,8 @@ def test_not_ours_and_wrong_version():
     with pytest.raises(FormatError, match="not a diffcodec"):
         Container.from_bytes(b"\x89PNG\r\n\x1a\n....", KEYS)
     data = bytearray(make().to_bytes())
-    data[0] = 0xDC
-    with pytest.raises(FormatError, match="unsupported .dfc format version 12"):
+    data[0] = 0xDE
+    with pytest.raises(FormatError, match="unsupported .dfc format version 14"):
         Container.from_bytes(bytes(data), KEYS)
 
 

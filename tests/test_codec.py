@@ -38,11 +38,13 @@ def test_codebook_rows_regenerate_alone_and_chunk_maps_are_signed_permutations()
         assert np.array_equal(codebook(3, 37, 1, start=j)[0], book[j])
     assert abs(book.mean()) < 0.05 and abs(book.std() - 1) < 0.05
     assert not np.array_equal(codebook(4, 37, 2), book[:2])
-    maps = [chunk_map(3, step, chunk, 37) for step, chunk in ((1, 0), (1, 1), (2, 0))]
-    for columns, signs in maps:
-        assert sorted(columns) == list(range(37)) and set(signs) == {-1.0, 1.0}
-    assert np.array_equal(chunk_map(3, 1, 0, 37)[0], maps[0][0])
+    maps = [chunk_map(3, step, chunk, 37, 300) for step, chunk in ((1, 0), (1, 1), (2, 0))]
+    for columns, signs, offset in maps:
+        assert sorted(columns) == list(range(37)) and set(signs) == {-1.0, 1.0} and 0 <= offset < 300
+    assert np.array_equal(chunk_map(3, 1, 0, 37, 300)[0], maps[0][0])
     assert not np.array_equal(maps[0][0], maps[1][0]) and not np.array_equal(maps[0][0], maps[2][0])
+    offsets = [chunk_map(3, 1, c, 37, 1 << 13)[2] for c in range(200)]
+    assert len(set(offsets)) > 190     # the chunks' index 0 falls on different rows
 
 
 def test_entropy_ops_round_trip():

@@ -226,7 +226,9 @@ def test_samples_follow_the_posterior():
         _, x, kl = spec.from_params(b"").encode(ctx, mu_q)
         z = (x - mu_q) / np.sqrt(vq)
         assert abs(z.mean()) < 0.1, spec.name
-        assert 0.85 < z.var() < 1.15, (spec.name, z.var())
+        # rcc's truncation to K candidates pulls its samples towards p, whose variance is 1.5 here:
+        # 1.15 on average over 12 seeds (1.10 to 1.27; with format 10's codebook 1.12 to 1.19)
+        assert 0.85 < z.var() < (1.3 if spec.name == "rcc" else 1.15), (spec.name, z.var())
         # the shift towards mu_q is transmitted: x is much closer to mu_q than p's own samples are
         assert np.mean((x - mu_q) ** 2) < 0.8 * np.mean((mu_p - mu_q) ** 2 + var_p), spec.name
         assert kl > 0
@@ -300,7 +302,7 @@ def test_rcc_selection_scores_every_block_of_chunks_like_a_direct_computation(mo
     groups = coder._groups(ctx, n)
     expected = []
     for c, dims in enumerate(groups):
-        Z = np.stack([coder._candidate(ctx, c, j, len(dims)) for j in range(coder.count)]).astype(np.float64)
+        Z = np.stack([coder._candidate(ctx, c, j, len(dims), coder.count) for j in range(coder.count)]).astype(np.float64)
         expected.append(int(np.argmax(Z ** 2 @ c2[dims] + Z @ c1[dims] - np.log(np.arange(1, coder.count + 1)))))
     for block in (3, 512):
         monkeypatch.setattr(rcc, "SELECT_BLOCK", block)

@@ -1,8 +1,9 @@
 """The .dfc format is a contract: a frozen file must keep decoding to the same pixels.
 
 tests/data/golden_fmnist.dfc is models/fmnist/example.png encoded with the default settings
-(format version 10, in its compact form). golden_v2_fmnist.dfc to golden_v8_fmnist.dfc are the
-same image in format versions 2 to 8 (version 8's in its compact form, 0xD9), which this version must refuse with a clear message. After a deliberate
+(format version 12, in its compact form). golden_v2_fmnist.dfc to golden_v10_fmnist.dfc are the
+same image in format versions 2 to 10 (versions 8's and 10's in their compact forms, 0xD9 and
+0xDB), which this version must refuse with a clear message. After a deliberate
 format change (a new version) or a new shipped `fmnist`, regenerate it with
 `python tests/data/make_golden.py` and commit both files in tests/data/.
 """
@@ -59,7 +60,7 @@ def test_golden_file_decodes_to_the_same_pixels(golden, fmnist):
     assert diff.max() <= 2 and np.mean(diff > 0) < 0.02
 
 
-@pytest.mark.parametrize("version", [2, 3, 4, 5, 6, 7, 8])
+@pytest.mark.parametrize("version", [2, 3, 4, 5, 6, 7, 8, 10])
 def test_older_golden_files_are_refused_clearly(version):
     from diffcodec.container.format import FormatError
 

@@ -52,21 +52,22 @@ def resolve_backend(backend: str, image_shape, kind: str = "gaussian") -> str:
     return registry.choose(backend, int(np.prod(image_shape)), kind).name
 
 
-def default_steps(backend: str) -> str:
-    """The step spec a backend (or the ideal estimate) uses when none is given."""
-    return ideal.DEFAULT_STEPS if backend == ideal.NAME else registry.get(backend).default_steps
+def default_steps(backend: str, dims: int) -> str:
+    """The step spec a backend (or the ideal estimate) uses when none is given, on an image of
+    ``dims`` (C x H x W) values."""
+    return ideal.DEFAULT_STEPS if backend == ideal.NAME else registry.get(backend).steps_for(dims)
 
 
-def coded_steps(loaded, backend: str, steps: str | None = None) -> int:
+def coded_steps(loaded, backend: str, steps: str | None, shape) -> int:
     """How many steps a full-rate encode codes with a registered backend (for progress bars); a bad
-    step spec is a UserError."""
+    step spec is a UserError. shape: the image's (C, H, W)."""
     if loaded.is_masking:
         from . import reveal
 
         md = loaded.masking()
         return len(reveal.plan(loaded, md, reveal.DEFAULT_ORDER, steps))
     try:
-        return loaded.diffusion(steps or default_steps(backend)).num_timesteps - 1
+        return loaded.diffusion(steps or default_steps(backend, int(np.prod(shape)))).num_timesteps - 1
     except ValueError as e:
         raise UserError(str(e)) from None
 
@@ -261,7 +262,7 @@ def encode_image(loaded, image: np.ndarray, backend: str = registry.AUTO, steps:
     wanted = quality_psnr(quality) if quality is not None else target_psnr
     backend = resolve_backend(backend, image.shape)
     spec = registry.get(backend)
-    steps = steps or spec.default_steps
+    steps = steps or spec.steps_for(C * H * W)
     coder = coder or spec.from_params(b"")
     model = _open_chain(loaded, steps, (C, H, W))
     N, D = model.num_steps, C * H * W

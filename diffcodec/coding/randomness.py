@@ -106,14 +106,17 @@ def codebook(seed: int, dims: int, count: int, start: int = 0) -> np.ndarray:
     return _rows(_key(seed, PURPOSE_BOOK, 0, dims), count, dims, start)
 
 
-def chunk_map(seed: int, step: int, chunk: int, dims: int) -> tuple[np.ndarray, np.ndarray]:
-    """(columns [dims] integer indices, signs [dims] float32) that turn a codebook row Z_j into this chunk's
-    candidate j: z[d] = signs[d] * Z_j[columns[d]] (a seeded permutation and random signs, so each
-    chunk's candidates are i.i.d. normals and chunks with alike shifts still pick unrelated rows)."""
-    raw = np.random.Philox(key=_key(seed, PURPOSE_BOOKMAP, step, chunk)).random_raw(dims)
-    columns = np.argsort(raw >> np.uint64(1), kind="stable")
-    signs = np.where(raw & np.uint64(1), np.float32(-1.0), np.float32(1.0))
-    return columns, signs
+def chunk_map(seed: int, step: int, chunk: int, dims: int, rows: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(columns [dims] integer indices, signs [dims] float32, offset in [0, rows)) that turn the
+    codebook's rows Z into this chunk's candidates: candidate j is z[d] = signs[d] * Z_r[columns[d]]
+    with r = (j + offset) mod rows. A seeded permutation and random signs make each chunk's
+    candidates i.i.d. normals, so chunks with alike shifts still pick unrelated rows; the offset
+    makes the small indices ordered random coding picks most often fall on other rows in every
+    chunk (else chunks that pick the same index get noise of the same norm and magnitudes)."""
+    raw = np.random.Philox(key=_key(seed, PURPOSE_BOOKMAP, step, chunk)).random_raw(dims + 1)
+    columns = np.argsort(raw[:dims] >> np.uint64(1), kind="stable")
+    signs = np.where(raw[:dims] & np.uint64(1), np.float32(-1.0), np.float32(1.0))
+    return columns, signs, int(raw[dims] % np.uint64(rows))
 
 
 def candidate(seed: int, step: int, chunk: int, index: int, dims: int) -> np.ndarray:

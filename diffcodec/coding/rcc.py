@@ -68,6 +68,12 @@ ZIPF_EXPONENT = 0.675
 # How many times q's shift the encoder aims at: chosen on Fashion-MNIST TRAINING images by the
 # BD-rate of real files against the ideal curve (eval/rcc_aim.py; README, "Aiming past q").
 AIM = 1.6
+# The default chain by image size, (largest C x H x W, spec): geo9 on small images; above, jumps
+# capped at high noise, where geo9's first jumps (999 -> 910 -> 828) cost several times what
+# the fine chain pays for the same PSNR on a photograph (eval/schedule_study.py --model photo),
+# but their few bits a step would cost a 28x28 image more in per-chunk overhead than they save;
+# the cap is looser above 256x256 RGB to keep a 768x512 encode within its time budget.
+DEFAULT_STEPS = ((4096, "geo9"), (256 * 256 * 3, "geo9c20"), (None, "geo9c40"))
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
 _POOL: ThreadPoolExecutor | None = None
 BOOK_CACHE_BYTES = 1 << 30            # codebooks kept in memory, per process
@@ -106,7 +112,7 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
-@register("rcc", wire_id=1, default_steps="geo9", priority=3, auto_max_dims=RCC_AUTO_MAX_DIMS,
+@register("rcc", wire_id=1, default_steps=DEFAULT_STEPS, priority=3, auto_max_dims=RCC_AUTO_MAX_DIMS,
           description="reverse channel coding (the paper's Algorithm 3)")
 class RCCCoder(StepCoder):
 
@@ -192,31 +198,35 @@ class RCCCoder(StepCoder):
                 block = chunks[start:start + SELECT_BLOCK]
                 a1 = np.zeros((m, len(block)), np.float32)
                 a2 = np.zeros((m, len(block)), np.float32)
+                offsets = np.empty(len(block), np.int64)
                 for k, c in enumerate(block):
-                    columns, signs = chunk_map(ctx.seed, ctx.step, c, m)
+                    columns, signs, offsets[k] = chunk_map(ctx.seed, ctx.step, c, m, self.count)
                     a1[columns, k] = signs * c1[groups[c]]
                     a2[columns, k] = c2[groups[c]]
                 score = book @ a1
                 if a2.any():
                     squares = np.square(book) if squares is None else squares
                     score += squares @ a2
+                # row r of the product is the candidate of index (r - offset) mod K: to index order
+                score = score[(np.arange(self.count)[:, None] + offsets[None, :]) % self.count,
+                              np.arange(len(block))[None, :]]
                 arrivals = self.rng.standard_exponential((self.count, len(block)), np.float32)
                 score -= np.log(np.cumsum(arrivals, axis=0))
                 indices[block] = np.argmax(score, axis=0)
         return indices.tolist()
 
     @staticmethod
-    def _candidate(ctx: StepContext, c: int, j: int, m: int) -> np.ndarray:
-        """Candidate j of chunk c (of m dimensions) at this step, [m] float32."""
-        columns, signs = chunk_map(ctx.seed, ctx.step, c, m)
-        return signs * codebook(ctx.seed, m, 1, start=j)[0][columns]
+    def _candidate(ctx: StepContext, c: int, j: int, m: int, count: int) -> np.ndarray:
+        """Candidate j of chunk c (of m dimensions, K = count) at this step, [m] float32."""
+        columns, signs, offset = chunk_map(ctx.seed, ctx.step, c, m, count)
+        return signs * codebook(ctx.seed, m, 1, start=(j + offset) % count)[0][columns]
 
     def _sample(self, ctx: StepContext, groups: list[np.ndarray], indices) -> np.ndarray:
         """x_{t-1} = mu_p + sigma_p z, z each chunk's candidate at its index: what both sides build."""
         x = np.empty(ctx.dims)
         sd_p = np.sqrt(ctx.var_p)
         for c, (dims, j) in enumerate(zip(groups, indices)):
-            x[dims] = ctx.mu_p[dims] + sd_p[dims] * self._candidate(ctx, c, int(j), len(dims))
+            x[dims] = ctx.mu_p[dims] + sd_p[dims] * self._candidate(ctx, c, int(j), len(dims), self.count)
         return x
 
     def aim(self, chunk_bits: float) -> float:

@@ -23,13 +23,33 @@ MAX_WIRE_ID = 7      # the header's flags hold the wire id in 3 bits
 class CoderSpec:
     name: str
     wire_id: int
-    default_steps: str
+    default_steps: str | tuple   # one step spec, or (max_dims, spec) tiers by the image's C x H x W
+    #                              (the last tier's max_dims None: any larger); see ``steps_for``
     cls: type
     description: str = ""
     priority: int = 0                # "auto" takes the highest-priority coder that fits the image
     auto_max_dims: int | None = None  # largest C x H x W that "auto" gives this coder (None: any)
     kind: str = "gaussian"           # the model kind it codes with: "gaussian" (a StepCoder of the
     #                                  Gaussian chain) or "masking" (a whole-image masking codec)
+
+    def steps_for(self, dims: int) -> str:
+        """The step spec this coder uses by default on an image of ``dims`` (C x H x W) values.
+        What a file without a step spec implies, so changing it needs a new format version."""
+        if isinstance(self.default_steps, str):
+            return self.default_steps
+        return next(spec for limit, spec in self.default_steps if limit is None or dims <= limit)
+
+    def steps_text(self) -> str:
+        """The default steps in words, e.g. "geo9 (geo9c20 above 4096 values)"."""
+        if isinstance(self.default_steps, str):
+            return self.default_steps
+        (_, first), *rest = self.default_steps
+        prev = self.default_steps[0][0]
+        above = []
+        for limit, spec in rest:
+            above.append(f"{spec} above {prev} values")
+            prev = limit
+        return f"{first} ({', '.join(above)})"
 
     def from_params(self, params: bytes = b""):
         """The coder for a header's parameter bytes (empty: the defaults); ValueError if they are bad."""
@@ -42,7 +62,7 @@ _CODERS: dict[str, CoderSpec] = {}
 AUTO = "auto"
 
 
-def register(name: str, wire_id: int, default_steps: str, description: str = "", priority: int = 0,
+def register(name: str, wire_id: int, default_steps: str | tuple, description: str = "", priority: int = 0,
              auto_max_dims: int | None = None, kind: str = "gaussian"):
     """Class decorator: add a ``StepCoder`` subclass (or, with kind="masking", a masking-model
     codec) to the registry."""

@@ -1,9 +1,9 @@
 """The .dfc container: bytes only, no torch (``from_bytes`` reads the model store's keys when it is
 given none, which imports it).
 
-Layout, format version 10 (integers are LEB128 varints unless a width is given):
+Layout, format version 12 (integers are LEB128 varints unless a width is given):
 
-    0xDA (magic 0xD0 | version) | flags (1 byte)
+    0xDC (magic 0xD0 | version) | flags (1 byte)
     | [height, unless the native flag] | [width, unless the square or native flag]
     | [if the extended flag: steps spec length, steps spec (ASCII), seed, params length, params]
     | layer table: per layer, steps << 1 | (1 if another layer follows), then its byte length
@@ -15,13 +15,15 @@ Layout, format version 10 (integers are LEB128 varints unless a width is given):
 
 or, for a file at its model's defaults (a square image of the model's native size and channels,
 the backend that "auto" picks for it, that backend's default steps and parameters, seed 0, no
-lossless layer), the compact form: 0xDB | layer table | checks | payloads. Its header is filled
+lossless layer), the compact form: 0xDD | layer table | checks | payloads. Its header is filled
 in from the model that passes the first layer's check (``Header.for_model``). An older diffcodec
-reads 0xDB as "format version 11" and refuses it as newer (so the next version is 12, 0xDC; 0xD9
-was version 8's compact form). What a compact file means is therefore
+reads 0xDD as "format version 13" and refuses it as newer (so the next version is 14, 0xDE; 0xD9
+and 0xDB were versions 8's and 10's compact forms). What a compact file means is therefore
 the "auto" rule (``registry.choose``: each coder's priority and ``auto_max_dims``) and each
-backend's default steps and parameters: changing any of them for an image size a model can have
-needs a new format version (tests/test_bitstream.py pins them for the shipped models).
+backend's default steps (``CoderSpec.steps_for``: they may depend on the image's size) and
+parameters: changing any of them for an image size a model can have needs a new format version
+(tests/test_bitstream.py pins them for the shipped models). A long-form file without the
+extended flag likewise implies its backend's default steps for its size.
 
 flags: bit 0 RGB (else grayscale), bit 1 the last layer is a lossless layer for x_0, bit 2
 extended fields present (otherwise: the backend's default steps, seed 0, default parameters),
@@ -52,7 +54,8 @@ and the header checksum of files of several layers, whose first layer's CRC now 
 version 7 dropped the model tag for the keyed CRC-16; version 8 added the compact form and made
 the step spec's length a varint, so a step list of any length fits; version 10 changed rcc's
 candidates, which now come from a codebook shared by every step and chunk, so the same indices
-decode to other samples).
+decode to other samples; version 12 gave rcc a default chain that depends on the image's size and
+each chunk its own row offset into the codebook).
 """
 from __future__ import annotations
 
@@ -63,13 +66,17 @@ from ..coding import registry
 from ..errors import UserError
 from ..io.checksums import crc8, crc16
 
-VERSION = 10  # 10: rcc's candidates from a shared codebook (``randomness.codebook``); 8: the compact form for a model's defaults, the step spec's length a varint; 7: no model tag, the first layer's CRC-16 keyed with the weights' sha256 (6: native
-              # size flag, implied length of a one-layer file's layer; 5: tuq's default chain quad10;
-              # 4: no layer count, no header checksum on one-layer files; 3: one range stream)
+VERSION = 12  # 12: rcc's default chain by image size (geo9c20 / geo9c40 above 4096 values), each chunk
+              # reads the codebook from its own row offset; 10: rcc's candidates from a shared
+              # codebook (``randomness.codebook``); 8: the compact form for a model's defaults, the
+              # step spec's length a varint; 7: no model tag, the first layer's CRC-16 keyed with
+              # the weights' sha256 (6: native size flag, implied length of a one-layer file's
+              # layer; 5: tuq's default chain quad10; 4: no layer count, no header checksum on
+              # one-layer files; 3: one range stream)
 MAGIC = 0xD0 | VERSION
-COMPACT = 0xDB           # the compact form (a file at its model's defaults), also version 10: an older
-                         # reader refuses it as "version 11", so the next version is 12 (0xDC)
-OLD_COMPACT = {0xD9: 8}  # earlier versions' compact forms
+COMPACT = 0xDD           # the compact form (a file at its model's defaults), also version 12: an older
+                         # reader refuses it as "version 13", so the next version is 14 (0xDE)
+OLD_COMPACT = {0xD9: 8, 0xDB: 10}  # earlier versions' compact forms
 OLD_MAGIC = b"DF"        # versions 1 and 2
 KEY_BYTES = 32           # a model's key: the sha256 digest of its weights
 F_RGB, F_LOSSLESS, F_EXTENDED, F_SQUARE, F_NATIVE = 1, 2, 4, 64, 128
@@ -171,7 +178,9 @@ class Header:
         h = replace(self, height=profile.native_size, width=profile.native_size) if self.native else self
         if self.auto and not self.backend:
             coder = registry.choose(registry.AUTO, profile.channels * profile.native_size ** 2, profile.kind)
-            h = replace(h, channels=profile.channels, backend=coder.name, steps_spec=coder.default_steps)
+            h = replace(h, channels=profile.channels, backend=coder.name)
+        if not h.steps_spec:    # the backend's default for the image's size
+            h = replace(h, steps_spec=registry.get(h.backend).steps_for(h.channels * h.height * h.width))
         return h
 
     def compact(self) -> bool:
@@ -183,7 +192,8 @@ class Header:
 
     def extended(self) -> bool:
         """Whether any field differs from what the flags imply (default steps, seed 0, no params)."""
-        return (self.steps_spec != registry.get(self.backend).default_steps or self.seed != 0
+        dims = self.channels * self.height * self.width
+        return (self.steps_spec != registry.get(self.backend).steps_for(dims) or self.seed != 0
                 or bool(self.params))
 
 
@@ -317,7 +327,9 @@ def _long_header(r: _Reader) -> Header:
     width = height if flags & F_SQUARE else r.varint()
     if not native and (not 0 < height <= 1 << 16 or not 0 < width <= 1 << 16):
         raise FormatError("corrupt header (image size)")
-    spec, seed, params = coder.default_steps.encode(), 0, b""
+    channels = 3 if flags & F_RGB else 1
+    # the backend's default steps for the image's size ("" until ``for_model`` knows a native size)
+    spec, seed, params = ("" if native else coder.steps_for(channels * height * width)).encode(), 0, b""
     if flags & F_EXTENDED:
         spec = r.take(r.varint())
         seed = r.varint()
@@ -326,7 +338,7 @@ def _long_header(r: _Reader) -> Header:
         spec = spec.decode("ascii")
     except UnicodeDecodeError:
         raise FormatError("corrupt header (text fields)") from None
-    return Header("", b"", height, width, 3 if flags & F_RGB else 1, coder.name, spec, seed,
+    return Header("", b"", height, width, channels, coder.name, spec, seed,
                   bool(flags & F_LOSSLESS), params, native)
 
 
