@@ -29,7 +29,6 @@ import numpy as np
 import torch
 
 from diffcodec.coding.progressive import estimate_image
-from diffcodec.coding.rcc import MAX_CHUNK_DIMS
 from diffcodec.core.schedules import read_step_list
 from diffcodec.evaluation.metrics import bd_rate
 from diffcodec.io.datasets import DataConfig, load_split
@@ -39,10 +38,9 @@ PSNRS = (25.0, 30.0, 40.0, 50.0)
 GRID = np.arange(20.0, 50.01, 1.0)   # dB: where the mean curves for BD-rates are sampled
 
 
-def channel_cost(kl: float, chunk: float = 10.0, fewest: int = 1) -> float:
-    """Bits of ordered random coding for a step of ``kl`` bits: C + log2(C + 1) per chunk of C bits,
-    in at least ``fewest`` chunks (rcc's chunks span at most rcc.MAX_CHUNK_DIMS dimensions)."""
-    n = max(fewest, math.ceil(kl / chunk))
+def channel_cost(kl: float, chunk: float = 10.0) -> float:
+    """Bits of ordered random coding for a step of ``kl`` bits: C + log2(C + 1) per chunk of C bits."""
+    n = max(1, math.ceil(kl / chunk))
     return n * (kl / n + math.log2(kl / n + 1))
 
 
@@ -93,8 +91,7 @@ def main():
         torch.set_num_threads(1)
         imgs = load_split(DataConfig(path=args.fmnist), "test")[:args.limit]
     D = imgs[0].size
-    fewest = math.ceil(D / MAX_CHUNK_DIMS)
-    price = lambda kl: channel_cost(kl, fewest=fewest)   # noqa: E731
+    price = channel_cost
     saved = json.loads(Path(args.reuse).read_text())["runs"] if args.reuse else {}
     Rec = namedtuple("Rec", "t kl_bits psnr")
     head = " ".join(f"{f'@{p:g}dB':>7}" for p in PSNRS)

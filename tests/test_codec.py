@@ -10,7 +10,7 @@ from diffcodec.coding.progressive import decode_container, encode_image
 from diffcodec.coding import registry
 from diffcodec.evaluation.metrics import psnr
 from diffcodec.coding.entropy import CorruptStream, Decoder, encode_ops, gauss_op, table_op, zipf_table
-from diffcodec.coding.randomness import candidate, candidates, chunk_map, codebook, dither
+from diffcodec.coding.randomness import candidate, candidates, chunk_maps, codebook, dither
 from diffcodec.errors import UserError
 from diffcodec.training.store import load_model
 from conftest import synthetic_images
@@ -38,13 +38,18 @@ def test_codebook_rows_regenerate_alone_and_chunk_maps_are_signed_permutations()
         assert np.array_equal(codebook(3, 37, 1, start=j)[0], book[j])
     assert abs(book.mean()) < 0.05 and abs(book.std() - 1) < 0.05
     assert not np.array_equal(codebook(4, 37, 2), book[:2])
-    maps = [chunk_map(3, step, chunk, 37, 300) for step, chunk in ((1, 0), (1, 1), (2, 0))]
+    maps = [chunk_maps(3, step, chunk, [37], 300)[0] for step, chunk in ((1, 0), (1, 1), (2, 0))]
     for columns, signs, offset in maps:
         assert sorted(columns) == list(range(37)) and set(signs) == {-1.0, 1.0} and 0 <= offset < 300
-    assert np.array_equal(chunk_map(3, 1, 0, 37, 300)[0], maps[0][0])
+    assert np.array_equal(chunk_maps(3, 1, 0, [37], 300)[0][0], maps[0][0])
     assert not np.array_equal(maps[0][0], maps[1][0]) and not np.array_equal(maps[0][0], maps[2][0])
-    offsets = [chunk_map(3, 1, c, 37, 1 << 13)[2] for c in range(200)]
+    offsets = [chunk_maps(3, 1, c, [37], 1 << 13)[0][2] for c in range(200)]
     assert len(set(offsets)) > 190     # the chunks' index 0 falls on different rows
+    # a chunk of segments: the first segment's map is the one-segment chunk's; each has its own
+    parts = chunk_maps(3, 1, 0, [37, 36, 36], 300)
+    assert np.array_equal(parts[0][0], maps[0][0]) and parts[0][2] == maps[0][2]
+    assert [len(p[0]) for p in parts] == [37, 36, 36] and len({p[2] for p in parts}) == 3
+    assert not np.array_equal(parts[1][0], parts[2][0])
 
 
 def test_entropy_ops_round_trip():

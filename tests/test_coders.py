@@ -209,7 +209,7 @@ def test_ideal_estimate_writes_nothing():
     assert "ideal" not in registry.names()
 
 
-def test_samples_follow_the_posterior():
+def test_samples_follow_the_posterior(monkeypatch):
     """Each coder's x_{t-1} is a sample of q(x_{t-1} | x_t, x_0): over 2000 dimensions of one step
     (about 0.2 bits of KL each; 1.2 bits for tuq, which codes a band only from 0.25 bits of KL per
     coefficient and otherwise, by design, sends a sample of p), the residuals (x - mu_q) / sigma_q
@@ -219,18 +219,22 @@ def test_samples_follow_the_posterior():
     rng = np.random.default_rng(5)
     vq = 0.04
     mu_p, var_p = rng.standard_normal(n), np.full(n, 1.5 * vq)
-    for spec in SPECS:
+    from diffcodec.coding import rcc
+    segmented = [("rcc-segments", registry.get("rcc"))]   # rcc with chunks of 3-4 segments
+    for name, spec in [(s.name, s) for s in SPECS] + segmented:
+        if name == "rcc-segments":
+            monkeypatch.setattr(rcc, "SEGMENT_DIMS", 12)
         spread = 3.0 if spec.name == "tuq" else 0.3
         mu_q = mu_p + np.random.default_rng(6).normal(0, np.sqrt(spread * vq), n)
         ctx = StepContext(1, SEED, vq, mu_p, var_p, {})
         _, x, kl = spec.from_params(b"").encode(ctx, mu_q)
         z = (x - mu_q) / np.sqrt(vq)
-        assert abs(z.mean()) < 0.1, spec.name
+        assert abs(z.mean()) < 0.1, name
         # rcc's truncation to K candidates pulls its samples towards p, whose variance is 1.5 here:
         # 1.15 on average over 12 seeds (1.10 to 1.27; with format 10's codebook 1.12 to 1.19)
-        assert 0.85 < z.var() < (1.3 if spec.name == "rcc" else 1.15), (spec.name, z.var())
+        assert 0.85 < z.var() < (1.3 if spec.name == "rcc" else 1.15), (name, z.var())
         # the shift towards mu_q is transmitted: x is much closer to mu_q than p's own samples are
-        assert np.mean((x - mu_q) ** 2) < 0.8 * np.mean((mu_p - mu_q) ** 2 + var_p), spec.name
+        assert np.mean((x - mu_q) ** 2) < 0.8 * np.mean((mu_p - mu_q) ** 2 + var_p), name
         assert kl > 0
 
 
@@ -300,26 +304,30 @@ def test_rcc_selection_scores_every_block_of_chunks_like_a_direct_computation(mo
 
     coder.rng = Fixed()
     groups = coder._groups(ctx, n)
-    expected = []
-    for c, dims in enumerate(groups):
-        Z = np.stack([coder._candidate(ctx, c, j, len(dims), coder.count) for j in range(coder.count)]).astype(np.float64)
-        expected.append(int(np.argmax(Z ** 2 @ c2[dims] + Z @ c1[dims] - np.log(np.arange(1, coder.count + 1)))))
-    for block in (3, 512):
-        monkeypatch.setattr(rcc, "SELECT_BLOCK", block)
-        assert coder._select(ctx, groups, c2, c1) == expected
+    for segment in (8192, 13):      # chunks of 35 dimensions: one segment, or three
+        monkeypatch.setattr(rcc, "SEGMENT_DIMS", segment)
+        # the decoder's candidates: what _sample builds for every chunk at index j
+        Z = np.stack([(coder._sample(ctx, groups, [j] * n) - mu_p) / np.sqrt(var_p) for j in range(coder.count)])
+        expected = [int(np.argmax(Z[:, dims] ** 2 @ c2[dims] + Z[:, dims] @ c1[dims]
+                                  - np.log(np.arange(1, coder.count + 1)))) for dims in groups]
+        for block in (3, 512):
+            monkeypatch.setattr(rcc, "SELECT_BLOCK", block)
+            assert coder._select(ctx, groups, c2, c1) == expected
 
 
-def test_rcc_cuts_a_large_step_of_little_kl_into_bounded_chunks():
-    """A chunk's codebook is K x its length, so the encoder never lets a chunk span more than
-    MAX_CHUNK_DIMS dimensions: a step of 2 bits over 20000 dimensions (one chunk by its KL) is
-    sent as 3 chunks, and decodes."""
+def test_rcc_sends_a_large_step_of_little_kl_as_one_chunk_of_segments():
+    """A codebook row is at most SEGMENT_DIMS long (K x its length in memory), so a longer chunk
+    reads its candidates in segments: a step of 2 bits over 20000 dimensions is one chunk (one
+    index) of three segments, and decodes."""
     from diffcodec.coding import rcc
 
     d = 20000
     shift = np.full(d, np.sqrt(2 * 2 * np.log(2) / d))
     ctx = lambda: StepContext(2, SEED, 1.0, np.zeros(d), np.ones(d), {"steps": 5, "chunks": 1})  # noqa: E731
-    ops, x, kl = rcc.RCCCoder().encode(ctx(), shift)
-    assert kl == pytest.approx(2.0) and len(ops[-1][1]) == math.ceil(d / rcc.MAX_CHUNK_DIMS) == 3
+    coder = rcc.RCCCoder()
+    ops, x, kl = coder.encode(ctx(), shift)
+    assert kl == pytest.approx(2.0) and len(ops[-1][1]) == 1
+    assert len(coder._segments(np.arange(d))) == math.ceil(d / rcc.SEGMENT_DIMS) == 3
     dec = Decoder(encode_layered([ops])[0])
     assert np.array_equal(rcc.RCCCoder().decode(ctx(), dec), x)
 

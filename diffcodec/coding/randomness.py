@@ -106,17 +106,26 @@ def codebook(seed: int, dims: int, count: int, start: int = 0) -> np.ndarray:
     return _rows(_key(seed, PURPOSE_BOOK, 0, dims), count, dims, start)
 
 
-def chunk_map(seed: int, step: int, chunk: int, dims: int, rows: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """(columns [dims] integer indices, signs [dims] float32, offset in [0, rows)) that turn the
-    codebook's rows Z into this chunk's candidates: candidate j is z[d] = signs[d] * Z_r[columns[d]]
-    with r = (j + offset) mod rows. A seeded permutation and random signs make each chunk's
-    candidates i.i.d. normals, so chunks with alike shifts still pick unrelated rows; the offset
-    makes the small indices ordered random coding picks most often fall on other rows in every
-    chunk (else chunks that pick the same index get noise of the same norm and magnitudes)."""
-    raw = np.random.Philox(key=_key(seed, PURPOSE_BOOKMAP, step, chunk)).random_raw(dims + 1)
-    columns = np.argsort(raw[:dims] >> np.uint64(1), kind="stable")
-    signs = np.where(raw[:dims] & np.uint64(1), np.float32(-1.0), np.float32(1.0))
-    return columns, signs, int(raw[dims] % np.uint64(rows))
+def chunk_maps(seed: int, step: int, chunk: int, lengths: list[int], rows: int) -> list[tuple]:
+    """For each segment of a chunk (``lengths``: the segments' dimensions; one segment for a chunk
+    of at most rcc.SEGMENT_DIMS), (columns [m] integer indices, signs [m] float32, offset in
+    [0, rows)) that turn the codebook's rows Z of length m into the segment's part of the chunk's
+    candidates: candidate j is z[d] = signs[d] * Z_r[columns[d]] with r = (j + offset) mod rows,
+    and a longer chunk's candidate j is its segments' parts side by side.
+
+    A seeded permutation and random signs make each segment's candidates i.i.d. normals, so chunks
+    with alike shifts still pick unrelated rows; the offset makes the small indices ordered random
+    coding picks most often fall on other rows in every chunk and segment (else chunks that pick
+    the same index get noise of the same norm and magnitudes). A chunk's segments read their maps
+    one after another from the chunk's own stream."""
+    gen = np.random.Philox(key=_key(seed, PURPOSE_BOOKMAP, step, chunk))
+    out = []
+    for m in lengths:
+        raw = gen.random_raw(m + 1)
+        columns = np.argsort(raw[:m] >> np.uint64(1), kind="stable")
+        signs = np.where(raw[:m] & np.uint64(1), np.float32(-1.0), np.float32(1.0))
+        out.append((columns, signs, int(raw[m] % np.uint64(rows))))
+    return out
 
 
 def candidate(seed: int, step: int, chunk: int, index: int, dims: int) -> np.ndarray:

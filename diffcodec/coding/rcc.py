@@ -43,7 +43,7 @@ import numpy as np
 
 from .base import StepCoder, StepContext, gaussian_kl_bits
 from .entropy import gauss_op, table_op, zipf_table
-from .randomness import candidate, chunk_map, codebook, permutation
+from .randomness import candidate, chunk_maps, codebook, permutation
 from .registry import register
 
 
@@ -78,8 +78,8 @@ _WORKERS = max(1, min(4, os.cpu_count() or 1))
 _POOL: ThreadPoolExecutor | None = None
 BOOK_CACHE_BYTES = 1 << 30            # codebooks kept in memory, per process
 SELECT_BLOCK = 512                    # chunks scored by one matrix product ([K, block] float32)
-MAX_CHUNK_DIMS = 8192                 # longest chunk (encoder-only): a codebook is K x its length, 268 MB
-                                      # at K = 2^13; a step of little KL on a large image is cut finer
+SEGMENT_DIMS = 8192                   # longest codebook row: K x its length is 268 MB at K = 2^13; a
+                                      # longer chunk reads its candidates in near-equal segments
 _BOOKS: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
 
 
@@ -169,40 +169,56 @@ class RCCCoder(StepCoder):
         return INITIAL_COUNTS[k] if k < len(INITIAL_COUNTS) else state["chunks"]
 
     def _choose_count(self, total: float, prev: int, dims: int) -> int:
-        """Keep the previous count while each chunk stays within KEEP_RANGE x chunk_bits, and never
-        let a chunk span more than MAX_CHUNK_DIMS dimensions (its codebook is K x that)."""
+        """Keep the previous count while each chunk stays within KEEP_RANGE x chunk_bits."""
         if total < self.min_bits:
             return 0
-        fewest = math.ceil(dims / MAX_CHUNK_DIMS)
         lo, hi = (v * self.chunk_bits for v in KEEP_RANGE)
-        if prev >= fewest and total / prev <= hi and (total / prev >= lo or prev == 1):
+        if total / prev <= hi and (total / prev >= lo or prev == 1):
             return prev
-        return min(dims, max(fewest, math.ceil(total / self.chunk_bits)))
+        return min(dims, max(1, math.ceil(total / self.chunk_bits)))
+
+    @staticmethod
+    def _segments(dims: np.ndarray) -> list[np.ndarray]:
+        """A chunk's dimensions in segments of at most SEGMENT_DIMS (near-equal lengths)."""
+        return np.array_split(dims, -(-len(dims) // SEGMENT_DIMS))
+
+    def _pieces(self, ctx: StepContext, groups: list[np.ndarray]) -> list[list[tuple]]:
+        """Per chunk, its segments as (dims, columns, signs, offset) (``randomness.chunk_maps``)."""
+        out = []
+        for c, dims in enumerate(groups):
+            parts = self._segments(dims)
+            maps = chunk_maps(ctx.seed, ctx.step, c, [len(p) for p in parts], self.count)
+            out.append([(p, *m) for p, m in zip(parts, maps)])
+        return out
 
     def _select(self, ctx: StepContext, groups: list[np.ndarray], c2: np.ndarray, c1: np.ndarray) -> list[int]:
         """The index each chunk picks: argmax_j log w(z_j) - log T_j over its K candidates.
 
-        Chunk c's candidate j is signs_c * Z_j[columns_c] for the codebook Z of its length
-        (``randomness.chunk_map``), so its score sum_d c2_d z_d^2 + c1_d z_d is row j of Z (and of
-        Z^2) times the chunk's coefficients moved to the codebook's columns: one matrix product
-        scores a block of chunks of one length. The arrival times T_j (cumulative Exp(1)) are the
-        encoder's own randomness, drawn per chunk."""
+        Segment g of chunk c reads candidate j as signs * Z_r[columns] with r = (j + offset) mod K
+        for the codebook Z of its length (``randomness.chunk_maps``), so its score
+        sum_d c2_d z_d^2 + c1_d z_d is row r of Z (and of Z^2) times the segment's coefficients
+        moved to the codebook's columns: one matrix product scores a block of segments of one
+        length, rolled to index order; a chunk's score is the sum of its segments'. The arrival
+        times T_j (cumulative Exp(1)) are the encoder's own randomness, drawn per chunk."""
+        pieces = self._pieces(ctx, groups)
         indices = np.empty(len(groups), np.int64)
-        by_length: dict[int, list[int]] = {}
-        for c, dims in enumerate(groups):
-            by_length.setdefault(len(dims), []).append(c)
-        for m, chunks in by_length.items():
+        summed: dict[int, np.ndarray] = {}       # chunks of several segments: their scores so far
+        by_length: dict[int, list[tuple[int, int]]] = {}
+        for c, parts in enumerate(pieces):
+            for g, part in enumerate(parts):
+                by_length.setdefault(len(part[0]), []).append((c, g))
+        for m, members in by_length.items():
             book = _book(ctx.seed, m, self.count)
             squares = None
-            for start in range(0, len(chunks), SELECT_BLOCK):
-                block = chunks[start:start + SELECT_BLOCK]
+            for start in range(0, len(members), SELECT_BLOCK):
+                block = members[start:start + SELECT_BLOCK]
                 a1 = np.zeros((m, len(block)), np.float32)
                 a2 = np.zeros((m, len(block)), np.float32)
                 offsets = np.empty(len(block), np.int64)
-                for k, c in enumerate(block):
-                    columns, signs, offsets[k] = chunk_map(ctx.seed, ctx.step, c, m, self.count)
-                    a1[columns, k] = signs * c1[groups[c]]
-                    a2[columns, k] = c2[groups[c]]
+                for k, (c, g) in enumerate(block):
+                    dims, columns, signs, offsets[k] = pieces[c][g]
+                    a1[columns, k] = signs * c1[dims]
+                    a2[columns, k] = c2[dims]
                 score = book @ a1
                 if a2.any():
                     squares = np.square(book) if squares is None else squares
@@ -211,22 +227,25 @@ class RCCCoder(StepCoder):
                 score = score[(np.arange(self.count)[:, None] + offsets[None, :]) % self.count,
                               np.arange(len(block))[None, :]]
                 arrivals = self.rng.standard_exponential((self.count, len(block)), np.float32)
-                score -= np.log(np.cumsum(arrivals, axis=0))
-                indices[block] = np.argmax(score, axis=0)
+                best = np.argmax(score - np.log(np.cumsum(arrivals, axis=0)), axis=0)
+                for k, (c, g) in enumerate(block):
+                    if len(pieces[c]) == 1:
+                        indices[c] = best[k]
+                    else:   # its own arrival times, once its segments' scores are summed
+                        summed[c] = summed.get(c, 0.0) + score[:, k]
+        for c, total in summed.items():
+            arrivals = self.rng.standard_exponential(self.count, np.float32)
+            indices[c] = np.argmax(total - np.log(np.cumsum(arrivals)))
         return indices.tolist()
-
-    @staticmethod
-    def _candidate(ctx: StepContext, c: int, j: int, m: int, count: int) -> np.ndarray:
-        """Candidate j of chunk c (of m dimensions, K = count) at this step, [m] float32."""
-        columns, signs, offset = chunk_map(ctx.seed, ctx.step, c, m, count)
-        return signs * codebook(ctx.seed, m, 1, start=(j + offset) % count)[0][columns]
 
     def _sample(self, ctx: StepContext, groups: list[np.ndarray], indices) -> np.ndarray:
         """x_{t-1} = mu_p + sigma_p z, z each chunk's candidate at its index: what both sides build."""
         x = np.empty(ctx.dims)
         sd_p = np.sqrt(ctx.var_p)
-        for c, (dims, j) in enumerate(zip(groups, indices)):
-            x[dims] = ctx.mu_p[dims] + sd_p[dims] * self._candidate(ctx, c, int(j), len(dims), self.count)
+        for parts, j in zip(self._pieces(ctx, groups), indices):
+            for dims, columns, signs, offset in parts:
+                row = codebook(ctx.seed, len(dims), 1, start=(int(j) + offset) % self.count)[0]
+                x[dims] = ctx.mu_p[dims] + sd_p[dims] * (signs * row[columns])
         return x
 
     def aim(self, chunk_bits: float) -> float:
