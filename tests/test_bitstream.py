@@ -116,6 +116,11 @@ def test_rcc_default_steps_by_image_size():
         other = "geo9c40" if steps == "geo9" else "geo9"
         assert make(layers=((5, b"abc"),), steps_spec=other, **kw).header.extended()
     assert "geo9c20 above 4096 values" in rcc.steps_text()
+    # the decoder splits a chunk into segments of at most this many dimensions: also the format's
+    from diffcodec.coding import rcc as rcc_module
+    assert rcc_module.SEGMENT_DIMS == 8192
+    with pytest.raises(ValueError, match="tiers"):
+        registry.register("bad-tiers", 7, ((100, "geo9"), (50, "geo6")))
 
 
 def test_a_step_list_of_any_length_fits():

@@ -231,8 +231,14 @@ def test_samples_follow_the_posterior(monkeypatch):
         z = (x - mu_q) / np.sqrt(vq)
         assert abs(z.mean()) < 0.1, name
         # rcc's truncation to K candidates pulls its samples towards p, whose variance is 1.5 here:
-        # 1.15 on average over 12 seeds (1.10 to 1.27; with format 10's codebook 1.12 to 1.19)
-        assert 0.85 < z.var() < (1.3 if spec.name == "rcc" else 1.15), (name, z.var())
+        # 1.15 on average over 12 seeds (1.10 to 1.27; with format 10's codebook 1.12 to 1.19),
+        # so rcc's bound is on the mean over four seeds
+        if spec.name == "rcc":
+            var = np.mean([((spec.from_params(b"").encode(StepContext(1, seed, vq, mu_p, var_p, {}), mu_q)[1]
+                             - mu_q) ** 2).mean() / vq for seed in range(SEED, SEED + 4)])
+            assert 0.85 < var < 1.2, (name, var)
+        else:
+            assert 0.85 < z.var() < 1.15, (name, z.var())
         # the shift towards mu_q is transmitted: x is much closer to mu_q than p's own samples are
         assert np.mean((x - mu_q) ** 2) < 0.8 * np.mean((mu_p - mu_q) ** 2 + var_p), name
         assert kl > 0
@@ -313,6 +319,30 @@ def test_rcc_selection_scores_every_block_of_chunks_like_a_direct_computation(mo
         for block in (3, 512):
             monkeypatch.setattr(rcc, "SELECT_BLOCK", block)
             assert coder._select(ctx, groups, c2, c1) == expected
+
+
+@pytest.mark.parametrize("name", ["rcc", "tuqrcc"])
+def test_a_step_after_a_step_of_no_chunks_round_trips(name):
+    """A step whose KL is below rcc's min_bits sends no chunk (count 0); the next step's count is
+    then coded against 0 and must not divide by it. Shifts alternate between almost none and
+    some, over 8 steps of a 3x16x16 image, and the chain decodes to the encoder's x each step."""
+    coder = registry.get(name).from_params(b"")
+    shape, d = (3, 16, 16), 3 * 16 * 16
+    rng = np.random.default_rng(11)
+    contexts = [(i, rng.standard_normal(d), rng.standard_normal(d) * (1e-4 if i % 2 else 0.3))
+                for i in range(8, 0, -1)]
+    state, xs, step_ops, counts = {}, [], [], []
+    for i, mu_p, shift in contexts:
+        ops, x, _ = coder.encode(StepContext(i, SEED, 0.05, mu_p, np.full(d, 0.05), state, shape), mu_p + shift)
+        xs.append(x)
+        step_ops.append(ops)
+        counts.append(state.get("rcc", state).get("chunks"))   # tuqrcc keeps rcc's state apart
+    # steps with no chunk, each followed by one with chunks (none of the first two: INITIAL_COUNTS)
+    assert any(a == 0 and b for a, b in zip(counts[2:], counts[3:])), counts
+    dec, state = Decoder(encode_layered([[op for ops in step_ops for op in ops]])[0]), {}
+    for (i, mu_p, _), want in zip(contexts, xs):
+        got = registry.get(name).from_params(b"").decode(StepContext(i, SEED, 0.05, mu_p, np.full(d, 0.05), state, shape), dec)
+        assert np.array_equal(got, want)
 
 
 def test_rcc_sends_a_large_step_of_little_kl_as_one_chunk_of_segments():

@@ -10,11 +10,13 @@ with a truncated Zipf law.
 
 The candidates of a chunk of m dimensions are the K rows of one codebook of row length m, shared
 by every step and chunk (``randomness.codebook``, keyed by the seed and m), each chunk reading them
-through its own seeded signs and column order (``randomness.chunk_map``). Given its map a chunk's
-candidates are i.i.d. standard normals, so each chunk is still exact ordered random coding; and the
-scores of all chunks of one length are one matrix product with the codebook, about D x K
-multiply-adds a step, where drawing fresh candidates cost D x K normals (about 100x slower on a
-CPU: what kept rcc to small images).
+through its own seeded signs, column order and row offset (``randomness.chunk_maps``). Given its
+map a chunk's candidates are i.i.d. standard normals, so each chunk is still exact ordered random
+coding; and the scores of all chunks of one length are one matrix product with the codebook,
+about D x K multiply-adds a step, where drawing fresh candidates cost D x K normals (about 100x
+slower on a CPU: what kept rcc to small images). A chunk longer than SEGMENT_DIMS reads its
+candidates in near-equal segments, each with its own map, under one index (format 12; before, a
+step of little KL on a large image was cut into at least ceil(D / 8192) chunks).
 
 The encoder aims past q. With K candidates, a chunk of c bits of KL selects a sample pulled back
 towards p: along the chunk's shift mu_q - mu_p it moves 0.875 of q's shift at c = 10 and K = 2^13
@@ -78,8 +80,12 @@ _WORKERS = max(1, min(4, os.cpu_count() or 1))
 _POOL: ThreadPoolExecutor | None = None
 BOOK_CACHE_BYTES = 1 << 30            # codebooks kept in memory, per process
 SELECT_BLOCK = 512                    # chunks scored by one matrix product ([K, block] float32)
-SEGMENT_DIMS = 8192                   # longest codebook row: K x its length is 268 MB at K = 2^13; a
-                                      # longer chunk reads its candidates in near-equal segments
+SEGMENT_DIMS = 8192                   # longest codebook row (K x its length is 268 MB at K = 2^13); a
+                                      # longer chunk reads its candidates in near-equal segments. The
+                                      # decoder splits chunks the same way: part of the format
+                                      # (tests/test_bitstream.py pins it). The segments' lengths
+                                      # follow the chunk count, so a chain whose counts change on a
+                                      # large image generates a codebook per new length (encoder)
 _BOOKS: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
 
 
@@ -173,14 +179,14 @@ class RCCCoder(StepCoder):
         if total < self.min_bits:
             return 0
         lo, hi = (v * self.chunk_bits for v in KEEP_RANGE)
-        if total / prev <= hi and (total / prev >= lo or prev == 1):
+        if prev and total / prev <= hi and (total / prev >= lo or prev == 1):
             return prev
         return min(dims, max(1, math.ceil(total / self.chunk_bits)))
 
     @staticmethod
     def _segments(dims: np.ndarray) -> list[np.ndarray]:
         """A chunk's dimensions in segments of at most SEGMENT_DIMS (near-equal lengths)."""
-        return np.array_split(dims, -(-len(dims) // SEGMENT_DIMS))
+        return np.array_split(dims, max(1, -(-len(dims) // SEGMENT_DIMS)))
 
     def _pieces(self, ctx: StepContext, groups: list[np.ndarray]) -> list[list[tuple]]:
         """Per chunk, its segments as (dims, columns, signs, offset) (``randomness.chunk_maps``)."""
@@ -223,16 +229,20 @@ class RCCCoder(StepCoder):
                 if a2.any():
                     squares = np.square(book) if squares is None else squares
                     score += squares @ a2
-                # row r of the product is the candidate of index (r - offset) mod K: to index order
-                score = score[(np.arange(self.count)[:, None] + offsets[None, :]) % self.count,
-                              np.arange(len(block))[None, :]]
+                # row r of the product is the candidate of index (r - offset) mod K: to index order,
+                # one piece a row
+                by_index = np.empty((len(block), self.count), np.float32)
+                rows = np.ascontiguousarray(score.T)
+                for k, o in enumerate(offsets):
+                    by_index[k, :self.count - o] = rows[k, o:]
+                    by_index[k, self.count - o:] = rows[k, :o]
                 arrivals = self.rng.standard_exponential((self.count, len(block)), np.float32)
-                best = np.argmax(score - np.log(np.cumsum(arrivals, axis=0)), axis=0)
+                best = np.argmax(by_index - np.log(np.cumsum(arrivals, axis=0)).T, axis=1)
                 for k, (c, g) in enumerate(block):
                     if len(pieces[c]) == 1:
                         indices[c] = best[k]
                     else:   # its own arrival times, once its segments' scores are summed
-                        summed[c] = summed.get(c, 0.0) + score[:, k]
+                        summed[c] = summed.get(c, 0.0) + by_index[k]
         for c, total in summed.items():
             arrivals = self.rng.standard_exponential(self.count, np.float32)
             indices[c] = np.argmax(total - np.log(np.cumsum(arrivals)))

@@ -66,6 +66,11 @@ def register(name: str, wire_id: int, default_steps: str | tuple, description: s
              auto_max_dims: int | None = None, kind: str = "gaussian"):
     """Class decorator: add a ``StepCoder`` subclass (or, with kind="masking", a masking-model
     codec) to the registry."""
+    if not isinstance(default_steps, str):
+        limits = [limit for limit, _ in default_steps]
+        if not limits or limits[-1] is not None or None in limits[:-1] or limits[:-1] != sorted(limits[:-1]):
+            raise ValueError(f"coder {name!r}: step tiers need ascending limits and a last limit of None")
+
     def deco(cls):
         if name in _CODERS:
             raise ValueError(f"coder {name!r} is registered twice")
