@@ -91,7 +91,6 @@ def main():
         torch.set_num_threads(1)
         imgs = load_split(DataConfig(path=args.fmnist), "test")[:args.limit]
     D = imgs[0].size
-    price = channel_cost
     saved = json.loads(Path(args.reuse).read_text())["runs"] if args.reuse else {}
     Rec = namedtuple("Rec", "t kl_bits psnr")
     head = " ".join(f"{f'@{p:g}dB':>7}" for p in PSNRS)
@@ -108,10 +107,10 @@ def main():
         runs = [[Rec(*x) for x in r] for r in saved[name]]
         if args.records:
             Path(args.records).write_text(json.dumps({"model": args.model, "dims": D, "runs": saved}))
-        curves[name] = (mean_curve(runs, lambda v: v, 0.0, D), mean_curve(runs, price, 0.0, D),
-                        mean_curve(runs, price, 8 * args.header_bytes, D))
+        curves[name] = (mean_curve(runs, lambda v: v, 0.0, D), mean_curve(runs, channel_cost, 0.0, D),
+                        mean_curve(runs, channel_cost, 8 * args.header_bytes, D))
         cols = []
-        for cost in (lambda v: v, price):
+        for cost in (lambda v: v, channel_cost):
             vals = [np.mean([rate_to(r, p, cost) for r in runs]) / D for p in PSNRS]
             vals.append(np.mean([sum(cost(x.kl_bits) for x in r) for r in runs]) / D)
             cols.append(" ".join(f"{v:7.3f}" for v in vals))

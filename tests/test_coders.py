@@ -312,13 +312,14 @@ def test_rcc_selection_scores_every_block_of_chunks_like_a_direct_computation(mo
     groups = coder._groups(ctx, n)
     for segment in (8192, 13):      # chunks of 35 dimensions: one segment, or three
         monkeypatch.setattr(rcc, "SEGMENT_DIMS", segment)
+        pieces = coder._pieces(ctx, groups)
         # the decoder's candidates: what _sample builds for every chunk at index j
-        Z = np.stack([(coder._sample(ctx, groups, [j] * n) - mu_p) / np.sqrt(var_p) for j in range(coder.count)])
+        Z = np.stack([(coder._sample(ctx, pieces, [j] * n) - mu_p) / np.sqrt(var_p) for j in range(coder.count)])
         expected = [int(np.argmax(Z[:, dims] ** 2 @ c2[dims] + Z[:, dims] @ c1[dims]
                                   - np.log(np.arange(1, coder.count + 1)))) for dims in groups]
         for block in (3, 512):
             monkeypatch.setattr(rcc, "SELECT_BLOCK", block)
-            assert coder._select(ctx, groups, c2, c1) == expected
+            assert coder._select(ctx, pieces, c2, c1) == expected
 
 
 @pytest.mark.parametrize("name", ["rcc", "tuqrcc"])

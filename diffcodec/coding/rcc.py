@@ -197,7 +197,7 @@ class RCCCoder(StepCoder):
             out.append([(p, *m) for p, m in zip(parts, maps)])
         return out
 
-    def _select(self, ctx: StepContext, groups: list[np.ndarray], c2: np.ndarray, c1: np.ndarray) -> list[int]:
+    def _select(self, ctx: StepContext, pieces: list[list[tuple]], c2: np.ndarray, c1: np.ndarray) -> list[int]:
         """The index each chunk picks: argmax_j log w(z_j) - log T_j over its K candidates.
 
         Segment g of chunk c reads candidate j as signs * Z_r[columns] with r = (j + offset) mod K
@@ -205,9 +205,9 @@ class RCCCoder(StepCoder):
         sum_d c2_d z_d^2 + c1_d z_d is row r of Z (and of Z^2) times the segment's coefficients
         moved to the codebook's columns: one matrix product scores a block of segments of one
         length, rolled to index order; a chunk's score is the sum of its segments'. The arrival
-        times T_j (cumulative Exp(1)) are the encoder's own randomness, drawn per chunk."""
-        pieces = self._pieces(ctx, groups)
-        indices = np.empty(len(groups), np.int64)
+        times T_j (cumulative Exp(1)) are the encoder's own randomness, drawn per chunk.
+        ``pieces``: ``_pieces`` of the step's chunks."""
+        indices = np.empty(len(pieces), np.int64)
         summed: dict[int, np.ndarray] = {}       # chunks of several segments: their scores so far
         by_length: dict[int, list[tuple[int, int]]] = {}
         for c, parts in enumerate(pieces):
@@ -248,11 +248,12 @@ class RCCCoder(StepCoder):
             indices[c] = np.argmax(total - np.log(np.cumsum(arrivals)))
         return indices.tolist()
 
-    def _sample(self, ctx: StepContext, groups: list[np.ndarray], indices) -> np.ndarray:
-        """x_{t-1} = mu_p + sigma_p z, z each chunk's candidate at its index: what both sides build."""
+    def _sample(self, ctx: StepContext, pieces: list[list[tuple]], indices) -> np.ndarray:
+        """x_{t-1} = mu_p + sigma_p z, z each chunk's candidate at its index: what both sides build.
+        ``pieces``: ``_pieces`` of the step's chunks."""
         x = np.empty(ctx.dims)
         sd_p = np.sqrt(ctx.var_p)
-        for parts, j in zip(self._pieces(ctx, groups), indices):
+        for parts, j in zip(pieces, indices):
             for dims, columns, signs, offset in parts:
                 row = codebook(ctx.seed, len(dims), 1, start=(int(j) + offset) % self.count)[0]
                 x[dims] = ctx.mu_p[dims] + sd_p[dims] * (signs * row[columns])
@@ -286,9 +287,10 @@ class RCCCoder(StepCoder):
         aims = np.empty(ctx.dims)
         for dims in groups:
             aims[dims] = self.aim(float(kl[dims].sum()))
-        indices = self._select(ctx, groups, c2, aims * c1)
+        pieces = self._pieces(ctx, groups)
+        indices = self._select(ctx, pieces, c2, aims * c1)
         ops.append(table_op(indices, self.zipf))
-        return ops, self._sample(ctx, groups, indices), total
+        return ops, self._sample(ctx, pieces, indices), total
 
     def decode(self, ctx: StepContext, dec) -> np.ndarray:
         n = self._read_count(dec, self._reference(ctx.state), ctx.dims)
@@ -296,4 +298,4 @@ class RCCCoder(StepCoder):
         sd_p = np.sqrt(ctx.var_p)
         if n == 0:
             return ctx.mu_p + sd_p * candidate(ctx.seed, ctx.step, 0, 0, ctx.dims)
-        return self._sample(ctx, self._groups(ctx, n), dec.table(self.zipf, n))
+        return self._sample(ctx, self._pieces(ctx, self._groups(ctx, n)), dec.table(self.zipf, n))

@@ -54,8 +54,9 @@ and the header checksum of files of several layers, whose first layer's CRC now 
 version 7 dropped the model tag for the keyed CRC-16; version 8 added the compact form and made
 the step spec's length a varint, so a step list of any length fits; version 10 changed rcc's
 candidates, which now come from a codebook shared by every step and chunk, so the same indices
-decode to other samples; version 12 gave rcc a default chain that depends on the image's size and
-each chunk its own row offset into the codebook).
+decode to other samples; version 12 gave rcc a default chain that depends on the image's size,
+each chunk its own row offset into the codebook, and chunks longer than rcc.SEGMENT_DIMS read in
+segments).
 """
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ from ..errors import UserError
 from ..io.checksums import crc8, crc16
 
 VERSION = 12  # 12: rcc's default chain by image size (geo9c20 / geo9c40 above 4096 values), each chunk
-              # reads the codebook from its own row offset; 10: rcc's candidates from a shared
+              # reads the codebook from its own row offset, long chunks in segments; 10: rcc's candidates from a shared
               # codebook (``randomness.codebook``); 8: the compact form for a model's defaults, the
               # step spec's length a varint; 7: no model tag, the first layer's CRC-16 keyed with
               # the weights' sha256 (6: native size flag, implied length of a one-layer file's
