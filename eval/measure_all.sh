@@ -49,7 +49,7 @@ export OMP_NUM_THREADS=1
 (
   python eval/bench_codec.py --threads 1 --photo-only --photo-backends uq,tuq --json "$OUT/bench_codec.json" > "$OUT/bench_codec.log"
   python eval/bench_codec.py --threads 1 --photo-backends tuqrcc,rcc --json "$OUT/bench_codec_v10.json" > "$OUT/bench_codec_v10.log"
-  diffcodec eval rd --model fmnist --data "$FM" --limit 100 --codecs ideal,rcc,uq,jpeg,webp,avif,jpeg2000,jxl --anchor webp -o "$OUT/rd_fmnist"
+  diffcodec eval rd --model fmnist --data "$FM" --limit 100 --codecs ideal,rcc,uq,tuq,tuqrcc,jpeg,webp,avif,jpeg2000,jxl --anchor webp -o "$OUT/rd_fmnist"
   diffcodec eval rd --model photo --data "$PH" --tile 256 --limit 5 --codecs uq,tuq,tuqrcc,rcc,jpeg,webp,avif,jpeg2000,jxl,ideal --anchor jpeg -o "$OUT/rd_photo256"
   diffcodec eval orderings --model fmnist-ardm --data "$FM" --limit 100 --gaussian "$OUT/rd_fmnist" -o "$OUT/orderings_fmnist"
   python eval/schedule_study.py --limit 10 > "$OUT/schedule_study.txt"

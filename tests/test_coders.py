@@ -269,6 +269,38 @@ def test_rcc_aims_past_q_to_undo_the_truncation_bias():
     assert np.array_equal(RCCCoder().decode(StepContext(5, SEED, 1.0, np.zeros(d), np.ones(d), {}), dec), x)
 
 
+def test_rcc_sharpness_and_variance_weight_are_encoder_only():
+    """eval/rcc_aim.py's encoder-only settings, on 100 chunks of 64 dimensions where q is narrower
+    than p (variance 1 against 1.5) and shifted by 6 bits. With the same candidates and arrival
+    times, a sharper selection (sharpness 2) never picks a smaller index nor a sample of lower
+    weight under its aim (q shifted AIM times); without q's variance in w (var_weight 0) the samples
+    keep about p's spread; the default decoder regenerates each sample."""
+    from diffcodec.coding.rcc import AIM, RCCCoder
+
+    d, trials = 64, 100
+    m = np.random.default_rng(8).standard_normal(d)
+    m *= np.sqrt(2 * 6 * np.log(2) * 1.5) / np.linalg.norm(m)     # |m|^2 / (2 var_p) nats = 6 bits
+    found = {}
+    for name, kw in {"default": {}, "sharp": {"sharpness": 2.0}, "no variance": {"var_weight": 0.0}}.items():
+        coder, rows = RCCCoder(**kw), []
+        for t in range(trials):
+            def ctx():
+                return StepContext(1 + t, SEED, 1.0, np.zeros(d), np.full(d, 1.5), {"steps": 5, "chunks": 1})
+            ops, x, _ = coder.encode(ctx(), m)
+            (j,) = ops[-1][1]
+            # log w of the aim q' = N(AIM m, 1) against p = N(0, 1.5), up to a constant; the spread
+            # across the directions other than m
+            rows.append((-0.5 * np.sum((x - AIM * m) ** 2) + np.sum(x ** 2) / 3.0, j,
+                         np.var(x - (x @ m) / (m @ m) * m)))
+            if t < 3:
+                assert np.array_equal(RCCCoder().decode(ctx(), Decoder(encode_layered([ops])[0])), x), name
+        found[name] = np.array(rows)
+    base, sharp = found["default"], found["sharp"]
+    assert np.all(sharp[:, 0] >= base[:, 0] - 1e-3) and np.all(sharp[:, 1] >= base[:, 1])
+    assert np.any(sharp[:, 1] > base[:, 1])
+    assert base[:, 2].mean() < 1.25 < found["no variance"][:, 2].mean()
+
+
 def test_rcc_chunks_sharing_the_codebook_draw_independent_noise():
     """Every chunk of every step reads the same codebook, through its own signs and column order.
     With the same shift in every dimension (every chunk scores the codebook against the same
