@@ -8,13 +8,19 @@ from diffcodec.errors import UserError
 
 
 class Group(click.Group):
-    """Turns the library's user errors into one-line messages and exit status 1."""
+    """Turns the library's user errors, and the system's (a folder that cannot be written, a full
+    disk, memory), into one-line messages and exit status 1."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except UserError as e:
             raise click.ClickException(str(e)) from None
+        except OSError as e:
+            where = f"{e.filename}: " if e.filename else ""
+            raise click.ClickException(f"{where}{e.strerror or e}") from None
+        except MemoryError:
+            raise click.ClickException("out of memory: ask for fewer or smaller images") from None
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -12,7 +12,7 @@ from diffcodec.core.adapter import RECONSTRUCTIONS
 from diffcodec.core.masking import ORDERS
 
 from . import main
-from .common import DEFAULT_MODEL, STEPS_FORMS, check_output, read_steps
+from .common import DEFAULT_MODEL, SEED, STEPS_FORMS, check_output, finite, read_steps
 
 
 def _read_bytes(path: str) -> bytes:
@@ -37,10 +37,10 @@ def _run_batch(run, inputs, output, suffixes, label, **kwargs) -> None:
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise click.ClickException(f"{out} is a file: with several inputs, -o names a folder")
-    out.mkdir(parents=True, exist_ok=True)
     files = expand_inputs(inputs, suffixes)
     if not files:
         raise click.ClickException("no input files")
+    out.mkdir(parents=True, exist_ok=True)
     with click.progressbar(length=len(files), label=label, show_pos=True) as bar:
         outcomes = run(files, out, on_file=lambda o: bar.update(1), **kwargs)
     for o in outcomes:
@@ -70,12 +70,12 @@ def _run_batch(run, inputs, output, suffixes, label, **kwargs) -> None:
 @click.option("-q", "--quality", type=click.IntRange(0, 100), help="Quality 0-100 (default 75; 100: every step): "
               "stop at the first step reaching 17 + 0.28 q dB (steeper above 90).")
 @click.option("--stop-step", type=click.IntRange(0), help="Stop once x_t with t <= T is sent.")
-@click.option("--psnr", "target_psnr", type=float, help="Stop at the first step whose reconstruction reaches this PSNR (dB); an error if none does.")
-@click.option("--bpp", type=click.FloatRange(0, min_open=True), help="Keep the last step whose file fits B bits per pixel; an error if none fits.")
+@click.option("--psnr", "target_psnr", type=float, callback=finite, help="Stop at the first step whose reconstruction reaches this PSNR (dB); an error if none does.")
+@click.option("--bpp", type=click.FloatRange(0, min_open=True), callback=finite, help="Keep the last step whose file fits B bits per pixel; an error if none fits.")
 @click.option("--lossless", is_flag=True, help="Add a final layer that makes the file lossless.")
 @click.option("--layers", "max_layers", type=click.IntRange(1, 64), default=8, show_default=True,
               help="At most this many layers (progressive refinement points).")
-@click.option("--seed", type=click.IntRange(0, 2 ** 62), default=0, show_default=True, help="Shared-randomness seed.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Shared-randomness seed.")
 @click.option("--order", type=click.Choice(ORDERS), default=None,
               help="Masking models only: reveal order (default coarse; their files are lossless, "
                    "--steps is the number of network evaluations, default 100, or all).")
@@ -146,6 +146,8 @@ def decode(infiles, output, layers, stop_step, reconstruct, model_name, force):
     from diffcodec.io.images import save_png, to_chw
 
     out = check_output(output, force)
+    if out.resolve() == Path(infile).resolve():
+        raise click.ClickException("the output would overwrite the input file")
     data = _read_bytes(infile)
     loaded = api.load_model(model_name) if model_name else None
     container = Container.from_bytes(data, loaded.keys if loaded else None)

@@ -10,7 +10,7 @@ import numpy as np
 from diffcodec.io.files import write_json
 
 from . import main
-from .common import STEPS_FORMS, check_output, model_option, read_steps
+from .common import SEED, STEPS_FORMS, check_output, model_option, read_steps
 
 
 @main.command()
@@ -45,7 +45,7 @@ def train(config_path, data, out, resume, max_steps, init, overrides):
 @click.option("--limit", type=click.IntRange(1), help="Use only the first N images (or tiles).")
 @click.option("--steps", default=None, callback=read_steps, help="Respacing: " + STEPS_FORMS + " (default: all T).")
 @click.option("--batch-size", type=click.IntRange(1), default=50, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the full result as JSON.")
 def bpd(model_name, data_dir, split, limit, steps, batch_size, seed, json_out):
     """Exact bits/dim (variational bound) of a model on a data split, with its terms.
@@ -90,7 +90,7 @@ def bpd(model_name, data_dir, split, limit, steps, batch_size, seed, json_out):
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Text file for the step list (pass it as --steps @OUTPUT).")
 @click.option("--batch-size", type=click.IntRange(1), default=50, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 def fit_steps(model_name, data_dir, split, limit, num, output, batch_size, seed, force):
     """The N-step respacing that minimises the model's bound on data (Watson et al. 2021).
@@ -130,7 +130,7 @@ def fit_steps(model_name, data_dir, split, limit, num, output, batch_size, seed,
 @click.option("-n", "num", type=click.IntRange(1), default=16, show_default=True, help="Number of samples.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output PNG (a grid).")
 @click.option("--steps", default=None, callback=read_steps, help="Respacing: " + STEPS_FORMS + " (default: all T).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--size", default=None, help="HxW for fully convolutional models (default: training size).")
 @click.option("--progressive", is_flag=True, help="Write the x0_hat trajectory (paper Figure 6): one row per sample.")
 @click.option("--frames", type=click.IntRange(2), default=10, show_default=True, help="Columns of --progressive.")

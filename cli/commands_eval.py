@@ -10,7 +10,7 @@ from diffcodec.core.masking import ORDERS
 from diffcodec.io.files import write_json
 
 from . import main
-from .common import STEPS_FORMS, check_output, model_option, read_steps
+from .common import SEED, STEPS_FORMS, check_output, model_option, read_steps
 
 
 @main.group("eval")
@@ -29,7 +29,7 @@ def _images(loaded, data, split, limit, tile=None):
 @click.option("--data", "data_dir", required=True, help="Data directory (test split).")
 @click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=50, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the result as JSON.")
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False), help="Write Figure 5 as PNG.")
 def table4(model_name, data_dir, limit, batch_size, seed, json_out, plot_out):
@@ -116,7 +116,7 @@ def rd(model_name, data, limit, codecs, steps, anchor, tile, no_per_image, keep,
 @click.option("--data", "data_dir", required=True, help="Data directory (test split) or an image.")
 @click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
 @click.option("--steps", default="100", show_default=True, callback=read_steps, help="Respaced chain: " + STEPS_FORMS + ", or all.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--grid", type=click.IntRange(1, 256), default=None,
               help="Latent bins per smallest noise scale (default 8).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the result as JSON.")
@@ -171,7 +171,7 @@ def bitsback(model_name, data_dir, limit, steps, seed, grid, json_out):
 @click.option("--figure", type=click.Path(dir_okay=False),
               help="PNG of progressive generation: samples revealed step by step (predicted mean elsewhere).")
 @click.option("-n", "num", type=click.IntRange(1), default=6, show_default=True, help="Samples in --figure.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the result as JSON.")
 def ardm(model_name, data_dir, limit, order, n_code, code_steps, figure, num, seed, json_out):
     """T = D masking diffusion (Section 4.3): its variational bound is the autoregressive NLL.
@@ -235,6 +235,8 @@ def orderings(model_name, data_dir, limit, orders, steps, gaussian_dir, out_dir)
     md = loaded.masking()
     chosen = [o.strip() for o in orders.split(",") if o.strip()]
     bad = [o for o in chosen if o not in ORDERS]
+    if not chosen:
+        raise click.UsageError(f"no orders given; use {', '.join(ORDERS)}")
     if bad:
         raise click.UsageError(f"unknown order {bad[0]!r}; use {', '.join(ORDERS)}")
     images = _images(loaded, data_dir, "test", limit)
@@ -271,7 +273,7 @@ def orderings(model_name, data_dir, limit, orders, steps, gaussian_dir, out_dir)
 @click.option("-n", "num", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--frames", type=click.IntRange(2), default=10, show_default=True)
 @click.option("--steps", default=None, callback=read_steps, help="Respacing: " + STEPS_FORMS + " (default: all T).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--force", is_flag=True)
 def progressive(model_name, output, shared_xt, num, frames, steps, seed, force):
     """Figure 6 (x0_hat along the reverse process) or, with --shared-xt, Figure 7."""

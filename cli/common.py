@@ -23,6 +23,18 @@ def check_output(path: str | Path, force: bool) -> Path:
     return path
 
 
+def finite(ctx, param, value):
+    """Click callback: a number option must be finite (float options accept nan and inf)."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+SEED = click.IntRange(0, 2 ** 62)   # seeds options take (they drive Philox and numpy generators)
+
+
 STEPS_FORMS = "N, quadN, ddimN, geoR, geoRcM, a list like 0,9,99, or @FILE (a list, as `fit-steps` writes)"
 
 

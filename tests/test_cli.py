@@ -123,6 +123,35 @@ def test_bad_inputs(run, gray_png, tmp_path):
     assert not (tmp_path / "p.dfc").exists()
 
 
+def test_system_errors_and_odd_outputs(run, gray_png, tmp_path):
+    """What the system refuses (an output under a file, a checkpoint that is no checkpoint) is a
+    one-line error; decode never writes over its input; a device is written to, not replaced."""
+    import os
+    import stat
+
+    out = tmp_path / "g.dfc"
+    run("encode", gray_png, "-o", out, "--model", "tiny", "--steps", "4")
+    e = lambda *a: run(*a, ok=False).output  # noqa: E731
+    kept = out.read_bytes()
+    assert "overwrite the input" in e("decode", out, "-o", out, "--force")
+    assert out.read_bytes() == kept
+    assert "Not a directory" in e("decode", out, "-o", gray_png / "y.png")
+    assert "Not a directory" in e("encode", gray_png, "-o", gray_png / "y.dfc", "--model", "tiny")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    assert "not a diffcodec checkpoint" in e("encode", gray_png, "-o", tmp_path / "x.dfc", "--model", tmp_path / "empty.pt")
+    assert "not a diffcodec checkpoint" in e("encode", gray_png, "-o", tmp_path / "x.dfc", "--model", gray_png)
+    assert "not a finite number" in e("encode", gray_png, "-o", tmp_path / "x.dfc", "--model", "tiny", "--bpp", "nan")
+    assert "not a finite number" in e("encode", gray_png, "-o", tmp_path / "x.dfc", "--model", "tiny", "--psnr", "nan")
+    assert "no codecs given" in e("eval", "rd", "--model", "tiny", "--data", gray_png, "--codecs", ",", "-o", tmp_path / "rd")
+    assert not (tmp_path / "rd").exists()
+    (tmp_path / "none").mkdir()
+    assert "no input files" in e("encode", tmp_path / "none", "-o", tmp_path / "outs", "--model", "tiny")
+    assert not (tmp_path / "outs").exists()
+    if os.path.exists("/dev/null") and stat.S_ISCHR(os.stat("/dev/null").st_mode):
+        run("decode", out, "-o", "/dev/null", "--force")
+        assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
 def _png(tmp_path, size):
     p = tmp_path / f"s{size}.png"
     save_png(p, np.zeros((1, size, size), np.uint8))

@@ -47,6 +47,10 @@ def image_size(loaded, size=None) -> tuple[int, int]:
         return c.data.crop, c.data.crop
     if c.model.attention_ds and tuple(size) != (c.data.crop, c.data.crop):
         raise UserError("this model has global attention and runs only at its training size")
+    least = 2 ** (len(c.model.channel_mult) - 1)     # the U-Net halves the size this many times
+    if len(size) != 2 or min(size) < least:
+        raise UserError(f"the size must be two sides of at least {least} pixels for this model, got "
+                        f"{'x'.join(map(str, size))}")
     return tuple(size)
 
 

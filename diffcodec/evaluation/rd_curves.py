@@ -40,6 +40,8 @@ def known_codecs() -> set[str]:
 
 def check_codecs(names: list[str]) -> None:
     """Refuse unknown codecs and baselines this machine cannot run, before any image is coded."""
+    if not names:
+        raise UserError(f"no codecs given; choose from {', '.join(sorted(known_codecs()))}")
     bad = [c for c in names if c not in known_codecs()]
     if bad:
         raise UserError(f"unknown codec(s) {', '.join(bad)}; choose from {', '.join(sorted(known_codecs()))}")

@@ -18,9 +18,16 @@ def _umask() -> int:
 def atomic_replace(path: str | Path, write: Callable[[str], None], private: bool = False) -> None:
     """Create or replace a file atomically: ``write(tmp)`` fills a temporary file in the same
     directory, which is then renamed over ``path``. The file gets the umask's permissions, or stays
-    readable by its owner only when ``private``."""
+    readable by its owner only when ``private``. A device or pipe (``/dev/null``) is written to,
+    not replaced."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.exists() and not path.is_file() and not path.is_dir():
+        write(str(path))
+        return
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:    # name the folder the user gave, not the temporary file
+        raise OSError(e.errno, e.strerror, str(path.parent)) from None
     os.close(fd)
     try:
         write(tmp)

@@ -29,7 +29,8 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     except FileNotFoundError:
         raise ModelError(f"no such checkpoint: {path}") from None
     except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
-        raise ModelError(f"cannot load checkpoint {path}: {str(e).splitlines()[0]}") from None
+        raise ModelError(f"{path} is not a diffcodec checkpoint (torch cannot read it as one: "
+                         f"{type(e).__name__})") from None
     if not isinstance(state, dict) or "config" not in state or "ema" not in state:
         raise ModelError(f"{path} is not a diffcodec checkpoint")
     return state
