@@ -10,7 +10,7 @@ import numpy as np
 from diffcodec.io.files import write_json
 
 from . import main
-from .common import SEED, STEPS_FORMS, check_output, model_option, read_steps
+from .common import SEED, STEPS_FORMS, check_output, model_option, output_file, read_steps
 
 
 @main.command()
@@ -46,7 +46,7 @@ def train(config_path, data, out, resume, max_steps, init, overrides):
 @click.option("--steps", default=None, callback=read_steps, help="Respacing: " + STEPS_FORMS + " (default: all T).")
 @click.option("--batch-size", type=click.IntRange(1), default=50, show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the full result as JSON.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), callback=output_file, help="Write the full result as JSON.")
 def bpd(model_name, data_dir, split, limit, steps, batch_size, seed, json_out):
     """Exact bits/dim (variational bound) of a model on a data split, with its terms.
 

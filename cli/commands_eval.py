@@ -10,7 +10,7 @@ from diffcodec.core.masking import ORDERS
 from diffcodec.io.files import write_json
 
 from . import main
-from .common import SEED, STEPS_FORMS, check_output, model_option, read_steps
+from .common import SEED, STEPS_FORMS, check_output, model_option, output_file, read_steps
 
 
 @main.group("eval")
@@ -30,8 +30,8 @@ def _images(loaded, data, split, limit, tile=None):
 @click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=50, show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the result as JSON.")
-@click.option("--plot", "plot_out", type=click.Path(dir_okay=False), help="Write Figure 5 as PNG.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), callback=output_file, help="Write the result as JSON.")
+@click.option("--plot", "plot_out", type=click.Path(dir_okay=False), callback=output_file, help="Write Figure 5 as PNG.")
 def table4(model_name, data_dir, limit, batch_size, seed, json_out, plot_out):
     """Table 4 / Figure 5: cumulative rate and RMSE every T/10 reverse steps (ideal KL, x0_hat).
 
@@ -72,10 +72,13 @@ def table4(model_name, data_dir, limit, batch_size, seed, json_out, plot_out):
 @click.option("--no-per-image", is_flag=True, help="Leave per-image rows out of the JSON.")
 @click.option("--keep", is_flag=True, help="Also compare with the curves already in OUT (from an earlier run on the same images).")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
-def rd(model_name, data, limit, codecs, steps, anchor, tile, no_per_image, keep, out_dir):
+@click.pass_context
+def rd(ctx, model_name, data, limit, codecs, steps, anchor, tile, no_per_image, keep, out_dir):
     """Rate-distortion curves (one CompressAI-style JSON per codec) with BD-rate against an anchor.
 
     Under torchrun the images are sharded across processes (the output directory must be shared)."""
+    from click.core import ParameterSource
+
     from diffcodec.distributed import is_main
     from diffcodec.evaluation import rd_curves
     from diffcodec.evaluation.figures import plot_rd
@@ -83,6 +86,10 @@ def rd(model_name, data, limit, codecs, steps, anchor, tile, no_per_image, keep,
 
     names = [c.strip() for c in codecs.split(",") if c.strip()]
     rd_curves.check_codecs(names)
+    kept_anchor = keep and (Path(out_dir) / f"{anchor}.json").is_file()
+    if (anchor not in names and not kept_anchor
+            and ctx.get_parameter_source("anchor") == ParameterSource.COMMANDLINE):
+        raise click.UsageError(f"the anchor {anchor} is not among --codecs (nor, with --keep, a curve in {out_dir})")
     loaded = load_model(model_name)
     images = _images(loaded, data, "test", limit, tile)
     out = Path(out_dir)
@@ -119,7 +126,7 @@ def rd(model_name, data, limit, codecs, steps, anchor, tile, no_per_image, keep,
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--grid", type=click.IntRange(1, 256), default=None,
               help="Latent bins per smallest noise scale (default 8).")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the result as JSON.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), callback=output_file, help="Write the result as JSON.")
 def bitsback(model_name, data_dir, limit, steps, seed, grid, json_out):
     """Lossless bits-back ANS coding of a chain of images: real stack, decoded back and checked.
 
@@ -168,11 +175,11 @@ def bitsback(model_name, data_dir, limit, steps, seed, grid, json_out):
 @click.option("--code-steps", default="all", show_default=True,
               help="Network evaluations per real file, comma-separated (all = D, one pixel per step; "
                    "fewer: budgeted parallel steps): a bits-vs-evaluations table.")
-@click.option("--figure", type=click.Path(dir_okay=False),
+@click.option("--figure", type=click.Path(dir_okay=False), callback=output_file,
               help="PNG of progressive generation: samples revealed step by step (predicted mean elsewhere).")
 @click.option("-n", "num", type=click.IntRange(1), default=6, show_default=True, help="Samples in --figure.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the result as JSON.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), callback=output_file, help="Write the result as JSON.")
 def ardm(model_name, data_dir, limit, order, n_code, code_steps, figure, num, seed, json_out):
     """T = D masking diffusion (Section 4.3): its variational bound is the autoregressive NLL.
 

@@ -23,6 +23,14 @@ def check_output(path: str | Path, force: bool) -> Path:
     return path
 
 
+def output_file(ctx, param, value):
+    """Click callback for a result file (--json, --plot): its folder must exist, checked before any
+    work is done."""
+    if value is not None and not Path(value).resolve().parent.is_dir():
+        raise click.BadParameter(f"the folder of {value} does not exist")
+    return value
+
+
 def finite(ctx, param, value):
     """Click callback: a number option must be finite (float options accept nan and inf)."""
     import math

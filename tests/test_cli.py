@@ -143,7 +143,10 @@ def test_system_errors_and_odd_outputs(run, gray_png, tmp_path):
     assert "not a finite number" in e("encode", gray_png, "-o", tmp_path / "x.dfc", "--model", "tiny", "--bpp", "nan")
     assert "not a finite number" in e("encode", gray_png, "-o", tmp_path / "x.dfc", "--model", "tiny", "--psnr", "nan")
     assert "no codecs given" in e("eval", "rd", "--model", "tiny", "--data", gray_png, "--codecs", ",", "-o", tmp_path / "rd")
+    assert "anchor foo is not among" in e("eval", "rd", "--model", "tiny", "--data", gray_png, "--codecs", "jpeg",
+                                          "--anchor", "foo", "-o", tmp_path / "rd")
     assert not (tmp_path / "rd").exists()
+    assert "does not exist" in e("eval", "table4", "--model", "tiny", "--data", gray_png, "--json", tmp_path / "no" / "x.json")
     (tmp_path / "none").mkdir()
     assert "no input files" in e("encode", tmp_path / "none", "-o", tmp_path / "outs", "--model", "tiny")
     assert not (tmp_path / "outs").exists()

@@ -148,9 +148,14 @@ class DataConfig:
     holdout: list[str] = field(default_factory=list)
 
 
-def detect_kind(directory: Path) -> str:
+def _check_directory(directory: Path) -> None:
     if not directory.is_dir():
-        raise DataError(f"data directory {directory} does not exist")
+        raise DataError(f"data directory {directory} " + ("is a file, not a folder" if directory.exists()
+                                                          else "does not exist"))
+
+
+def detect_kind(directory: Path) -> str:
+    _check_directory(directory)
     if find_idx(directory, "train") or find_idx(directory, "test"):
         return "idx"
     if find_cifar(directory, "train") or find_cifar(directory, "test"):
@@ -165,8 +170,7 @@ def load_split(cfg: DataConfig, split: str, channels: int | None = None):
     if split not in ("train", "test"):
         raise DataError(f"unknown split {split!r}; use train or test")
     directory = Path(cfg.path).expanduser()
-    if not directory.is_dir():
-        raise DataError(f"data directory {directory} does not exist")
+    _check_directory(directory)
     kind = detect_kind(directory) if cfg.kind == "auto" else cfg.kind
     if kind == "idx":
         f = find_idx(directory, split)
