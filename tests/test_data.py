@@ -96,3 +96,24 @@ def test_load_image_errors(tmp_path):
     Image.new("I;16", (4, 4)).save(tmp_path / "c.png")
     with pytest.raises(DataError, match="not supported"):
         load_image(tmp_path / "c.png")
+
+
+def test_palette_and_transparency(tmp_path):
+    """A palette image of gray colours is a grayscale image; one of colours is RGB; a transparent
+    palette entry or gray level (tRNS) that the image uses is refused like an alpha channel."""
+    from PIL import Image
+
+    gray = Image.fromarray(np.arange(16, dtype=np.uint8).reshape(4, 4) * 16).convert("P")
+    gray.save(tmp_path / "g.png")
+    assert load_image(tmp_path / "g.png").shape == (1, 4, 4)
+    colour = Image.new("RGB", (4, 4), (200, 10, 10)).convert("P")
+    colour.save(tmp_path / "c.png")
+    assert load_image(tmp_path / "c.png").shape == (3, 4, 4)
+    gray.save(tmp_path / "t.png", transparency=0)          # palette index 0, which a pixel uses
+    with pytest.raises(DataError, match="transparency"):
+        load_image(tmp_path / "t.png")
+    Image.new("L", (4, 4), 7).save(tmp_path / "l.png", transparency=7)
+    with pytest.raises(DataError, match="transparency"):
+        load_image(tmp_path / "l.png")
+    Image.new("L", (4, 4), 7).save(tmp_path / "k.png", transparency=9)   # a level no pixel has
+    assert load_image(tmp_path / "k.png").shape == (1, 4, 4)

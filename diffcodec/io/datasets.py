@@ -102,6 +102,14 @@ def list_images(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+def _gray_palette(im) -> bool:
+    """Whether a palette image uses only gray colours (it is then a grayscale image)."""
+    if im.mode not in ("P", "PA"):
+        return False
+    rgb = np.asarray(im.convert("RGB"))
+    return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+
+
 def load_image(path: str | Path, channels: int | None = None, downscale: int = 1) -> np.ndarray:
     """An 8-bit image as uint8 [C, H, W]; converted to ``channels`` (1 or 3) if given."""
     from PIL import Image, UnidentifiedImageError
@@ -112,10 +120,12 @@ def load_image(path: str | Path, channels: int | None = None, downscale: int = 1
             if im.mode not in SUPPORTED_MODES:
                 raise DataError(f"{path}: image mode {im.mode} is not supported; "
                                 "use 8-bit grayscale or RGB")
-            if im.mode in ("RGBA", "LA") and im.getchannel("A").getextrema()[0] < 255:
+            # an alpha channel, or a palette or gray image with a transparent entry (tRNS)
+            if ((im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info)
+                    and im.convert("RGBA").getchannel("A").getextrema()[0] < 255):
                 raise DataError(f"{path}: images with transparency are not supported")
             if channels is None:
-                channels = 1 if im.mode in ("1", "L", "LA") else 3
+                channels = 1 if im.mode in ("1", "L", "LA") or _gray_palette(im) else 3
             im = im.convert({1: "L", 3: "RGB"}[channels])
             if downscale > 1:
                 im = im.resize((max(1, im.width // downscale), max(1, im.height // downscale)),
