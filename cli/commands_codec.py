@@ -102,9 +102,7 @@ def encode(images, output, model_name, backend, steps, quality, stop_step, targe
                    stop_step=stop_step, lossless=lossless, layers=max_layers, seed=seed, order=order)
         return
     image = images[0]
-    out = check_output(output, force)
-    if out.resolve() == Path(image).resolve():
-        raise click.ClickException("the output would overwrite the input image")
+    out = check_output(output, force, source=image)
     loaded = api.load_model(model_name)
     img = to_hwc(load_image(image))
     C, H, W = loaded.config.model.in_channels, *img.shape[:2]
@@ -145,9 +143,7 @@ def decode(infiles, output, layers, stop_step, reconstruct, model_name, force):
     from diffcodec.container.format import Container
     from diffcodec.io.images import save_png, to_chw
 
-    out = check_output(output, force)
-    if out.resolve() == Path(infile).resolve():
-        raise click.ClickException("the output would overwrite the input file")
+    out = check_output(output, force, source=infile)
     data = _read_bytes(infile)
     loaded = api.load_model(model_name) if model_name else None
     container = Container.from_bytes(data, loaded.keys if loaded else None)

@@ -11,11 +11,13 @@ model_option = click.option("--model", "model_name", default=DEFAULT_MODEL, show
                             help="Model name (see `diffcodec models list`), model directory or checkpoint.")
 
 
-def check_output(path: str | Path, force: bool) -> Path:
-    """Refuse to overwrite an existing file unless --force; make sure the folder exists."""
+def check_output(path: str | Path, force: bool, source: str | Path | None = None) -> Path:
+    """Refuse to overwrite an existing file unless --force, and ``source`` (the command's input)
+    even then; make sure the folder exists."""
+    from diffcodec.api import check_free
+
     path = Path(path)
-    if path.exists() and not force:
-        raise click.ClickException(f"{path} exists; pass --force to overwrite it")
+    check_free(path, source, force)
     if path.is_dir():
         raise click.ClickException(f"{path} is a directory")
     if not path.parent.exists():

@@ -211,7 +211,7 @@ def _each_file(inputs, suffixes, out_dir, out_suffix: str, force: bool, on_file,
         o = FileOutcome(src)
         try:
             dst = Path(out_dir) / name
-            _check_free(dst, src, force)
+            check_free(dst, src, force)
             work(src, dst, o)
             o.output = dst
         except UserError as e:
@@ -280,8 +280,10 @@ def read_file(path) -> bytes:
         raise UserError(f"cannot read {path}: {e.strerror}") from None
 
 
-def _check_free(dst: Path, src: Path, force: bool) -> None:
-    if dst.resolve() == src.resolve():
-        raise UserError(f"{dst} would overwrite its input")
+def check_free(dst: Path, src: Path | None, force: bool) -> None:
+    """Refuse an output that is its input ``src`` (even with ``force``) or, unless ``force``, an
+    existing file."""
+    if src is not None and dst.resolve() == Path(src).resolve():
+        raise UserError(f"{dst} would overwrite the input file")
     if dst.exists() and not force:
         raise UserError(f"{dst} exists; pass --force to overwrite it")

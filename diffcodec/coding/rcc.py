@@ -250,7 +250,7 @@ class RCCCoder(StepCoder):
                     by_index[k, :self.count - o] = rows[k, o:]
                     by_index[k, self.count - o:] = rows[k, :o]
                 arrivals = self.rng.standard_exponential((self.count, len(block)), np.float32)
-                best = np.argmax(self.sharpness * by_index - np.log(np.cumsum(arrivals, axis=0)).T, axis=1)
+                best = np.argmax(by_index - np.log(np.cumsum(arrivals, axis=0)).T, axis=1)
                 for k, (c, g) in enumerate(block):
                     if len(pieces[c]) == 1:
                         indices[c] = best[k]
@@ -258,7 +258,7 @@ class RCCCoder(StepCoder):
                         summed[c] = summed.get(c, 0.0) + by_index[k]
         for c, total in summed.items():
             arrivals = self.rng.standard_exponential(self.count, np.float32)
-            indices[c] = np.argmax(self.sharpness * total - np.log(np.cumsum(arrivals)))
+            indices[c] = np.argmax(total - np.log(np.cumsum(arrivals)))
         return indices.tolist()
 
     def _sample(self, ctx: StepContext, pieces: list[list[tuple]], indices) -> np.ndarray:
@@ -301,7 +301,9 @@ class RCCCoder(StepCoder):
         for dims in groups:
             aims[dims] = self.aim(float(kl[dims].sum()))
         pieces = self._pieces(ctx, groups)
-        indices = self._select(ctx, pieces, self.var_weight * c2, aims * c1)
+        # log w is linear in (c2, c1): scaling them scales the score by the sharpness
+        s = self.sharpness
+        indices = self._select(ctx, pieces, s * self.var_weight * c2, s * aims * c1)
         ops.append(table_op(indices, self.zipf))
         return ops, self._sample(ctx, pieces, indices), total
 

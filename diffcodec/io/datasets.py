@@ -104,7 +104,7 @@ def list_images(directory: Path) -> list[Path]:
 
 def _gray_palette(im) -> bool:
     """Whether a palette image uses only gray colours (it is then a grayscale image)."""
-    if im.mode not in ("P", "PA"):
+    if im.mode != "P":
         return False
     rgb = np.asarray(im.convert("RGB"))
     return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
@@ -121,7 +121,7 @@ def load_image(path: str | Path, channels: int | None = None, downscale: int = 1
                 raise DataError(f"{path}: image mode {im.mode} is not supported; "
                                 "use 8-bit grayscale or RGB")
             # an alpha channel, or a palette or gray image with a transparent entry (tRNS)
-            if ((im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info)
+            if ((im.mode in ("RGBA", "LA") or "transparency" in im.info)
                     and im.convert("RGBA").getchannel("A").getextrema()[0] < 255):
                 raise DataError(f"{path}: images with transparency are not supported")
             if channels is None:
