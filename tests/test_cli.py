@@ -124,8 +124,8 @@ def test_bad_inputs(run, gray_png, tmp_path):
 
 
 def test_system_errors_and_odd_outputs(run, gray_png, tmp_path):
-    """What the system refuses (an output under a file, a checkpoint that is no checkpoint) is a
-    one-line error; decode never writes over its input; a device is written to, not replaced."""
+    """What the system refuses (an output under a file, a checkpoint that is no checkpoint) and
+    values out of range (nan, a seed past 2^62, a size the network cannot halve) are one-line errors; decode never writes over its input; a device is written to, not replaced."""
     import os
     import stat
 
@@ -150,6 +150,9 @@ def test_system_errors_and_odd_outputs(run, gray_png, tmp_path):
     (tmp_path / "none").mkdir()
     assert "no input files" in e("encode", tmp_path / "none", "-o", tmp_path / "outs", "--model", "tiny")
     assert not (tmp_path / "outs").exists()
+    assert "at least 2 pixels" in e("sample", "--model", "tinyrgb", "-n", "1", "--size", "0x0", "-o", tmp_path / "s.png")
+    assert "--seed" in e("sample", "--model", "tinyrgb", "-n", "1", "--seed", str(2 ** 70), "-o", tmp_path / "s.png")
+    assert not (tmp_path / "s.png").exists()
     if os.path.exists("/dev/null") and stat.S_ISCHR(os.stat("/dev/null").st_mode):
         run("decode", out, "-o", "/dev/null", "--force")
         assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
