@@ -11,8 +11,8 @@ from diffcodec.coding import registry
 from diffcodec.core.adapter import RECONSTRUCTIONS
 from diffcodec.core.masking import ORDERS
 
-from . import main
-from .common import DEFAULT_MODEL, SEED, STEPS_FORMS, check_output, finite, read_steps
+from .group import main
+from .common import SEED, STEPS_FORMS, check_output, finite, read_steps
 
 
 def _read_bytes(path: str) -> bytes:
@@ -37,6 +37,8 @@ def _run_batch(run, inputs, output, suffixes, label, **kwargs) -> None:
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise click.ClickException(f"{out} is a file: with several inputs, -o names a folder")
+    if not out.resolve().parent.is_dir():        # as for one file: the folder holding the output must exist
+        raise click.ClickException(f"output folder {out.parent} does not exist")
     files = expand_inputs(inputs, suffixes)
     if not files:
         raise click.ClickException("no input files")
@@ -60,8 +62,9 @@ def _run_batch(run, inputs, output, suffixes, label, **kwargs) -> None:
 @main.command()
 @click.argument("images", nargs=-1, required=True)
 @click.option("-o", "--output", required=True, help="Output .dfc file, or a folder for several inputs or folders.")
-@click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True,
-              help="Model name, model directory or checkpoint.")
+@click.option("--model", "model_name", default=None,
+              help="Model name, model directory or checkpoint (default: fmnist for 28x28 grayscale "
+                   "images, photo for RGB ones).")
 @click.option("--backend", type=click.Choice([registry.AUTO, *registry.names()]), default=registry.AUTO,
               show_default=True, help="auto: " + registry.choose(registry.AUTO, 1).name + " at every size; "
               + "; ".join(f"{s.name}: {s.description}" for s in registry.specs()) + ".")
@@ -103,8 +106,8 @@ def encode(images, output, model_name, backend, steps, quality, stop_step, targe
         return
     image = images[0]
     out = check_output(output, force, source=image)
-    loaded = api.load_model(model_name)
     img = to_hwc(load_image(image))
+    loaded = api.load_model(model_name or api.default_model_for(img))
     C, H, W = loaded.config.model.in_channels, *img.shape[:2]
     backend = resolve_backend(backend, (C, H, W), "masking" if loaded.is_masking else "gaussian")
     n_steps = coded_steps(loaded, backend, steps, (C, H, W))
@@ -142,11 +145,12 @@ def decode(infiles, output, layers, stop_step, reconstruct, model_name, force):
     from diffcodec import api
     from diffcodec.container.format import Container
     from diffcodec.io.images import save_png, to_chw
+    from diffcodec.training.store import model_keys
 
     out = check_output(output, force, source=infile)
     data = _read_bytes(infile)
     loaded = api.load_model(model_name) if model_name else None
-    container = Container.from_bytes(data, loaded.keys if loaded else None)
+    container = Container.from_bytes(data, loaded.keys if loaded else None, model_keys)
     with click.progressbar(length=max(1, sum(l.steps for l in container.layers)), label="decoding") as bar:
         dec = api.decode(data, loaded, layers=layers, stop_step=stop_step, reconstruct=reconstruct,
                          progress=lambda i: bar.update(1))
@@ -166,11 +170,11 @@ def info(infile, as_json, model_name):
     """Show a .dfc file's header and layer table."""
     from diffcodec import api
     from diffcodec.container.format import Container
-    from diffcodec.training.store import profile_for
+    from diffcodec.training.store import model_keys, profile_for
 
     data = _read_bytes(infile)
     loaded = api.load_model(model_name) if model_name else None
-    container = Container.from_bytes(data, loaded.keys if loaded else None)
+    container = Container.from_bytes(data, loaded.keys if loaded else None, model_keys)
     name = container.header.model_name or None
     profile = loaded.profile if loaded else profile_for(name) if name else None
     doc = {"file": infile, "bytes": len(data), **container.describe(profile), "model": name}

@@ -9,8 +9,8 @@ import numpy as np
 
 from diffcodec.io.files import write_json
 
-from . import main
-from .common import SEED, STEPS_FORMS, check_output, model_option, output_file, read_steps
+from .group import main
+from .common import SEED, STEPS_FORMS, check_output, model_option, output_file, read_steps, tile_option
 
 
 @main.command()
@@ -40,29 +40,32 @@ def train(config_path, data, out, resume, max_steps, init, overrides):
 
 @main.command()
 @model_option
-@click.option("--data", "data_dir", required=True, help="Data directory (IDX, CIFAR-10 batches or images).")
+@click.option("--data", "data_dir", required=True,
+              help="Data directory (IDX, CIFAR-10 batches or images), or one image file (taken whole).")
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
 @click.option("--limit", type=click.IntRange(1), help="Use only the first N images (or tiles).")
+@tile_option
 @click.option("--steps", default=None, callback=read_steps, help="Respacing: " + STEPS_FORMS + " (default: all T).")
 @click.option("--batch-size", type=click.IntRange(1), default=50, show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), callback=output_file, help="Write the full result as JSON.")
-def bpd(model_name, data_dir, split, limit, steps, batch_size, seed, json_out):
+def bpd(model_name, data_dir, split, limit, tile, steps, batch_size, seed, json_out):
     """Exact bits/dim (variational bound) of a model on a data split, with its terms.
 
     Under torchrun the images are sharded across processes (torch.distributed).
 
-    For a folder of images, the images are cut into tiles of the model's training crop size; the
-    folder the model was trained on uses its held-out photos as the test split, any other folder
-    is used whole.
+    For a folder of images, the images are cut into tiles of the model's training crop size
+    (--tile sets the size; --tile 0 takes each image whole, and the result is the mean of the
+    images' bits/dim); the folder the model was trained on uses its held-out photos as the test
+    split, any other folder is used whole.
     """
     from diffcodec.distributed import is_main
     from diffcodec.evaluation.bpd import evaluate_bpd
-    from diffcodec.io.datasets import images_for_model
+    from diffcodec.io.datasets import images_or_file
     from diffcodec.training.store import load_model
 
     loaded = load_model(model_name)
-    images = images_for_model(loaded.config.data, loaded.config.model.in_channels, data_dir, split, limit)
+    images = images_or_file(loaded.config.data, loaded.config.model.in_channels, data_dir, split, limit, tile)
     diffusion = loaded.diffusion(steps)
     with click.progressbar(length=len(images), label=f"bits/dim over {diffusion.num_timesteps} steps",
                            show_pos=True) as bar:
@@ -70,8 +73,9 @@ def bpd(model_name, data_dir, split, limit, steps, batch_size, seed, json_out):
     if not is_main():  # under torchrun every rank computed its shard; rank 0 reports
         return
     res.update({"model": loaded.name, "model_sha256": loaded.sha256, "data": str(data_dir), "split": split})
-    click.echo(f"{loaded.name}: {res['images']} images of {res['dims_per_image']} dims, "
-               f"{res['num_steps']} steps")
+    dims = res["dims_per_image"]
+    dims = f"{dims} dims" if isinstance(dims, int) else f"{min(dims)}-{max(dims)} dims"
+    click.echo(f"{loaded.name}: {res['images']} images of {dims}, {res['num_steps']} steps")
     click.echo(f"  total  {res['total_bpd']:.4f} bits/dim (+- {res['total_bpd_stderr']:.4f})")
     click.echo(f"  L_T    {res['L_T_bpd']:.6f}")
     click.echo(f"  sum L_t {res['L_sum_bpd']:.4f}")
@@ -86,13 +90,14 @@ def bpd(model_name, data_dir, split, limit, steps, batch_size, seed, json_out):
 @click.option("--split", type=click.Choice(["test", "train"]), default="train", show_default=True,
               help="Images to fit on (measure the result on others with `bpd --steps @OUT`).")
 @click.option("--limit", type=click.IntRange(1), default=50, show_default=True, help="Use the first N images (or tiles).")
+@tile_option
 @click.option("-n", "--steps", "num", type=click.IntRange(2), required=True, help="Steps to keep (chain length).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Text file for the step list (pass it as --steps @OUTPUT).")
 @click.option("--batch-size", type=click.IntRange(1), default=50, show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
-def fit_steps(model_name, data_dir, split, limit, num, output, batch_size, seed, force):
+def fit_steps(model_name, data_dir, split, limit, tile, num, output, batch_size, seed, force):
     """The N-step respacing that minimises the model's bound on data (Watson et al. 2021).
 
     One network call per step and image prices every jump of the full chain; a shortest-path search
@@ -101,7 +106,7 @@ def fit_steps(model_name, data_dir, split, limit, num, output, batch_size, seed,
     """
     from diffcodec.core.schedules import space_timesteps
     from diffcodec.evaluation.spacing import fit_spacing
-    from diffcodec.io.datasets import images_for_model
+    from diffcodec.io.datasets import images_or_file
     from diffcodec.io.files import atomic_write_bytes
     from diffcodec.training.store import load_model
 
@@ -110,8 +115,8 @@ def fit_steps(model_name, data_dir, split, limit, num, output, batch_size, seed,
     T = loaded.diffusion(None).num_timesteps
     if num > T:
         raise click.ClickException(f"--steps {num} is more than the model's {T} steps")
-    images = images_for_model(loaded.config.data, loaded.config.model.in_channels, data_dir, split, limit)
-    batches = -(-len(images) // batch_size)
+    images = images_or_file(loaded.config.data, loaded.config.model.in_channels, data_dir, split, limit, tile)
+    batches = -(-len(images) // batch_size) if not isinstance(images, list) else len(images)
     with click.progressbar(length=T * batches, label=f"pricing jumps on {len(images)} images") as bar:
         fit = fit_spacing(loaded, images, num, batch_size, seed, progress=bar.update)
     atomic_write_bytes(out, (",".join(map(str, fit["steps"])) + "\n").encode())
@@ -178,8 +183,9 @@ def models_list(as_json):
         return
     if not index:
         click.echo(f"no models registered in {root}")
+    width = max(len(name) for name in index) if index else 0
     for name, e in index.items():
-        click.echo(f"{name:10s} {e['sha256'][:12]}  {e.get('description', '')}")
+        click.echo(f"{name:{width}s}  {e['sha256'][:12]}  {e.get('description', '')}")
 
 
 @models.command("calibrate")

@@ -7,9 +7,9 @@ from pathlib import Path
 import click
 
 from diffcodec.core.masking import ORDERS
-from diffcodec.io.files import write_json
+from diffcodec.io.files import atomic_write_bytes, write_json
 
-from . import main
+from .group import main
 from .common import SEED, STEPS_FORMS, check_output, model_option, output_file, read_steps
 
 
@@ -76,11 +76,15 @@ def table4(model_name, data_dir, limit, batch_size, seed, json_out, plot_out):
 def rd(ctx, model_name, data, limit, codecs, steps, anchor, tile, no_per_image, keep, out_dir):
     """Rate-distortion curves (one CompressAI-style JSON per codec) with BD-rate against an anchor.
 
+    Baselines run at the settings of diffcodec.evaluation.baselines.SETTINGS (printed below the
+    table). Each BD-rate is shown with the PSNR range it was computed over, for whole files and for
+    coding only (each file less its format's fixed bytes, measured on a flat image).
+
     Under torchrun the images are sharded across processes (the output directory must be shared)."""
     from click.core import ParameterSource
 
     from diffcodec.distributed import is_main
-    from diffcodec.evaluation import rd_curves
+    from diffcodec.evaluation import baselines, rd_curves
     from diffcodec.evaluation.figures import plot_rd
     from diffcodec.training.store import load_model
 
@@ -102,20 +106,21 @@ def rd(ctx, model_name, data, limit, codecs, steps, anchor, tile, no_per_image, 
         return
     if keep:
         docs = {**rd_curves.read_curves(out, len(images), exclude=names), **docs}
+        rd_curves.add_coding_only(docs, loaded, images.shape[1:])
     rd_curves.add_bd(docs, anchor)
     for name, doc in docs.items():
         write_json(out / f"{name}.json", doc)
     summary = rd_curves.summarize(docs)
     write_json(out / "summary.json", summary)
-    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
-    click.echo(f"{'codec':9s} {'points':>6} {'BD vs ' + anchor:>11} {'BD vs ideal':>11} {'payload/KL':>10}  "
-               + " ".join(f"{'bpp@' + p:>8}" for p in summary[0]["bpp_at"]))
+    atomic_write_bytes(out / "table.md", rd_curves.markdown_table(summary, anchor).encode())
+    for line in rd_curves.table_lines(summary, anchor):
+        click.echo(line)
     for row in summary:
-        click.echo(f"{row['codec']:9s} {row['points']:>6} {fmt(row['bd_rate_vs_anchor'], '+10.1f')}% "
-                   f"{fmt(row['bd_rate_vs_ideal'], '+10.1f')}% {fmt(row['payload_over_kl_model'], '10.3f')}  "
-                   + " ".join(f"{fmt(v, '8.3f')}" for v in row["bpp_at"].values()))
-    plot_rd(list(docs.values()), out / "rd.png", title=f"{len(images)} images, model {loaded.name}")
-    click.echo(f"wrote {len(docs)} JSON files and rd.png to {out}")
+        if row["codec"] in baselines.SETTINGS:
+            click.echo(f"  {row['codec']}: {row['settings']}")
+    plot_rd(list(docs.values()), out / "rd.png", title=f"{len(images)} images, model {loaded.name}",
+            labels=rd_curves.plot_labels(docs))
+    click.echo(f"wrote {len(docs)} JSON files, summary.json, table.md and rd.png to {out}")
 
 
 @evaluate.command("bitsback")

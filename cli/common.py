@@ -11,6 +11,17 @@ model_option = click.option("--model", "model_name", default=DEFAULT_MODEL, show
                             help="Model name (see `diffcodec models list`), model directory or checkpoint.")
 
 
+def _tile(ctx, param, value):
+    if value is not None and 0 < value < 8:
+        raise click.BadParameter("a tile is at least 8 pixels (0 takes images whole)")
+    return value
+
+
+tile_option = click.option("--tile", type=click.IntRange(0), default=None, callback=_tile,
+                           help="For a folder of images: the tile size they are cut into (default: the "
+                                "model's training crop), or 0 to take each image whole.")
+
+
 def check_output(path: str | Path, force: bool, source: str | Path | None = None) -> Path:
     """Refuse to overwrite an existing file unless --force, and ``source`` (the command's input)
     even then; make sure the folder exists."""

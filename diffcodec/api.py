@@ -27,6 +27,26 @@ def _model(model):
     return load_model(model) if isinstance(model, (str, Path)) else model
 
 
+GRAYSCALE_MODEL, GRAYSCALE_SIZE, RGB_MODEL = "fmnist", (28, 28), "photo"
+
+
+def default_model_for(image) -> str:
+    """The shipped model that codes ``image`` (uint8 [H, W], [H, W, C] or a PIL image): ``fmnist``
+    for a 28x28 grayscale image, ``photo`` for an RGB image of any size; a UserError naming the
+    choices for anything else."""
+    if hasattr(image, "mode") and hasattr(image, "size"):          # a PIL image
+        gray, (w, h) = image.mode in ("1", "L", "LA", "I;16", "I"), image.size
+    else:
+        arr = np.asarray(image)
+        gray, (h, w) = arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 1), arr.shape[:2]
+    if not gray:
+        return RGB_MODEL
+    if (h, w) == GRAYSCALE_SIZE:
+        return GRAYSCALE_MODEL
+    raise UserError(f"no shipped model codes a {w}x{h} grayscale image: {GRAYSCALE_MODEL} codes 28x28 "
+                    f"grayscale, {RGB_MODEL} RGB of any size (convert the image to RGB, or pass --model)")
+
+
 def as_chw(image, channels: int) -> np.ndarray:
     """A PIL image or uint8 [H, W] / [H, W, C] array -> uint8 [C, H, W] with the model's channels
     (grayscale into an RGB model is widened; RGB into a grayscale model is refused)."""
@@ -42,20 +62,23 @@ def as_chw(image, channels: int) -> np.ndarray:
         return np.ascontiguousarray(chw)
     if channels == 3:
         return np.repeat(chw, 3, axis=0)
-    raise UserError("this is an RGB image but the model codes grayscale images")
+    raise UserError(f"this is an RGB image but the model codes grayscale images (use --model {RGB_MODEL}, "
+                    "or leave --model out to pick the model by the image)")
 
 
-def encode(image, model="fmnist", *, backend: str = "auto", steps: str | None = None,
+def encode(image, model=None, *, backend: str = "auto", steps: str | None = None,
            quality: float | None = None, psnr: float | None = None, bpp: float | None = None,
            stop_step: int | None = None, lossless: bool = False, layers: int = 8, seed: int = 0,
            order: str | None = None, progress: Callable[[int], None] | None = None):
     """Encode an image into .dfc bytes (``result.data``), with the command line's options
     (at most one of quality, psnr, bpp, stop_step; quality 75 when none is given). A masking model
     writes a lossless progressive file in reveal ``order`` (default coarse-to-fine) instead.
+    ``model``: a name, folder, checkpoint or loaded model; None picks the shipped model that codes
+    this image (``default_model_for``).
     -> ``EncodeResult`` (data, header, per-step records, layer sizes, decoder PSNR, seconds, note)."""
     from .coding.progressive import encode_image
 
-    loaded = _model(model)
+    loaded = _model(default_model_for(image) if model is None else model)
     img = as_chw(image, loaded.config.model.in_channels)
     if loaded.is_masking:
         return _encode_masked(loaded, img, backend, steps, quality, psnr, bpp, stop_step, layers, order, progress)
@@ -91,9 +114,10 @@ def decode(data: bytes, model=None, *, layers: int | None = None, stop_step: int
     from .coding.progressive import decode_container
     from .container.format import Container, FormatError
     from .io.images import to_hwc
+    from .training.store import model_keys
 
     loaded = _model(model) if model is not None else None
-    container = Container.from_bytes(bytes(data), loaded.keys if loaded else None)
+    container = Container.from_bytes(bytes(data), loaded.keys if loaded else None, model_keys)
     if not container.layers:
         raise FormatError("the file holds no complete layer: it is truncated or corrupt")
     loaded = loaded or _model(container.header.model_name)
@@ -222,18 +246,24 @@ def _each_file(inputs, suffixes, out_dir, out_suffix: str, force: bool, on_file,
     return outcomes
 
 
-def encode_files(inputs, out_dir, model="fmnist", *, force: bool = False,
+def encode_files(inputs, out_dir, model=None, *, force: bool = False,
                  on_file: Callable[[FileOutcome], None] | None = None, **options) -> list[FileOutcome]:
-    """Encode image files (or folders of them) into out_dir/<stem>.dfc (see ``output_names``) with
-    one loaded model; a bad file gets its error in its outcome and the rest proceed. ``options`` as
-    in ``encode``."""
+    """Encode image files (or folders of them) into out_dir/<stem>.dfc (see ``output_names``),
+    loading each model once (``model`` None: each image's ``default_model_for``); a bad file gets
+    its error in its outcome and the rest proceed. ``options`` as in ``encode``."""
     from .io.datasets import IMAGE_SUFFIXES, load_image
     from .io.files import atomic_write_bytes
 
-    loaded = _model(model)
+    cache: dict = {}
 
     def work(src, dst, o):
-        res = encode(np.moveaxis(load_image(src), 0, -1), loaded, **options)
+        img = np.moveaxis(load_image(src), 0, -1)
+        key = default_model_for(img) if model is None else model
+        if isinstance(key, (str, Path)):
+            if key not in cache:
+                cache[key] = _model(key)
+            key = cache[key]
+        res = encode(img, key, **options)
         atomic_write_bytes(dst, res.data)
         o.bytes, o.psnr, o.pixels = len(res.data), res.psnr, res.header.height * res.header.width
 
@@ -246,6 +276,7 @@ def decode_files(inputs, out_dir, model=None, *, force: bool = False,
     bad file gets its error in its outcome and the rest proceed. ``options`` as in ``decode``."""
     from .container.format import Container, FormatError
     from .io.images import save_png, to_chw
+    from .training.store import model_keys
 
     cache: dict = {}
 
@@ -254,7 +285,7 @@ def decode_files(inputs, out_dir, model=None, *, force: bool = False,
         if model is not None and not isinstance(model, (str, Path)):
             loaded = model                                   # a LoadedModel
         else:
-            key = model or Container.from_bytes(data).header.model_name or None
+            key = model or Container.from_bytes(data, registered=model_keys).header.model_name or None
             if key is None:
                 raise FormatError("the file holds no complete layer: it is truncated or corrupt")
             if key not in cache:

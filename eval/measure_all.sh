@@ -1,19 +1,31 @@
 #!/usr/bin/env bash
-# Re-measures every number quoted in README.md and the model cards (an estimated 200 minutes on 2
-# cores, plus about 70 for the full T = 1000 bound of fmnist on 1000 images unless SKIP_FULL_BOUND=1;
-# JPEG XL needs the baselines extra: pip install ".[baselines]").
-# Usage: bash eval/measure_all.sh [OUTDIR]   (default eval/results)
-# Not here: the GPU runs in eval/results/photo_gpu/ (they need a GPU machine; its README gives
-# their commands: eval/photo_blocks.py, eval/gpu_train_photo.sh, eval/gpu_photo_variants.sh).
+# Re-measures every figure that eval/README.md (the lab book), README.md and the model cards quote.
+# The evaluators' results go to OUTDIR (default eval/results), the studies' to STUDIES_OUTDIR
+# (default eval/studies/results; OUTDIR/studies when only OUTDIR is given).
+# Usage: bash eval/measure_all.sh [OUTDIR [STUDIES_OUTDIR]]
+# Time: several hours on 2 cores (the first two streams were about 200 minutes before the format-12
+# studies and the timing phase were added; not re-timed as a whole), plus about 70 minutes for the
+# full T = 1000 bound of fmnist on 1000 images unless SKIP_FULL_BOUND=1. SKIP_PHOTO_BPD=1 skips the
+# photo bounds. JPEG XL needs the baselines extra: pip install ".[baselines]".
+# Not here: the GPU training runs (eval/gpu/README.md gives their commands), the learning curves
+# (eval/learning_curve.py needs a training run's snapshots; the model cards give the commands), and
+# the figures eval/README.md lists under "Figures without a result file".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-eval/results}
+SOUT=${2:-${1:+$1/studies}}
+SOUT=${SOUT:-eval/studies/results}
 FM=${FMNIST:-/usr/share/datasets/fashion-mnist}
 PH=${PHOTOS:-../shared/data/photos}
-mkdir -p "$OUT"
+S=eval/studies
+mkdir -p "$OUT" "$SOUT"
 export OMP_NUM_THREADS=1
+
+# Full T = 1000 bound of fmnist, sharded over both cores.
 [ -n "${SKIP_FULL_BOUND:-}" ] || torchrun --standalone --nproc_per_node 2 -m diffcodec bpd --model fmnist \
   --data "$FM" --limit 1000 --json "$OUT/bpd_fmnist_1000img_fullT.json" > "$OUT/bpd_fmnist_1000img_fullT.log" 2>&1
+
+# Two streams, one core each.
 (
   diffcodec eval bitsback --model fmnist --data "$FM" --limit 100 --steps 100 --json "$OUT/bitsback_fmnist_100img_100steps.json"
   diffcodec eval bitsback --model fmnist --data "$FM" --limit 100 --steps 1000 --json "$OUT/bitsback_fmnist_100img_1000steps.json"
@@ -34,9 +46,9 @@ export OMP_NUM_THREADS=1
   diffcodec bpd --model fmnist --data "$FM" --limit 1000 --steps "@$OUT/steps_fmnist_fit100.txt" --json "$OUT/bpd_fmnist_1000img_fit100.json"
   diffcodec eval bitsback --model fmnist --data "$FM" --limit 100 --steps "@$OUT/steps_fmnist_fit100.txt" --json "$OUT/bitsback_fmnist_100img_fit100.json"
   diffcodec eval table4 --model fmnist --data "$FM" --limit 50 --json "$OUT/table4_fmnist.json" --plot "$OUT/figure5_fmnist.png"
-  [ -n "${SKIP_PHOTO_BPD:-}" ] || diffcodec bpd --model photo --data "$PH" --limit 200 --steps 100 --json "$OUT/bpd_photo_200tiles_100steps.json"
   if [ -z "${SKIP_PHOTO_BPD:-}" ]; then
-    python eval/respacing_study.py --model photo --data "$PH" --limit 200 --specs 100,ddim100,quad100,geo5,all --out "$OUT/respacing_photo.txt"
+    diffcodec bpd --model photo --data "$PH" --limit 200 --steps 100 --json "$OUT/bpd_photo_200tiles_100steps.json"
+    python $S/respacing_study.py --model photo --data "$PH" --limit 200 --specs 100,ddim100,quad100,geo5,all --out "$SOUT/respacing_photo.txt"
     diffcodec fit-steps --model photo --data "$PH" --limit 50 -n 100 -o "$OUT/steps_photo_fit100.txt" --force
     diffcodec bpd --model photo --data "$PH" --limit 200 --steps "@$OUT/steps_photo_fit100.txt" --json "$OUT/bpd_photo_200tiles_fit100.json"
   fi
@@ -45,6 +57,19 @@ export OMP_NUM_THREADS=1
   diffcodec eval progressive --model fmnist -o "$OUT/figure6_fmnist.png" -n 8 --force
   diffcodec eval progressive --model fmnist -o "$OUT/figure7_fmnist.png" --shared-xt -n 6 --force
   diffcodec sample --model fmnist -n 64 -o "$OUT/samples_fmnist.png" --force
+  # studies on photos (256x256 crops of training photos)
+  python $S/schedule_study.py --model photo --photos "$PH" --specs geo9,geo6,geo9c40,geo9c30,geo9c20,geo12c20,geo6c20,geo9c10,geo6c10,all \
+    --records "$SOUT/schedule_study_photo.json" > "$SOUT/schedule_study_photo.txt"
+  python $S/tuq_sweep.py --data "$PH" > "$SOUT/tuq_sweep.txt"
+  python $S/tuq_sweep.py --data "$PH" --settings "0.25:quad10 0.18:quad10 0.35:quad10 0.25:quad9 0.25:quad11 0.35:quad11 0.18:quad9 0.5:quad10" > "$SOUT/tuq_sweep_thresholds.txt"
+  python $S/tuq_overhead.py --data "$PH" > "$SOUT/tuq_overhead.txt"
+  python $S/tuq_overhead.py --data "$PH" --backend tuqrcc --chains quad14 > "$SOUT/tuqrcc_overhead.txt"
+  python $S/tuq_sweep.py --data "$PH" --backend tuqrcc --settings "0.25:quad14 0.25:quad17" > "$SOUT/tuqrcc_sweep.txt"
+  python $S/tuq_sweep.py --data "$PH" --backend tuqrcc --settings "0.5:quad14 0.35:quad14" > "$SOUT/tuqrcc_sweep_thresholds.txt"
+  python $S/tuq_sweep.py --data "$PH" --backend tuqrcc --settings "0.25:quad14" --aims 1,1.6 > "$SOUT/tuqrcc_aim_sweep.txt"
+  python $S/tuq_sweep.py --data "$PH" --backend rcc --settings "1.6:geo9 1.6:geo12 1:geo9" > "$SOUT/rcc_photo_sweep.txt"
+  python $S/tuq_sweep.py --data "$PH" --backend rcc --settings "1.6:geo9 1.6:geo6" > "$SOUT/rcc_photo_sweep_geo6.txt"
+  python $S/tuq_sweep.py --data "$PH" --backend rcc --settings "1.6:geo9c20 1.6:geo9c40" > "$SOUT/rcc_photo_sweep_caps.txt"
 ) > "$OUT/stream_a.log" 2>&1 &
 (
   python eval/bench_codec.py --threads 1 --photo-only --photo-backends uq,tuq --json "$OUT/bench_codec.json" > "$OUT/bench_codec.log"
@@ -52,31 +77,34 @@ export OMP_NUM_THREADS=1
   diffcodec eval rd --model fmnist --data "$FM" --limit 100 --codecs ideal,rcc,uq,tuq,tuqrcc,jpeg,webp,avif,jpeg2000,jxl --anchor webp -o "$OUT/rd_fmnist"
   diffcodec eval rd --model photo --data "$PH" --tile 256 --limit 5 --codecs uq,tuq,tuqrcc,rcc,jpeg,webp,avif,jpeg2000,jxl,ideal --anchor jpeg -o "$OUT/rd_photo256"
   diffcodec eval orderings --model fmnist-ardm --data "$FM" --limit 100 --gaussian "$OUT/rd_fmnist" -o "$OUT/orderings_fmnist"
-  python eval/schedule_study.py --limit 10 > "$OUT/schedule_study.txt"
-  diffcodec fit-steps --model fmnist --data "$FM" --limit 50 -n 59 -o "$OUT/steps_fmnist_fit59.txt" --force
-  python eval/schedule_study.py --limit 10 --specs "geo9,quad59,@$OUT/steps_fmnist_fit59.txt,all" > "$OUT/schedule_study_fitted.txt"
-  python eval/clean_bits.py > "$OUT/clean_bits.txt"
-  python eval/rcc_tradeoff.py --limit 5 > "$OUT/rcc_tradeoff.txt"
-  python eval/rcc_tradeoff.py --limit 6 --split train --settings "10,13 10,14 10,14,0.925 10,14,0.85" --layouts "" > "$OUT/rcc_tradeoff_train.txt"
-  for spec in geo9c20 geo13 quad59; do   # real files on other schedules, against rd_fmnist's ideal and WebP curves
-    mkdir -p "$OUT/rd_$spec" && cp "$OUT/rd_fmnist/ideal.json" "$OUT/rd_fmnist/webp.json" "$OUT/rd_$spec/"
-    diffcodec eval rd --model fmnist --data "$FM" --limit 100 --codecs rcc --steps $spec --anchor webp --keep -o "$OUT/rd_$spec"
-  done
-  python eval/rcc_index_law.py --limit 24 > "$OUT/rcc_index_law.txt"
-  python eval/tuq_sweep.py > "$OUT/tuq_sweep.txt"
-  python eval/tuq_sweep.py --crops 045.png,046.png,047.png,048.png,049.png --settings "0.5:quad15 0.25:quad10" > "$OUT/tuq_sweep_heldout.txt"
-  python eval/tuq_sweep.py --settings "0.25:quad10 0.18:quad10 0.35:quad10 0.25:quad9 0.25:quad11 0.35:quad11 0.18:quad9 0.5:quad10" > "$OUT/tuq_sweep_thresholds.txt"
-  python eval/tuq_overhead.py > "$OUT/tuq_overhead.txt"
-  python eval/tuq_overhead.py --backend tuqrcc --chains quad14 > "$OUT/tuqrcc_overhead.txt"
-  python eval/tuq_sweep.py --backend tuqrcc --settings "0.25:quad14 0.25:quad17" > "$OUT/tuqrcc_sweep.txt"
-  python eval/tuq_sweep.py --backend tuqrcc --settings "0.5:quad14 0.35:quad14" > "$OUT/tuqrcc_sweep_thresholds.txt"
   python eval/bench_net.py --threads 1 --repeats 2 > "$OUT/bench_net.txt"
-  (python eval/rcc_bias.py --trials 2000; echo; python eval/rcc_bias.py --trials 1000 --log2-k 16) > "$OUT/rcc_bias.txt"
-  python eval/rcc_aim.py --limit 20 > "$OUT/rcc_aim.txt"
-  python eval/rcc_aim.py --limit 20 --rules const:1.8 > "$OUT/rcc_aim_18.txt"
-  python eval/tuq_sweep.py --backend tuqrcc --settings "0.25:quad14" --aims 1,1.6 > "$OUT/tuqrcc_aim_sweep.txt"
-  (python eval/rcc_bias.py --trials 2000 --log2-k 13 --chunk-bits 10; echo; python eval/rcc_bias.py --trials 2000 --log2-k 13 --chunk-bits 10 --aim 1.6) > "$OUT/rcc_bias_aim.txt"
-  python eval/rcc_aim.py --limit 20 --rules "const:1.6 const:1" > "$OUT/rcc_aim_codebook.txt"
-  python eval/tuq_sweep.py --backend rcc --settings "1.6:geo9 1.6:geo12 1:geo9" > "$OUT/rcc_photo_sweep.txt"
+  # studies on Fashion-MNIST
+  python $S/schedule_study.py --fmnist "$FM" --limit 10 > "$SOUT/schedule_study.txt"
+  diffcodec fit-steps --model fmnist --data "$FM" --limit 50 -n 59 -o "$OUT/steps_fmnist_fit59.txt" --force
+  python $S/schedule_study.py --fmnist "$FM" --limit 10 --specs "geo9,quad59,@$OUT/steps_fmnist_fit59.txt,all" > "$SOUT/schedule_study_fitted.txt"
+  python $S/clean_bits.py > "$SOUT/clean_bits.txt"
+  for spec in geo9c20 quad59; do   # real rcc files on other chains, against rd_fmnist's ideal and WebP curves
+    d=$(mktemp -d) && cp "$OUT/rd_fmnist/ideal.json" "$OUT/rd_fmnist/webp.json" "$d/" \
+      && diffcodec eval rd --model fmnist --data "$FM" --limit 100 --codecs rcc --steps $spec --anchor webp --keep -o "$d" \
+      && cp "$d/rcc.json" "$SOUT/rcc_${spec}_fmnist.json"
+    rm -rf "$d"
+  done
+  python $S/rcc_index_law.py --data "$FM" --limit 24 > "$SOUT/rcc_index_law.txt"
+  python $S/rcc_index_law.py --data "$FM" --limit 48 --classes > "$SOUT/rcc_index_law_classes.txt"
+  (python $S/rcc_bias.py --trials 2000 --log2-k 13 --chunk-bits 10; echo
+   python $S/rcc_bias.py --trials 2000 --log2-k 13 --chunk-bits 10 --aim 1.6) > "$SOUT/rcc_bias_aim.txt"
+  python $S/rcc_aim.py --data "$FM" --limit 20 > "$SOUT/rcc_aim.txt"
+  python $S/rcc_aim.py --data "$FM" --limit 20 --rules const:1.8 > "$SOUT/rcc_aim_18.txt"
+  python $S/rcc_aim.py --data "$FM" --limit 20 --rules "const:1.6 const:1" > "$SOUT/rcc_aim_codebook.txt"
+  (python $S/rcc_aim.py --data "$FM" --limit 20 --rules const:1.6; echo
+   python $S/rcc_aim.py --data "$FM" --limit 20 --rules "sharp:1.6,1.3 sharp:1.6,0.8 sharp:1.3,1.3 sharp:1.0,1.6 sharp:1.3,1.6"; echo
+   python $S/rcc_aim.py --data "$FM" --limit 20 --rules "sharp:1.6,1,0 sharp:1.6,1,0.5 sharp:1.3,1,0"; echo
+   python $S/rcc_aim.py --data "$FM" --limit 20 --rules "chunk:12,13,1.6 chunk:8,13,1.6 chunk:12,14,1.6") > "$SOUT/rcc_aim_v12.txt"
+  (python $S/rcc_aim.py --data "$FM" --limit 20 --steps geo13 --rules "const:1.6 const:2"
+   python $S/rcc_aim.py --data "$FM" --limit 20 --steps geo6 --rules const:1.6) > "$SOUT/rcc_aim_v12_chains.txt"
 ) > "$OUT/stream_b.log" 2>&1 &
 wait
+
+# Timings alone on the machine, with torch's and OpenBLAS's default threads, as `diffcodec encode` runs.
+env -u OMP_NUM_THREADS python eval/bench_codec.py --photo-backends rcc --json "$OUT/bench_codec_v12.json" > "$OUT/bench_codec_v12.log"
+env -u OMP_NUM_THREADS python eval/bench_codec.py --photo-only --photo-backends rcc --json "$OUT/bench_codec_v12_photo.json" > "$OUT/bench_codec_v12_photo.log"

@@ -24,10 +24,15 @@ def cosine_alphas_cumprod(T: int) -> np.ndarray:
     return np.cumprod(1 - betas)
 
 
-def bound_terms(net, images: np.ndarray, T: int, kept: list[int], seed: int = 0):
+def bound_terms(net, images: np.ndarray, T: int, kept: list[int], seed: int = 0,
+                alphas_cumprod: np.ndarray | None = None, var_type: str = "learned_range"):
     """Per image, in bits/dim: L_T [N] and the terms [N, S] of the chain on timesteps ``kept``
-    (0-based, ascending; column 0 is L_0), for a learned-range cosine model ``net``."""
-    abar = cosine_alphas_cumprod(T)[kept]
+    (0-based, ascending; column 0 is L_0), for a learned-range cosine model ``net``; or for the
+    schedule with abar_t = ``alphas_cumprod[t - 1]`` (t = 1..T) and ``var_type`` "learned_range",
+    "fixed_small" (the posterior variance, its step-2 value at step 1) or "fixed_large" (beta_t,
+    the posterior variance of step 2 at step 1), with ``net`` predicting eps (and v)."""
+    full = cosine_alphas_cumprod(T) if alphas_cumprod is None else np.asarray(alphas_cumprod, np.float64)
+    abar = full[kept]
     abar_prev = np.append(1.0, abar[:-1])
     beta = 1 - abar / abar_prev
     post_var = beta * (1 - abar_prev) / (1 - abar)
@@ -45,6 +50,10 @@ def bound_terms(net, images: np.ndarray, T: int, kept: list[int], seed: int = 0)
         with torch.no_grad():
             out = net(torch.from_numpy(xt).float(), torch.full((n,), float(kept[i]))).double().numpy()
         eps, v = out[:, :C], out[:, C:]
+        if var_type == "fixed_small":
+            v = -np.ones_like(eps)                    # all the way to the posterior end
+        elif var_type == "fixed_large":
+            v = np.ones_like(eps) if i else -np.ones_like(eps)   # beta_t, and beta~_2 at step 1
         x0_hat = np.clip((xt - math.sqrt(1 - abar[i]) * eps) / math.sqrt(abar[i]), -1, 1)
         mean = c1[i] * x0_hat + c2[i] * xt
         log_var = (v + 1) / 2 * math.log(beta[i]) + (1 - v) / 2 * log_post[i]
@@ -59,6 +68,6 @@ def bound_terms(net, images: np.ndarray, T: int, kept: list[int], seed: int = 0)
             nats = 0.5 * (log_var - math.log(post_var[i]) + (post_var[i] + (true_mean - mean) ** 2)
                           / np.exp(log_var) - 1)
         terms[:, i] = nats.reshape(n, D).mean(1) / math.log(2)
-    a = cosine_alphas_cumprod(T)[kept[-1]]
+    a = full[kept[-1]]
     L_T = 0.5 * (a * x0 ** 2 + (1 - a) - 1 - math.log(1 - a)).reshape(n, D).mean(1) / math.log(2)
     return L_T, terms

@@ -225,12 +225,32 @@ def test_the_model_is_the_key_that_passes_the_first_check():
     assert cut.layers == [] and cut.header.model_name == "" and cut.header.model_key == b""
 
 
+def test_the_caller_gives_the_keys():
+    """The container reads no model store: the keys are the caller's, and ``registered`` (the
+    store's ``model_keys``, in the library) is asked only when they are not given, or to name the
+    file's model when they all fail."""
+    data, calls = make().to_bytes(), []
+
+    def registered():
+        calls.append(1)
+        return {"m": KEY}
+    assert Container.from_bytes(data, KEYS, registered).header.model_name == "m" and not calls
+    assert Container.from_bytes(data, registered=registered).header.model_name == "m" and calls
+    with pytest.raises(FormatError, match="made with model 'm', not with model 'a'"):
+        Container.from_bytes(data, {"a": bytes(32)}, registered)
+    with pytest.raises(FormatError, match="other weights than model 'a'"):
+        Container.from_bytes(data, {"a": bytes(32)})
+    with pytest.raises(ValueError, match="pass keys or registered"):
+        Container.from_bytes(data)
+
+
 def test_a_bad_model_index_is_a_one_line_error(tmp_path, monkeypatch):
-    """The default keys come from models/index.json: an entry without a valid sha256 is a
-    UserError naming it, not a traceback."""
+    """The registered models' keys come from models/index.json: an entry without a valid sha256 is
+    a UserError naming it, not a traceback."""
     from diffcodec.errors import UserError
+    from diffcodec.training.store import model_keys
 
     (tmp_path / "index.json").write_text('{"m": {"dir": "m", "sha256": "not hex"}}')
     monkeypatch.setenv("DIFFCODEC_MODELS", str(tmp_path))
     with pytest.raises(UserError, match="model 'm' has no valid sha256"):
-        Container.from_bytes(make().to_bytes())
+        Container.from_bytes(make().to_bytes(), registered=model_keys)

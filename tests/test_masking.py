@@ -78,10 +78,10 @@ def test_codec_round_trip_and_size_matches_bound(model, images):
 def test_every_prefix_decodes_to_revealed_pixels_plus_prediction(model, images, order, monkeypatch):
     """A prefix's image against the teacher-forced reconstruction ``bound_terms`` reports for the
     same number of revealed coordinates (computed without the coder)."""
-    from diffcodec.coding import progressive, reveal
+    from diffcodec.coding import common, reveal
     from diffcodec.container.format import Container
 
-    monkeypatch.setattr(progressive, "MIN_LAYER_BITS", 0)   # an 8x8 image: let small layers exist
+    monkeypatch.setattr(common, "MIN_LAYER_BITS", 0)   # an 8x8 image: let small layers exist
     md = model.masking()
     sizes = reveal.plan(model, md, order, "10")
     assert len(sizes) == 10 and sizes.sum() == 64

@@ -13,18 +13,19 @@ by every step and chunk (``randomness.codebook``, keyed by the seed and m), each
 through its own seeded signs, column order and row offset (``randomness.chunk_maps``). Given its
 map a chunk's candidates are i.i.d. standard normals, so each chunk is still exact ordered random
 coding; and the scores of all chunks of one length are one matrix product with the codebook,
-about D x K multiply-adds a step, where drawing fresh candidates cost D x K normals (about 100x
-slower on a CPU: what kept rcc to small images). A chunk longer than SEGMENT_DIMS reads its
-candidates in near-equal segments, each with its own map, under one index (format 12; before, a
-step of little KL on a large image was cut into at least ceil(D / 8192) chunks).
+about D x K multiply-adds a step, where drawing fresh candidates for every chunk would cost
+D x K normals (about 100x slower on a CPU). A chunk longer than SEGMENT_DIMS reads its
+candidates in near-equal segments, each with its own map, under one index: a step's chunk count
+follows its KL alone, where chunks of at most SEGMENT_DIMS would cut a step of little KL on a
+large image into at least ceil(D / SEGMENT_DIMS) chunks, each paying for an index.
 
 The encoder aims past q. With K candidates, a chunk of c bits of KL selects a sample pulled back
 towards p: along the chunk's shift mu_q - mu_p it moves 0.875 of q's shift at c = 10 and K = 2^13
-(``eval/rcc_bias.py``), and the information it leaves behind is paid for by later steps, at a
+(``eval/studies/rcc_bias.py``), and the information it leaves behind is paid for by later steps, at a
 price. So w is taken against q' = N(mu_p + a (mu_q - mu_p), sigma_q^2), a = AIM: at 10 bits the
 shift is restored, smaller chunks overshoot it, and the sample is narrower along that one direction
 (every other direction keeps the candidates' exact noise). The encoder trades index bits for a
-path closer to x_0; ``eval/rcc_aim.py`` chose a by the BD-rate of real files. Encoder-only: the
+path closer to x_0; ``eval/studies/rcc_aim.py`` chose a by the BD-rate of real files. Encoder-only: the
 file and the decoder are unchanged, and ``aim=1`` gives the plain selection of q.
 
 The chunk count is side information. The encoder keeps the previous step's count while each chunk
@@ -52,33 +53,31 @@ from .registry import register
 SAME_COUNT = np.array([0.85, 0.15])   # P(the chunk count repeats), P(it changes)
 # The counts the first and second steps' are coded against: the first geo9 step of 28x28
 # Fashion-MNIST images carries about 14 bits, i.e. 2 chunks of at most 10, the second about 6, i.e.
-# 1 (`python eval/rcc_index_law.py --limit 24` prints both on training images), and a repeat
+# 1 (`python eval/studies/rcc_index_law.py --limit 24` prints both on training images), and a repeat
 # is far cheaper to code than a change. Later steps are coded against the previous step's count.
 INITIAL_COUNTS = (2, 1)
 KEEP_RANGE = (0.6, 1.25)              # bits per chunk (x chunk_bits) within which a count is kept
 RCC_AUTO_MAX_DIMS = None              # "auto" uses rcc at every size: scoring a step is ~D x K multiply-adds
-                                      # in matrix products over a shared codebook (it was 1024 values when
-                                      # every chunk drew its own D x K normals)
+                                      # in matrix products over a shared codebook
 # The law of the coded indices at the default chunks (10 bits, K = 2^13) and aim: a truncated Zipf
-# law of this exponent, fitted on Fashion-MNIST training images by eval/rcc_index_law.py with the aim
-# first tried (1 + 0.06 c): 7.8% fewer index bits there than the Li & El Gamal exponent below, which
-# other chunk settings keep, and 2.3% fewer than 0.925, the fit before the encoder aimed past q; with
-# AIM = 1.6, 8.5% and 2.9%, and the best exponent, 0.625, would save 0.06% more. The law, the auto
-# rule (RCC_AUTO_MAX_DIMS) and the default steps are what a compact .dfc file implies: changing them
-# needs a new format version.
+# law of this exponent, fitted on 24 Fashion-MNIST training images by eval/studies/rcc_index_law.py
+# (with an aim of 1 + 0.06 c). At AIM = 1.6 it codes 8.5% fewer index bits there than the Li &
+# El Gamal exponent below, which other chunk settings keep; the best exponent at AIM = 1.6, 0.625,
+# would save 0.06% more. The law, the auto rule (RCC_AUTO_MAX_DIMS) and the default steps are what
+# a compact .dfc file implies: changing them needs a new format version.
 ZIPF_EXPONENT = 0.675
 # How many times q's shift the encoder aims at: chosen on Fashion-MNIST TRAINING images by the
-# BD-rate of real files against the ideal curve (eval/rcc_aim.py; README, "Aiming past q").
+# BD-rate of real files against the ideal curve (eval/studies/rcc_aim.py; eval/README.md, "Aiming past q").
 AIM = 1.6
-# Two more encoder-only settings, tried in eval/rcc_aim.py and kept at the plain selection's:
+# Two more encoder-only settings, tried in eval/studies/rcc_aim.py and kept at the plain selection's:
 # the selection maximises SHARPNESS x log w - log T, and w weighs q's narrower variance by
-# VAR_WEIGHT (README, "Aiming past q": neither a sharper or flatter selection nor a lighter
+# VAR_WEIGHT (eval/README.md, "Aiming past q": neither a sharper or flatter selection nor a lighter
 # variance term beat these on training images).
 SHARPNESS = 1.0
 VAR_WEIGHT = 1.0
 # The default chain by image size, (largest C x H x W, spec): geo9 on small images; above, jumps
 # capped at high noise, where geo9's first jumps (999 -> 910 -> 828) cost several times what
-# the fine chain pays for the same PSNR on a photograph (eval/schedule_study.py --model photo),
+# the fine chain pays for the same PSNR on a photograph (eval/studies/schedule_study.py --model photo),
 # but their few bits a step would cost a 28x28 image more in per-chunk overhead than they save;
 # the cap is looser above 256x256 RGB to keep a 768x512 encode within its time budget.
 DEFAULT_STEPS = ((4096, "geo9"), (256 * 256 * 3, "geo9c20"), (None, "geo9c40"))
@@ -274,7 +273,7 @@ class RCCCoder(StepCoder):
 
     def aim(self, chunk_bits: float) -> float:
         """How many times q's shift the selection aims at, for a chunk carrying ``chunk_bits`` of KL
-        (the same for every chunk; eval/rcc_aim.py tries rules that depend on it)."""
+        (the same for every chunk; eval/studies/rcc_aim.py tries rules that depend on it)."""
         return self.aim_factor
 
     def _groups(self, ctx: StepContext, n: int) -> list[np.ndarray]:

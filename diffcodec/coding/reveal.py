@@ -28,6 +28,7 @@ from ..errors import UserError
 from ..evaluation.metrics import psnr
 from ..io.checksums import crc8, pixel_crc
 from . import registry
+from .common import DecodeResult, EncodeResult, StepRecord, check_model, group_layers
 from .entropy import Decoder, cats_op, encode_layered, info_bits
 
 NAME = "reveal"
@@ -114,8 +115,9 @@ def encode_image(loaded, image: np.ndarray, order: str = "raster", steps=None, m
                  progress=None):
     """Encode uint8 [C, H, W] losslessly and progressively. -> ``EncodeResult`` (records hold the
     bits and the prefix reconstruction's PSNR after each step)."""
+    # imported here, not at module level: the container imports the coder registry, and
+    # importing diffcodec.coding imports this module to register it
     from ..container.format import Container, Header, Layer
-    from .progressive import EncodeResult, group_layers
 
     t0 = time.perf_counter()
     md = masking_for(loaded, image.shape)
@@ -140,8 +142,6 @@ def encode_image(loaded, image: np.ndarray, order: str = "raster", steps=None, m
 
 def _encode_steps(loaded, md, x, flat, sigma, sizes, progress):
     """Walk the chain teacher-forced: -> (per-step coder operations, StepRecords, network seconds)."""
-    from .progressive import StepRecord
-
     step_ops, records, net_s = [], [], 0.0
     t_net = time.perf_counter()
     for k, d, logits, mask in md.reveal(loaded.net, x, sigma, sizes=sizes):
@@ -163,7 +163,6 @@ def decode_container(loaded, container, layers: int | None = None, progress=None
     """Decode the first ``layers`` complete layers (all by default): revealed pixels exact, the
     predicted mean elsewhere; the whole file gives the image exactly (checked against its CRC)."""
     from ..container.format import FormatError
-    from .progressive import DecodeResult, check_model
 
     t0 = time.perf_counter()
     check_model(loaded, container)

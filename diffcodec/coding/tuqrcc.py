@@ -1,7 +1,7 @@
 """tuq with reverse channel coding for its low-KL bands: three states per band and step.
 
 tuq (``tuq``) either codes a band by dithered quantization or skips it (a sample of p). Both are
-dear at low KL per coefficient (``eval/tuq_overhead.py``): uq's symbol cost grows like the
+dear at low KL per coefficient (``eval/studies/tuq_overhead.py``): uq's symbol cost grows like the
 residual's scale while the KL grows like its square, and a skipped band's information is paid for
 later, at a higher price. So tuq wants a short chain. Here a band is, by its KL per coefficient
 against N(mu_p, sigma_q^2) in the transform domain:
@@ -31,11 +31,12 @@ from .registry import register
 
 SKIP, UQ, RCC = 0, 1, 2
 LOW_BITS = 0.02            # bits of KL per coefficient from which a band is sent by rcc
-RCC_MAX_DIMS = 1 << 16     # coefficients a step sends by rcc at most (a bound from when rcc drew
-                           # fresh candidates, that x K normals; its codebook made it cheap)
+RCC_MAX_DIMS = 1 << 16     # coefficients a step sends by rcc at most, highest KL first: a bound
+                           # on rcc's time per step (about that x K multiply-adds)
 P_KEEP = 0.8               # probability that a band keeps last step's state (of skipped, uq, rcc)
 # rcc's aim past q (``rcc.AIM``) for the pooled bands: none, measured on the five training crops
-# of eval/tuq_sweep.py (eval/results/tuqrcc_aim_sweep.txt; README, "Aiming past q").
+# of eval/studies/tuq_sweep.py (eval/studies/results/tuqrcc_aim_sweep.txt;
+# eval/README.md, "Aiming past q").
 RCC_AIM = 1.0
 
 

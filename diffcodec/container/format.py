@@ -1,5 +1,4 @@
-"""The .dfc container: bytes only, no torch (``from_bytes`` reads the model store's keys when it is
-given none, which imports it).
+"""The .dfc container: bytes only, no torch. docs/FORMAT.md is the specification, byte by byte.
 
 Layout, format version 12 (integers are LEB128 varints unless a width is given):
 
@@ -16,9 +15,9 @@ Layout, format version 12 (integers are LEB128 varints unless a width is given):
 or, for a file at its model's defaults (a square image of the model's native size and channels,
 the backend that "auto" picks for it, that backend's default steps and parameters, seed 0, no
 lossless layer), the compact form: 0xDD | layer table | checks | payloads. Its header is filled
-in from the model that passes the first layer's check (``Header.for_model``). An older diffcodec
-reads 0xDD as "format version 13" and refuses it as newer (so the next version is 14, 0xDE; 0xD9
-and 0xDB were versions 8's and 10's compact forms). What a compact file means is therefore
+in from the model that passes the first layer's check (``Header.for_model``). 0xDD is 0xD0 | 13,
+so a reader of an older version sees "format version 13" and refuses it as newer; the next
+version is therefore 14 (0xDE). What a compact file means is
 the "auto" rule (``registry.choose``: each coder's priority and ``auto_max_dims``) and each
 backend's default steps (``CoderSpec.steps_for``: they may depend on the image's size) and
 parameters: changing any of them for an image size a model can have needs a new format version
@@ -36,48 +35,33 @@ which then needs no checksum of its own: a damaged header fails it (a header dam
 before its first layer is complete reads as a file with no complete layer, which is refused).
 
 The model is not named in the file: the first layer's CRC-16 is keyed with its weights' sha256, and
-the reader finds the model as the one key (of the registered models, or of the model it is given)
-that makes the check pass. A file made with other weights fails it like a damaged one, with odds
-of 1 in 65536 of passing, as a 2-byte tag had (version 6 stored a 2-byte tag and checked the first
-layer with a CRC-8: 1 byte more for the same odds against other weights and 1 in 256 against
-damage). A 28x28 file of the fmnist model at default settings has a header of 4 bytes for one
-layer, 8 for two and 3 more per further layer. A one-layer file has no stored length, so a cut (or bytes
-appended) is caught by its CRC-16 alone: all but about 1 in 65536 cuts.
+the reader finds the model as the one key (of those its caller passes: the registered models', or
+the model it is given) that makes the check pass. A file made with other weights fails it like a
+damaged one, with odds of 1 in 65536 of passing. A 28x28 file of the fmnist model at default
+settings has a header of 4 bytes for one layer, 8 for two and 3 more per further layer. A one-layer
+file has no stored length, so a cut (or bytes appended) is caught by its CRC-16 alone: all but
+about 1 in 65536 cuts.
 
 The lossy layers are consecutive slices of one range-coded stream: layer k ends at the shortest
 prefix of the stream from which every symbol of layers 1..k decodes, so cutting the file at any
 byte keeps every complete layer decodable, without a coder flush per layer.
-Version 1 and 2 files (which began with b"DF") and version 3 to 6 files are refused with a clear
-message (version 5 changed only the default chain of the tuq backend, which a version 4 file
-implies; version 6 added the native-size flag, dropped the length of a one-layer file's layer,
-and the header checksum of files of several layers, whose first layer's CRC now covers the header;
-version 7 dropped the model tag for the keyed CRC-16; version 8 added the compact form and made
-the step spec's length a varint, so a step list of any length fits; version 10 changed rcc's
-candidates, which now come from a codebook shared by every step and chunk, so the same indices
-decode to other samples; version 12 gave rcc a default chain that depends on the image's size,
-each chunk its own row offset into the codebook, and chunks longer than rcc.SEGMENT_DIMS read in
-segments).
+Files of older versions (1 and 2 began with b"DF"; 3 to 10 with 0xD3..0xDB) are refused with a
+message that names their version; CHANGELOG.md says what each version changed.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from ..coding import registry
 from ..errors import UserError
 from ..io.checksums import crc8, crc16
 
-VERSION = 12  # 12: rcc's default chain by image size (geo9c20 / geo9c40 above 4096 values), each chunk
-              # reads the codebook from its own row offset, long chunks in segments; 10: rcc's candidates from a shared
-              # codebook (``randomness.codebook``); 8: the compact form for a model's defaults, the
-              # step spec's length a varint; 7: no model tag, the first layer's CRC-16 keyed with
-              # the weights' sha256 (6: native size flag, implied length of a one-layer file's
-              # layer; 5: tuq's default chain quad10; 4: no layer count, no header checksum on
-              # one-layer files; 3: one range stream)
+VERSION = 12             # what each version changed: CHANGELOG.md, docs/FORMAT.md
 MAGIC = 0xD0 | VERSION
 COMPACT = 0xDD           # the compact form (a file at its model's defaults), also version 12: an older
                          # reader refuses it as "version 13", so the next version is 14 (0xDE)
-OLD_COMPACT = {0xD9: 8, 0xDB: 10}  # earlier versions' compact forms
+OLD_COMPACT = {0xD9: 8, 0xDB: 10}  # the compact forms of versions 8 and 10 -> their version
 OLD_MAGIC = b"DF"        # versions 1 and 2
 KEY_BYTES = 32           # a model's key: the sha256 digest of its weights
 F_RGB, F_LOSSLESS, F_EXTENDED, F_SQUARE, F_NATIVE = 1, 2, 4, 64, 128
@@ -86,13 +70,6 @@ F_RGB, F_LOSSLESS, F_EXTENDED, F_SQUARE, F_NATIVE = 1, 2, 4, 64, 128
 def _first_check(key: bytes, head: bytes, data: bytes) -> bytes:
     """The first layer's check: CRC-16 of the model's key, the header bytes and the layer's bytes."""
     return crc16(key + head + data).to_bytes(2, "big")
-
-
-def registered_keys() -> dict[str, bytes]:
-    """name -> key of every model in the model store (models/index.json; no weights are read)."""
-    from ..training.store import model_keys
-
-    return model_keys()
 
 
 def _older(version: int) -> "FormatError":
@@ -252,11 +229,14 @@ class Container:
         return len(self.to_bytes()) - sum(len(layer.data) for layer in self.layers)
 
     @classmethod
-    def from_bytes(cls, data: bytes, keys: dict[str, bytes] | None = None) -> "Container":
+    def from_bytes(cls, data: bytes, keys: dict[str, bytes] | None = None,
+                   registered: Callable[[], dict[str, bytes]] | None = None) -> "Container":
         """Parse and check a file (or a prefix of one). ``keys``: name -> key of the models it may
-        have been made with (default: every registered model); the one whose key passes the first
-        layer's check names the model. A file cut before its first layer is complete parses with
-        no layers and no model."""
+        have been made with; the one whose key passes the first layer's check names the model.
+        ``registered``: returns name -> key of every registered model (``training.store.model_keys``;
+        the container reads no model store itself), called only when needed: for the keys when
+        ``keys`` is None, and to name the file's model in the error when none of ``keys`` passes.
+        A file cut before its first layer is complete parses with no layers and no model."""
         if data[:2] == OLD_MAGIC and len(data) > 2 and data[2] in (1, 2):
             raise _older(data[2])
         if len(data) < 2 or data[0] >> 4 != MAGIC >> 4:
@@ -289,7 +269,7 @@ class Container:
                 complete = False
                 break
             if k == 0:
-                header = _identify(header, head, chunk, first_check, len(table) == 1, keys)
+                header = _identify(header, head, chunk, first_check, len(table) == 1, keys, registered)
             elif crc8(chunk) != crcs[k - 1]:
                 raise FormatError(f"layer {k + 1} is corrupt (checksum mismatch)")
             layers.append(Layer(steps, chunk))
@@ -344,19 +324,22 @@ def _long_header(r: _Reader) -> Header:
 
 
 def _identify(header: Header, head: bytes, first: bytes, check: bytes, one_layer: bool,
-              keys: dict[str, bytes] | None) -> Header:
+              keys: dict[str, bytes] | None, registered: Callable[[], dict[str, bytes]] | None) -> Header:
     """The header with the model whose key passes the first layer's check, or a FormatError that
     names the file's model when the caller's keys fail and a registered model's passes."""
     given = keys is not None
-    keys = keys if given else registered_keys()
+    if not given:
+        if registered is None:
+            raise ValueError("Container.from_bytes needs the models' keys: pass keys or registered")
+        keys = registered()
     found = _passing(keys, head, first, check)
     if len(found) == 1:
         return replace(header, model_name=found[0], model_key=keys[found[0]])
     if found:
         raise FormatError(f"the file's check fits several models ({', '.join(found)}): pass --model")
-    if given:
+    if given and registered is not None:
         try:
-            maker = _passing(registered_keys(), head, first, check)
+            maker = _passing(registered(), head, first, check)
         except UserError:
             maker = []
         if len(maker) == 1:

@@ -5,17 +5,19 @@ import numpy as np
 import torch
 
 from ..distributed import gather_rows, image_noise, my_indices
+from ..io.datasets import dims_of, same_size_batches
 from ..io.pixels import to_model_tensor
 
 
-def bound_terms(loaded, diffusion, images: np.ndarray, batch_size: int, seed: int, progress=None):
-    """Per-image L_T [N], vb terms [N, T] and x0_hat MSE [N, T] (see calc_bpd_loop), sharded across
-    torch.distributed ranks when launched with torchrun."""
+def bound_terms(loaded, diffusion, images, batch_size: int, seed: int, progress=None):
+    """Per-image L_T [N], vb terms [N, T] and x0_hat MSE [N, T] in bits/dim of each image (see
+    calc_bpd_loop), sharded across torch.distributed ranks when launched with torchrun. ``images``:
+    uint8 [N, C, H, W], or a list of [C, H, W] of several sizes (batched by size)."""
     mine = my_indices(len(images))
     rows = []
-    for start in range(0, len(mine), batch_size):
-        idx = mine[start:start + batch_size]
-        x0 = to_model_tensor(images[idx]).to(loaded.device)
+    for idx, batch in same_size_batches(images, mine, batch_size):
+        idx = np.asarray(idx)
+        x0 = to_model_tensor(batch).to(loaded.device)
         res = diffusion.calc_bpd_loop(loaded.net, x0, image_noise(seed, idx, x0.shape[1:], loaded.device))
         rows += [(float(res["prior_bpd"][j]), res["vb"][j], res["mse"][j]) for j in range(len(idx))]
         if progress:
@@ -25,9 +27,10 @@ def bound_terms(loaded, diffusion, images: np.ndarray, batch_size: int, seed: in
             torch.stack([r[2] for r in rows]))
 
 
-def evaluate_bpd(loaded, images: np.ndarray, steps=None, batch_size: int = 50, seed: int = 0,
+def evaluate_bpd(loaded, images, steps=None, batch_size: int = 50, seed: int = 0,
                  progress=None) -> dict:
-    """Bits/dim of uint8 images [N, C, H, W] under a loaded model, averaged over images.
+    """Bits/dim of uint8 images [N, C, H, W] (or a list of [C, H, W] of several sizes) under a
+    loaded model: each image's bits/dim, averaged over images.
 
     Returns total, L_T (prior), L_sum (sum of L_1..L_{T-1} KL terms), L_0 (decoder NLL), all in
     bits/dim, plus per-step means ``vb_bpd`` (index i = chain step i, i = 0 is L_0) and per-image totals.
@@ -36,8 +39,9 @@ def evaluate_bpd(loaded, images: np.ndarray, steps=None, batch_size: int = 50, s
     diffusion = loaded.diffusion(steps)
     prior, vb, _ = bound_terms(loaded, diffusion, images, batch_size, seed, progress)
     total = vb.sum(1) + prior
+    dims = dims_of(images)
     return {
-        "images": len(images), "dims_per_image": int(np.prod(images.shape[1:])),
+        "images": len(images), "dims_per_image": dims[0] if len(set(dims)) == 1 else dims,
         "num_steps": diffusion.num_timesteps, "steps_kept": diffusion.timestep_map.tolist(),
         "total_bpd": float(total.mean()), "L_T_bpd": float(prior.mean()),
         "L_sum_bpd": float(vb[:, 1:].sum(1).mean()), "L_0_bpd": float(vb[:, 0].mean()),

@@ -41,9 +41,10 @@ def curve_values(results: dict, metric: str) -> list | None:
     return next((results[k] for k in METRIC_ALIASES.get(metric, (metric,)) if k in results), None)
 
 
-def plot_rd(docs: list[dict], path, metric: str = "psnr", x: str = "bpp", title: str | None = None) -> None:
+def plot_rd(docs: list[dict], path, metric: str = "psnr", x: str = "bpp", title: str | None = None,
+            labels: dict | None = None) -> None:
     """Rate-distortion curves of our JSON files or CompressAI's (``results`` with bpp and psnr or
-    psnr-rgb / ms-ssim-rgb) in one plot."""
+    psnr-rgb / ms-ssim-rgb) in one plot; ``labels``: name -> legend label (default: the name)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for doc in docs:
@@ -55,11 +56,15 @@ def plot_rd(docs: list[dict], path, metric: str = "psnr", x: str = "bpp", title:
         psnrs = curve_values(res, "psnr") or ys
         pts = [(a, b) for a, b, p in zip(res[x], ys, psnrs) if p < 99.0]
         if pts:
-            ax.plot(*zip(*pts), marker="o", ms=3, label=doc.get("name", "?"))
+            name = doc.get("name", "?")
+            ax.plot(*zip(*pts), marker="o", ms=3, label=(labels or {}).get(name, name))
     ax.set_xlabel({"bpp": "bits per pixel", "bpd": "bits per dimension"}[x])
     ax.set_ylabel({"psnr": "PSNR (dB)", "rmse": "RMSE (0..255)", "ms-ssim": "MS-SSIM"}[metric])
     ax.grid(alpha=0.3)
-    ax.legend()
+    if labels:   # long labels (BD-rates and their ranges): beside the axes, not over the curves
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    else:
+        ax.legend()
     if title:
         ax.set_title(title)
     _save_fig(fig, path)

@@ -49,21 +49,30 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float | None:
 
 
 BD_RANGE_DB = (20.0, 50.0)   # the PSNR range BD-rates are reported over, where both curves reach
+MIN_OVERLAP_DB = 8.0         # a BD-rate over a shorter PSNR overlap is reported as such, not as a number
+
+
+def pareto_front(rate, quality) -> np.ndarray:
+    """Indices of the points no other point dominates (no other has at most the rate and at least
+    the quality, one of them strictly), in increasing rate; of equal points the first is kept. The
+    curve a codec user would choose from: with several encoder variants pooled, the better point at
+    each rate."""
+    rate, quality = np.asarray(rate, np.float64), np.asarray(quality, np.float64)
+    order = np.lexsort((-quality, rate))     # by rate, and at equal rate the best quality first
+    keep, best = [], -np.inf
+    for k in order:
+        if quality[k] > best:
+            best = quality[k]
+            keep.append(int(k))
+    return np.array(keep, dtype=np.int64)
 
 
 def _monotone(rate, psnr):
-    """The curve's points in rate order that improve on every cheaper point (an RD curve that
-    decreases in quality with more bits is not a curve a codec user would choose from)."""
-    order = np.argsort(rate, kind="stable")
-    r, d, best = [], [], -np.inf
-    for k in order:
-        if psnr[k] > best:
-            best = psnr[k]
-            if r and rate[k] == r[-1]:      # same rate, better quality: it replaces the point
-                r.pop(), d.pop()
-            r.append(rate[k])
-            d.append(psnr[k])
-    return np.array(r), np.array(d)
+    """The curve's Pareto front (``pareto_front``) in rate order: every point improves on every
+    cheaper point (an RD curve that decreases in quality with more bits is not a curve a codec
+    user would choose from)."""
+    keep = pareto_front(rate, psnr)
+    return np.asarray(rate)[keep], np.asarray(psnr)[keep]
 
 
 def _bd_integrals(r1, d1, r2, d2, swap: bool, bounds=None):
@@ -104,6 +113,35 @@ def bd_rate(anchor_rate, anchor_psnr, test_rate, test_psnr, psnr_range=None) -> 
     ``psnr_range`` (lo, hi) in dB limits the comparison (None: wherever both curves reach)."""
     d = _bd_delta(anchor_rate, anchor_psnr, test_rate, test_psnr, True, psnr_range)
     return None if d is None else float((10 ** d - 1) * 100)
+
+
+def psnr_overlap(anchor_rate, anchor_psnr, test_rate, test_psnr, psnr_range=BD_RANGE_DB):
+    """(lo, hi): the PSNR range where both curves (their Pareto fronts) have points, within
+    ``psnr_range``: what a BD-rate averages over. None when they do not overlap there."""
+    (_, d1), (_, d2) = (_monotone(np.asarray(r, np.float64), np.asarray(d, np.float64))
+                        for r, d in ((anchor_rate, anchor_psnr), (test_rate, test_psnr)))
+    if min(len(d1), len(d2)) < 2:
+        return None
+    lo, hi = max(d1.min(), d2.min()), min(d1.max(), d2.max())
+    if psnr_range is not None:
+        lo, hi = max(lo, psnr_range[0]), min(hi, psnr_range[1])
+    return (float(lo), float(hi)) if hi > lo else None
+
+
+def bd_rate_report(anchor_rate, anchor_psnr, test_rate, test_psnr, psnr_range=BD_RANGE_DB,
+                   min_overlap_db: float = MIN_OVERLAP_DB) -> dict:
+    """A BD-rate with the PSNR range it was computed over. ``overlap_db``: [lo, hi], where both
+    curves reach within ``psnr_range`` (None: nowhere). Over at least ``min_overlap_db`` dB,
+    ``bd_rate_percent`` is the BD-rate; over less, it is None and ``short_overlap_bd_rate_percent``
+    holds the number, which speaks for those few dB only (``short_overlap`` True)."""
+    ov = psnr_overlap(anchor_rate, anchor_psnr, test_rate, test_psnr, psnr_range)
+    value = None if ov is None else bd_rate(anchor_rate, anchor_psnr, test_rate, test_psnr, ov)
+    width = 0.0 if ov is None else ov[1] - ov[0]
+    short = ov is None or width < min_overlap_db
+    return {"bd_rate_percent": None if short else value, "overlap_db": None if ov is None else list(ov),
+            "overlap_width_db": width, "short_overlap": short,
+            "short_overlap_bd_rate_percent": value if short else None,
+            "requested_range_db": None if psnr_range is None else list(psnr_range), "min_overlap_db": min_overlap_db}
 
 
 def bd_psnr(anchor_rate, anchor_psnr, test_rate, test_psnr) -> float | None:

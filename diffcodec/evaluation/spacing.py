@@ -25,6 +25,7 @@ import torch
 
 from ..core.diffusion import LN2, VarianceType, discretized_gaussian_log_likelihood
 from ..distributed import image_noise, my_indices, sum_across
+from ..io.datasets import dims_of, same_size_batches
 from ..io.pixels import to_model_tensor
 
 
@@ -125,16 +126,16 @@ def jump_costs(loaded, images: np.ndarray, batch_size: int = 50, seed: int = 0, 
     """
     diffusion = loaded.diffusion(None)
     T = diffusion.num_timesteps
-    dims = int(np.prod(images.shape[1:]))
+    dims = float(np.mean(dims_of(images)))               # per image (the mean for mixed sizes)
     jumps = torch.zeros(T, T, dtype=torch.float64)     # sums over this rank's images
     decoder = torch.zeros(T, dtype=torch.float64)
     prior = torch.zeros(1, dtype=torch.float64)
     mine = my_indices(len(images))
-    for start in range(0, len(mine), batch_size):
-        idx = mine[start:start + batch_size]
-        x0 = to_model_tensor(images[idx]).to(loaded.device)
+    for idx, batch in same_size_batches(images, mine, batch_size):
+        idx = np.asarray(idx)
+        x0 = to_model_tensor(batch).to(loaded.device)
         noise = image_noise(seed, idx, x0.shape[1:], loaded.device)
-        prior += float(diffusion.prior_bpd(x0).sum()) * dims
+        prior += float(diffusion.prior_bpd(x0).sum()) * x0[0].numel()
         for t in reversed(range(T)):
             tt = torch.full((len(idx),), t, dtype=torch.long, device=x0.device)
             row = len(idx) * costs_at(diffusion, loaded.net, x0, t, diffusion.q_sample(x0, tt, noise(t)))

@@ -252,17 +252,46 @@ class BatchSampler:
         return batch
 
 
-def eval_images(cfg: DataConfig, split: str, channels: int, limit: int | None = None) -> np.ndarray:
-    """Evaluation images as uint8 [N, C, H, W]: the first ``limit`` of an array data set, or, for a
-    folder, ``limit`` tiles (``cfg.crop``-sized) spread evenly over the tile grids of all its images."""
+def eval_images(cfg: DataConfig, split: str, channels: int, limit: int | None = None):
+    """Evaluation images: the first ``limit`` of an array data set as uint8 [N, C, H, W]; for a
+    folder, ``limit`` tiles (``cfg.crop``-sized) spread evenly over the tile grids of all its
+    images, or with ``cfg.crop == 0`` its first ``limit`` images whole (see ``as_batchable``)."""
     data = load_split(cfg, split, channels)
     if isinstance(data, list):
+        if cfg.crop == 0:
+            return as_batchable(data[:limit] if limit else data)
         data = tiles(data, cfg.crop)
         if limit and limit < len(data):
             data = data[np.linspace(0, len(data) - 1, limit).round().astype(int)]
     if data.shape[1] != channels:
         raise DataError(f"data has {data.shape[1]} channels but the model expects {channels}")
     return data[:limit] if limit else data
+
+
+def as_batchable(images: list[np.ndarray]):
+    """Whole images: one uint8 array [N, C, H, W] when they share a size, else the list of
+    [C, H, W] arrays (evaluators batch images of equal size together, see ``same_size_batches``)."""
+    if len({im.shape for im in images}) == 1:
+        return np.stack(images)
+    return list(images)
+
+
+def same_size_batches(images, indices, batch_size: int):
+    """Split ``indices`` into runs of at most ``batch_size`` consecutive images of one size;
+    yields (indices, uint8 [B, C, H, W]). ``images``: an array [N, C, H, W] or a list of [C, H, W]."""
+    run: list = []
+    for i in indices:
+        if run and (len(run) == batch_size or images[i].shape != images[run[0]].shape):
+            yield run, np.stack([images[j] for j in run])
+            run = []
+        run.append(i)
+    if run:
+        yield run, np.stack([images[j] for j in run])
+
+
+def dims_of(images) -> list[int]:
+    """Dimensions (C x H x W) of each image of an array [N, C, H, W] or a list of [C, H, W]."""
+    return [int(np.prod(im.shape)) for im in images]
 
 
 def images_for_model(stored: DataConfig, channels: int, data_dir, split: str = "test",
@@ -281,14 +310,15 @@ def images_for_model(stored: DataConfig, channels: int, data_dir, split: str = "
 
 
 def images_or_file(stored: DataConfig, channels: int, data, split: str = "test",
-                   limit: int | None = None, tile: int | None = None) -> np.ndarray:
+                   limit: int | None = None, tile: int | None = None):
     """Evaluation images from a data directory (see ``images_for_model``; ``tile`` overrides the
-    tile size of a folder of images), or a single image file (any size) as a batch of one."""
+    tile size of a folder of images, 0 takes them whole), or a single image file (any size) as a
+    batch of one."""
     import dataclasses
 
     p = Path(data).expanduser()
     if p.is_file():
         return load_image(p, channels)[None]
-    if tile:
+    if tile is not None:
         stored = dataclasses.replace(stored, crop=tile)
     return images_for_model(stored, channels, p, split, limit)

@@ -156,6 +156,10 @@ def load_model(name_or_path: str, device=None) -> LoadedModel:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     p = Path(name_or_path).expanduser()
     if p.is_dir():
+        from .diffusers_import import is_diffusers_folder, load_diffusers
+
+        if is_diffusers_folder(p):
+            return LoadedModel(*load_diffusers(p, device))
         return _load_dir(p, p.name, None, device)
     if p.is_file() and p.suffix == ".safetensors":
         return _load_snapshot(p, device)
@@ -174,7 +178,8 @@ def load_model(name_or_path: str, device=None) -> LoadedModel:
 
 def model_keys(root: Path | None = None) -> dict[str, bytes]:
     """name -> key (the weights' sha256 digest) of every registered model: the keys a .dfc file's
-    first-layer check is tried against."""
+    first-layer check is tried against (what callers pass to ``Container.from_bytes`` as
+    ``registered``; the container does not read the store itself)."""
     keys = {}
     for name, e in read_index(root).items():
         sha = e.get("sha256") if isinstance(e, dict) else None

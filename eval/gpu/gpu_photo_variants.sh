@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Train several `photo` variants at once on the GPU machine (each capped at SECONDS), then measure
-# every variant's snapshots on the held-out tiles (see eval/gpu_train_photo.sh). Results to $OUT.
-#   bash eval/gpu_photo_variants.sh SECONDS
+# every variant's snapshots on the held-out tiles (see eval/gpu/gpu_train_photo.sh). Results to $OUT.
+#   bash eval/gpu/gpu_photo_variants.sh SECONDS
 set -uo pipefail
 cap=${1:?seconds}
-source eval/gpu_env.sh
+source eval/gpu/gpu_env.sh
 dc() { python3 -c 'from diffcodec_cli import main; main()' "$@"; }
 common=(--config configs/photo_gpu.toml --set train.snapshot_every_steps=500 --set train.checkpoint_every_steps=1000000)
 # A: the shipped network, warm-started from the shipped weights, lr 2e-4 falling to 0

@@ -1,10 +1,10 @@
 """How the step schedule shapes the ideal rate: the chain's own KL for several schedules.
 
-    python eval/schedule_study.py [--fmnist DIR] [--limit 10] [--specs all,quad20,...,geo9,@FILE]
-    python eval/schedule_study.py --model photo [--crops 005.png,025.png] [--records OUT.json]
+    python eval/studies/schedule_study.py [--fmnist DIR] [--limit 10] [--specs all,quad20,...,geo9,@FILE]
+    python eval/studies/schedule_study.py --model photo [--crops 005.png,025.png] [--records OUT.json]
 
 On the first test images (model fmnist; with ``--model photo``, 256x256 crops of TRAINING photos,
-the crops `eval/tuq_sweep.py` codes, so that the held-out crops play no part in a choice), each schedule's chain is run with exact posterior samples
+the crops `eval/studies/tuq_sweep.py` codes, so that the held-out crops play no part in a choice), each schedule's chain is run with exact posterior samples
 (the ideal estimate) and charged KL(q || p_theta) per step. Printed per schedule: coded steps, the
 bits/dim needed to reach 25, 30, 40 and 50 dB and at full rate, and the same with a model of
 channel-simulation cost, C + log2(C + 1) bits for each chunk of C <= 10 bits of KL (the per-chunk

@@ -2,7 +2,7 @@
 coded rate with and without the pad for reverse processes whose variance is r x the posterior's,
 then 1000-step chains of 28x28 images split into what the symbols and the ANS coder cost.
 
-    python eval/clean_bits.py > eval/results/clean_bits.txt
+    python eval/studies/clean_bits.py > eval/studies/results/clean_bits.txt
 """
 from diffcodec.evaluation.clean_bits import chained, check
 

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Train `photo` on the GPU machine within a time budget, then measure the bound of every snapshot on
 # the 200 held-out tiles that `diffcodec bpd --model photo --data ../shared/data/photos --limit 200`
-# uses (written by eval/photo_blocks.py). Resumes runs/photo_gpu when its checkpoint is there.
-#   bash eval/gpu_train_photo.sh TRAIN_SECONDS [decay]
+# uses (written by eval/gpu/photo_blocks.py). Resumes runs/photo_gpu when its checkpoint is there.
+#   bash eval/gpu/gpu_train_photo.sh TRAIN_SECONDS [decay]
 # With "decay" the learning rate falls linearly to 0 over this call's steps. Copies the EMA
 # weights, log and curve to $OUT.
 set -euo pipefail
 budget=${1:?seconds}; decay=${2:-}
-source eval/gpu_env.sh
+source eval/gpu/gpu_env.sh
 run=runs/photo_gpu; cfg=configs/photo_gpu.toml
 dc() { python3 -c 'from diffcodec_cli import main; main()' "$@"; }
 nvidia-smi -L || true

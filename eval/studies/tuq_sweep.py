@@ -1,12 +1,13 @@
 """tuq's two encoder settings, the chain (quadN) and the band threshold, against JPEG, on 256x256
 crops of TRAINING photos: the held-out photos are kept for the reported curves, not for tuning.
 
-    python eval/tuq_sweep.py > eval/results/tuq_sweep.txt
+    python eval/studies/tuq_sweep.py > eval/studies/results/tuq_sweep.txt
 
-After the choice, the same comparison on the held-out crops (the crops `eval rd --tile 256` codes):
+The same comparison on the held-out crops (the crops `eval rd --tile 256` codes), to check a
+choice, not to make it:
 
-    python eval/tuq_sweep.py --crops 045.png,046.png,047.png,048.png,049.png \
-        --settings "0.5:quad15 0.25:quad10" > eval/results/tuq_sweep_heldout.txt
+    python eval/studies/tuq_sweep.py --crops 045.png,046.png,047.png,048.png,049.png \
+        --settings "0.5:quad15 0.25:quad10"
 
 For every (threshold, steps) setting the whole tuq curve is coded on the same crops and its
 BD-rate against JPEG (over 20-50 dB) is printed with the rate it needs at 25-45 dB. The threshold
@@ -15,7 +16,7 @@ coded, and the flags that say so are in the file.
 
 With ``--backend rcc`` a setting is aim:steps instead, the aim past q (``rcc.AIM``, encoder-only):
 
-    python eval/tuq_sweep.py --backend rcc --settings "1.6:geo9 1.6:geo12 1:geo9" > eval/results/rcc_photo_sweep.txt
+    python eval/studies/tuq_sweep.py --backend rcc --settings "1.6:geo9 1.6:geo12 1:geo9" > eval/studies/results/rcc_photo_sweep.txt
 """
 from __future__ import annotations
 

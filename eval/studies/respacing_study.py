@@ -5,8 +5,8 @@ on how many: this prints, for each spec, the bound on training tiles (where a sp
 and on held-out ones (where it is reported), with the paired difference to the first spec (same
 images, same noise, so the difference is far more precise than either bound).
 
-    python eval/respacing_study.py --model photo --data ../shared/data/photos --limit 200 \
-        --specs 100,ddim100,quad100,geo5 --out eval/results/respacing_photo.txt
+    python eval/studies/respacing_study.py --model photo --data ../shared/data/photos --limit 200 \
+        --specs 100,ddim100,quad100,geo5 --out eval/studies/results/respacing_photo.txt
 """
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
 """Fit the law rcc codes its chunk indices with, on Fashion-MNIST TRAINING images.
 
-    python eval/rcc_index_law.py [--limit 24] [--offset 0]
+    python eval/studies/rcc_index_law.py [--limit 24] [--offset 0]
 
 Encodes the images at full rate with rcc's defaults (geo9, 10-bit chunks, K = 2^13), records every
 chunk's coded index j, and prints the total code length of those indices under a truncated Zipf law
 P(j) ~ j^-s over j = 1..K for a grid of exponents s, against the exponent in use
 (``rcc.ZIPF_EXPONENT``) and the Li & El Gamal choice 1 + 1 / (C ln 2 + e^-1 ln(e + 1)) for chunks of
-C = 10 bits that rcc used before. The test images are not used, so the choice is not fitted to the
+C = 10 bits, the reference law for ordered random coding. The test images are not used, so the choice is not fitted to the
 evaluation set.
 
 ``--classes`` also asks whether a law that depends on what the decoder knows would do better: one

@@ -3,7 +3,7 @@ set fits a size budget (the GPU machine takes 64 MiB of files per call; the 44 t
 76 MB as PNG). Also writes the held-out evaluation tiles (the ones `diffcodec bpd --limit N` uses)
 as one PNG each, so a remote bound can be measured on exactly those tiles.
 
-    python eval/photo_blocks.py --data ../shared/data/photos --out .gpudata --share 0.45
+    python eval/gpu/photo_blocks.py --data ../shared/data/photos --out .gpudata --share 0.45
 """
 from __future__ import annotations
 

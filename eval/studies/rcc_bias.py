@@ -1,13 +1,15 @@
 """Truncation bias and index cost of rcc's ordered random coding, simulated on one chunk.
 
-    python eval/rcc_bias.py [--trials 2000] [--log2-k 12]
+    python eval/studies/rcc_bias.py [--trials 2000] [--log2-k 12] [--chunk-bits 8] [--aim 1]
+    python eval/studies/rcc_bias.py --log2-k 13 --chunk-bits 10 [--aim 1.6]   # rcc's K, chunks and aim
 
 For a pure mean shift q = N(m, I) against p = N(0, I) with KL = |m|^2 / 2 nats, the density ratio
 of a candidate depends only on its projection on m/|m|, a standard normal; so the selection is
 simulated exactly in one dimension. An exact sampler gives a selected projection with mean |m|
 and variance 1; with K candidates it is biased towards p. Printed per chunk KL: the ratio of the
 selected projection's mean to |m| and its variance (ideal 1.00 / 1.00), the index cost under the
-truncated Zipf law rcc uses (tuned for 8-bit chunks), and a plug-in estimate of the index entropy
+truncated Zipf law of Li & El Gamal for chunks of --chunk-bits (rcc's own exponent,
+``rcc.ZIPF_EXPONENT``, is fitted by rcc_index_law.py), and a plug-in estimate of the index entropy
 H(J) from a log2-bucket histogram assuming J uniform within each bucket. That assumption spreads
 the probability of the small indices in a bucket over the whole bucket, so the estimate is an
 upper estimate of H(J), not a lower bound: the best fixed index code could pay somewhat less.

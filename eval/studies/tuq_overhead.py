@@ -1,9 +1,9 @@
 """Why tuq codes a short chain: what finer chains would save, and what uq's per-step price takes back.
 
-    python eval/tuq_overhead.py > eval/results/tuq_overhead.txt
-    python eval/tuq_overhead.py --backend tuqrcc --chains quad14 > eval/results/tuqrcc_overhead.txt
+    python eval/studies/tuq_overhead.py > eval/studies/results/tuq_overhead.txt
+    python eval/studies/tuq_overhead.py --backend tuqrcc --chains quad14 > eval/studies/results/tuqrcc_overhead.txt
 
-On 256x256 crops of TRAINING photos (the crops `eval/tuq_sweep.py` tunes on), for each chain:
+On 256x256 crops of TRAINING photos (the crops `eval/studies/tuq_sweep.py` tunes on), for each chain:
   exact   the chain with exact posterior samples, charged each step's KL(q || p_theta) (the ideal
           estimate on that chain, no bytes): what a free channel simulator would pay;
   tuq     real tuq files on the same chain (every stopping point; file bytes, decoder-side PSNR);

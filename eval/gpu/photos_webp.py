@@ -2,7 +2,7 @@
 .gpu/a and .gpu/b, each small enough to travel with the working tree to the GPU machine (its
 64 MiB limit per call; the PNGs take 76 MB, the WebPs 63 MB).
 
-    python eval/photos_webp.py ../shared/data/photos
+    python eval/gpu/photos_webp.py ../shared/data/photos
 """
 from __future__ import annotations
 

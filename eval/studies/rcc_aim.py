@@ -1,6 +1,6 @@
 """How far past q rcc's encoder should aim, chosen on Fashion-MNIST TRAINING images.
 
-    python eval/rcc_aim.py --limit 20 [--rules "slope:0 const:1.3 ... slope:0.06"]
+    python eval/studies/rcc_aim.py --limit 20 [--rules "slope:0 const:1.3 ... slope:0.06"]
 
 Truncated ordered random coding pulls each chunk's sample back towards p; rcc's encoder counters
 that by weighing its candidates against a target a times q's shift from p (``rcc.RCCCoder.aim``).
