@@ -10,7 +10,7 @@ from diffcodec.core.masking import ORDERS
 from diffcodec.io.files import atomic_write_bytes, write_json
 
 from .group import main
-from .common import SEED, STEPS_FORMS, check_output, model_option, output_file, read_steps
+from .common import SEED, STEPS_FORMS, check_output, model_option, output_file, read_steps, tile_option
 
 
 @main.group("eval")
@@ -68,7 +68,7 @@ def table4(model_name, data_dir, limit, batch_size, seed, json_out, plot_out):
               help="Comma-separated: ideal, uq, rcc, jpeg, webp, avif, jpeg2000, jxl.")
 @click.option("--steps", default=None, callback=read_steps, help="Step spec for the diffusion codecs: " + STEPS_FORMS + " (default: each backend's).")
 @click.option("--anchor", default="jpeg", show_default=True, help="Codec that BD-rate/BD-PSNR are relative to.")
-@click.option("--tile", type=click.IntRange(8), help="Tile size for a folder of images (default: the model's crop).")
+@tile_option
 @click.option("--no-per-image", is_flag=True, help="Leave per-image rows out of the JSON.")
 @click.option("--keep", is_flag=True, help="Also compare with the curves already in OUT (from an earlier run on the same images).")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
@@ -106,7 +106,7 @@ def rd(ctx, model_name, data, limit, codecs, steps, anchor, tile, no_per_image, 
         return
     if keep:
         docs = {**rd_curves.read_curves(out, len(images), exclude=names), **docs}
-        rd_curves.add_coding_only(docs, loaded, images.shape[1:])
+        rd_curves.add_coding_only(docs, loaded, images[0].shape)
     rd_curves.add_bd(docs, anchor)
     for name, doc in docs.items():
         write_json(out / f"{name}.json", doc)

@@ -107,3 +107,25 @@ def test_batch_output_folder_needs_its_parent(tiny_store, mixed_dir, tmp_path):
     r = _invoke("encode", mixed_dir, "--model", "tinyrgb", "-o", tmp_path / "missing" / "out")
     assert r.exit_code != 0 and "does not exist" in r.output
     assert not (tmp_path / "missing").exists()
+
+
+def test_eval_rd_whole_images_of_two_shapes(tiny_store, mixed_dir, tmp_path):
+    """eval rd --tile 0 codes each image whole; a point's bits/pixel is the mean of each image's
+    file bits over its own pixels (recomputed here from the files on disk)."""
+    from pathlib import Path
+
+    out = tmp_path / "rd"
+    r = _invoke("eval", "rd", "--model", "tinyrgb", "--data", mixed_dir, "--tile", "0", "--codecs", "uq,jpeg",
+                "--anchor", "jpeg", "--steps", "4", "-o", out)
+    assert r.exit_code == 0, r.output
+    for codec in ("uq", "jpeg"):
+        doc = json.loads((out / f"{codec}.json").read_text())
+        assert doc["images"] == 3 and doc["shapes"] == [[3, 16, 24], [3, 24, 16]]
+        rows = doc["per_image"]
+        for row in rows:
+            assert row["bits"] == 8 * Path(row["file"]).stat().st_size
+            assert row["bpp"] == pytest.approx(row["bits"] / (16 * 24))
+        res = doc["results"]
+        for key, bpp in zip(res["points"], res["bpp"]):
+            mine = [row["bpp"] for row in rows if row["point"] == key]
+            assert len(mine) == 3 and bpp == pytest.approx(np.mean(mine))

@@ -129,14 +129,16 @@ def dfc_container_bytes(loaded, codec: str, shape, steps=None, coder=None) -> in
     return container.header_size()
 
 
-def _curve(keys: list, points: dict, H: int, W: int, C: int) -> dict:
-    """CompressAI-layout results of the points ``keys`` (each averaged over the images)."""
+def _curve(keys: list, points: dict, C: int) -> dict:
+    """CompressAI-layout results of the points ``keys`` (each averaged over the images; bits per
+    pixel are each image's own, averaged)."""
     mean = lambda k, f: float(np.mean([r[f] for r in points[k]]))  # noqa: E731
+    per_pixel = lambda k: float(np.mean([r["bits"] / r["pixels"] for r in points[k]]))  # noqa: E731
     fin = lambda v: v if math.isfinite(v) else 99.0  # noqa: E731  (lossless points: cap PSNR for plots)
     return {
         "points": keys,
-        "bpp": [mean(k, "bits") / (H * W) for k in keys],
-        "bpd": [mean(k, "bits") / (C * H * W) for k in keys],
+        "bpp": [per_pixel(k) for k in keys],
+        "bpd": [per_pixel(k) / C for k in keys],
         "psnr": [fin(float(np.mean([min(r["psnr"], 99.0) for r in points[k]]))) for k in keys],
         "rmse": [float(np.mean([255.0 / 10 ** (min(r["psnr"], 99.0) / 20) for r in points[k]])) for k in keys],
         "encoding_time": [mean(k, "enc") for k in keys],
@@ -144,13 +146,14 @@ def _curve(keys: list, points: dict, H: int, W: int, C: int) -> dict:
     }
 
 
-def coding_only_curve(keys: list, bpp: list, psnrs: list, fixed_bytes: list, H: int, W: int,
+def coding_only_curve(keys: list, bpp: list, psnrs: list, fixed_bytes: list, pixels: float,
                       method: str, front: bool) -> dict:
-    """The "coding only" curve: each point's mean bits per pixel less 8 * its fixed bytes / (H W)
-    (points left with no bits are dropped); ``front``: keep only its Pareto front, as a pooled
+    """The "coding only" curve: each point's mean bits per pixel less 8 * its mean fixed bytes /
+    ``pixels`` (the images' mean pixel count: exact when they all have the same number of pixels;
+    points left with no bits are dropped); ``front``: keep only its Pareto front, as a pooled
     baseline's whole-file curve does."""
-    rows = [(k, b - 8 * f / (H * W), q, f) for k, b, q, f in zip(keys, bpp, psnrs, fixed_bytes)
-            if b - 8 * f / (H * W) > 0]
+    rows = [(k, b - 8 * f / pixels, q, f) for k, b, q, f in zip(keys, bpp, psnrs, fixed_bytes)
+            if b - 8 * f / pixels > 0]
     if front and rows:
         rows = [rows[i] for i in pareto_front([r[1] for r in rows], [r[2] for r in rows])]
     rows.sort(key=lambda r: r[1])
@@ -160,7 +163,8 @@ def coding_only_curve(keys: list, bpp: list, psnrs: list, fixed_bytes: list, H: 
 
 def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, steps=None,
                    per_image: bool = True, progress=None, coder=None) -> dict:
-    """One codec's curve over uint8 images [N, C, H, W], averaged per point over images.
+    """One codec's curve over uint8 images [N, C, H, W] (or a list of [C, H, W] of several sizes,
+    see ``io.datasets.as_batchable``), averaged per point over images.
     ``coder``: a backend's coder instance with encoder-only settings (diffusion backends only).
 
     A baseline's files are written at every setting of ``baselines.sweep``; its curve
@@ -169,13 +173,15 @@ def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, s
     baseline's ``settings`` (``baselines.describe``)."""
     files_dir = Path(out_dir) / "files" / codec
     files_dir.mkdir(parents=True, exist_ok=True)
-    C, H, W = images.shape[1:]
+    shapes = sorted({tuple(int(v) for v in im.shape) for im in images})
+    C = shapes[0][0]
+    pixels = float(np.mean([im.shape[1] * im.shape[2] for im in images]))   # per image, on average
     if codec in diffusion_codecs() and loaded is None:
         raise UserError(f"codec {codec} needs a model")
     check_codecs([codec])
     is_baseline = codec not in diffusion_codecs()
-    dfc_fixed = (dfc_container_bytes(loaded, codec, (C, H, W), steps, coder)
-                 if codec in diffusion_codecs() and codec != ideal.NAME else 0)
+    dfc_fixed = {sh: (dfc_container_bytes(loaded, codec, sh, steps, coder)
+                      if codec in diffusion_codecs() and codec != ideal.NAME else 0) for sh in shapes}
 
     def image_points(n: int, img: np.ndarray) -> tuple[list, dict | None]:
         chain = None
@@ -183,7 +189,7 @@ def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, s
             keyed = [(r["steps"], {**r, "fixed_bytes": 0}) for r in _ideal_points(loaded, img, steps)]
         elif not is_baseline:
             rows, chain = _backend_points(loaded, codec, img, steps, files_dir, f"img{n:05d}", coder)
-            keyed = [(r["steps"], {**r, "fixed_bytes": dfc_fixed}) for r in rows]
+            keyed = [(r["steps"], {**r, "fixed_bytes": dfc_fixed[img.shape]}) for r in rows]
         else:
             keyed = []
             for key, q, variant in baselines.sweep(codec, C):
@@ -194,6 +200,7 @@ def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, s
                                     "decoded": dec, "file": str(path),
                                     "fixed_bytes": baselines.container_bytes(codec, img.shape, q, variant)}))
         for _, r in keyed:
+            r["pixels"] = img.shape[1] * img.shape[2]
             decoded = r.pop("decoded", None)
             r["ms_ssim"] = ms_ssim(decoded, img) if decoded is not None else None
         return keyed, chain
@@ -213,12 +220,12 @@ def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, s
             points.setdefault(key, []).append(r)
             if per_image:
                 rows_out.append({"image": n, "point": key, "bytes": r["bits"] / 8 if codec != ideal.NAME else None,
-                                 "bits": r["bits"], "bpp": r["bits"] / (H * W), "psnr": r["psnr"],
+                                 "bits": r["bits"], "bpp": r["bits"] / r["pixels"], "psnr": r["psnr"],
                                  "ms_ssim": r["ms_ssim"], "file": r.get("file"),
                                  "fixed_bytes": r["fixed_bytes"] if codec != ideal.NAME else None})
     keys = sorted(points, key=lambda k: np.mean([r["bits"] for r in points[k]]))
     mean = lambda k, f: float(np.mean([r[f] for r in points[k]]))  # noqa: E731
-    everything = _curve(keys, points, H, W, C)
+    everything = _curve(keys, points, C)
     fixed = [mean(k, "fixed_bytes") for k in keys]
     all_points = None
     if is_baseline:   # the better point at each rate: the Pareto front of every setting's point
@@ -226,12 +233,12 @@ def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, s
         all_points = {"points": keys, "bpp": everything["bpp"], "psnr": everything["psnr"],
                       "fixed_bytes": fixed, "on_front": [i in front for i in range(len(keys))]}
         keys = [keys[i] for i in front]
-    results = _curve(keys, points, H, W, C)
+    results = _curve(keys, points, C)
     if codec != ideal.NAME:
         results["bytes"] = [mean(k, "bits") / 8 for k in keys]
     if chains:   # where a backend's bits go: the coded chain's KL under p_theta, then its symbols
-        results["bpp_kl_model"] = [mean(k, "kl_model_bits") / (H * W) for k in keys]
-        results["bpp_info"] = [mean(k, "info_bits") / (H * W) for k in keys]
+        results["bpp_kl_model"] = [mean(k, "kl_model_bits") / pixels for k in keys]
+        results["bpp_info"] = [mean(k, "info_bits") / pixels for k in keys]
     if all(r["ms_ssim"] is not None for k in keys for r in points[k]):
         results["ms-ssim"] = [mean(k, "ms_ssim") for k in keys]
     # CompressAI's plotting utility reads these names for every image, grayscale included
@@ -240,8 +247,10 @@ def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, s
         results["ms-ssim-rgb"] = results["ms-ssim"]
     desc = (f"diffcodec {codec} on model {loaded.name}, steps {steps or 'default'}" if not is_baseline
             else baselines.summary_line(codec, C))
-    doc = {"name": codec, "description": desc, "images": len(images), "shape": [int(C), int(H), int(W)],
+    doc = {"name": codec, "description": desc, "images": len(images), "shape": list(shapes[0]),
            "results": results}
+    if len(shapes) > 1:
+        doc["shapes"] = [list(sh) for sh in shapes]
     if is_baseline:
         doc["settings"] = baselines.describe(codec, C)
         doc["all_points"] = all_points
@@ -250,10 +259,10 @@ def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, s
         doc["steps"] = steps
         src = {"points": keys, "bpp": results["bpp"], "psnr": results["psnr"], "fixed_bytes": fixed}
     kind = "baseline" if is_baseline else "ideal" if codec == ideal.NAME else "dfc"
-    doc["coding_only"] = coding_only_curve(src["points"], src["bpp"], src["psnr"], src["fixed_bytes"], H, W,
+    doc["coding_only"] = coding_only_curve(src["points"], src["bpp"], src["psnr"], src["fixed_bytes"], pixels,
                                            FIXED_BYTES_METHOD[kind], front=is_baseline)
     if chains:   # full-rate chains: what the coded chain costs against its KL under p_theta
-        D = C * H * W
+        D = C * pixels
         tot = {k: float(np.sum([c[k] for c in chains])) for k in ("payload_bits", "file_bits", "kl_model_bits", "info_bits")}
         doc["chain"] = {"images": len(chains), "steps": float(np.mean([c["steps"] for c in chains])),
                         "payload_bpd": tot["payload_bits"] / (len(chains) * D),
@@ -308,7 +317,7 @@ def add_coding_only(docs: dict, loaded, shape) -> None:
             fixed, kind = 0, "ideal"
         else:
             fixed, kind = dfc_container_bytes(loaded, name, shape, _kept_steps(doc)), "dfc"
-        doc["coding_only"] = coding_only_curve(keys, r["bpp"], r["psnr"], [fixed] * len(keys), H, W,
+        doc["coding_only"] = coding_only_curve(keys, r["bpp"], r["psnr"], [fixed] * len(keys), H * W,
                                                FIXED_BYTES_METHOD[kind], front=False)
 
 
