@@ -53,12 +53,41 @@ def test_api_errors_are_the_library_types(tiny_store):
         diffcodec.decode(bytes(data))
 
 
-def test_bits_per_dim_and_rd_curve(tiny_store, tmp_path):
+def curve_from_files(doc, images, model):
+    """(bpp, PSNR) per point of an rd curve, computed here from the files it lists: bytes from the
+    file system, PSNR (capped at 99 dB, as the curves are) of each file decoded by ``decode`` with
+    ``model`` against the original ``images`` [N, H, W]; in the order of doc["results"]["points"]."""
+    from pathlib import Path
+
+    bpp, psnrs = {}, {}
+    for row in doc["per_image"]:
+        data = Path(row["file"]).read_bytes()
+        img = images[row["image"]].astype(np.float64)
+        mse = np.mean((diffcodec.decode(data, model).image.astype(np.float64) - img) ** 2)
+        bpp.setdefault(row["point"], []).append(8 * len(data) / img.size)
+        psnrs.setdefault(row["point"], []).append(min(99.0, 10 * np.log10(255 ** 2 / mse)) if mse else 99.0)
+    keys = doc["results"]["points"]
+    return [np.mean(bpp[k]) for k in keys], [np.mean(psnrs[k]) for k in keys]
+
+
+def test_bits_per_dim_and_rd_curve(tiny_store, tiny, tmp_path):
+    """bits_per_dim against the independent re-derivation of the bound (tests/reference_bound.py)
+    on the same images and noise; rd_curve's points against the files it wrote, measured here."""
+    from reference_bound import bound_terms
+
     imgs = synthetic_images(2, size=8, seed=5)
     bpd = diffcodec.bits_per_dim(imgs, "tiny", steps="5")
-    assert bpd["total_bpd"] > 0
+    assert bpd["steps_kept"] == [0, 10, 20, 29, 39] and bpd["images"] == 2
+    L_T, terms = bound_terms(tiny.net, imgs[:, None], 40, [0, 10, 20, 29, 39], seed=0)
+    np.testing.assert_allclose(bpd["per_image_bpd"], L_T + terms.sum(1), rtol=2e-4)
+    assert bpd["total_bpd"] == pytest.approx(np.mean(L_T + terms.sum(1)), rel=2e-4)
+    assert bpd["L_T_bpd"] == pytest.approx(L_T.mean(), rel=1e-6)
     doc = diffcodec.rd_curve("uq", imgs, tmp_path, "tiny", steps="5")
-    assert doc["name"] == "uq" and len(doc["results"]["bpp"]) == 4
+    res = doc["results"]
+    assert doc["name"] == "uq" and res["points"] == [1, 2, 3, 4]          # every stop of the 4 coded steps
+    bpp, psnrs = curve_from_files(doc, imgs, tiny)
+    assert res["bpp"] == pytest.approx(bpp, rel=1e-12) and res["psnr"] == pytest.approx(psnrs, abs=1e-9)
+    assert res["psnr"][-1] > res["psnr"][0] + 10       # the curve climbs: not one repeated point
 
 
 def test_fit_steps(tiny_store):
@@ -77,16 +106,20 @@ def test_fit_steps(tiny_store):
             call([], "tiny")
 
 
-def test_compressai_layout_both_ways(tiny_store, idx_dir, tmp_path):
+def test_compressai_layout_both_ways(tiny_store, tiny, idx_dir, tmp_path):
     """Our grayscale JSON carries CompressAI's metric names, and `diffcodec plot` reads a file in
     CompressAI's published layout (psnr-rgb / ms-ssim-rgb only)."""
     runner = CliRunner()
     r = runner.invoke(main, ["eval", "rd", "--model", "tiny", "--data", str(idx_dir), "--limit", "2",
                              "--codecs", "uq,webp", "--steps", "5", "--anchor", "webp", "-o", str(tmp_path / "rd")])
     assert r.exit_code == 0, r.output
-    ours = json.loads((tmp_path / "rd" / "uq.json").read_text())["results"]
-    # what compressai.utils.plot reads: results["bpp"] against results["psnr-rgb"]
-    assert ours["psnr-rgb"] == ours["psnr"] and len(ours["psnr-rgb"]) == len(ours["bpp"])
+    doc = json.loads((tmp_path / "rd" / "uq.json").read_text())
+    ours = doc["results"]
+    # what compressai.utils.plot reads: results["bpp"] against results["psnr-rgb"], here against the
+    # files the curve lists, sized and decoded here, and the two test images idx_dir holds
+    bpp, psnrs = curve_from_files(doc, synthetic_images(32, seed=2)[:2], tiny)
+    assert len(ours["bpp"]) == 4 and ours["bpp"] == pytest.approx(bpp, rel=1e-12)
+    assert ours["psnr-rgb"] == pytest.approx(psnrs, abs=1e-9)
     theirs = {"name": "bmshj2018-factorized", "description": "CompressAI published results",
               "results": {"psnr-rgb": [27.1, 29.8, 32.4], "ms-ssim-rgb": [0.91, 0.94, 0.96],
                           "bpp": [0.12, 0.25, 0.45], "encoding_time": [0.1] * 3, "decoding_time": [0.1] * 3}}

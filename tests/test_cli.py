@@ -208,14 +208,24 @@ def test_cli_errors_for_training_and_bpd(run, tiny_config, tmp_path):
     assert "exists" in e("sample", "--model", "tiny", "-o", tiny_config)
 
 
-def test_fit_steps_and_step_files(run, idx_dir, tmp_path):
-    """fit-steps writes a chain fitted on training images; on the test images `bpd --steps @FILE`
+def test_fit_steps_and_step_files(run, tiny, idx_dir, tmp_path):
+    """fit-steps writes the chain fitted on the first --limit training images: the chain and the
+    estimate it prints are the library's on those images (the first 16 of idx_dir's training file,
+    made here), which the test split's 16 would not give; on the test images `bpd --steps @FILE`
     measures it below the evenly spaced chain of the same length."""
+    import diffcodec
+
     out = tmp_path / "six.txt"
     r = run("fit-steps", "--model", "tiny", "--data", idx_dir, "--limit", "16", "-n", "6", "-o", out)
     kept = [int(v) for v in out.read_text().strip().split(",")]
     assert len(kept) == 6 and kept[0] == 0 and kept[-1] == 39 and kept == sorted(set(kept))
-    assert "fitted" in r.output and "quad6" in r.output
+    train, test = synthetic_images(256, seed=1)[:16], synthetic_images(32, seed=2)[:16]
+    want = diffcodec.fit_steps(train, tiny, 6)
+    other = diffcodec.fit_steps(test, tiny, 6)["bpd"]
+    assert kept == want["steps"]
+    fitted = float(re.search(r"fitted +([0-9.]+) bits/dim", r.output).group(1))
+    assert fitted == pytest.approx(want["bpd"], abs=6e-5) and abs(other - want["bpd"]) > 1e-3
+    assert "quad6" in r.output
 
     def bound(spec):
         res = run("bpd", "--model", "tiny", "--data", idx_dir, "--limit", "16", "--steps", spec,

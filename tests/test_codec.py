@@ -229,3 +229,41 @@ def test_psnr_request_codes_only_as_much_of_the_last_step_as_it_needs(tinyrgb):
         assert len(light.data) <= len(whole.data)
         saved.append(len(whole.data) - len(light.data))
     assert saved and max(saved) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", registry.names())
+def test_every_stopped_file_decodes_to_the_full_files_preview(backend, tmp_path):
+    """`eval rd` writes one stopped file per step of each image's chain and decodes only a few of
+    them on their own (rd_curves.CHECKED_FILES); here every one, for one image (the shipped
+    fmnist's example, 28x28) with each backend at its default steps: decoded alone, the file of k
+    steps gives the full file's x0_hat preview after step k, pixel for pixel; its point's PSNR is
+    that preview's, computed here, and its bits the file's size on disk. (About a minute for rcc's
+    39 steps on 2 CPU cores; run with -m slow.)"""
+    from pathlib import Path
+
+    from diffcodec.evaluation.rd_curves import evaluate_codec
+    from diffcodec.io.datasets import load_image
+
+    root = Path(__file__).resolve().parents[1]
+    fmnist = load_model(str(root / "models" / "fmnist"), "cpu")
+    img = load_image(root / "models" / "fmnist" / "example.png")            # [1, 28, 28]
+    doc = evaluate_codec(backend, img[None], tmp_path, fmnist)
+    rows = sorted(doc["per_image"], key=lambda r: r["point"])
+    n = len(rows)
+    assert [r["point"] for r in rows] == list(range(1, n + 1)) and n == fmnist.diffusion(
+        registry.get(backend).steps_for(img.size)).num_timesteps - 1
+    full = Path(rows[-1]["file"]).read_bytes()
+    previews = {}
+    decode_container(fmnist, Container.from_bytes(full, fmnist.keys),
+                     on_step=lambda k, px: previews.__setitem__(k, px.reshape(img.shape)))
+    assert sorted(previews) == list(range(1, n + 1))
+    for r in rows:
+        data = Path(r["file"]).read_bytes()
+        alone = decode_container(fmnist, Container.from_bytes(data, fmnist.keys))
+        assert alone.steps_decoded == r["point"] and alone.complete
+        assert np.array_equal(alone.image, previews[r["point"]]), r["file"]
+        mse = np.mean((previews[r["point"]].astype(np.float64) - img) ** 2)
+        assert r["psnr"] == pytest.approx(10 * np.log10(255 ** 2 / mse) if mse else float("inf"), abs=1e-9)
+        assert r["bits"] == 8 * len(data)
+

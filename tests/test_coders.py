@@ -38,17 +38,20 @@ def x_T():
 
 
 def send(coder):
-    """Encoder side of a STEPS-step chain towards a fixed x_0. -> (x after each step, ops per step, KLs)."""
+    """Encoder side of a STEPS-step chain towards a fixed x_0. -> (x after each step, ops per step,
+    KLs, each step's (mu_q, var_q, mu_p, var_p))."""
     x0 = np.random.default_rng(0).uniform(-1, 1, D)
-    x, state, xs, step_ops, kls = x_T(), {}, [], [], []
+    x, state, xs, step_ops, kls, gaussians = x_T(), {}, [], [], [], []
     for i in range(STEPS, 0, -1):
         mu_p, var_p = stub_p(x, i)
         ctx = StepContext(i, SEED, var_q(i), mu_p, var_p, state, SHAPE)
-        ops, x, kl = coder.encode(ctx, 0.5 * x0 + 0.5 * mu_p)
+        mu_q = 0.5 * x0 + 0.5 * mu_p
+        gaussians.append((mu_q, var_q(i), mu_p, var_p))
+        ops, x, kl = coder.encode(ctx, mu_q)
         xs.append(x)
         step_ops.append(ops)
         kls.append(kl)
-    return xs, step_ops, kls
+    return xs, step_ops, kls, gaussians
 
 
 def receive(coder, layers):
@@ -75,22 +78,37 @@ def file_for(spec, step_ops, per_layer=2):
 @pytest.fixture(scope="module", params=SPECS, ids=[s.name for s in SPECS])
 def coded(request):
     spec = request.param
-    xs, step_ops, kls = send(spec.from_params(b""))
-    return spec, xs, step_ops, kls
+    xs, step_ops, kls, gaussians = send(spec.from_params(b""))
+    return spec, xs, step_ops, kls, gaussians
 
 
 def test_round_trip_is_exact(coded):
-    spec, xs, step_ops, kls = coded
+    spec, xs, step_ops, *_ = coded
     layers = [Layer(1, d) for d in encode_layered(step_ops)]
     got = receive(spec.from_params(b""), layers)
     assert len(got) == STEPS
     for a, b in zip(xs, got):
         assert np.array_equal(a, b)
-    assert all(k >= 0 for k in kls)
+
+
+def test_reported_kl_is_the_gaussian_kl_of_the_backends_p(coded):
+    """Each step's reported KL (a record's kl_bits) is KL(q || p) in bits, summed over dimensions,
+    computed here from the two Gaussians: p is the network's N(mu_p, var_p), and for uq the
+    channel its symbols are coded under, N(mu_p, var_q + (s Delta)^2) with s the symbols' coded
+    scale (in units of Delta = sqrt(12 var_q)). A KL in nats, reversed, summed over the wrong
+    variance or scaled by 1.05 fails; ``kl >= 0``, the check here before, held for all of them."""
+    spec, _, step_ops, kls, gaussians = coded
+    for ops, kl, (mu_q, vq, mu_p, var_p) in zip(step_ops, kls, gaussians):
+        if spec.name == "uq":
+            s = ops[1][5]                            # the symbols' op: ("gauss", k, lo, hi, dither, s)
+            var_p = vq + 12.0 * vq * s ** 2
+        expected = np.sum(np.log2(np.sqrt(var_p / vq))
+                          + ((mu_q - mu_p) ** 2 + vq - var_p) / (2.0 * var_p * np.log(2.0)))
+        assert kl == pytest.approx(expected, rel=1e-9), spec.name
 
 
 def test_every_prefix_decodes_its_complete_layers(coded):
-    spec, xs, step_ops, _ = coded
+    spec, xs, step_ops, *_ = coded
     c = file_for(spec, step_ops)
     data = c.to_bytes()
     for n in range(c.header_size(), len(data) + 1):
@@ -103,7 +121,7 @@ def test_every_prefix_decodes_its_complete_layers(coded):
 
 
 def test_bytes_match_information_content(coded):
-    spec, _, step_ops, _ = coded
+    spec, _, step_ops, *_ = coded
     info = sum(info_bits(op) for ops in step_ops for op in ops)
     layers = file_for(spec, step_ops).layers
     payload = 8 * sum(len(l.data) for l in layers)
@@ -204,8 +222,11 @@ def test_cli_and_evaluator_offer_every_registered_coder():
 def test_ideal_estimate_writes_nothing():
     """The ideal estimator codes no symbols (its KL is checked against an independent derivation
     of the bound in test_reference_bound.py)."""
-    xs, step_ops, _ = send(IdealEstimator())
+    xs, step_ops, kls, gaussians = send(IdealEstimator())
     assert all(ops == [] for ops in step_ops) and len(xs) == STEPS
+    for kl, (mu_q, vq, mu_p, var_p) in zip(kls, gaussians):     # KL(q || p_theta) in bits
+        assert kl == pytest.approx(np.sum(0.5 * np.log2(var_p / vq) + ((mu_q - mu_p) ** 2 + vq - var_p)
+                                          / (2.0 * var_p * np.log(2.0))), rel=1e-9)
     assert "ideal" not in registry.names()
 
 
@@ -247,7 +268,7 @@ def test_samples_follow_the_posterior(monkeypatch):
 def test_rcc_aims_past_q_to_undo_the_truncation_bias():
     """One chunk of 9.9 bits of KL, q and p differing by a mean shift m: along m, the plain
     selection (aim 1) moves the sample only part of q's way, as truncated ordered random
-    coding does (eval/rcc_bias.py); rcc's default aim restores the whole shift, on average over
+    coding does (eval/studies/rcc_bias.py); rcc's default aim restores the whole shift, on average over
     300 chunks (each with its own candidates), and the decoder regenerates the same sample."""
     from diffcodec.coding.rcc import RCCCoder
 
@@ -270,7 +291,7 @@ def test_rcc_aims_past_q_to_undo_the_truncation_bias():
 
 
 def test_rcc_sharpness_and_variance_weight_are_encoder_only():
-    """eval/rcc_aim.py's encoder-only settings, on 100 chunks of 64 dimensions where q is narrower
+    """eval/studies/rcc_aim.py's encoder-only settings, on 100 chunks of 64 dimensions where q is narrower
     than p (variance 1 against 1.5) and shifted by 6 bits. With the same candidates and arrival
     times, a sharper selection (sharpness 2) never picks a smaller index nor a sample of lower
     weight under its aim (q shifted AIM times); without q's variance in w (var_weight 0) the samples

@@ -1,11 +1,13 @@
-"""The .dfc format is a contract: a frozen file must keep decoding to the same pixels.
+"""The .dfc format is a contract: a frozen file must keep decoding to the same pixels, and the
+encoder must keep writing it byte for byte.
 
-tests/data/golden_fmnist.dfc is models/fmnist/example.png encoded with the default settings
-(format version 12, in its compact form). golden_v2_fmnist.dfc to golden_v10_fmnist.dfc are the
-same image in format versions 2 to 10 (versions 8's and 10's in their compact forms, 0xD9 and
-0xDB), which this version must refuse with a clear message. After a deliberate
-format change (a new version) or a new shipped `fmnist`, regenerate it with
-`python tests/data/make_golden.py` and commit both files in tests/data/.
+tests/data/golden_fmnist.dfc is models/fmnist/example.png (copied to golden_fmnist_input.png)
+encoded with the default settings (make_golden.SETTINGS; format version 12, in its compact form).
+golden_v2_fmnist.dfc to golden_v10_fmnist.dfc are the same image in format versions 2 to 10
+(versions 8's and 10's in their compact forms, 0xD9 and 0xDB), which this version must refuse with
+a clear message. After a deliberate format change (a new version), a new shipped `fmnist` or a
+deliberate change of what the encoder writes, regenerate it with `python tests/data/make_golden.py`
+and commit the files it writes in tests/data/.
 """
 import json
 import sys
@@ -16,7 +18,7 @@ import pytest
 
 DATA = Path(__file__).resolve().parent / "data"
 sys.path.insert(0, str(DATA))
-from make_golden import DFC, EXPECTED, MODEL_DIR, PIXELS, pixels_sha256  # noqa: E402
+from make_golden import DFC, EXPECTED, INPUT, MODEL_DIR, PIXELS, SETTINGS, pixels_sha256  # noqa: E402
 
 from diffcodec.coding.progressive import decode_container  # noqa: E402
 from diffcodec.container.format import MAGIC, VERSION, Container  # noqa: E402
@@ -58,6 +60,23 @@ def test_golden_file_decodes_to_the_same_pixels(golden, fmnist):
     ref = load_image(PIXELS, out.image.shape[0]).astype(int)
     diff = np.abs(out.image.astype(int) - ref)
     assert diff.max() <= 2 and np.mean(diff > 0) < 0.02
+
+
+def test_golden_input_reencodes_to_the_golden_bytes(golden, fmnist):
+    """Encoding the golden input again with the recorded settings writes the golden file byte for
+    byte: any change to what the encoder writes (its choice of steps, the coder's selection or aim,
+    the layer cuts, the header) shows here, where the decode test above sees only changes that
+    stop an old file decoding. (The encoder's choices follow the network's float32 outputs; the
+    file was written on x86-64 with PyTorch's CPU kernels. Should another machine round one of
+    them differently in the last bit, the bytes can differ while the decoder still reads both.)"""
+    from diffcodec import api
+    from diffcodec.io.datasets import load_image
+    from diffcodec.io.images import to_hwc
+
+    data, expected = golden
+    res = api.encode(to_hwc(load_image(INPUT)), fmnist, **SETTINGS)
+    assert (res.header.backend, res.header.steps_spec) == (expected["backend"], expected["steps"])
+    assert res.data == data, (len(res.data), len(data), res.data.hex(), data.hex())
 
 
 @pytest.mark.parametrize("version", [2, 3, 4, 5, 6, 7, 8, 10])
