@@ -148,3 +148,41 @@ def ardm_generation_figure(loaded, path, n: int, order: np.ndarray, seed: int = 
     md = loaded.masking()
     _, snaps = md.sample(loaded.net, n, order, seed, frames=frames, progress=progress)
     save_png(path, grid(snaps.transpose(1, 0, 2, 3, 4).reshape(-1, *snaps.shape[2:]), ncol=snaps.shape[0]))
+
+
+def decoding_figure(data: bytes, loaded, path, original: np.ndarray | None = None, progress=None) -> list[dict]:
+    """Progressive decoding of one .dfc file: the image each prefix of whole layers decodes to
+    (layer 1 on the left), captioned with the prefix's bytes and bits per pixel (and PSNR against
+    ``original``, uint8 [C, H, W], when given). One decode of the whole file: the previews come
+    from its step callback at each layer's last step. Returns the captions' numbers per layer."""
+    from ..coding.progressive import decode_container
+    from ..container.format import Container
+    from .metrics import psnr
+
+    container = Container.from_bytes(bytes(data), loaded.keys)
+    info = container.describe(loaded.profile)
+    h = container.header.for_model(loaded.profile)
+    ends, total = {}, 0
+    for row in info["layers"]:
+        total += row["steps"]
+        ends[total] = row
+    shots = []
+
+    def on_step(k, pixels):
+        if progress:
+            progress(1)
+        if k in ends:
+            shots.append((ends[k], pixels.reshape(h.channels, h.height, h.width)))
+    decode_container(loaded, container, on_step=on_step)
+    rows = [{"layer": r["layer"], "bytes": r["cumulative_bytes"], "bpp": r["cumulative_bpp"],
+             "psnr": psnr(img, original) if original is not None else None} for r, img in shots]
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(shots), figsize=(2.2 * len(shots), 2.2 * h.height / h.width + 0.5))
+    for ax, (r, img), row in zip(np.atleast_1d(axes), shots, rows):
+        ax.imshow(np.moveaxis(img, 0, -1).squeeze(), cmap="gray" if h.channels == 1 else None,
+                  vmin=0, vmax=255, interpolation="nearest")
+        ax.set_axis_off()
+        ax.set_title(f"{row['bytes']} B, {row['bpp']:.2f} bpp" + (f"\n{row['psnr']:.1f} dB" if original is not None else ""),
+                     fontsize=8)
+    _save_fig(fig, path)
+    return rows
