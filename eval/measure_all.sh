@@ -17,6 +17,8 @@ SOUT=${2:-${1:+$1/studies}}
 SOUT=${SOUT:-eval/studies/results}
 FM=${FMNIST:-/usr/share/datasets/fashion-mnist}
 PH=${PHOTOS:-../shared/data/photos}
+VAL=eval/data/val768                 # validation photos 045-049, long side 768 (eval/make_fullsize.py)
+KODAK=${KODAK:-}                     # the 24 Kodak images (held out, reporting only; not in the repository)
 S=eval/studies
 mkdir -p "$OUT" "$SOUT"
 export OMP_NUM_THREADS=1
@@ -76,6 +78,19 @@ export OMP_NUM_THREADS=1
   python eval/bench_codec.py --threads 1 --photo-backends tuqrcc,rcc --json "$OUT/bench_codec_v10.json" > "$OUT/bench_codec_v10.log"
   diffcodec eval rd --model fmnist --data "$FM" --limit 100 --codecs ideal,rcc,uq,tuq,tuqrcc,jpeg,webp,avif,jpeg2000,jxl --anchor webp -o "$OUT/rd_fmnist"
   diffcodec eval rd --model photo --data "$PH" --tile 256 --limit 5 --codecs uq,tuq,tuqrcc,rcc,jpeg,webp,avif,jpeg2000,jxl,ideal --anchor jpeg -o "$OUT/rd_photo256"
+  # whole photos: the validation set, and the held-out Kodak set when KODAK names its folder
+  python eval/baselines_lossless.py --model photo --data "$VAL" --tile 0 > "$OUT/lossless_photo_val768.txt"
+  diffcodec bpd --model photo --data "$VAL" --tile 0 --steps "@$OUT/steps_photo_fit100.txt" --batch-size 1 --json "$OUT/bpd_photo_val768_fit100.json"
+  diffcodec encode models/photo/example.png -o "$OUT/example_photo.dfc" --force
+  python eval/progressive_decoding.py "$OUT/example_photo.dfc" models/photo/example.png -o "$OUT/progressive_decoding_photo.png"
+  if [ -n "$KODAK" ]; then
+    python eval/baselines_lossless.py --model photo --data "$KODAK" --tile 0 > "$OUT/lossless_photo_kodak.txt"
+    diffcodec bpd --model photo --data "$KODAK" --tile 0 --steps "@$OUT/steps_photo_fit100.txt" --batch-size 1 --json "$OUT/bpd_photo_kodak_fit100.json"
+    diffcodec eval rd --model photo --data "$KODAK" --tile 256 --limit 5 --codecs rcc,jpeg,webp,avif,jxl,jpeg2000 --anchor jpeg -o "$OUT/rd_kodak256"
+    d=$(mktemp -d) && cp "$KODAK/kodim01.webp" "$KODAK/kodim02.webp" "$d/" \
+      && diffcodec eval rd --model photo --data "$d" --tile 0 --codecs rcc,jpeg,webp,avif,jxl --anchor avif -o "$OUT/rd_kodak_full2"
+    rm -rf "$d"
+  fi
   diffcodec eval orderings --model fmnist-ardm --data "$FM" --limit 100 --gaussian "$OUT/rd_fmnist" -o "$OUT/orderings_fmnist"
   python eval/bench_net.py --threads 1 --repeats 2 > "$OUT/bench_net.txt"
   # studies on Fashion-MNIST

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Trains configs/photo_large.toml on one GPU from scratch, resumable, and exports its EMA weights
+# as a model directory, $OUT/photo_large. The training photos travel as lossless WebP
+# (python eval/gpu/photos_webp.py ../shared/data/photos, and any further permissively licensed
+# photos placed under shared/ by the steering repository), gathered in /root/photos while the
+# machine stays warm; 045-049 (validation) never travel.
+#   call 1..k (carry .whl .gpu/<part>):  bash eval/gpu/gpu_photo_large.sh gather
+#   call k+1 (carry .whl):               bash eval/gpu/gpu_photo_large.sh STEPS [--resume]
+# Decide on the validation photos before shipping: diffcodec bpd --model $OUT/photo_large
+#   --data eval/data/val768 --tile 0 --steps 100 against the shipped photo's figure in its card.
+set -uo pipefail
+source eval/gpu/gpu_env.sh || exit 1
+mkdir -p /root/photos && for f in .gpu/*/*.webp; do [ -e "$f" ] && [ ! -e "/root/photos/${f##*/}" ] && cp "$f" /root/photos/; done
+echo "photos: $(ls /root/photos | wc -l)"
+[ "${1:-}" = gather ] && exit 0
+steps=$1; shift
+run=${RUN:-/root/runs/photo_large}
+python3 -m diffcodec train --config configs/photo_large.toml --out $run --max-steps "$steps" \
+  --set data.path=/root/photos --set "data.holdout=[]" "$@" 2>&1 | tr '\r' '\n' | grep -v "^training \[" | tail -3 || exit 1
+python3 - $run/last.pt "$OUT/photo_large" <<'PY'
+import sys
+from diffcodec.training.checkpoint import export_model, load_checkpoint
+from diffcodec.training.config import load_config
+state = load_checkpoint(sys.argv[1])
+config = dict(state["config"], data=load_config("configs/photo_large.toml").to_dict()["data"])
+export_model(state["ema"], config, sys.argv[2], {"train_steps": state["step"]})
+print("step", state["step"])
+PY
+cp $run/train_log.jsonl $run/config.json "$OUT/"
