@@ -29,10 +29,16 @@ def _is_batch(inputs, output) -> bool:
     return len(inputs) > 1 or any(Path(i).is_dir() for i in inputs) or Path(output).is_dir()
 
 
+workers_option = click.option("--workers", type=click.IntRange(1), default=None,
+                              help="Several inputs: processes coding files at once (default: one per core).")
+
+
 def _run_batch(run, inputs, output, suffixes, label, **kwargs) -> None:
-    """Code several files with one loaded model: one progress bar, a line per file, a summary, and
-    a non-zero exit if any file failed (the others are still coded)."""
+    """Code several files (each process loads a model once): one progress bar, a line per file,
+    a summary, and a non-zero exit if any file failed (the others are still coded). Under torchrun
+    the files are shared across processes and rank 0 reports."""
     from diffcodec.api import batch_summary, expand_inputs
+    from diffcodec.distributed import is_main
 
     out = Path(output)
     if out.exists() and not out.is_dir():
@@ -45,6 +51,8 @@ def _run_batch(run, inputs, output, suffixes, label, **kwargs) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with click.progressbar(length=len(files), label=label, show_pos=True) as bar:
         outcomes = run(files, out, on_file=lambda o: bar.update(1), **kwargs)
+    if not is_main():
+        return
     for o in outcomes:
         if o.error:
             click.echo(f"{o.source}: error: {o.error}", err=True)
@@ -83,8 +91,9 @@ def _run_batch(run, inputs, output, suffixes, label, **kwargs) -> None:
               help="Masking models only: reveal order (default coarse; their files are lossless, "
                    "--steps is the number of network evaluations, default 100, or all).")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@workers_option
 def encode(images, output, model_name, backend, steps, quality, stop_step, target_psnr, bpp, lossless, max_layers, seed,
-           order, force):
+           order, force, workers):
     """Encode IMAGES (8-bit PNG or any Pillow-readable image; files or folders) into progressive
     .dfc files. One image: OUTPUT is the file. Several, or a folder: OUTPUT is a folder, the model
     is loaded once, and each image becomes OUTPUT/<name>.dfc."""
@@ -101,7 +110,7 @@ def encode(images, output, model_name, backend, steps, quality, stop_step, targe
         from diffcodec.io.datasets import IMAGE_SUFFIXES
 
         _run_batch(encode_files, images, output, IMAGE_SUFFIXES, "encoding", model=model_name, force=force,
-                   backend=backend, steps=steps, quality=quality, psnr=target_psnr, bpp=bpp,
+                   workers=workers, backend=backend, steps=steps, quality=quality, psnr=target_psnr, bpp=bpp,
                    stop_step=stop_step, lossless=lossless, layers=max_layers, seed=seed, order=order)
         return
     image = images[0]
@@ -132,14 +141,15 @@ def encode(images, output, model_name, backend, steps, quality, stop_step, targe
               help="x0: x0_hat (Eq. 15); flow: deterministic DDIM from x_t; ancestral: sample the rest.")
 @click.option("--model", "model_name", default=None, help="Model to use (default: the registered model whose key passes the file's check).")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
-def decode(infiles, output, layers, stop_step, reconstruct, model_name, force):
+@workers_option
+def decode(infiles, output, layers, stop_step, reconstruct, model_name, force, workers):
     """Decode .dfc files (or any prefix of one) to PNG. Several, or a folder: OUTPUT is a folder and
     each file becomes OUTPUT/<name>.png, each model loaded once."""
     if _is_batch(infiles, output):
         from diffcodec.api import decode_files
 
         _run_batch(decode_files, infiles, output, {".dfc"}, "decoding", model=model_name, force=force,
-                   layers=layers, stop_step=stop_step, reconstruct=reconstruct)
+                   workers=workers, layers=layers, stop_step=stop_step, reconstruct=reconstruct)
         return
     infile = infiles[0]
     from diffcodec import api

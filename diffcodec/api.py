@@ -14,6 +14,8 @@ from typing import Callable
 
 import numpy as np
 
+from .batch import FileOutcome
+from .io.files import check_free  # noqa: F401  (part of the API: the CLI checks outputs with it)
 from .errors import UserError
 
 def load_model(name_or_path: str, device=None):
@@ -178,17 +180,6 @@ def rd_curve(codec: str, images, out_dir, model="fmnist", *, steps: str | None =
     return evaluate_codec(codec, batch, Path(out_dir), loaded, steps)
 
 
-@dataclass
-class FileOutcome:
-    """One file of a batch: its output and what was measured, or the one-line error."""
-    source: Path
-    output: Path | None = None
-    bytes: int = 0
-    pixels: int = 0
-    psnr: float | None = None
-    error: str | None = None
-
-
 def batch_summary(outcomes: list[FileOutcome]) -> dict:
     """Totals of the files that were coded: count, bytes, mean bits per pixel, mean finite PSNR
     (None without any), and how many files failed."""
@@ -222,80 +213,78 @@ def output_names(files: list[Path], suffix: str) -> list[str]:
     return names
 
 
-def _each_file(inputs, suffixes, out_dir, out_suffix: str, force: bool, on_file, work) -> list[FileOutcome]:
-    """The batch loop: for each input file, ``work(src, dst, outcome)`` fills the outcome; a
-    UserError becomes that file's error and the loop goes on."""
-    outcomes = []
+_LOADED: dict = {}    # models loaded by this process for batch coding, by name or path
+
+
+def _cached(model):
+    if not isinstance(model, (str, Path)):
+        return model
+    if model not in _LOADED:
+        _LOADED[model] = _model(model)
+    return _LOADED[model]
+
+
+def _each_file(inputs, suffixes, out_dir, out_suffix: str, force: bool, on_file, work, args: tuple,
+               workers: int | None) -> list[FileOutcome]:
+    """The batch: each input file's output name, then ``batch.run_files``. ``workers`` None: one
+    process per core (``batch.default_workers``); a loaded model object codes in this process."""
+    from .batch import default_workers, run_files
+
     files = expand_inputs(inputs, suffixes)
     try:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot create the output folder {out_dir}: {e.strerror}") from None
-    for src, name in zip(files, output_names(files, out_suffix)):
-        o = FileOutcome(src)
-        try:
-            dst = Path(out_dir) / name
-            check_free(dst, src, force)
-            work(src, dst, o)
-            o.output = dst
-        except UserError as e:
-            o.error = str(e)
-        outcomes.append(o)
-        if on_file:
-            on_file(o)
-    return outcomes
+    jobs = [(src, Path(out_dir) / name) for src, name in zip(files, output_names(files, out_suffix))]
+    if workers is None:
+        workers = default_workers(len(jobs))
+    if not isinstance(args[0], (str, Path, type(None))):
+        workers = 1
+    return run_files(jobs, work, args, force, workers, on_file)
 
 
-def encode_files(inputs, out_dir, model=None, *, force: bool = False,
-                 on_file: Callable[[FileOutcome], None] | None = None, **options) -> list[FileOutcome]:
-    """Encode image files (or folders of them) into out_dir/<stem>.dfc (see ``output_names``),
-    loading each model once (``model`` None: each image's ``default_model_for``); a bad file gets
-    its error in its outcome and the rest proceed. ``options`` as in ``encode``."""
-    from .io.datasets import IMAGE_SUFFIXES, load_image
+def _encode_to(src, dst, o, model, options) -> None:
+    from .io.datasets import load_image
     from .io.files import atomic_write_bytes
 
-    cache: dict = {}
-
-    def work(src, dst, o):
-        img = np.moveaxis(load_image(src), 0, -1)
-        key = default_model_for(img) if model is None else model
-        if isinstance(key, (str, Path)):
-            if key not in cache:
-                cache[key] = _model(key)
-            key = cache[key]
-        res = encode(img, key, **options)
-        atomic_write_bytes(dst, res.data)
-        o.bytes, o.psnr, o.pixels = len(res.data), res.psnr, res.header.height * res.header.width
-
-    return _each_file(inputs, IMAGE_SUFFIXES, out_dir, ".dfc", force, on_file, work)
+    img = np.moveaxis(load_image(src), 0, -1)
+    res = encode(img, _cached(default_model_for(img) if model is None else model), **options)
+    atomic_write_bytes(dst, res.data)
+    o.bytes, o.psnr, o.pixels = len(res.data), res.psnr, res.header.height * res.header.width
 
 
-def decode_files(inputs, out_dir, model=None, *, force: bool = False,
+def encode_files(inputs, out_dir, model=None, *, force: bool = False, workers: int | None = 1,
                  on_file: Callable[[FileOutcome], None] | None = None, **options) -> list[FileOutcome]:
-    """Decode .dfc files (or folders of them) into out_dir/<stem>.png, loading each model once; a
-    bad file gets its error in its outcome and the rest proceed. ``options`` as in ``decode``."""
+    """Encode image files (or folders of them) into out_dir/<stem>.dfc (see ``output_names``),
+    loading each model once per process (``model`` None: each image's ``default_model_for``); a bad
+    file gets its error in its outcome and the rest proceed. ``workers``: processes (None: one per
+    core); under torchrun the files are shared across ranks. ``options`` as in ``encode``."""
+    from .io.datasets import IMAGE_SUFFIXES
+
+    return _each_file(inputs, IMAGE_SUFFIXES, out_dir, ".dfc", force, on_file, _encode_to, (model, options),
+                      workers)
+
+
+def _decode_to(src, dst, o, model, options) -> None:
     from .container.format import Container, FormatError
     from .io.images import save_png, to_chw
     from .training.store import model_keys
 
-    cache: dict = {}
+    data = read_file(src)
+    key = model or Container.from_bytes(data, registered=model_keys).header.model_name or None
+    if key is None:
+        raise FormatError("the file holds no complete layer: it is truncated or corrupt")
+    dec = decode(data, _cached(key), **options)
+    save_png(dst, to_chw(dec.image))
+    o.bytes, o.pixels = len(data), dec.image.shape[0] * dec.image.shape[1]
 
-    def work(src, dst, o):
-        data = read_file(src)
-        if model is not None and not isinstance(model, (str, Path)):
-            loaded = model                                   # a LoadedModel
-        else:
-            key = model or Container.from_bytes(data, registered=model_keys).header.model_name or None
-            if key is None:
-                raise FormatError("the file holds no complete layer: it is truncated or corrupt")
-            if key not in cache:
-                cache[key] = _model(key)
-            loaded = cache[key]
-        dec = decode(data, loaded, **options)
-        save_png(dst, to_chw(dec.image))
-        o.bytes, o.pixels = len(data), dec.image.shape[0] * dec.image.shape[1]
 
-    return _each_file(inputs, {".dfc"}, out_dir, ".png", force, on_file, work)
+def decode_files(inputs, out_dir, model=None, *, force: bool = False, workers: int | None = 1,
+                 on_file: Callable[[FileOutcome], None] | None = None, **options) -> list[FileOutcome]:
+    """Decode .dfc files (or folders of them) into out_dir/<stem>.png, loading each model once per
+    process; a bad file gets its error in its outcome and the rest proceed. ``workers`` as in
+    ``encode_files``; ``options`` as in ``decode``."""
+    return _each_file(inputs, {".dfc"}, out_dir, ".png", force, on_file, _decode_to, (model, options), workers)
 
 
 def read_file(path) -> bytes:
@@ -311,10 +300,3 @@ def read_file(path) -> bytes:
         raise UserError(f"cannot read {path}: {e.strerror}") from None
 
 
-def check_free(dst: Path, src: Path | None, force: bool) -> None:
-    """Refuse an output that is its input ``src`` (even with ``force``) or, unless ``force``, an
-    existing file."""
-    if src is not None and dst.resolve() == Path(src).resolve():
-        raise UserError(f"{dst} would overwrite the input file")
-    if dst.exists() and not force:
-        raise UserError(f"{dst} exists; pass --force to overwrite it")

@@ -55,3 +55,14 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def check_free(dst: Path, src: Path | None, force: bool) -> None:
+    """Refuse an output that is its input ``src`` (even with ``force``) or, unless ``force``, an
+    existing file."""
+    from ..errors import UserError
+
+    if src is not None and dst.resolve() == Path(src).resolve():
+        raise UserError(f"{dst} would overwrite the input file")
+    if dst.exists() and not force:
+        raise UserError(f"{dst} exists; pass --force to overwrite it")
