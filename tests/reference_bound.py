@@ -24,6 +24,20 @@ def cosine_alphas_cumprod(T: int) -> np.ndarray:
     return np.cumprod(1 - betas)
 
 
+def respaced_posterior(T: int, kept) -> dict:
+    """The cosine schedule respaced to the kept steps: alpha-bar at each kept step and the one
+    before it, the jump's beta, the posterior variance (and its log, the first entry copied from
+    the second, as the clipped log-variance of improved DDPM), and the posterior mean's weights
+    c1 on x_0 and c2 on x_t."""
+    abar = cosine_alphas_cumprod(T)[kept]
+    abar_prev = np.append(1.0, abar[:-1])
+    beta = 1 - abar / abar_prev
+    post_var = beta * (1 - abar_prev) / (1 - abar)
+    return {"abar": abar, "abar_prev": abar_prev, "beta": beta, "post_var": post_var,
+            "log_post": np.log(np.append(post_var[1], post_var[1:])),
+            "c1": beta * np.sqrt(abar_prev) / (1 - abar), "c2": (1 - abar_prev) * np.sqrt(1 - beta) / (1 - abar)}
+
+
 def bound_terms(net, images: np.ndarray, T: int, kept: list[int], seed: int = 0,
                 alphas_cumprod: np.ndarray | None = None, var_type: str = "learned_range"):
     """Per image, in bits/dim: L_T [N] and the terms [N, S] of the chain on timesteps ``kept``

@@ -61,14 +61,11 @@ def reference_on_path(net, image: np.ndarray, T: int, kept: list, xs: dict) -> d
 
     import torch
 
-    from reference_bound import cosine_alphas_cumprod
+    from reference_bound import respaced_posterior
 
-    abar = cosine_alphas_cumprod(T)[kept]
-    abar_prev = np.append(1.0, abar[:-1])
-    beta = 1 - abar / abar_prev
-    post_var = beta * (1 - abar_prev) / (1 - abar)
-    log_post = np.log(np.append(post_var[1], post_var[1:]))
-    c1, c2 = beta * np.sqrt(abar_prev) / (1 - abar), (1 - abar_prev) * np.sqrt(1 - beta) / (1 - abar)
+    r = respaced_posterior(T, kept)
+    abar, abar_prev, beta, post_var, log_post, c1, c2 = (r[k] for k in ("abar", "abar_prev", "beta", "post_var",
+                                                                        "log_post", "c1", "c2"))
     C = image.shape[0]
     x0 = image.astype(np.float64).ravel() / 127.5 - 1
     idx = sorted(xs)

@@ -20,15 +20,5 @@ python3 -m diffcodec train --config configs/photo.toml --out $run --max-steps "$
   --set data.path=/root/photos --set "data.holdout=[]" --set data.crop=64 --set train.batch_size=256 \
   --set train.lr=3e-4 --set train.checkpoint_every_s=60 --set train.log_every=100 \
   --set train.snapshot_every_steps=0 "$@" 2>&1 | tr '\r' '\n' | grep -v "^training \[" | tail -3 || exit 1
-# the EMA weights as a model directory: the checkpoint's config with configs/photo.toml's [data]
-# section (the native 32x32 tile and the held-out photos, not this run's crops and folder)
-python3 - $run/last.pt "$OUT/photo" <<'PY'
-import sys
-from diffcodec.training.checkpoint import export_model, load_checkpoint
-from diffcodec.training.config import load_config
-state = load_checkpoint(sys.argv[1])
-config = dict(state["config"], data=load_config("configs/photo.toml").to_dict()["data"])
-export_model(state["ema"], config, sys.argv[2], {"train_steps": state["step"]})
-print("step", state["step"])
-PY
+python3 eval/gpu/export_run.py $run/last.pt "$OUT/photo" configs/photo.toml || exit 1
 cp $run/train_log.jsonl $run/config.json "$OUT/"

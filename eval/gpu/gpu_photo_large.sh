@@ -17,13 +17,5 @@ steps=$1; shift
 run=${RUN:-/root/runs/photo_large}
 python3 -m diffcodec train --config configs/photo_large.toml --out $run --max-steps "$steps" \
   --set data.path=/root/photos --set "data.holdout=[]" "$@" 2>&1 | tr '\r' '\n' | grep -v "^training \[" | tail -3 || exit 1
-python3 - $run/last.pt "$OUT/photo_large" <<'PY'
-import sys
-from diffcodec.training.checkpoint import export_model, load_checkpoint
-from diffcodec.training.config import load_config
-state = load_checkpoint(sys.argv[1])
-config = dict(state["config"], data=load_config("configs/photo_large.toml").to_dict()["data"])
-export_model(state["ema"], config, sys.argv[2], {"train_steps": state["step"]})
-print("step", state["step"])
-PY
+python3 eval/gpu/export_run.py $run/last.pt "$OUT/photo_large" configs/photo_large.toml || exit 1
 cp $run/train_log.jsonl $run/config.json "$OUT/"
