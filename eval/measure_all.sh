@@ -95,6 +95,8 @@ export OMP_NUM_THREADS=1
     python eval/bd_table.py "$OUT/rd_kodak256" --anchor avif --range 28 42 >> "$OUT/rd_kodak256/bd_vs_avif.txt"
     d=$(mktemp -d) && cp "$KODAK/kodim01.webp" "$KODAK/kodim02.webp" "$d/" \
       && diffcodec eval rd --model photo --data "$d" --tile 0 --codecs rcc,jpeg,webp,avif,jxl --anchor avif -o "$OUT/rd_kodak_full2"
+    (for a in avif webp jxl jpeg; do python eval/bd_table.py "$OUT/rd_kodak_full2" --anchor $a; done
+     python eval/bd_table.py "$OUT/rd_kodak_full2" --anchor avif --range 28 42) > "$OUT/rd_kodak_full2/bd_tables.txt"
     rm -rf "$d"
   fi
   diffcodec eval orderings --model fmnist-ardm --data "$FM" --limit 100 --gaussian "$OUT/rd_fmnist" -o "$OUT/orderings_fmnist"
