@@ -77,6 +77,8 @@ def test_rd_json_bytes_match_files(tiny_store, idx_dir, tmp_path):
     assert rcc["results"]["points"] == [1, 2, 3, 4, 5]        # every stop of the 6-step chain
     chain = rcc["chain"]
     # the payload against an independent computation: the KL of the coded path under p_theta
+    # the keys and a sanity range here; the values are held to the reference KL of the coded path in
+    # test_reference_bound.py (test_rd_chain_payload_against_the_kl_of_its_coded_path, test_rd_stages_...)
     assert chain["images"] == 3 and 0.9 < chain["payload_over_kl_model"] < 3
     assert 0.95 < chain["payload_over_info"] < 1.2
     stages = rcc["bd_vs_ideal"]["stages_bd_rate_percent"]
