@@ -106,7 +106,7 @@ def fit_steps(model_name, data_dir, split, limit, tile, num, output, batch_size,
     """
     from diffcodec.core.schedules import space_timesteps
     from diffcodec.evaluation.spacing import fit_spacing
-    from diffcodec.io.datasets import images_or_file
+    from diffcodec.io.datasets import images_or_file, size_runs
     from diffcodec.io.files import atomic_write_bytes
     from diffcodec.training.store import load_model
 
@@ -116,7 +116,7 @@ def fit_steps(model_name, data_dir, split, limit, tile, num, output, batch_size,
     if num > T:
         raise click.ClickException(f"--steps {num} is more than the model's {T} steps")
     images = images_or_file(loaded.config.data, loaded.config.model.in_channels, data_dir, split, limit, tile)
-    batches = -(-len(images) // batch_size) if not isinstance(images, list) else len(images)
+    batches = sum(1 for _ in size_runs(images, range(len(images)), batch_size))
     with click.progressbar(length=T * batches, label=f"pricing jumps on {len(images)} images") as bar:
         fit = fit_spacing(loaded, images, num, batch_size, seed, progress=bar.update)
     atomic_write_bytes(out, (",".join(map(str, fit["steps"])) + "\n").encode())

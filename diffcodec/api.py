@@ -224,7 +224,7 @@ def _cached(model):
     return _LOADED[model]
 
 
-def _each_file(inputs, suffixes, out_dir, out_suffix: str, force: bool, on_file, work, args: tuple,
+def _each_file(inputs, suffixes, out_dir, out_suffix: str, force: bool, on_file, work, model, options: dict,
                workers: int | None) -> list[FileOutcome]:
     """The batch: each input file's output name, then ``batch.run_files``. ``workers`` None: one
     process per core (``batch.default_workers``); a loaded model object codes in this process."""
@@ -238,9 +238,9 @@ def _each_file(inputs, suffixes, out_dir, out_suffix: str, force: bool, on_file,
     jobs = [(src, Path(out_dir) / name) for src, name in zip(files, output_names(files, out_suffix))]
     if workers is None:
         workers = default_workers(len(jobs))
-    if not isinstance(args[0], (str, Path, type(None))):
+    if not isinstance(model, (str, Path, type(None))):      # a loaded model stays in this process
         workers = 1
-    return run_files(jobs, work, args, force, workers, on_file)
+    return run_files(jobs, work, (model, options), force, workers, on_file)
 
 
 def _encode_to(src, dst, o, model, options) -> None:
@@ -261,7 +261,7 @@ def encode_files(inputs, out_dir, model=None, *, force: bool = False, workers: i
     core); under torchrun the files are shared across ranks. ``options`` as in ``encode``."""
     from .io.datasets import IMAGE_SUFFIXES
 
-    return _each_file(inputs, IMAGE_SUFFIXES, out_dir, ".dfc", force, on_file, _encode_to, (model, options),
+    return _each_file(inputs, IMAGE_SUFFIXES, out_dir, ".dfc", force, on_file, _encode_to, model, options,
                       workers)
 
 
@@ -284,7 +284,7 @@ def decode_files(inputs, out_dir, model=None, *, force: bool = False, workers: i
     """Decode .dfc files (or folders of them) into out_dir/<stem>.png, loading each model once per
     process; a bad file gets its error in its outcome and the rest proceed. ``workers`` as in
     ``encode_files``; ``options`` as in ``decode``."""
-    return _each_file(inputs, {".dfc"}, out_dir, ".png", force, on_file, _decode_to, (model, options), workers)
+    return _each_file(inputs, {".dfc"}, out_dir, ".png", force, on_file, _decode_to, model, options, workers)
 
 
 def read_file(path) -> bytes:

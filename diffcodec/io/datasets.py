@@ -276,16 +276,22 @@ def as_batchable(images: list[np.ndarray]):
     return list(images)
 
 
-def same_size_batches(images, indices, batch_size: int):
-    """Split ``indices`` into runs of at most ``batch_size`` consecutive images of one size;
-    yields (indices, uint8 [B, C, H, W]). ``images``: an array [N, C, H, W] or a list of [C, H, W]."""
+def size_runs(images, indices, batch_size: int):
+    """Split ``indices`` into runs of at most ``batch_size`` consecutive images of one size; yields
+    each run's indices. ``images``: an array [N, C, H, W] or a list of [C, H, W]."""
     run: list = []
     for i in indices:
         if run and (len(run) == batch_size or images[i].shape != images[run[0]].shape):
-            yield run, np.stack([images[j] for j in run])
+            yield run
             run = []
         run.append(i)
     if run:
+        yield run
+
+
+def same_size_batches(images, indices, batch_size: int):
+    """The batches of ``size_runs``: yields (indices, uint8 [B, C, H, W])."""
+    for run in size_runs(images, indices, batch_size):
         yield run, np.stack([images[j] for j in run])
 
 
