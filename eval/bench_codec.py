@@ -1,116 +1,162 @@
-"""Codec benchmark: speed and rate overhead of each backend on real images.
+"""Codec speed and memory by image size: encode and decode wall time, peak memory and where the
+time goes, at the default quality and at full rate, with the shipped default model.
 
-    python eval/bench_codec.py [--fmnist DIR] [--limit 100] [--rcc-limit 20] [--rcc-steps geo9]
-                               [--photo PATH] [--photo-backends uq,tuq,tuqrcc,rcc]
-                               [--photo-only | --fmnist-only] [--json OUT]
+    python eval/bench_codec.py [--sizes 64x64,256x256,768x512,1536x1024,4224x2816]
+                               [--qualities 75,100] [--photo eval/data/val768/045.png]
+                               [--code DIR[,DIR...]] [--json OUT.json] [--plot OUT.png]
 
-For each backend, at the default quality (75) and at full rate (quality 100, every step), on the
-first Fashion-MNIST test images (model fmnist), a 256x256 and a 768x512 crop of a held-out photo
-(model photo): encode and decode seconds per image, network evaluations, the time split between
-network and coder, and the bits against two independent references along the encoded path:
-"info", the information content -log2 P of the symbols under the coder's own pmf (what the range
-coder should match), and "KL", the Gaussian KL(q || p_theta) under the network's own reverse
-Gaussians (what an ideal channel simulator would pay on that path). ``--photo-backends`` picks
-the backends of the photo rows (all four by default).
+Each size is cut from the centre of a validation photo (sizes within it) or made by upscaling it
+(Lanczos; 4224x2816 is about 12 megapixels). Every encode and every decode runs in its own child
+process, so its peak memory (maximum resident set, from wait4) is its own and the model load is
+outside the timed part; the child reports the seconds each stage took (``diffcodec.timing``:
+network, codebook, scoring, sampling, entropy; "other" is the rest of the wall time). The decode
+must reproduce the encoder's own reconstruction exactly (its PSNR to 1e-9 dB).
+
+``--code DIR`` runs the children on another checkout's ``diffcodec`` (e.g. a git worktree of an
+older commit; it needs ``diffcodec.timing``), so old and new code are measured in one run on the
+same inputs. Run it alone on the machine: every row's time depends on what else is running.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from diffcodec.coding.progressive import decode_container, encode_image
-from diffcodec.container.format import Container
-from diffcodec.evaluation.metrics import psnr
-from diffcodec.io.datasets import DataConfig, load_image, load_split
-from diffcodec.training.store import load_model
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ("network", "codebook", "scoring", "sampling", "entropy")
 
 
-def run(loaded, images, backend, steps, label, quality):
-    enc_s, dec_s, net_s, evals, file_bits, payload_bits, info, kl, psnrs, per_step = ([] for _ in range(10))
-    for img in images:
-        res = encode_image(loaded, img, backend, steps, quality=quality)
-        t0 = time.perf_counter()
-        out = decode_container(loaded, Container.from_bytes(res.data, loaded.keys))
-        dec_s.append(time.perf_counter() - t0)
-        assert abs(psnr(out.image, img) - res.psnr) < 0.5, "decoder disagrees with encoder"
-        enc_s.append(res.seconds); net_s.append(res.net_seconds); evals.append(res.net_evals)
-        file_bits.append(8 * len(res.data)); payload_bits.append(8 * sum(res.layer_bytes))
-        info.append(sum(r.bits for r in res.records)); kl.append(sum(r.kl_model_bits for r in res.records))
-        psnrs.append(res.psnr)
-        per_step.append([(r.t, r.bits, r.kl_model_bits) for r in res.records])
-    dims = images[0].size
-    row = {
-        "data": label, "backend": backend, "steps": steps or "default", "quality": quality, "images": len(images),
-        "dims": dims, "encode_s": float(np.mean(enc_s)), "decode_s": float(np.mean(dec_s)),
-        "net_evals": float(np.mean(evals)), "net_share_encode": float(np.sum(net_s) / np.sum(enc_s)),
-        "file_bpd": float(np.mean(file_bits) / dims), "payload_bpd": float(np.mean(payload_bits) / dims),
-        "info_bpd": float(np.mean(info) / dims), "kl_bpd": float(np.mean(kl) / dims),
-        "payload_over_info": float(np.sum(payload_bits) / np.sum(info)),
-        "payload_over_kl": float(np.sum(payload_bits) / np.sum(kl)),
-        "info_over_kl": float(np.sum(info) / np.sum(kl)), "psnr": float(np.mean(psnrs)),
-        "per_step": [{"t": t, "bits": float(np.mean([s[k][1] for s in per_step])),
-                      "kl_bits": float(np.mean([s[k][2] for s in per_step]))}
-                     for k, (t, _, _) in enumerate(per_step[0]) if all(len(p) > k for p in per_step)],
-    }
-    print(f"{label:14s} {backend:4s} steps={row['steps']:6s} q={quality:3d} n={len(images):3d}  "
-          f"enc {row['encode_s']:7.2f} s  dec {row['decode_s']:7.2f} s  evals {row['net_evals']:5.0f}  "
-          f"net {100 * row['net_share_encode']:4.0f}% of enc  file {row['file_bpd']:.3f} bpd  "
-          f"payload/info {row['payload_over_info']:.3f}  payload/KL {row['payload_over_kl']:.3f}  "
-          f"PSNR {row['psnr']:.2f}", flush=True)
-    for s in row["per_step"]:
-        ratio = s["bits"] / s["kl_bits"] if s["kl_bits"] > 1e-9 else float("nan")
-        print(f"    t={s['t']:4d}  bits {s['bits']:9.1f}  KL {s['kl_bits']:9.1f}  ratio {ratio:6.3f}")
+def make_image(photo: str, width: int, height: int):
+    """uint8 [3, height, width]: a centre crop of the photo, or the photo upscaled (Lanczos, aspect
+    kept) and then centre-cropped when the size is larger than the photo."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(photo) as im:
+        im = im.convert("RGB")
+        scale = max(width / im.width, height / im.height)
+        if scale > 1:
+            im = im.resize((round(im.width * scale), round(im.height * scale)), Image.LANCZOS)
+        x, y = (im.width - width) // 2, (im.height - height) // 2
+        return np.asarray(im.crop((x, y, x + width, y + height))).transpose(2, 0, 1).copy()
+
+
+def child(args) -> None:
+    """One encode or one decode, reported as a JSON line on stdout."""
+    from diffcodec import timing
+    from diffcodec.coding.progressive import decode_container, encode_image
+    from diffcodec.container.format import Container
+    from diffcodec.evaluation.metrics import psnr
+    from diffcodec.training.store import load_model
+
+    loaded = load_model(args.model)
+    w, h = map(int, args.one.split("x"))
+    image = make_image(args.photo, w, h)
+    timing.totals(reset=True)
+    t0 = time.perf_counter()
+    if args.stage == "encode":
+        res = encode_image(loaded, image, quality=args.quality)
+        seconds = time.perf_counter() - t0
+        Path(args.file).write_bytes(res.data)
+        extra = {"bytes": len(res.data), "bpp": 8 * len(res.data) / (w * h), "psnr": res.psnr,
+                 "steps": len(res.records), "net_evals": res.net_evals}
+    else:
+        loaded_file = Container.from_bytes(Path(args.file).read_bytes(), loaded.keys)
+        out = decode_container(loaded, loaded_file)
+        seconds = time.perf_counter() - t0
+        extra = {"psnr": psnr(out.image, image), "steps": out.steps_decoded, "net_evals": out.net_evals}
+    split = timing.totals()
+    split["other"] = max(0.0, seconds - sum(split.values()))
+    print(json.dumps({"seconds": seconds, "split": split, **extra}), flush=True)
+
+
+def measure(code: str, args, size: str, quality: int, stage: str, path: str) -> dict:
+    """Run one child; its JSON line plus its peak resident memory in MB."""
+    env = dict(os.environ, PYTHONPATH=code + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, __file__, "--one", size, "--stage", stage, "--quality", str(quality),
+           "--file", path, "--photo", args.photo, "--model", args.model]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, cwd=code)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"{stage} of {size} at quality {quality} failed (exit {proc.returncode})")
+    row = json.loads(out.decode().strip().splitlines()[-1])
+    row["peak_mb"] = usage.ru_maxrss / 1024
     return row
 
 
-def photo_rows(path: str, backends: list[str]) -> list:
-    """A 256x256 crop at quality 75 and 100 and a 768x512 crop at 75, from the photo's centre."""
-    photo = load_model("photo")
-    im = load_image(path, 3)
-    H, W = im.shape[1:]
-    rows = []
-    for h, w in ((256, 256), (512, 768)):
-        y, x = (H - h) // 2, (W - w) // 2
-        crop = im[:, y:y + h, x:x + w]
-        for q in ((75, 100) if h == 256 else (75,)):
-            for backend in backends:
-                rows.append(run(photo, [crop], backend, None, f"photo-{w}x{h}", q))
-    return rows
+def speed_figure(rows: list[dict], path: str) -> None:
+    """Encode and decode seconds and peak memory against megapixels, one line per code and quality."""
+    from diffcodec.evaluation.figures import _plt, _save_fig
+
+    plt = _plt()
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
+    keys = sorted({(r["code"], r["quality"]) for r in rows})
+    for code, q in keys:
+        sel = sorted((r for r in rows if (r["code"], r["quality"]) == (code, q)), key=lambda r: r["megapixels"])
+        mp = [r["megapixels"] for r in sel]
+        for stage, style in (("encode", "-o"), ("decode", "--s")):
+            ax_t.plot(mp, [r[stage]["seconds"] for r in sel], style, ms=4, label=f"{stage} q{q} {code}")
+            ax_m.plot(mp, [r[stage]["peak_mb"] / 1024 for r in sel], style, ms=4, label=f"{stage} q{q} {code}")
+    for ax, label in ((ax_t, "seconds"), (ax_m, "peak memory (GB)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("megapixels")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+    ax_t.legend(fontsize=7)
+    _save_fig(fig, path)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--fmnist", default="/usr/share/datasets/fashion-mnist")
-    ap.add_argument("--limit", type=int, default=100)
-    ap.add_argument("--rcc-limit", type=int, default=20, help="images for rcc (it is slower)")
-    ap.add_argument("--photo", default=str(Path(__file__).resolve().parents[1] / ".." / "shared/data/photos/045.png"))
-    ap.add_argument("--rcc-steps", default="geo9",
-                    help="comma-separated step specs to run rcc with (geo9 is its default)")
-    ap.add_argument("--photo-backends", default="uq,tuq,tuqrcc,rcc", help="comma-separated backends for the photo rows")
-    ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--photo-only", action="store_true", help="skip the Fashion-MNIST rows")
-    ap.add_argument("--fmnist-only", action="store_true", help="skip the photo rows")
+    ap.add_argument("--sizes", default="64x64,256x256,768x512,1536x1024,4224x2816", help="WxH,...")
+    ap.add_argument("--qualities", default="75,100", help="75 is the default quality; 100 codes every step")
+    ap.add_argument("--photo", default=str(ROOT / "eval/data/val768/045.png"))
+    ap.add_argument("--model", default="photo")
+    ap.add_argument("--code", default=str(ROOT), help="checkouts whose diffcodec to run, comma-separated")
     ap.add_argument("--json")
+    ap.add_argument("--plot")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--stage", help=argparse.SUPPRESS)
+    ap.add_argument("--quality", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--file", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"torch threads {torch.get_num_threads()}")
+    args.photo = str(Path(args.photo).resolve())
+    if args.one:
+        return child(args)
     rows = []
-    fm = load_model("fmnist")
-    imgs = load_split(DataConfig(path=args.fmnist), "test")
-    for q in (() if args.photo_only else (75, 100)):
-        rows.append(run(fm, imgs[:args.limit], "uq", None, "fmnist-test", q))
-        for spec in args.rcc_steps.split(","):
-            rows.append(run(fm, imgs[:args.rcc_limit], "rcc", spec, "fmnist-test", q))
-    if not args.fmnist_only:
-        rows += photo_rows(args.photo, args.photo_backends.split(","))
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        for code in args.code.split(","):
+            name = Path(code).resolve().name
+            for size in args.sizes.split(","):
+                w, h = map(int, size.split("x"))
+                for q in map(int, args.qualities.split(",")):
+                    path = str(Path(tmp) / f"{name}_{size}_{q}.dfc")
+                    enc = measure(code, args, size, q, "encode", path)
+                    dec = measure(code, args, size, q, "decode", path)
+                    if abs(dec["psnr"] - enc["psnr"]) > 1e-9:
+                        raise SystemExit(f"{size} q{q}: the decode gives {dec['psnr']:.4f} dB, the encoder "
+                                         f"{enc['psnr']:.4f} dB")
+                    row = {"code": name, "size": size, "megapixels": w * h / 1e6, "quality": q,
+                           "encode": enc, "decode": dec}
+                    rows.append(row)
+                    split = "  ".join(f"{k} {enc['split'].get(k, 0):.1f}/{dec['split'].get(k, 0):.1f}"
+                                      for k in (*STAGES, "other"))
+                    print(f"{name:10s} {size:>9s} q{q:3d}: {enc['bpp']:.3f} bpp {enc['psnr']:.2f} dB "
+                          f"{enc['steps']:3d} steps | encode {enc['seconds']:7.1f} s {enc['peak_mb']:6.0f} MB | "
+                          f"decode {dec['seconds']:7.1f} s {dec['peak_mb']:6.0f} MB | seconds enc/dec: {split}",
+                          flush=True)
+                    if args.json:
+                        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+    if args.plot:
+        speed_figure(rows, args.plot)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The photo network on a CPU, several ways, side by side on the same input: eager float32 (the
-codec's way), channels-last memory, torch.compile, and 1 or 2 threads. Prints the forward time
+codec's way), channels-last memory, torch.compile, bfloat16 autocast, ONNX Runtime (when installed)
+and 1 or 2 threads. Prints the forward time
 per call and how far each output moves from the eager one-thread output (max and RMS absolute
 difference of eps_theta), which is what an encoder and a decoder running different ways would
 disagree by. Run it alone on the machine: every row shares the cores.
@@ -26,6 +27,29 @@ def timed(fn, x, t, repeats: int) -> tuple[float, torch.Tensor]:
     return (time.perf_counter() - t0) / repeats, out.float().contiguous()
 
 
+def onnx_runner(net, x, t):
+    """The network exported to ONNX and run by ONNX Runtime (None when it is not installed)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        print("  onnxruntime not installed: no row for it")
+        return None
+    import io
+    buf = io.BytesIO()
+    torch.onnx.export(net, (x, t), buf, input_names=["x", "t"], output_names=["out"],
+                      dynamic_axes={"x": {2: "h", 3: "w"}}, dynamo=False)
+    sessions = {}
+
+    def run(a, b):
+        n = torch.get_num_threads()
+        if n not in sessions:
+            opts = onnxruntime.SessionOptions()
+            opts.intra_op_num_threads, opts.inter_op_num_threads = n, 1
+            sessions[n] = onnxruntime.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+        return torch.from_numpy(sessions[n].run(None, {"x": a.numpy(), "t": b.numpy()})[0])
+    return run
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="photo")
@@ -44,6 +68,14 @@ def main():
     if not args.no_compile:
         compiled = torch.compile(copy.deepcopy(loaded.net))
         ways.append(("torch.compile", lambda a, b: compiled(a, b), x))
+
+    def bf16(a, b):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return net_cl(a, b)
+    ways.append(("bf16 autocast", bf16, x.to(memory_format=torch.channels_last)))
+    ort = onnx_runner(loaded.net, x, t)
+    if ort is not None:
+        ways.append(("onnxruntime", ort, x))
     ref = None
     print(f"{args.model} at {h}x{w}, {args.repeats} calls per row")
     for threads in (1, 2):

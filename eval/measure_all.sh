@@ -74,8 +74,8 @@ export OMP_NUM_THREADS=1
   python $S/tuq_sweep.py --data "$PH" --backend rcc --settings "1.6:geo9c20 1.6:geo9c40" > "$SOUT/rcc_photo_sweep_caps.txt"
 ) > "$OUT/stream_a.log" 2>&1 &
 (
-  python eval/bench_codec.py --threads 1 --photo-only --photo-backends uq,tuq --json "$OUT/bench_codec.json" > "$OUT/bench_codec.log"
-  python eval/bench_codec.py --threads 1 --photo-backends tuqrcc,rcc --json "$OUT/bench_codec_v10.json" > "$OUT/bench_codec_v10.log"
+  python eval/studies/bench_backends.py --threads 1 --photo-only --photo-backends uq,tuq --json "$OUT/bench_codec.json" > "$OUT/bench_codec.log"
+  python eval/studies/bench_backends.py --threads 1 --photo-backends tuqrcc,rcc --json "$OUT/bench_codec_v10.json" > "$OUT/bench_codec_v10.log"
   diffcodec eval rd --model fmnist --data "$FM" --limit 100 --codecs ideal,rcc,uq,tuq,tuqrcc,jpeg,webp,avif,jpeg2000,jxl --anchor webp -o "$OUT/rd_fmnist"
   diffcodec eval rd --model photo --data "$PH" --tile 256 --limit 5 --codecs uq,tuq,tuqrcc,rcc,jpeg,webp,avif,jpeg2000,jxl,ideal --anchor jpeg -o "$OUT/rd_photo256"
   (python eval/bd_table.py "$OUT/rd_photo256" --anchor avif; python eval/bd_table.py "$OUT/rd_photo256" --anchor avif --range 28 42) > "$OUT/rd_photo256/bd_vs_avif.txt"
@@ -129,5 +129,5 @@ export OMP_NUM_THREADS=1
 wait
 
 # Timings alone on the machine, with torch's and OpenBLAS's default threads, as `diffcodec encode` runs.
-env -u OMP_NUM_THREADS python eval/bench_codec.py --photo-backends rcc --json "$OUT/bench_codec_v12.json" > "$OUT/bench_codec_v12.log"
-env -u OMP_NUM_THREADS python eval/bench_codec.py --photo-only --photo-backends rcc --json "$OUT/bench_codec_v12_photo.json" > "$OUT/bench_codec_v12_photo.log"
+env -u OMP_NUM_THREADS python eval/studies/bench_backends.py --photo-backends rcc --json "$OUT/bench_codec_v12.json" > "$OUT/bench_codec_v12.log"
+env -u OMP_NUM_THREADS python eval/studies/bench_backends.py --photo-only --photo-backends rcc --json "$OUT/bench_codec_v12_photo.json" > "$OUT/bench_codec_v12_photo.log"

@@ -15,6 +15,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from ..errors import UserError
+from ..timing import stage
 
 
 class CorruptStream(UserError):
@@ -88,6 +89,7 @@ def _encode_into(enc, ops) -> None:
 BIG_STREAM = 200_000   # symbols above which layer ends are not trimmed below the sealed length
 
 
+@stage("entropy")
 def encode_layered(layer_ops: list[list]) -> list[bytes]:
     """Range-code the operations of several layers as ONE stream and cut it into per-layer slices.
 

@@ -44,6 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..timing import stage
 from .base import StepCoder, StepContext, gaussian_kl_bits
 from .entropy import gauss_op, table_op, zipf_table
 from .randomness import candidate, chunk_maps, codebook, permutation
@@ -108,9 +109,10 @@ def _book(seed: int, m: int, count: int) -> np.ndarray:
         _BOOKS.move_to_end(key)
         return _BOOKS[key]
     edges = np.linspace(0, count, _WORKERS + 1).astype(int)
-    blocks = _pool().map(lambda k: codebook(seed, m, int(edges[k + 1] - edges[k]), start=int(edges[k])),
-                         range(_WORKERS))
-    _BOOKS[key] = np.concatenate(list(blocks))
+    with stage("codebook"):
+        blocks = _pool().map(lambda k: codebook(seed, m, int(edges[k + 1] - edges[k]), start=int(edges[k])),
+                             range(_WORKERS))
+        _BOOKS[key] = np.concatenate(list(blocks))
     while sum(b.nbytes for b in _BOOKS.values()) > BOOK_CACHE_BYTES and len(_BOOKS) > 1:
         _BOOKS.popitem(last=False)
     return _BOOKS[key]
@@ -227,37 +229,39 @@ class RCCCoder(StepCoder):
                 by_length.setdefault(len(part[0]), []).append((c, g))
         for m, members in by_length.items():
             book = _book(ctx.seed, m, self.count)
-            squares = None
-            for start in range(0, len(members), SELECT_BLOCK):
-                block = members[start:start + SELECT_BLOCK]
-                a1 = np.zeros((m, len(block)), np.float32)
-                a2 = np.zeros((m, len(block)), np.float32)
-                offsets = np.empty(len(block), np.int64)
-                for k, (c, g) in enumerate(block):
-                    dims, columns, signs, offsets[k] = pieces[c][g]
-                    a1[columns, k] = signs * c1[dims]
-                    a2[columns, k] = c2[dims]
-                score = book @ a1
-                if a2.any():
-                    squares = np.square(book) if squares is None else squares
-                    score += squares @ a2
-                # row r of the product is the candidate of index (r - offset) mod K: to index order,
-                # one piece a row
-                by_index = np.empty((len(block), self.count), np.float32)
-                rows = np.ascontiguousarray(score.T)
-                for k, o in enumerate(offsets):
-                    by_index[k, :self.count - o] = rows[k, o:]
-                    by_index[k, self.count - o:] = rows[k, :o]
-                arrivals = self.rng.standard_exponential((self.count, len(block)), np.float32)
-                best = np.argmax(by_index - np.log(np.cumsum(arrivals, axis=0)).T, axis=1)
-                for k, (c, g) in enumerate(block):
-                    if len(pieces[c]) == 1:
-                        indices[c] = best[k]
-                    else:   # its own arrival times, once its segments' scores are summed
-                        summed[c] = summed.get(c, 0.0) + by_index[k]
-        for c, total in summed.items():
-            arrivals = self.rng.standard_exponential(self.count, np.float32)
-            indices[c] = np.argmax(total - np.log(np.cumsum(arrivals)))
+            with stage("scoring"):
+                squares = None
+                for start in range(0, len(members), SELECT_BLOCK):
+                    block = members[start:start + SELECT_BLOCK]
+                    a1 = np.zeros((m, len(block)), np.float32)
+                    a2 = np.zeros((m, len(block)), np.float32)
+                    offsets = np.empty(len(block), np.int64)
+                    for k, (c, g) in enumerate(block):
+                        dims, columns, signs, offsets[k] = pieces[c][g]
+                        a1[columns, k] = signs * c1[dims]
+                        a2[columns, k] = c2[dims]
+                    score = book @ a1
+                    if a2.any():
+                        squares = np.square(book) if squares is None else squares
+                        score += squares @ a2
+                    # row r of the product is the candidate of index (r - offset) mod K: to index
+                    # order, one piece a row
+                    by_index = np.empty((len(block), self.count), np.float32)
+                    rows = np.ascontiguousarray(score.T)
+                    for k, o in enumerate(offsets):
+                        by_index[k, :self.count - o] = rows[k, o:]
+                        by_index[k, self.count - o:] = rows[k, :o]
+                    arrivals = self.rng.standard_exponential((self.count, len(block)), np.float32)
+                    best = np.argmax(by_index - np.log(np.cumsum(arrivals, axis=0)).T, axis=1)
+                    for k, (c, g) in enumerate(block):
+                        if len(pieces[c]) == 1:
+                            indices[c] = best[k]
+                        else:   # its own arrival times, once its segments' scores are summed
+                            summed[c] = summed.get(c, 0.0) + by_index[k]
+        with stage("scoring"):
+            for c, total in summed.items():
+                arrivals = self.rng.standard_exponential(self.count, np.float32)
+                indices[c] = np.argmax(total - np.log(np.cumsum(arrivals)))
         return indices.tolist()
 
     def _sample(self, ctx: StepContext, pieces: list[list[tuple]], indices) -> np.ndarray:
@@ -265,10 +269,11 @@ class RCCCoder(StepCoder):
         ``pieces``: ``_pieces`` of the step's chunks."""
         x = np.empty(ctx.dims)
         sd_p = np.sqrt(ctx.var_p)
-        for parts, j in zip(pieces, indices):
-            for dims, columns, signs, offset in parts:
-                row = codebook(ctx.seed, len(dims), 1, start=(int(j) + offset) % self.count)[0]
-                x[dims] = ctx.mu_p[dims] + sd_p[dims] * (signs * row[columns])
+        with stage("sampling"):
+            for parts, j in zip(pieces, indices):
+                for dims, columns, signs, offset in parts:
+                    row = codebook(ctx.seed, len(dims), 1, start=(int(j) + offset) % self.count)[0]
+                    x[dims] = ctx.mu_p[dims] + sd_p[dims] * (signs * row[columns])
         return x
 
     def aim(self, chunk_bits: float) -> float:
@@ -307,9 +312,12 @@ class RCCCoder(StepCoder):
         return ops, self._sample(ctx, pieces, indices), total
 
     def decode(self, ctx: StepContext, dec) -> np.ndarray:
-        n = self._read_count(dec, self._reference(ctx.state), ctx.dims)
+        with stage("entropy"):
+            n = self._read_count(dec, self._reference(ctx.state), ctx.dims)
         ctx.state["chunks"] = n
         sd_p = np.sqrt(ctx.var_p)
         if n == 0:
             return ctx.mu_p + sd_p * candidate(ctx.seed, ctx.step, 0, 0, ctx.dims)
-        return self._sample(ctx, self._pieces(ctx, self._groups(ctx, n)), dec.table(self.zipf, n))
+        with stage("entropy"):
+            indices = dec.table(self.zipf, n)
+        return self._sample(ctx, self._pieces(ctx, self._groups(ctx, n)), indices)

@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from ..coding.randomness import PURPOSE_ANCESTRAL, normals
+from ..timing import stage
 
 RECONSTRUCTIONS = ("x0", "flow", "ancestral")
 SINGLE_THREAD_DIMS = 4096   # images up to this many values run the network on one CPU thread
@@ -54,7 +55,7 @@ class NetworkAdapter:
         t0 = time.perf_counter()
         xt = torch.from_numpy(x.reshape(1, *self.shape)).float().to(self.loaded.device)
         t = torch.full((1,), i, dtype=torch.long, device=xt.device)
-        with threads_for(x.size, xt.device), torch.no_grad():
+        with stage("network"), threads_for(x.size, xt.device), torch.no_grad():
             o = self.diffusion.p_mean_variance(self.net, xt, t)
         self.evals += 1
         self.seconds += time.perf_counter() - t0
