@@ -11,6 +11,7 @@ import pkgutil
 
 import numpy as np
 import pytest
+import torch
 
 import diffcodec.coding
 from diffcodec.coding import registry
@@ -356,12 +357,9 @@ def test_rcc_selection_scores_every_block_of_chunks_like_a_direct_computation(mo
     c1, c2 = rng.standard_normal(d) * 0.5, rng.uniform(-0.3, 0.0, d)
     ctx = StepContext(4, SEED, 1.0, mu_p, var_p, {})
     coder = rcc.RCCCoder(chunk_bits=8, log2_k=10)
-    class Fixed:   # the encoder's randomness: every gap between arrivals 1, so T_j = j + 1
-        @staticmethod
-        def standard_exponential(shape, dtype):
-            return np.ones(shape, dtype)
-
-    coder.rng = Fixed()
+    # the encoder's randomness: every gap between arrivals 1, so T_j = j + 1
+    coder._arrivals = lambda shape: torch.ones(shape)
+    monkeypatch.setenv("DIFFCODEC_PRECISION", "float32")   # exact scores, as computed here
     groups = coder._groups(ctx, n)
     for segment in (8192, 13):      # chunks of 35 dimensions: one segment, or three
         monkeypatch.setattr(rcc, "SEGMENT_DIMS", segment)

@@ -2,9 +2,9 @@
 encoder must keep writing it byte for byte.
 
 tests/data/golden_fmnist.dfc is models/fmnist/example.png (copied to golden_fmnist_input.png)
-encoded with the default settings (make_golden.SETTINGS; format version 12, in its compact form).
-golden_v2_fmnist.dfc to golden_v10_fmnist.dfc are the same image in format versions 2 to 10
-(versions 8's and 10's in their compact forms, 0xD9 and 0xDB), which this version must refuse with
+encoded with the default settings (make_golden.SETTINGS; format version 14, in its compact form).
+golden_v2_fmnist.dfc to golden_v12_fmnist.dfc are the same image in format versions 2 to 12
+(versions 8's, 10's and 12's in their compact forms, 0xD9, 0xDB and 0xDD), which this version must refuse with
 a clear message. After a deliberate format change (a new version), a new shipped `fmnist` or a
 deliberate change of what the encoder writes, regenerate it with `python tests/data/make_golden.py`
 and commit the files it writes in tests/data/.
@@ -79,7 +79,7 @@ def test_golden_input_reencodes_to_the_golden_bytes(golden, fmnist):
     assert res.data == data, (len(res.data), len(data), res.data.hex(), data.hex())
 
 
-@pytest.mark.parametrize("version", [2, 3, 4, 5, 6, 7, 8, 10])
+@pytest.mark.parametrize("version", [2, 3, 4, 5, 6, 7, 8, 10, 12])
 def test_older_golden_files_are_refused_clearly(version):
     from diffcodec.container.format import FormatError
 

@@ -100,10 +100,32 @@ def candidates(seed: int, step: int, chunk: int, count: int, dims: int, start: i
     return _rows(_key(seed, PURPOSE_CAND, step, chunk), count, dims, start)
 
 
+BOOK_DIMS = 8192   # the codebook's row length: rcc's longest segment
+
+
 def codebook(seed: int, dims: int, count: int, start: int = 0) -> np.ndarray:
-    """Rows start .. start + count - 1 of the codebook of row length ``dims``, [count, dims] float32
-    standard normals: one per (seed, dims), shared by every step and chunk of that length."""
-    return _rows(_key(seed, PURPOSE_BOOK, 0, dims), count, dims, start)
+    """Rows start .. start + count - 1 of rcc's codebook, their first ``dims`` <= BOOK_DIMS values:
+    [count, dims] float32 standard normals, one codebook per seed, shared by every step and chunk
+    (a chunk of m dimensions reads the first m columns).
+
+    Row r is the Philox stream's 64-bit outputs r * BOOK_DIMS / 2 onwards; output k is a uniform
+    pair (its low and high 32-bit words, exact 24-bit float32 uniforms) that float32 Box-Muller
+    turns into values 2k (cosine branch) and 2k + 1 (sine branch). So a row's first m values need
+    only its first ceil(m / 2) outputs, whatever m is."""
+    if not 0 < dims <= BOOK_DIMS:
+        raise ValueError(f"codebook rows have 1 to {BOOK_DIMS} values, not {dims}")
+    half, pairs = BOOK_DIMS // 2, -(-dims // 2)
+    gen = np.random.Philox(key=_key(seed, PURPOSE_BOOK, 0, 0))
+    gen.advance(start * half // 4)
+    if count == 1:
+        raw = gen.random_raw(pairs)[None]
+    else:
+        raw = gen.random_raw(count * half).reshape(count, half)[:, :pairs]
+    words = raw.astype("<u8", copy=False).view("<u4").reshape(count, pairs, 2)
+    u = ((words >> np.uint32(8)).view(np.int32).astype(np.float32) + np.float32(0.5)) * _U24
+    radius = np.sqrt(np.float32(-2.0) * np.log(u[..., 0]))
+    angle = _TWO_PI * u[..., 1]
+    return np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=-1).reshape(count, 2 * pairs)[:, :dims]
 
 
 def chunk_maps(seed: int, step: int, chunk: int, lengths: list[int], rows: int) -> list[tuple]:

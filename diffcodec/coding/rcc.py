@@ -8,12 +8,12 @@ encoder draws arrival times T_j (cumulative Exp(1), its own randomness) and pick
 log w(z_j) - log T_j, with w = q/p; the decoder regenerates candidate j alone. Indices are coded
 with a truncated Zipf law.
 
-The candidates of a chunk of m dimensions are the K rows of one codebook of row length m, shared
-by every step and chunk (``randomness.codebook``, keyed by the seed and m), each chunk reading them
-through its own seeded signs, column order and row offset (``randomness.chunk_maps``). Given its
-map a chunk's candidates are i.i.d. standard normals, so each chunk is still exact ordered random
-coding; and the scores of all chunks of one length are one matrix product with the codebook,
-about D x K multiply-adds a step, where drawing fresh candidates for every chunk would cost
+The candidates of a chunk of m dimensions are the first m columns of the K rows of one codebook,
+shared by every step, chunk and length (``randomness.codebook``, keyed by the seed), each chunk
+reading them through its own seeded signs, column order and row offset (``randomness.chunk_maps``).
+Given its map a chunk's candidates are i.i.d. standard normals, so each chunk is still exact
+ordered random coding; the encoder generates the codebook once per process, and the scores of all
+chunks of one length are matrix products with it, about D x K multiply-adds a step, where drawing fresh candidates for every chunk would cost
 D x K normals (about 100x slower on a CPU). A chunk longer than SEGMENT_DIMS reads its
 candidates in near-equal segments, each with its own map, under one index: a step's chunk count
 follows its KL alone, where chunks of at most SEGMENT_DIMS would cut a step of little KL on a
@@ -44,10 +44,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..core import precision
 from ..timing import stage
 from .base import StepCoder, StepContext, gaussian_kl_bits
 from .entropy import gauss_op, table_op, zipf_table
-from .randomness import candidate, chunk_maps, codebook, permutation
+from .randomness import BOOK_DIMS, candidate, chunk_maps, codebook, permutation
 from .registry import register
 
 
@@ -84,15 +85,13 @@ VAR_WEIGHT = 1.0
 DEFAULT_STEPS = ((4096, "geo9"), (256 * 256 * 3, "geo9c20"), (None, "geo9c40"))
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
 _POOL: ThreadPoolExecutor | None = None
-BOOK_CACHE_BYTES = 1 << 30            # codebooks kept in memory, per process
+BOOKS_KEPT = 2                        # codebooks (seed, K, format) kept in memory, per process
 SELECT_BLOCK = 512                    # chunks scored by one matrix product ([K, block] float32)
-SEGMENT_DIMS = 8192                   # longest codebook row (K x its length is 268 MB at K = 2^13); a
-                                      # longer chunk reads its candidates in near-equal segments. The
-                                      # decoder splits chunks the same way: part of the format
-                                      # (tests/test_bitstream.py pins it). The segments' lengths
-                                      # follow the chunk count, so a chain whose counts change on a
-                                      # large image generates a codebook per new length (encoder)
-_BOOKS: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+SEGMENT_DIMS = BOOK_DIMS              # longest segment: the codebook's row length (K x 8192 is
+                                      # 134 MB in bfloat16); a longer chunk reads its candidates in
+                                      # near-equal segments. The decoder splits chunks the same way:
+                                      # part of the format (tests/test_bitstream.py pins it)
+_BOOKS: "OrderedDict[tuple, tuple]" = OrderedDict()
 
 
 def li_el_gamal_exponent(chunk_bits: int) -> float:
@@ -101,21 +100,30 @@ def li_el_gamal_exponent(chunk_bits: int) -> float:
     return 1.0 + 1.0 / (chunk_bits * math.log(2.0) + math.exp(-1) * math.log(math.e + 1))
 
 
-def _book(seed: int, m: int, count: int) -> np.ndarray:
-    """The codebook of row length m, [count, m] float32, generated in parallel blocks on first use
-    and kept (least recently used first out beyond BOOK_CACHE_BYTES)."""
-    key = (seed, m, count)
-    if key in _BOOKS:
-        _BOOKS.move_to_end(key)
-        return _BOOKS[key]
-    edges = np.linspace(0, count, _WORKERS + 1).astype(int)
-    with stage("codebook"):
-        blocks = _pool().map(lambda k: codebook(seed, m, int(edges[k + 1] - edges[k]), start=int(edges[k])),
-                             range(_WORKERS))
-        _BOOKS[key] = np.concatenate(list(blocks))
-    while sum(b.nbytes for b in _BOOKS.values()) > BOOK_CACHE_BYTES and len(_BOOKS) > 1:
-        _BOOKS.popitem(last=False)
-    return _BOOKS[key]
+def _book(seed: int, m: int, count: int, dtype):
+    """The codebook's first m columns and their squares, two [count, m] torch tensors (views) in
+    ``dtype`` (the scores' format). The codebook is generated in parallel blocks of rows on first
+    use, as wide as the longest row asked for so far (a power of two from 1024 to BOOK_DIMS), and
+    kept: every later length is a view of it."""
+    import torch
+
+    key = (seed, count, dtype)
+    if key not in _BOOKS or _BOOKS[key][0].shape[1] < m:
+        width = min(BOOK_DIMS, max(1024, 1 << (m - 1).bit_length()))
+        edges = np.linspace(0, count, 8 * _WORKERS + 1).astype(int)
+        with stage("codebook"):
+            book = torch.empty((count, width), dtype=dtype)
+
+            def fill(k):
+                rows = codebook(seed, width, int(edges[k + 1] - edges[k]), start=int(edges[k]))
+                book[edges[k]:edges[k + 1]] = torch.from_numpy(rows)
+            list(_pool().map(fill, range(len(edges) - 1)))
+            _BOOKS[key] = (book, book.square())
+        while len(_BOOKS) > BOOKS_KEPT:
+            _BOOKS.popitem(last=False)
+    _BOOKS.move_to_end(key)
+    book, squares = _BOOKS[key]
+    return book[:, :m], squares[:, :m]
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -149,7 +157,9 @@ class RCCCoder(StepCoder):
             zipf_exponent = (ZIPF_EXPONENT if (chunk_bits, log2_k) == self.DEFAULTS
                              else li_el_gamal_exponent(chunk_bits))
         self.zipf = zipf_table(self.count, zipf_exponent)
-        self.rng = np.random.default_rng(encoder_seed)   # encoder-only: arrival times
+        import torch
+
+        self.rng = torch.Generator().manual_seed(encoder_seed)   # encoder-only: arrival times
         self.aim_factor = AIM if aim is None else float(aim)
         self.sharpness = SHARPNESS if sharpness is None else float(sharpness)
         self.var_weight = VAR_WEIGHT if var_weight is None else float(var_weight)
@@ -211,57 +221,63 @@ class RCCCoder(StepCoder):
             out.append([(p, *m) for p, m in zip(parts, maps)])
         return out
 
+    def _arrivals(self, shape: tuple) -> "torch.Tensor":
+        """Exp(1) gaps between the arrival times, float32 [K, chunks] (the encoder's own randomness)."""
+        import torch
+
+        return torch.empty(shape).exponential_(generator=self.rng)
+
     def _select(self, ctx: StepContext, pieces: list[list[tuple]], c2: np.ndarray, c1: np.ndarray) -> list[int]:
         """The index each chunk picks: argmax_j log w(z_j) - log T_j over its K candidates.
 
         Segment g of chunk c reads candidate j as signs * Z_r[columns] with r = (j + offset) mod K
         for the codebook Z of its length (``randomness.chunk_maps``), so its score
         sum_d c2_d z_d^2 + c1_d z_d is row r of Z (and of Z^2) times the segment's coefficients
-        moved to the codebook's columns: one matrix product scores a block of segments of one
-        length, rolled to index order; a chunk's score is the sum of its segments'. The arrival
-        times T_j (cumulative Exp(1)) are the encoder's own randomness, drawn per chunk.
+        moved to the codebook's columns: two matrix products score a block of segments of one
+        length, gathered to index order; a chunk's score is the sum of its segments'. The
+        arrival times T_j are cumulative sums of ``_arrivals``, drawn per chunk.
         ``pieces``: ``_pieces`` of the step's chunks."""
+        import torch
+
+        K = self.count
         indices = np.empty(len(pieces), np.int64)
-        summed: dict[int, np.ndarray] = {}       # chunks of several segments: their scores so far
+        summed: dict[int, torch.Tensor] = {}       # chunks of several segments: their scores so far
         by_length: dict[int, list[tuple[int, int]]] = {}
         for c, parts in enumerate(pieces):
             for g, part in enumerate(parts):
                 by_length.setdefault(len(part[0]), []).append((c, g))
+        rows = torch.arange(K)[:, None]
+        dtype = precision.compute_dtype("cpu", ctx.dims)
         for m, members in by_length.items():
-            book = _book(ctx.seed, m, self.count)
+            book, squares = _book(ctx.seed, m, K, dtype)
             with stage("scoring"):
-                squares = None
                 for start in range(0, len(members), SELECT_BLOCK):
-                    block = members[start:start + SELECT_BLOCK]
-                    a1 = np.zeros((m, len(block)), np.float32)
-                    a2 = np.zeros((m, len(block)), np.float32)
-                    offsets = np.empty(len(block), np.int64)
-                    for k, (c, g) in enumerate(block):
-                        dims, columns, signs, offsets[k] = pieces[c][g]
-                        a1[columns, k] = signs * c1[dims]
-                        a2[columns, k] = c2[dims]
-                    score = book @ a1
-                    if a2.any():
-                        squares = np.square(book) if squares is None else squares
-                        score += squares @ a2
-                    # row r of the product is the candidate of index (r - offset) mod K: to index
-                    # order, one piece a row
-                    by_index = np.empty((len(block), self.count), np.float32)
-                    rows = np.ascontiguousarray(score.T)
-                    for k, o in enumerate(offsets):
-                        by_index[k, :self.count - o] = rows[k, o:]
-                        by_index[k, self.count - o:] = rows[k, :o]
-                    arrivals = self.rng.standard_exponential((self.count, len(block)), np.float32)
-                    best = np.argmax(by_index - np.log(np.cumsum(arrivals, axis=0)).T, axis=1)
-                    for k, (c, g) in enumerate(block):
+                    block = [pieces[c][g] for c, g in members[start:start + SELECT_BLOCK]]
+                    b = len(block)
+                    dims = np.concatenate([p[0] for p in block])
+                    columns = np.concatenate([p[1] for p in block])
+                    signs = np.concatenate([p[2] for p in block])
+                    chunk = np.repeat(np.arange(b), m)
+                    a1 = np.zeros((m, b), np.float32)
+                    a1[columns, chunk] = signs * c1[dims]
+                    score = book @ torch.from_numpy(a1).to(dtype)                # [K, b], row order
+                    if c2.any():
+                        a2 = np.zeros((m, b), np.float32)
+                        a2[columns, chunk] = c2[dims]
+                        score += squares @ torch.from_numpy(a2).to(dtype)
+                    # row r holds the candidate of index (r - offset) mod K: gather to index order
+                    offsets = torch.tensor([p[3] for p in block])
+                    by_index = score.gather(0, (rows + offsets[None, :]) % K).float()
+                    log_t = torch.cumsum(self._arrivals((K, b)), 0).log_()
+                    best = torch.argmax(by_index - log_t, 0).numpy()
+                    for k, (c, g) in enumerate(members[start:start + SELECT_BLOCK]):
                         if len(pieces[c]) == 1:
                             indices[c] = best[k]
                         else:   # its own arrival times, once its segments' scores are summed
-                            summed[c] = summed.get(c, 0.0) + by_index[k]
+                            summed[c] = summed.get(c, 0.0) + by_index[:, k]
         with stage("scoring"):
             for c, total in summed.items():
-                arrivals = self.rng.standard_exponential(self.count, np.float32)
-                indices[c] = np.argmax(total - np.log(np.cumsum(arrivals)))
+                indices[c] = int(torch.argmax(total - torch.cumsum(self._arrivals((K,)), 0).log_()))
         return indices.tolist()
 
     def _sample(self, ctx: StepContext, pieces: list[list[tuple]], indices) -> np.ndarray:

@@ -1,8 +1,8 @@
 """The .dfc container: bytes only, no torch. docs/FORMAT.md is the specification, byte by byte.
 
-Layout, format version 12 (integers are LEB128 varints unless a width is given):
+Layout, format version 14 (integers are LEB128 varints unless a width is given):
 
-    0xDC (magic 0xD0 | version) | flags (1 byte)
+    0xDE (magic 0xD0 | version) | flags (1 byte)
     | [height, unless the native flag] | [width, unless the square or native flag]
     | [if the extended flag: steps spec length, steps spec (ASCII), seed, params length, params]
     | layer table: per layer, steps << 1 | (1 if another layer follows), then its byte length
@@ -14,10 +14,10 @@ Layout, format version 12 (integers are LEB128 varints unless a width is given):
 
 or, for a file at its model's defaults (a square image of the model's native size and channels,
 the backend that "auto" picks for it, that backend's default steps and parameters, seed 0, no
-lossless layer), the compact form: 0xDD | layer table | checks | payloads. Its header is filled
-in from the model that passes the first layer's check (``Header.for_model``). 0xDD is 0xD0 | 13,
-so a reader of an older version sees "format version 13" and refuses it as newer; the next
-version is therefore 14 (0xDE). What a compact file means is
+lossless layer), the compact form: 0xDF | layer table | checks | payloads. Its header is filled
+in from the model that passes the first layer's check (``Header.for_model``). 0xDF is 0xD0 | 15,
+so a reader of an older version sees "format version 15" and refuses it as newer (version 12's
+compact form was 0xDD, which is why 13 was skipped). What a compact file means is
 the "auto" rule (``registry.choose``: each coder's priority and ``auto_max_dims``) and each
 backend's default steps (``CoderSpec.steps_for``: they may depend on the image's size) and
 parameters: changing any of them for an image size a model can have needs a new format version
@@ -57,11 +57,11 @@ from ..coding import registry
 from ..errors import UserError
 from ..io.checksums import crc8, crc16
 
-VERSION = 12             # what each version changed: CHANGELOG.md, docs/FORMAT.md
+VERSION = 14             # what each version changed: CHANGELOG.md, docs/FORMAT.md
 MAGIC = 0xD0 | VERSION
-COMPACT = 0xDD           # the compact form (a file at its model's defaults), also version 12: an older
-                         # reader refuses it as "version 13", so the next version is 14 (0xDE)
-OLD_COMPACT = {0xD9: 8, 0xDB: 10}  # the compact forms of versions 8 and 10 -> their version
+COMPACT = 0xDF           # the compact form (a file at its model's defaults), also version 14 (13 was
+                         # skipped: 0xDD is version 12's compact form). The next version needs a new magic
+OLD_COMPACT = {0xD9: 8, 0xDB: 10, 0xDD: 12}  # the compact forms of older versions -> their version
 OLD_MAGIC = b"DF"        # versions 1 and 2
 KEY_BYTES = 32           # a model's key: the sha256 digest of its weights
 F_RGB, F_LOSSLESS, F_EXTENDED, F_SQUARE, F_NATIVE = 1, 2, 4, 64, 128
@@ -245,8 +245,6 @@ class Container:
             raise _older(OLD_COMPACT[data[0]])
         if data[0] & 15 < VERSION:
             raise _older(data[0] & 15)
-        if data[0] not in (MAGIC, COMPACT):
-            raise FormatError(f"unsupported .dfc format version {data[0] & 15} (this diffcodec reads {VERSION})")
         r = _Reader(data)
         if r.byte() == COMPACT:
             header = Header("", b"", 0, 0, 0, "", "", 0, native=True, auto=True)

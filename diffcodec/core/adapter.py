@@ -1,7 +1,7 @@
-"""The network as the codecs see it: one evaluation of p_theta(x_{i-1} | x_i) per chain step, in
-float32 on the model's device, returned as float64 numpy vectors for coding; and the receiver's
-reconstructions of x_0 from a partly decoded chain (x0_hat, the deterministic DDIM flow, or
-ancestral completion), computed with ``GaussianDiffusion``'s own formulas.
+"""The network as the codecs see it: one evaluation of p_theta(x_{i-1} | x_i) per chain step on
+the model's device, in ``precision.compute_dtype`` (bfloat16 where it is native, else float32),
+returned as float64 numpy vectors for coding; and the receiver's reconstructions of x_0 from a
+partly decoded chain (x0_hat, the deterministic DDIM flow, or ancestral completion), computed with ``GaussianDiffusion``'s own formulas.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 
 from ..coding.randomness import PURPOSE_ANCESTRAL, normals
 from ..timing import stage
+from . import precision
 
 RECONSTRUCTIONS = ("x0", "flow", "ancestral")
 SINGLE_THREAD_DIMS = 4096   # images up to this many values run the network on one CPU thread
@@ -56,7 +57,12 @@ class NetworkAdapter:
         xt = torch.from_numpy(x.reshape(1, *self.shape)).float().to(self.loaded.device)
         t = torch.full((1,), i, dtype=torch.long, device=xt.device)
         with stage("network"), threads_for(x.size, xt.device), torch.no_grad():
-            o = self.diffusion.p_mean_variance(self.net, xt, t)
+            net, inp = self.net, xt
+            if x.size > precision.BF16_MIN_DIMS and inp.dim() == 4:   # large images: channels-last
+                net, inp = self.loaded.net_channels_last, xt.contiguous(memory_format=torch.channels_last)
+            with precision.autocast(xt.device, x.size):
+                raw = net(inp, self.diffusion.model_t(t))
+            o = self.diffusion.p_mean_variance(self.net, xt, t, output=raw.float().contiguous())
         self.evals += 1
         self.seconds += time.perf_counter() - t0
         return {k: o[k].double().cpu().numpy().ravel() for k in ("mean", "variance", "pred_xstart", "eps")}

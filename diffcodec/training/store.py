@@ -5,6 +5,8 @@ training checkpoint (.pt; its EMA weights are used).
 """
 from __future__ import annotations
 
+import copy
+import functools
 import importlib.util
 import json
 import os
@@ -98,6 +100,12 @@ class LoadedModel:
     @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
+
+    @functools.cached_property
+    def net_channels_last(self) -> torch.nn.Module:
+        """The network with channels-last weights (a copy): faster on large images, where the codec
+        feeds it channels-last inputs; ``net`` itself is left as it is."""
+        return copy.deepcopy(self.net).to(memory_format=torch.channels_last)
 
 
 def _build(config_dict: dict, state_dict: dict, name: str, sha: str, info: dict, device) -> LoadedModel:

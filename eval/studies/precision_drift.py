@@ -1,0 +1,64 @@
+"""How far decoded pixels move when the decoder computes the network differently from the encoder:
+another number format (bfloat16 or float32, ``diffcodec.core.precision``) or another thread count.
+
+    python eval/studies/precision_drift.py [--photo eval/data/val768/045.png] [--sizes 256x256,768x512]
+
+For each size (a centre crop of the photo) and each encoder format, one file at the default
+quality; each is decoded in every (format, threads) pair. Printed per decode: the largest pixel
+difference from the decode that matches the encoder (same format, 2 threads), how many values
+differ, and the decode's PSNR against the original. Every decode must finish: drift cannot
+desynchronise the stream.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_codec import ROOT, make_image  # noqa: E402
+
+from diffcodec.coding.progressive import decode_container, encode_image  # noqa: E402
+from diffcodec.container.format import Container  # noqa: E402
+from diffcodec.evaluation.metrics import psnr  # noqa: E402
+from diffcodec.training.store import load_model  # noqa: E402
+
+FORMATS = ("bfloat16", "float32")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--photo", default=str(ROOT / "eval/data/val768/045.png"))
+    ap.add_argument("--sizes", default="256x256,768x512")
+    args = ap.parse_args()
+    loaded = load_model("photo")
+    for size in args.sizes.split(","):
+        w, h = map(int, size.split("x"))
+        image = make_image(args.photo, w, h)
+        for enc_format in FORMATS:
+            os.environ["DIFFCODEC_PRECISION"] = enc_format
+            torch.set_num_threads(2)
+            res = encode_image(loaded, image)
+            container = Container.from_bytes(res.data, loaded.keys)
+            print(f"{size} encoded in {enc_format}: {8 * len(res.data) / (w * h):.4f} bpp, "
+                  f"encoder's PSNR {res.psnr:.3f} dB", flush=True)
+            reference = None
+            for dec_format in (enc_format, *(f for f in FORMATS if f != enc_format)):
+                for threads in (2, 1):
+                    os.environ["DIFFCODEC_PRECISION"] = dec_format
+                    torch.set_num_threads(threads)
+                    out = decode_container(loaded, container).image
+                    reference = out if reference is None else reference
+                    diff = np.abs(out.astype(int) - reference.astype(int))
+                    print(f"    decoded in {dec_format:8s} on {threads} thread(s): max |diff| {diff.max():3d}, "
+                          f"{int((diff > 0).sum()):7d} of {diff.size} values differ, "
+                          f"PSNR {psnr(out, image):.3f} dB", flush=True)
+    os.environ.pop("DIFFCODEC_PRECISION", None)
+
+
+if __name__ == "__main__":
+    main()
