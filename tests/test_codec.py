@@ -10,7 +10,7 @@ from diffcodec.coding.progressive import decode_container, encode_image
 from diffcodec.coding import registry
 from diffcodec.evaluation.metrics import psnr
 from diffcodec.coding.entropy import CorruptStream, Decoder, encode_ops, gauss_op, table_op, zipf_table
-from diffcodec.coding.randomness import candidate, candidates, chunk_maps, codebook, dither
+from diffcodec.coding.randomness import candidate, candidates, chunk_maps, codebook, codebook_rows, dither
 from diffcodec.errors import UserError
 from diffcodec.training.store import load_model
 from conftest import synthetic_images
@@ -28,6 +28,28 @@ def test_candidate_jump_matches_full_generation():
     assert abs(full.mean()) < 0.2 and abs(full.std() - 1) < 0.15
     u = dither(1, 2, 10000)
     assert -0.5 < u.min() and u.max() < 0.5 and abs(u.mean()) < 0.02
+
+
+def test_stable_order_is_the_stable_argsort_with_and_without_ties():
+    from diffcodec.coding.randomness import stable_order
+
+    rng = np.random.default_rng(2)
+    for keys in (rng.integers(0, 2 ** 63, 5000, dtype=np.uint64),        # no ties: the quicksort
+                 rng.integers(0, 40, 5000).astype(np.uint64)):           # many ties: the fallback
+        assert np.array_equal(stable_order(keys), np.argsort(keys, kind="stable"))
+
+
+def test_codebook_rows_are_prefixes_of_one_table():
+    """Format 14: a chunk of m dimensions reads the first m values of the codebook's rows, and row
+    r alone is what the decoder regenerates."""
+    wide = codebook(3, 8192, 4, start=10)
+    for m in (1, 37, 1000, 8192):
+        assert np.array_equal(codebook(3, m, 4, start=10), wide[:, :m])
+        assert np.array_equal(codebook(3, m, 1, start=12)[0], wide[2, :m])
+        # the decoder's batch of rows at any starts (rcc._sample): row by row the same values
+        assert np.array_equal(codebook_rows(3, m, [13, 10, 13]), wide[[3, 0, 3], :m])
+    with pytest.raises(ValueError):
+        codebook(3, 8193, 1)
 
 
 def test_codebook_rows_regenerate_alone_and_chunk_maps_are_signed_permutations():

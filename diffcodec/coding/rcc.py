@@ -48,7 +48,7 @@ from ..core import precision
 from ..timing import stage
 from .base import StepCoder, StepContext, gaussian_kl_bits
 from .entropy import gauss_op, table_op, zipf_table
-from .randomness import BOOK_DIMS, candidate, chunk_maps, codebook, permutation
+from .randomness import BOOK_DIMS, candidate, chunk_maps, codebook, codebook_rows, permutation
 from .registry import register
 
 
@@ -281,15 +281,19 @@ class RCCCoder(StepCoder):
         return indices.tolist()
 
     def _sample(self, ctx: StepContext, pieces: list[list[tuple]], indices) -> np.ndarray:
-        """x_{t-1} = mu_p + sigma_p z, z each chunk's candidate at its index: what both sides build.
-        ``pieces``: ``_pieces`` of the step's chunks."""
+        """x_{t-1} = mu_p + sigma_p z, z each chunk's candidate at its index: what both sides build,
+        segments of one length at a time. ``pieces``: ``_pieces`` of the step's chunks."""
         x = np.empty(ctx.dims)
         sd_p = np.sqrt(ctx.var_p)
         with stage("sampling"):
+            by_length: dict[int, list[tuple]] = {}
             for parts, j in zip(pieces, indices):
                 for dims, columns, signs, offset in parts:
-                    row = codebook(ctx.seed, len(dims), 1, start=(int(j) + offset) % self.count)[0]
-                    x[dims] = ctx.mu_p[dims] + sd_p[dims] * (signs * row[columns])
+                    by_length.setdefault(len(dims), []).append((dims, columns, signs, (int(j) + offset) % self.count))
+            for m, segments in by_length.items():
+                rows = codebook_rows(ctx.seed, m, [s[3] for s in segments])
+                dims, columns, signs = (np.stack([s[k] for s in segments]) for k in range(3))
+                x[dims] = ctx.mu_p[dims] + sd_p[dims] * (signs * np.take_along_axis(rows, columns, 1))
         return x
 
     def aim(self, chunk_bits: float) -> float:

@@ -103,8 +103,13 @@ class LoadedModel:
 
     @functools.cached_property
     def net_channels_last(self) -> torch.nn.Module:
-        """The network with channels-last weights (a copy): faster on large images, where the codec
-        feeds it channels-last inputs; ``net`` itself is left as it is."""
+        """A copy of the network for inference on large images, with channels-last weights (the
+        codec feeds it channels-last inputs there): ``unet.for_inference`` for our U-Net, else a
+        plain channels-last copy; ``net`` itself is left as it is."""
+        from ..nets.unet import UNet, for_inference
+
+        if isinstance(self.net, UNet):
+            return for_inference(self.net)
         return copy.deepcopy(self.net).to(memory_format=torch.channels_last)
 
 
