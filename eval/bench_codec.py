@@ -3,7 +3,7 @@ time goes, at the default quality and at full rate, with the shipped default mod
 
     python eval/bench_codec.py [--sizes 64x64,256x256,768x512,1536x1024,4224x2816]
                                [--qualities 75,100] [--photo eval/data/val768/045.png]
-                               [--code DIR[,DIR...]] [--json OUT.json] [--plot OUT.png]
+                               [--code DIR[,DIR...]] [--json OUT.json [--append]] [--plot OUT.png]
 
 Each size is cut from the centre of a validation photo (sizes within it) or made by upscaling it
 (Lanczos; 4224x2816 is about 12 megapixels). Every encode and every decode runs in its own child
@@ -122,6 +122,7 @@ def main():
     ap.add_argument("--model", default="photo")
     ap.add_argument("--code", default=str(ROOT), help="checkouts whose diffcodec to run, comma-separated")
     ap.add_argument("--json")
+    ap.add_argument("--append", action="store_true", help="add to the rows already in --json (runs of other sizes)")
     ap.add_argument("--plot")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--stage", help=argparse.SUPPRESS)
@@ -131,7 +132,7 @@ def main():
     args.photo = str(Path(args.photo).resolve())
     if args.one:
         return child(args)
-    rows = []
+    rows = json.loads(Path(args.json).read_text()) if args.append and Path(args.json).exists() else []
     with tempfile.TemporaryDirectory() as tmp:
         for code in args.code.split(","):
             name = Path(code).resolve().name

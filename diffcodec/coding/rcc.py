@@ -222,10 +222,23 @@ class RCCCoder(StepCoder):
         return out
 
     def _arrivals(self, shape: tuple) -> "torch.Tensor":
-        """Exp(1) gaps between the arrival times, float32 [K, chunks] (the encoder's own randomness)."""
+        """Exp(1) gaps between arrival times, float32 (the encoder's own randomness): -log U."""
         import torch
 
-        return torch.empty(shape).exponential_(generator=self.rng)
+        return torch.rand(shape, generator=self.rng).log_().neg_()
+
+    def _log_times(self, offsets: "torch.Tensor") -> "torch.Tensor":
+        """log T for each chunk's K candidates in codebook row order, [chunks, K]: chunk k's arrival
+        times are the cumulative sums of its gaps from row offsets[k] on, wrapping around, so index
+        j = (r - offset) mod K gets the (j + 1)-th arrival. Computed as differences of one cumulative
+        sum per chunk (float32: about 1e-4 relative on the first arrivals, encoder-only)."""
+        import torch
+
+        K = self.count
+        total = torch.cumsum(self._arrivals((len(offsets), K)), 1)
+        before = torch.where(offsets[:, None] > 0, total.gather(1, (offsets[:, None] - 1).clamp(min=0)), 0.0)
+        wrapped = torch.arange(K)[None, :] < offsets[:, None]
+        return (total - before + wrapped * total[:, -1:]).log_()
 
     def _select(self, ctx: StepContext, pieces: list[list[tuple]], c2: np.ndarray, c1: np.ndarray) -> list[int]:
         """The index each chunk picks: argmax_j log w(z_j) - log T_j over its K candidates.
@@ -234,9 +247,9 @@ class RCCCoder(StepCoder):
         for the codebook Z of its length (``randomness.chunk_maps``), so its score
         sum_d c2_d z_d^2 + c1_d z_d is row r of Z (and of Z^2) times the segment's coefficients
         moved to the codebook's columns: two matrix products score a block of segments of one
-        length, gathered to index order; a chunk's score is the sum of its segments'. The
-        arrival times T_j are cumulative sums of ``_arrivals``, drawn per chunk.
-        ``pieces``: ``_pieces`` of the step's chunks."""
+        length. A one-segment chunk picks its row against arrival times laid out in row order
+        (``_log_times``); a chunk of several segments sums their scores gathered to index order and
+        draws its own arrival times. ``pieces``: ``_pieces`` of the step's chunks."""
         import torch
 
         K = self.count
@@ -246,13 +259,13 @@ class RCCCoder(StepCoder):
         for c, parts in enumerate(pieces):
             for g, part in enumerate(parts):
                 by_length.setdefault(len(part[0]), []).append((c, g))
-        rows = torch.arange(K)[:, None]
         dtype = precision.compute_dtype("cpu", ctx.dims)
         for m, members in by_length.items():
             book, squares = _book(ctx.seed, m, K, dtype)
             with stage("scoring"):
                 for start in range(0, len(members), SELECT_BLOCK):
-                    block = [pieces[c][g] for c, g in members[start:start + SELECT_BLOCK]]
+                    names = members[start:start + SELECT_BLOCK]
+                    block = [pieces[c][g] for c, g in names]
                     b = len(block)
                     dims = np.concatenate([p[0] for p in block])
                     columns = np.concatenate([p[1] for p in block])
@@ -265,16 +278,18 @@ class RCCCoder(StepCoder):
                         a2 = np.zeros((m, b), np.float32)
                         a2[columns, chunk] = c2[dims]
                         score += squares @ torch.from_numpy(a2).to(dtype)
-                    # row r holds the candidate of index (r - offset) mod K: gather to index order
+                    score = score.T.float()                                     # [b, K]
                     offsets = torch.tensor([p[3] for p in block])
-                    by_index = score.gather(0, (rows + offsets[None, :]) % K).float()
-                    log_t = torch.cumsum(self._arrivals((K, b)), 0).log_()
-                    best = torch.argmax(by_index - log_t, 0).numpy()
-                    for k, (c, g) in enumerate(members[start:start + SELECT_BLOCK]):
-                        if len(pieces[c]) == 1:
-                            indices[c] = best[k]
-                        else:   # its own arrival times, once its segments' scores are summed
-                            summed[c] = summed.get(c, 0.0) + by_index[:, k]
+                    single = torch.tensor([len(pieces[c]) == 1 for c, _ in names])
+                    if single.any():
+                        rows = torch.argmax(score[single] - self._log_times(offsets[single]), 1)
+                        for (c, _), r, o in zip((n for n, s in zip(names, single) if s), rows.tolist(),
+                                                offsets[single].tolist()):
+                            indices[c] = (r - o) % K
+                    for k in torch.nonzero(~single).flatten().tolist():   # to index order, then summed
+                        c = names[k][0]
+                        by_index = torch.roll(score[k], -int(offsets[k]))
+                        summed[c] = summed.get(c, 0.0) + by_index
         with stage("scoring"):
             for c, total in summed.items():
                 indices[c] = int(torch.argmax(total - torch.cumsum(self._arrivals((K,)), 0).log_()))
