@@ -79,6 +79,8 @@ export OMP_NUM_THREADS=1
   diffcodec eval rd --model fmnist --data "$FM" --limit 100 --codecs ideal,rcc,uq,tuq,tuqrcc,jpeg,webp,avif,jpeg2000,jxl --anchor webp -o "$OUT/rd_fmnist"
   diffcodec eval rd --model photo --data "$PH" --tile 256 --limit 5 --codecs uq,tuq,tuqrcc,rcc,jpeg,webp,avif,jpeg2000,jxl,ideal --anchor jpeg -o "$OUT/rd_photo256"
   (python eval/bd_table.py "$OUT/rd_photo256" --anchor avif; python eval/bd_table.py "$OUT/rd_photo256" --anchor avif --range 28 42) > "$OUT/rd_photo256/bd_vs_avif.txt"
+  diffcodec eval rd --model photo --data "$PH" --tile 256 --limit 5 --codecs rcc,ideal,jpeg,avif --anchor jpeg -o "$OUT/rd_photo256_v14"
+  python eval/studies/chain_length.py --data "$PH" > "$SOUT/chain_length.txt"
   # whole photos: the validation set, and the held-out Kodak set when KODAK names its folder
   python eval/baselines_lossless.py --model photo --data "$VAL" --tile 0 > "$OUT/lossless_photo_val768.txt"
   diffcodec bpd --model photo --data "$VAL" --tile 0 --steps "@$OUT/steps_photo_fit100.txt" --batch-size 1 --json "$OUT/bpd_photo_val768_fit100.json"
@@ -129,5 +131,8 @@ export OMP_NUM_THREADS=1
 wait
 
 # Timings alone on the machine, with torch's and OpenBLAS's default threads, as `diffcodec encode` runs.
+python eval/bench_codec.py --sizes 64x64,256x256,768x512 --qualities 75,100 --json "$OUT/bench_codec_sizes.json" > "$OUT/bench_codec_sizes.log"
+python eval/bench_codec.py --sizes 1536x1024 --qualities 75 --json "$OUT/bench_codec_sizes.json" --append --plot "$OUT/bench_codec_sizes.png" >> "$OUT/bench_codec_sizes.log"
+python eval/studies/precision_drift.py --sizes 256x256 > "$SOUT/precision_drift.txt"
 env -u OMP_NUM_THREADS python eval/studies/bench_backends.py --photo-backends rcc --json "$OUT/bench_codec_v12.json" > "$OUT/bench_codec_v12.log"
 env -u OMP_NUM_THREADS python eval/studies/bench_backends.py --photo-only --photo-backends rcc --json "$OUT/bench_codec_v12_photo.json" > "$OUT/bench_codec_v12_photo.log"

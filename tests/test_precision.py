@@ -11,16 +11,18 @@ from diffcodec.core import precision
 from diffcodec.evaluation.metrics import psnr
 
 
-def test_small_images_stay_in_float32_and_the_environment_overrides(monkeypatch):
+def test_float32_unless_bfloat16_is_asked_for_on_large_images(monkeypatch):
     monkeypatch.delenv("DIFFCODEC_PRECISION", raising=False)
-    assert precision.compute_dtype("cpu", precision.BF16_MIN_DIMS) == torch.float32
-    native = precision._native_bf16("cpu")
-    big = precision.compute_dtype("cpu", precision.BF16_MIN_DIMS + 1)
-    assert big == (torch.bfloat16 if native else torch.float32)
-    monkeypatch.setenv("DIFFCODEC_PRECISION", "float32")
     assert precision.compute_dtype("cpu", 10 ** 6) == torch.float32
     monkeypatch.setenv("DIFFCODEC_PRECISION", "bfloat16")
-    assert precision.compute_dtype("cpu", 10) == torch.bfloat16
+    assert precision.compute_dtype("cpu", 10 ** 6) == torch.bfloat16
+    assert precision.compute_dtype("cpu", precision.BF16_MIN_DIMS) == torch.float32
+    monkeypatch.setenv("DIFFCODEC_PRECISION", "float32")
+    assert precision.score_dtype(10 ** 6) == torch.float32
+    monkeypatch.delenv("DIFFCODEC_PRECISION")
+    native = precision._native_bf16("cpu")
+    assert precision.score_dtype(10 ** 6) == (torch.bfloat16 if native else torch.float32)
+    assert precision.score_dtype(precision.BF16_MIN_DIMS) == torch.float32
     monkeypatch.setenv("DIFFCODEC_PRECISION", "half")
     with pytest.raises(ValueError, match="DIFFCODEC_PRECISION"):
         precision.compute_dtype("cpu", 10)

@@ -259,7 +259,7 @@ class RCCCoder(StepCoder):
         for c, parts in enumerate(pieces):
             for g, part in enumerate(parts):
                 by_length.setdefault(len(part[0]), []).append((c, g))
-        dtype = precision.compute_dtype("cpu", ctx.dims)
+        dtype = precision.score_dtype(ctx.dims)
         for m, members in by_length.items():
             book, squares = _book(ctx.seed, m, K, dtype)
             with stage("scoring"):

@@ -1,5 +1,5 @@
 """The network as the codecs see it: one evaluation of p_theta(x_{i-1} | x_i) per chain step on
-the model's device, in ``precision.compute_dtype`` (bfloat16 where it is native, else float32),
+the model's device, in ``precision.compute_dtype`` (float32 unless bfloat16 is asked for),
 returned as float64 numpy vectors for coding; and the receiver's reconstructions of x_0 from a
 partly decoded chain (x0_hat, the deterministic DDIM flow, or ancestral completion), computed with ``GaussianDiffusion``'s own formulas.
 """
@@ -58,7 +58,7 @@ class NetworkAdapter:
         t = torch.full((1,), i, dtype=torch.long, device=xt.device)
         with stage("network"), threads_for(x.size, xt.device), torch.no_grad():
             net, inp = self.net, xt
-            if x.size > precision.BF16_MIN_DIMS and inp.dim() == 4:   # large images: channels-last
+            if precision.compute_dtype(xt.device, x.size) != torch.float32 and inp.dim() == 4:
                 net, inp = self.loaded.net_channels_last, xt.contiguous(memory_format=torch.channels_last)
             with precision.autocast(xt.device, x.size):
                 raw = net(inp, self.diffusion.model_t(t))

@@ -1,17 +1,13 @@
-"""The number format the codec computes in, where a choice exists: on images of more than
-BF16_MIN_DIMS values, the network's forward pass and rcc's candidate scores run in bfloat16 on
-hardware that computes it natively (a CPU with AMX or AVX512-BF16, or a CUDA GPU with bf16), else
-in float32. Smaller images (Fashion-MNIST, 32x32 crops) stay in float32: their network is cheap,
-and files made before bfloat16 was used decode to exactly the pixels they did.
+"""The number formats the codec computes in where a choice exists.
 
-bfloat16 changes the network's output by about 3e-3 (RMS of eps_theta against float32, on a
-256x256 photo; ``eval/bench_runtime.py``), which is far below the model's own error but above
-float32's run-to-run drift (1e-6). Nothing that drives the entropy coder is computed from it (see
-``coding/base.py``), so a decoder that computes in another format than the encoder cannot lose
-sync: its pixels move slightly (measured in eval/README.md, "Speed"). Scores only choose the
-encoder's candidates, and rcc's decoder never computes one.
-
-``DIFFCODEC_PRECISION=float32`` (or ``bfloat16``) in the environment overrides the choice.
+- The network: float32 by default. ``DIFFCODEC_PRECISION=bfloat16`` runs it in bfloat16 autocast
+  (channels-last) on images of more than BF16_MIN_DIMS values: about 3.5x faster where the CPU
+  computes bfloat16 natively (AMX or AVX512-BF16), but the stream's chain amplifies its rounding:
+  a bfloat16 file decodes to the encoder's pixels only in bfloat16, on the same kind of machine
+  and thread count (eval/README.md, "Speed"). Nothing that drives the entropy coder comes from the
+  network, so another format never loses the stream; it moves the pixels.
+- rcc's candidate scores (encoder-only: the decoder never computes one): bfloat16 on images above
+  BF16_MIN_DIMS where it is native, else float32 (``score_dtype``).
 """
 from __future__ import annotations
 
@@ -37,18 +33,25 @@ def _native_bf16(device_type: str) -> bool:
 
 
 def compute_dtype(device, dims: int):
-    """torch.bfloat16 for an image of more than BF16_MIN_DIMS values (C x H x W) where ``device``
-    computes it natively, else torch.float32 (``DIFFCODEC_PRECISION`` overrides; an unknown value
-    is an error)."""
+    """The network's format for an image of ``dims`` values (C x H x W): torch.float32, or
+    torch.bfloat16 when ``DIFFCODEC_PRECISION=bfloat16`` and dims > BF16_MIN_DIMS (an unknown
+    value is an error)."""
     import torch
 
-    forced = os.environ.get("DIFFCODEC_PRECISION", "")
-    if forced:
-        if forced not in CHOICES:
-            raise ValueError(f"DIFFCODEC_PRECISION must be one of {', '.join(CHOICES)}, not {forced!r}")
-        return getattr(torch, forced)
-    native = dims > BF16_MIN_DIMS and _native_bf16(torch.device(device).type)
-    return torch.bfloat16 if native else torch.float32
+    forced = os.environ.get("DIFFCODEC_PRECISION", "") or "float32"
+    if forced not in CHOICES:
+        raise ValueError(f"DIFFCODEC_PRECISION must be one of {', '.join(CHOICES)}, not {forced!r}")
+    return torch.bfloat16 if forced == "bfloat16" and dims > BF16_MIN_DIMS else torch.float32
+
+
+def score_dtype(dims: int):
+    """rcc's score format (encoder-only): torch.bfloat16 above BF16_MIN_DIMS where the CPU has it
+    natively, else torch.float32; ``DIFFCODEC_PRECISION=float32`` forces float32."""
+    import torch
+
+    if os.environ.get("DIFFCODEC_PRECISION", "") == "float32":
+        return torch.float32
+    return torch.bfloat16 if dims > BF16_MIN_DIMS and _native_bf16("cpu") else torch.float32
 
 
 def autocast(device, dims: int):
