@@ -91,29 +91,6 @@ def measure(code: str, args, size: str, quality: int, stage: str, path: str) -> 
     return row
 
 
-def speed_figure(rows: list[dict], path: str) -> None:
-    """Encode and decode seconds and peak memory against megapixels, one line per code and quality."""
-    from diffcodec.evaluation.figures import _plt, _save_fig
-
-    plt = _plt()
-    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
-    keys = sorted({(r["code"], r["quality"]) for r in rows})
-    for code, q in keys:
-        sel = sorted((r for r in rows if (r["code"], r["quality"]) == (code, q)), key=lambda r: r["megapixels"])
-        mp = [r["megapixels"] for r in sel]
-        for stage, style in (("encode", "-o"), ("decode", "--s")):
-            ax_t.plot(mp, [r[stage]["seconds"] for r in sel], style, ms=4, label=f"{stage} q{q} {code}")
-            ax_m.plot(mp, [r[stage]["peak_mb"] / 1024 for r in sel], style, ms=4, label=f"{stage} q{q} {code}")
-    for ax, label in ((ax_t, "seconds"), (ax_m, "peak memory (GB)")):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("megapixels")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3, which="both")
-    ax_t.legend(fontsize=7)
-    _save_fig(fig, path)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="64x64,256x256,768x512,1536x1024,4224x2816", help="WxH,...")
@@ -157,6 +134,8 @@ def main():
                     if args.json:
                         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
     if args.plot:
+        from diffcodec.evaluation.figures import speed_figure
+
         speed_figure(rows, args.plot)
 
 

@@ -123,13 +123,10 @@ def codebook(seed: int, dims: int, count: int, start: int = 0) -> np.ndarray:
     pair (its low and high 32-bit words, exact 24-bit float32 uniforms) that float32 Box-Muller
     turns into values 2k (cosine branch) and 2k + 1 (sine branch). So a row's first m values need
     only its first ceil(m / 2) outputs, whatever m is."""
-    half, pairs = BOOK_DIMS // 2, _book_pairs(dims)
-    gen = np.random.Philox(key=_key(seed, PURPOSE_BOOK, 0, 0))
-    gen.advance(start * half // 4)
     if count == 1:
-        raw = gen.random_raw(pairs)[None]
-    else:
-        raw = gen.random_raw(count * half).reshape(count, half)[:, :pairs]
+        return codebook_rows(seed, dims, [start])
+    half, pairs = BOOK_DIMS // 2, _book_pairs(dims)
+    raw = _book_stream(seed, start).random_raw(count * half).reshape(count, half)[:, :pairs]
     return _book_normals(raw, dims)
 
 
@@ -139,10 +136,16 @@ def codebook_rows(seed: int, dims: int, starts) -> np.ndarray:
     pairs = _book_pairs(dims)
     raw = np.empty((len(starts), pairs), np.uint64)
     for k, start in enumerate(starts):
-        gen = np.random.Philox(key=_key(seed, PURPOSE_BOOK, 0, 0))
-        gen.advance(int(start) * (BOOK_DIMS // 8))
-        raw[k] = gen.random_raw(pairs)
+        raw[k] = _book_stream(seed, int(start)).random_raw(pairs)
     return _book_normals(raw, dims)
+
+
+def _book_stream(seed: int, row: int) -> np.random.Philox:
+    """The codebook's Philox stream at the start of ``row``: BOOK_DIMS / 2 64-bit outputs a row,
+    and ``advance`` counts blocks of four outputs."""
+    gen = np.random.Philox(key=_key(seed, PURPOSE_BOOK, 0, 0))
+    gen.advance(row * (BOOK_DIMS // 8))
+    return gen
 
 
 def _book_pairs(dims: int) -> int:

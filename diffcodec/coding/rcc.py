@@ -13,8 +13,8 @@ shared by every step, chunk and length (``randomness.codebook``, keyed by the se
 reading them through its own seeded signs, column order and row offset (``randomness.chunk_maps``).
 Given its map a chunk's candidates are i.i.d. standard normals, so each chunk is still exact
 ordered random coding; the encoder generates the codebook once per process, and the scores of all
-chunks of one length are matrix products with it, about D x K multiply-adds a step, where drawing fresh candidates for every chunk would cost
-D x K normals (about 100x slower on a CPU). A chunk longer than SEGMENT_DIMS reads its
+chunks of one length are matrix products with it, about D x K multiply-adds a step, where drawing
+fresh candidates for every chunk would cost D x K normals (about 100x slower on a CPU). A chunk longer than SEGMENT_DIMS reads its
 candidates in near-equal segments, each with its own map, under one index: a step's chunk count
 follows its KL alone, where chunks of at most SEGMENT_DIMS would cut a step of little KL on a
 large image into at least ceil(D / SEGMENT_DIMS) chunks, each paying for an index.

@@ -1,7 +1,8 @@
 """The network as the codecs see it: one evaluation of p_theta(x_{i-1} | x_i) per chain step on
 the model's device, in ``precision.compute_dtype`` (float32 unless bfloat16 is asked for),
 returned as float64 numpy vectors for coding; and the receiver's reconstructions of x_0 from a
-partly decoded chain (x0_hat, the deterministic DDIM flow, or ancestral completion), computed with ``GaussianDiffusion``'s own formulas.
+partly decoded chain (x0_hat, the deterministic DDIM flow, or ancestral completion), computed
+with ``GaussianDiffusion``'s own formulas.
 """
 from __future__ import annotations
 
@@ -57,10 +58,10 @@ class NetworkAdapter:
         xt = torch.from_numpy(x.reshape(1, *self.shape)).float().to(self.loaded.device)
         t = torch.full((1,), i, dtype=torch.long, device=xt.device)
         with stage("network"), threads_for(x.size, xt.device), torch.no_grad():
-            net, inp = self.net, xt
-            if precision.compute_dtype(xt.device, x.size) != torch.float32 and inp.dim() == 4:
+            net, inp, dtype = self.net, xt, precision.compute_dtype(xt.device, x.size)
+            if dtype != torch.float32 and inp.dim() == 4:
                 net, inp = self.loaded.net_channels_last, xt.contiguous(memory_format=torch.channels_last)
-            with precision.autocast(xt.device, x.size):
+            with precision.autocast(xt.device, dtype):
                 raw = net(inp, self.diffusion.model_t(t))
             o = self.diffusion.p_mean_variance(self.net, xt, t, output=raw.float().contiguous())
         self.evals += 1

@@ -54,11 +54,10 @@ def score_dtype(dims: int):
     return torch.bfloat16 if dims > BF16_MIN_DIMS and _native_bf16("cpu") else torch.float32
 
 
-def autocast(device, dims: int):
-    """A context that runs the network in ``compute_dtype(device, dims)`` (nothing for float32)."""
+def autocast(device, dtype):
+    """A context that runs the network in ``dtype`` (``compute_dtype``'s; nothing for float32)."""
     import torch
 
-    dtype = compute_dtype(device, dims)
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=dtype)

@@ -186,3 +186,25 @@ def decoding_figure(data: bytes, loaded, path, original: np.ndarray | None = Non
                      fontsize=8)
     _save_fig(fig, path)
     return rows
+
+
+def speed_figure(rows: list[dict], path: str) -> None:
+    """Encode and decode seconds and peak memory against megapixels, one line per code and quality.
+    ``rows``: eval/bench_codec.py's (code, quality, megapixels, and per stage seconds and peak_mb)."""
+    plt = _plt()
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
+    keys = sorted({(r["code"], r["quality"]) for r in rows})
+    for code, q in keys:
+        sel = sorted((r for r in rows if (r["code"], r["quality"]) == (code, q)), key=lambda r: r["megapixels"])
+        mp = [r["megapixels"] for r in sel]
+        for stage, style in (("encode", "-o"), ("decode", "--s")):
+            ax_t.plot(mp, [r[stage]["seconds"] for r in sel], style, ms=4, label=f"{stage} q{q} {code}")
+            ax_m.plot(mp, [r[stage]["peak_mb"] / 1024 for r in sel], style, ms=4, label=f"{stage} q{q} {code}")
+    for ax, label in ((ax_t, "seconds"), (ax_m, "peak memory (GB)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("megapixels")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+    ax_t.legend(fontsize=7)
+    _save_fig(fig, path)
