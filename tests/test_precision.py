@@ -1,6 +1,8 @@
 """The network's number format (diffcodec.core.precision): bfloat16 only for images above
 BF16_MIN_DIMS, overridable, and a decoder computing in another format than the encoder moves the
 pixels slightly but never loses the stream."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,7 @@ import torch
 from diffcodec.coding.progressive import decode_container, encode_image
 from diffcodec.container.format import Container
 from diffcodec.core import precision
+from diffcodec.errors import UserError
 from diffcodec.evaluation.metrics import psnr
 
 
@@ -24,8 +27,20 @@ def test_float32_unless_bfloat16_is_asked_for_on_large_images(monkeypatch):
     assert precision.score_dtype(10 ** 6) == (torch.bfloat16 if native else torch.float32)
     assert precision.score_dtype(precision.BF16_MIN_DIMS) == torch.float32
     monkeypatch.setenv("DIFFCODEC_PRECISION", "half")
-    with pytest.raises(ValueError, match="DIFFCODEC_PRECISION"):
+    with pytest.raises(UserError, match="DIFFCODEC_PRECISION"):
         precision.compute_dtype("cpu", 10)
+
+
+def test_a_bad_precision_setting_is_a_one_line_error(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from cli.group import main
+
+    monkeypatch.setenv("DIFFCODEC_PRECISION", "half")
+    example = Path(__file__).resolve().parents[1] / "models" / "photo" / "example.png"
+    r = CliRunner().invoke(main, ["encode", str(example), "-o", str(tmp_path / "x.dfc")])
+    assert r.exit_code == 1 and "DIFFCODEC_PRECISION must be one of" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "x.dfc").exists()
 
 
 def test_a_bfloat16_file_decodes_in_float32_with_drift_only(tinyrgb, monkeypatch):

@@ -15,6 +15,8 @@ import contextlib
 import functools
 import os
 
+from ..errors import UserError
+
 CHOICES = ("float32", "bfloat16")
 BF16_MIN_DIMS = 3 * 32 * 32
 
@@ -40,7 +42,7 @@ def compute_dtype(device, dims: int):
 
     forced = os.environ.get("DIFFCODEC_PRECISION", "") or "float32"
     if forced not in CHOICES:
-        raise ValueError(f"DIFFCODEC_PRECISION must be one of {', '.join(CHOICES)}, not {forced!r}")
+        raise UserError(f"DIFFCODEC_PRECISION must be one of {', '.join(CHOICES)}, not {forced!r}")
     return torch.bfloat16 if forced == "bfloat16" and dims > BF16_MIN_DIMS else torch.float32
 
 
