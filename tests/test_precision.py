@@ -34,7 +34,7 @@ def test_float32_unless_bfloat16_is_asked_for_on_large_images(monkeypatch):
 def test_a_bad_precision_setting_is_a_one_line_error(monkeypatch, tmp_path):
     from click.testing import CliRunner
 
-    from cli.group import main
+    from diffcodec_cli import main
 
     monkeypatch.setenv("DIFFCODEC_PRECISION", "half")
     example = Path(__file__).resolve().parents[1] / "models" / "photo" / "example.png"
