@@ -10,6 +10,7 @@ import click
 from diffcodec.coding import registry
 from diffcodec.core.adapter import RECONSTRUCTIONS
 from diffcodec.core.masking import ORDERS
+from diffcodec.core.precision import CHOICES as PRECISIONS
 
 from .group import main
 from .common import SEED, STEPS_FORMS, check_output, finite, read_steps
@@ -90,10 +91,14 @@ def _run_batch(run, inputs, output, suffixes, label, **kwargs) -> None:
 @click.option("--order", type=click.Choice(ORDERS), default=None,
               help="Masking models only: reveal order (default coarse; their files are lossless, "
                    "--steps is the number of network evaluations, default 100, or all).")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
+              help="The network's number format (default: DIFFCODEC_PRECISION, else auto: bfloat16 "
+                   "where the CPU or GPU computes it natively, else float32; images of at most "
+                   "3x32x32 values use float32). The file records it and decodes in it.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @workers_option
 def encode(images, output, model_name, backend, steps, quality, stop_step, target_psnr, bpp, lossless, max_layers, seed,
-           order, force, workers):
+           order, precision, force, workers):
     """Encode IMAGES (8-bit PNG or any Pillow-readable image; files or folders) into progressive
     .dfc files. One image: OUTPUT is the file. Several, or a folder: OUTPUT is a folder, the model
     is loaded once, and each image becomes OUTPUT/<name>.dfc."""
@@ -111,7 +116,8 @@ def encode(images, output, model_name, backend, steps, quality, stop_step, targe
 
         _run_batch(encode_files, images, output, IMAGE_SUFFIXES, "encoding", model=model_name, force=force,
                    workers=workers, backend=backend, steps=steps, quality=quality, psnr=target_psnr, bpp=bpp,
-                   stop_step=stop_step, lossless=lossless, layers=max_layers, seed=seed, order=order)
+                   stop_step=stop_step, lossless=lossless, layers=max_layers, seed=seed, order=order,
+                   precision=precision)
         return
     image = images[0]
     out = check_output(output, force, source=image)
@@ -123,7 +129,7 @@ def encode(images, output, model_name, backend, steps, quality, stop_step, targe
     with click.progressbar(length=max(1, n_steps), label=f"encoding ({backend})") as bar:
         res = api.encode(img, loaded, backend=backend, steps=steps, quality=quality, psnr=target_psnr,
                          bpp=bpp, stop_step=stop_step, lossless=lossless, layers=max_layers, seed=seed,
-                         order=order, progress=lambda i: bar.update(1))
+                         order=order, precision=precision, progress=lambda i: bar.update(1))
     atomic_write_bytes(out, res.data)
     click.echo(f"{out}: {len(res.data)} bytes, {8 * len(res.data) / (H * W):.4f} bits/pixel "
                f"({8 * len(res.data) / (C * H * W):.4f} bits/dim), {len(res.layer_bytes)} layers, "
@@ -196,7 +202,8 @@ def info(infile, as_json, model_name):
             else "native size" + (f" x{d['channels']}" if d["channels"] else ""))
     implied = "(the model's default)"
     click.echo(f"{infile}: {len(data)} bytes, .dfc v{d['format_version']}, {size}, "
-               f"model {d['model']} (sha256 {(d['model_sha256'] or '-')[:8]}), "
+               f"model {d['model']} (sha256 {(d['model_sha256'] or '-')[:8]}"
+               + (f", {d['network']} network" if d["network"] else "") + "), "
                f"backend {d['backend'] or implied}, steps {d['steps'] or implied}, seed {d['seed']}"
                + ("" if d["complete"] else ", TRUNCATED"))
     click.echo(f"header {d['header_bytes']} bytes")

@@ -71,9 +71,11 @@ def as_chw(image, channels: int) -> np.ndarray:
 def encode(image, model=None, *, backend: str = "auto", steps: str | None = None,
            quality: float | None = None, psnr: float | None = None, bpp: float | None = None,
            stop_step: int | None = None, lossless: bool = False, layers: int = 8, seed: int = 0,
-           order: str | None = None, progress: Callable[[int], None] | None = None):
+           order: str | None = None, precision: str | None = None,
+           progress: Callable[[int], None] | None = None):
     """Encode an image into .dfc bytes (``result.data``), with the command line's options
-    (at most one of quality, psnr, bpp, stop_step; quality 75 when none is given). A masking model
+    (at most one of quality, psnr, bpp, stop_step; quality 75 when none is given; ``precision``:
+    the network's number format, "auto" by default, see ``core.precision``). A masking model
     writes a lossless progressive file in reveal ``order`` (default coarse-to-fine) instead.
     ``model``: a name, folder, checkpoint or loaded model; None picks the shipped model that codes
     this image (``default_model_for``).
@@ -87,7 +89,7 @@ def encode(image, model=None, *, backend: str = "auto", steps: str | None = None
     if order is not None:
         raise UserError("a reveal order applies to masking models only")
     return encode_image(loaded, img, backend, steps, seed, stop_step, psnr, bpp, lossless, layers,
-                        progress=progress, quality=quality)
+                        progress=progress, quality=quality, precision=precision)
 
 
 def _encode_masked(loaded, img, backend, steps, quality, psnr, bpp, stop_step, layers, order, progress):

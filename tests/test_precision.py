@@ -1,34 +1,39 @@
-"""The network's number format (diffcodec.core.precision): bfloat16 only for images above
-BF16_MIN_DIMS, overridable, and a decoder computing in another format than the encoder moves the
-pixels slightly but never loses the stream."""
-from pathlib import Path
+"""The network's number format (diffcodec.core.precision) and the copy of the network the codec
+runs (diffcodec.nets.inference): the encoder picks the format, the file records it, the decoder
+follows it; the same file decodes to the same pixels on 1, 2 and 4 threads; a decoder computing
+in another format moves the pixels but never loses the stream."""
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from diffcodec.coding.progressive import decode_container, encode_image
-from diffcodec.container.format import Container
+from diffcodec.container.format import Container, network_key
 from diffcodec.core import precision
 from diffcodec.errors import UserError
 from diffcodec.evaluation.metrics import psnr
 
+LARGE = 10 ** 6
 
-def test_float32_unless_bfloat16_is_asked_for_on_large_images(monkeypatch):
+
+def test_the_encoder_picks_bfloat16_only_where_native_and_above_the_small_size(monkeypatch):
     monkeypatch.delenv("DIFFCODEC_PRECISION", raising=False)
-    assert precision.compute_dtype("cpu", 10 ** 6) == torch.float32
-    monkeypatch.setenv("DIFFCODEC_PRECISION", "bfloat16")
-    assert precision.compute_dtype("cpu", 10 ** 6) == torch.bfloat16
-    assert precision.compute_dtype("cpu", precision.BF16_MIN_DIMS) == torch.float32
-    monkeypatch.setenv("DIFFCODEC_PRECISION", "float32")
-    assert precision.score_dtype(10 ** 6) == torch.float32
-    monkeypatch.delenv("DIFFCODEC_PRECISION")
     native = precision._native_bf16("cpu")
-    assert precision.score_dtype(10 ** 6) == (torch.bfloat16 if native else torch.float32)
+    assert precision.encoder_format("cpu", LARGE) == ("bfloat16" if native else "float32")
+    assert precision.encoder_format("cpu", LARGE, "float32") == "float32"
+    assert precision.encoder_format("cpu", LARGE, "bfloat16") == "bfloat16"
+    assert precision.encoder_format("cpu", precision.BF16_MIN_DIMS, "bfloat16") == "float32"
+    monkeypatch.setenv("DIFFCODEC_PRECISION", "float32")
+    assert precision.encoder_format("cpu", LARGE) == "float32"
+    assert precision.encoder_format("cpu", LARGE, "bfloat16") == "bfloat16"   # the argument wins
+    assert precision.score_dtype(LARGE) == torch.float32
+    monkeypatch.delenv("DIFFCODEC_PRECISION")
+    assert precision.score_dtype(LARGE) == (torch.bfloat16 if native else torch.float32)
     assert precision.score_dtype(precision.BF16_MIN_DIMS) == torch.float32
     monkeypatch.setenv("DIFFCODEC_PRECISION", "half")
     with pytest.raises(UserError, match="DIFFCODEC_PRECISION"):
-        precision.compute_dtype("cpu", 10)
+        precision.encoder_format("cpu", 10)
 
 
 def test_a_bad_precision_setting_is_a_one_line_error(monkeypatch, tmp_path, tiny_store):
@@ -45,43 +50,90 @@ def test_a_bad_precision_setting_is_a_one_line_error(monkeypatch, tmp_path, tiny
     assert "Traceback" not in r.output and not (tmp_path / "x.dfc").exists()
 
 
-def test_a_bfloat16_file_decodes_in_float32_with_drift_only(tinyrgb, monkeypatch):
-    """Encoded with the network in bfloat16 and decoded in float32 (and back): every step decodes,
-    the decoder in the encoder's format reproduces the encoder's reconstruction exactly, and the
-    other format lands near it, but not on it (the formats do differ)."""
-    rng = np.random.default_rng(5)
-    image = (rng.random((3, 40, 48)) * 255).astype(np.uint8)    # 5760 values: above BF16_MIN_DIMS
-    outputs = {}
-    for enc_format in ("bfloat16", "float32"):
-        monkeypatch.setenv("DIFFCODEC_PRECISION", enc_format)
-        res = encode_image(tinyrgb, image, backend="rcc", quality=100)
-        for dec_format in ("bfloat16", "float32"):
-            monkeypatch.setenv("DIFFCODEC_PRECISION", dec_format)
-            out = decode_container(tinyrgb, Container.from_bytes(res.data, tinyrgb.keys))
-            assert out.steps_decoded == len(res.records)
-            outputs[enc_format, dec_format] = out.image
-            if dec_format == enc_format:
-                assert psnr(out.image, image) == pytest.approx(res.psnr, abs=1e-9)
-            else:
-                assert abs(psnr(out.image, image) - res.psnr) < 1.0
-    for enc_format in ("bfloat16", "float32"):
-        same = outputs[enc_format, enc_format].astype(int)
-        other = outputs[enc_format, ({"bfloat16", "float32"} - {enc_format}).pop()].astype(int)
-        assert 0 < np.abs(same - other).max() <= 32
+def _image():
+    return (np.random.default_rng(5).random((3, 40, 48)) * 255).astype(np.uint8)   # 5760 values
+
+
+@pytest.mark.parametrize("network", ["bfloat16", "float32"])
+def test_the_file_records_its_network_format_and_the_decoder_follows_it(tinyrgb, monkeypatch, network):
+    """Whatever the decoding side asks for, a file decodes in the format it was encoded in, to the
+    encoder's own reconstruction; a float32 file's check is keyed with the model's key itself."""
+    image = _image()
+    res = encode_image(tinyrgb, image, backend="rcc", quality=100, precision=network)
+    other = ({"bfloat16", "float32"} - {network}).pop()
+    monkeypatch.setenv("DIFFCODEC_PRECISION", other)
+    container = Container.from_bytes(res.data, tinyrgb.keys)
+    assert container.header.network == network and res.header.network == network
+    out = decode_container(tinyrgb, container)
+    assert out.steps_decoded == len(res.records)
+    assert psnr(out.image, image) == pytest.approx(res.psnr, abs=1e-9)
+    assert (network_key(tinyrgb.key, network) == tinyrgb.key) == (network == "float32")
+
+
+def test_a_decoder_in_another_format_moves_pixels_but_keeps_the_stream(tinyrgb):
+    """The header's format replaced by the other one (what an older decoder, or a wrong one,
+    would compute): every step still decodes, near the encoder's image but not on it."""
+    image = _image()
+    for network, other in (("bfloat16", "float32"), ("float32", "bfloat16")):
+        res = encode_image(tinyrgb, image, backend="rcc", quality=100, precision=network)
+        container = Container.from_bytes(res.data, tinyrgb.keys)
+        same = decode_container(tinyrgb, container)
+        moved = decode_container(tinyrgb, replace(container, header=replace(container.header, network=other)))
+        assert moved.steps_decoded == same.steps_decoded == len(res.records)
+        assert abs(psnr(moved.image, image) - res.psnr) < 1.0
+        assert 0 < np.abs(moved.image.astype(int) - same.image.astype(int)).max() <= 32
+
+
+@pytest.mark.parametrize("network", ["float32", "bfloat16"])
+def test_a_file_decodes_to_the_same_pixels_on_1_2_and_4_threads(tinyrgb, network):
+    image = _image()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        res = encode_image(tinyrgb, image, backend="rcc", quality=100, precision=network)
+        container = Container.from_bytes(res.data, tinyrgb.keys)
+        decoded = {}
+        for n in (1, 2, 4):
+            torch.set_num_threads(n)
+            decoded[n] = decode_container(tinyrgb, container).image
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(decoded[1], decoded[2]) and np.array_equal(decoded[1], decoded[4])
 
 
 def test_the_inference_copy_computes_the_same_function(tinyrgb):
-    """unet.for_inference (channels-last, GroupNorm + in-place SiLU) against the network itself, in
-    float32: equal up to float rounding, and the original network is left untouched."""
-    from diffcodec.nets.unet import NormSiLU, for_inference
+    """inference.for_inference (channels-last, fixed-order GroupNorm + in-place SiLU, fixed-order
+    Linear) against the network itself: equal up to float rounding in float32, and up to
+    bfloat16's rounding under autocast; the original network is left untouched."""
+    from diffcodec.nets.inference import FixedOrderGroupNorm, FixedOrderLinear, for_inference
 
     net = tinyrgb.net
     fast = for_inference(net)
-    assert any(isinstance(m, NormSiLU) for m in fast.modules())
-    assert not any(isinstance(m, NormSiLU) for m in net.modules())
+    for kind in (FixedOrderGroupNorm, FixedOrderLinear):
+        assert any(isinstance(m, kind) for m in fast.modules())
+        assert not any(isinstance(m, kind) for m in net.modules())
     x = torch.randn(1, 3, 24, 40, generator=torch.Generator().manual_seed(0))
     t = torch.tensor([500])
     with torch.no_grad():
         want = net(x, t)
         got = fast(x.contiguous(memory_format=torch.channels_last), t)
-    assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
+        assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = fast(x.contiguous(memory_format=torch.channels_last), t).float()
+    assert (low - want).abs().max() < 0.05 * want.abs().max()
+
+
+def test_fixed_order_group_norm_matches_group_norm_on_odd_sizes():
+    """Statistics from block sums with ragged edge blocks (ceil_mode) against nn.GroupNorm."""
+    from diffcodec.nets.inference import FixedOrderGroupNorm
+
+    gn = torch.nn.GroupNorm(4, 8)
+    with torch.no_grad():
+        gn.weight.uniform_(0.5, 2)
+        gn.bias.uniform_(-1, 1)
+    for shape in ((2, 8, 1, 1), (1, 8, 7, 5), (1, 8, 67, 45), (2, 8, 33, 100)):
+        x = (3 * torch.randn(*shape) + 2).contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            got = FixedOrderGroupNorm(gn, silu=False)(x)
+            assert torch.allclose(got, gn(x), atol=1e-5), shape
+            assert torch.allclose(FixedOrderGroupNorm(gn, silu=True)(x.clone()), torch.nn.functional.silu(gn(x)), atol=1e-5)

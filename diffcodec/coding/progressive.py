@@ -22,6 +22,7 @@ import numpy as np
 from ..container.format import Container, FormatError, Header, Layer
 from ..core import adapter
 from ..core.adapter import RECONSTRUCTIONS, NetworkAdapter
+from ..core.precision import encoder_format
 from ..errors import UserError
 from ..evaluation.metrics import psnr
 from ..io.pixels import to_model, to_pixels
@@ -92,9 +93,9 @@ def _check_image(loaded, image: np.ndarray) -> None:
                         "convolutional model such as photo)")
 
 
-def _open_chain(loaded, steps, shape, error=UserError) -> NetworkAdapter:
+def _open_chain(loaded, steps, shape, network: str, error=UserError) -> NetworkAdapter:
     try:
-        return NetworkAdapter(loaded, steps, shape)
+        return NetworkAdapter(loaded, steps, shape, network)
     except ValueError as e:
         raise error(str(e)) from None
 
@@ -165,12 +166,13 @@ def _send_chain(model: NetworkAdapter, coder, image: np.ndarray, seed: int, stop
 
 def estimate_image(loaded, image: np.ndarray, steps: str | None = None, seed: int = 0,
                    stop_step: int | None = None, target_psnr: float | None = None,
-                   progress=None) -> Estimate:
+                   progress=None, precision: str | None = None) -> Estimate:
     """The ideal rate of uint8 [C, H, W]: the chain an ideal channel simulator would send, charging
-    each step's KL (no bytes). Stop rules and ``progress`` as in ``encode_image``."""
+    each step's KL (no bytes). Stop rules, ``progress`` and ``precision`` as in ``encode_image``."""
     t_start = time.perf_counter()
     _check_image(loaded, image)
-    model = _open_chain(loaded, steps or ideal.DEFAULT_STEPS, image.shape)
+    model = _open_chain(loaded, steps or ideal.DEFAULT_STEPS, image.shape,
+                        encoder_format(loaded.device, image.size, precision))
     records, _, _ = _send_chain(model, ideal.IdealEstimator(), image, seed, stop_step, target_psnr, progress)
     return Estimate(records, records[-1].psnr if records else 0.0, time.perf_counter() - t_start,
                     model.seconds, model.evals)
@@ -179,7 +181,8 @@ def estimate_image(loaded, image: np.ndarray, steps: str | None = None, seed: in
 def encode_image(loaded, image: np.ndarray, backend: str = registry.AUTO, steps: str | None = None,
                  seed: int = 0, stop_step: int | None = None, target_psnr: float | None = None,
                  bpp: float | None = None, lossless: bool = False, max_layers: int = 8,
-                 progress=None, coder=None, quality: float | None = None) -> EncodeResult:
+                 progress=None, coder=None, quality: float | None = None,
+                 precision: str | None = None) -> EncodeResult:
     """Encode uint8 [C, H, W] into .dfc bytes with a registered backend ("auto": by image size).
 
     Rate control (at most one; ``quality`` 75 when none is given and not lossless): stop at the
@@ -189,7 +192,8 @@ def encode_image(loaded, image: np.ndarray, backend: str = registry.AUTO, steps:
     reaches the request. Or stop once x_t
     with paper t <= stop_step is sent, or at the last step whose file fits bpp bits per pixel (an
     error if no coded step fits). progress(i) is called after each step; ``coder`` overrides the
-    backend's default step coder."""
+    backend's default step coder. ``precision``: the network's number format, "auto", "float32"
+    or "bfloat16" (``core.precision.encoder_format``; the file records it)."""
     t_start = time.perf_counter()
     C, H, W = image.shape
     _check_image(loaded, image)
@@ -203,11 +207,12 @@ def encode_image(loaded, image: np.ndarray, backend: str = registry.AUTO, steps:
     spec = registry.get(backend)
     steps = steps or spec.steps_for(C * H * W)
     coder = coder or spec.from_params(b"")
-    model = _open_chain(loaded, steps, (C, H, W))
+    network = encoder_format(loaded.device, C * H * W, precision)
+    model = _open_chain(loaded, steps, (C, H, W), network)
     N, D = model.num_steps, C * H * W
     header = Header(loaded.name, loaded.key, H, W, C, backend, str(steps),
                     seed, lossless, coder.params(), H == W == loaded.native_size,
-                    auto=backend == resolve_backend(registry.AUTO, image.shape))
+                    auto=backend == resolve_backend(registry.AUTO, image.shape), network=network)
     records, step_ops, out = _send_chain(model, coder, image, seed, stop_step, wanted, progress)
     note = ""
     best = max((r.psnr for r in records), default=0.0)
@@ -279,7 +284,7 @@ def decode_container(loaded, container: Container, layers: int | None = None,
         coder = registry.get(h.backend).from_params(h.params)
     except ValueError as e:
         raise FormatError(f"corrupt header ({e})") from None
-    model = _open_chain(loaded, h.steps_spec, (h.channels, h.height, h.width),
+    model = _open_chain(loaded, h.steps_spec, (h.channels, h.height, h.width), h.network,
                         lambda m: FormatError(f"corrupt header ({m})"))
     N, D = model.num_steps, h.channels * h.height * h.width
     n_coded = sum(l.steps for l in container.layers)

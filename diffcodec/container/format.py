@@ -7,8 +7,9 @@ Layout, format version 14 (integers are LEB128 varints unless a width is given):
     | [if the extended flag: steps spec length, steps spec (ASCII), seed, params length, params]
     | layer table: per layer, steps << 1 | (1 if another layer follows), then its byte length
     (omitted for a file of one layer: the layer is the rest of the file)
-    | the first layer's check: a CRC-16 (2 bytes, big-endian) of the model's key (the 32-byte
-    sha256 of its weights), the header bytes above and the first layer's bytes
+    | the first layer's check: a CRC-16 (2 bytes, big-endian) of the network's key (the 32-byte
+    sha256 of the model's weights for a float32 network; for a bfloat16 one, the sha256 of that
+    digest and b"bfloat16": ``network_key``), the header bytes above and the first layer's bytes
     | one CRC-8 per later layer
     | layer payloads, concatenated
 
@@ -35,9 +36,11 @@ which then needs no checksum of its own: a damaged header fails it (a header dam
 before its first layer is complete reads as a file with no complete layer, which is refused).
 
 The model is not named in the file: the first layer's CRC-16 is keyed with its weights' sha256, and
-the reader finds the model as the one key (of those its caller passes: the registered models', or
-the model it is given) that makes the check pass. A file made with other weights fails it like a
-damaged one, with odds of 1 in 65536 of passing. A 28x28 file of the fmnist model at default
+the reader finds the model, and the number format the encoder ran its network in, as the one key
+and format (of those its caller passes: the registered models', or the model it is given) that
+make the check pass; the decoder then runs the network in that format, which the pixels it decodes
+depend on. A file made with other weights fails it like a damaged one, with odds of 1 in 32768
+of passing (two formats per model). A 28x28 file of the fmnist model at default
 settings has a header of 4 bytes for one layer, 8 for two and 3 more per further layer. A one-layer
 file has no stored length, so a cut (or bytes appended) is caught by its CRC-16 alone: all but
 about 1 in 65536 cuts.
@@ -50,10 +53,12 @@ message that names their version; CHANGELOG.md says what each version changed.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Callable, NamedTuple
 
 from ..coding import registry
+from ..core.precision import NETWORK_FORMATS
 from ..errors import UserError
 from ..io.checksums import crc8, crc16
 
@@ -65,6 +70,15 @@ OLD_COMPACT = {0xD9: 8, 0xDB: 10, 0xDD: 12}  # the compact forms of older versio
 OLD_MAGIC = b"DF"        # versions 1 and 2
 KEY_BYTES = 32           # a model's key: the sha256 digest of its weights
 F_RGB, F_LOSSLESS, F_EXTENDED, F_SQUARE, F_NATIVE = 1, 2, 4, 64, 128
+
+
+def network_key(key: bytes, network: str) -> bytes:
+    """The key a file's first-layer check is keyed with: the model's key for a float32 network,
+    else the sha256 of the key and the format's name, so the check names the network's format
+    too and the decoder computes the network as the encoder did."""
+    if network not in NETWORK_FORMATS:
+        raise ValueError(f"unknown network format {network!r}")
+    return key if network == "float32" else hashlib.sha256(key + network.encode("ascii")).digest()
 
 
 def _first_check(key: bytes, head: bytes, data: bytes) -> bytes:
@@ -148,6 +162,8 @@ class Header:
     auto: bool = False         # the backend is the one "auto" picks for this image and model: with
                                # the other defaults, the file takes the compact form; as read from
                                # one, channels and backend are 0 and "" until ``for_model``
+    network: str = "float32"   # the network's number format (NETWORK_FORMATS), not stored: the
+                               # first layer's check is keyed with it (``network_key``)
 
     def for_model(self, profile: ModelProfile) -> "Header":
         """This header with what the file leaves to its model filled in from the model's profile:
@@ -215,7 +231,7 @@ class Container:
             if last:
                 put_varint(out, len(layer.data))
         head = bytes(out)
-        out += _first_check(h.model_key, head, self.layers[0].data)
+        out += _first_check(network_key(h.model_key, h.network), head, self.layers[0].data)
         out += bytes(crc8(layer.data) for layer in self.layers[1:])
         for layer in self.layers:
             out += layer.data
@@ -292,7 +308,7 @@ class Container:
                 "height": h.height or None, "width": h.width or None, "channels": h.channels or None,
                 "backend": h.backend or None, "steps": h.steps_spec or None, "compact": h.compact(),
                 "seed": h.seed, "lossless_layer": h.lossless, "params": h.params.hex(),
-                "native": h.native, "header_bytes": hdr, "complete": self.complete, "layers": rows}
+                "native": h.native, "network": h.network if h.model_key else None, "header_bytes": hdr, "complete": self.complete, "layers": rows}
 
 
 def _long_header(r: _Reader) -> Header:
@@ -332,16 +348,17 @@ def _identify(header: Header, head: bytes, first: bytes, check: bytes, one_layer
         keys = registered()
     found = _passing(keys, head, first, check)
     if len(found) == 1:
-        return replace(header, model_name=found[0], model_key=keys[found[0]])
+        name, network = found[0]
+        return replace(header, model_name=name, model_key=keys[name], network=network)
     if found:
-        raise FormatError(f"the file's check fits several models ({', '.join(found)}): pass --model")
+        raise FormatError(f"the file's check fits several models ({', '.join(n for n, _ in found)}): pass --model")
     if given and registered is not None:
         try:
             maker = _passing(registered(), head, first, check)
         except UserError:
             maker = []
         if len(maker) == 1:
-            raise FormatError(f"this file was made with model {maker[0]!r}, not with "
+            raise FormatError(f"this file was made with model {maker[0][0]!r}, not with "
                               f"{'model ' + repr(next(iter(keys))) if len(keys) == 1 else 'these models'}: "
                               "decode with the same model")
     what = ("the file is cut short or extended, or its header or layer is corrupt" if one_layer
@@ -352,5 +369,7 @@ def _identify(header: Header, head: bytes, first: bytes, check: bytes, one_layer
     raise FormatError(f"{what}, or the file was made with other weights than {whose} (checksum mismatch){hint}")
 
 
-def _passing(keys: dict[str, bytes], head: bytes, first: bytes, check: bytes) -> list[str]:
-    return [name for name, key in keys.items() if _first_check(key, head, first) == check]
+def _passing(keys: dict[str, bytes], head: bytes, first: bytes, check: bytes) -> list[tuple[str, str]]:
+    """(model name, network format) of each key and format that pass the first layer's check."""
+    return [(name, network) for name, key in keys.items() for network in NETWORK_FORMATS
+            if _first_check(network_key(key, network), head, first) == check]

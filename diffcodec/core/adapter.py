@@ -1,5 +1,5 @@
 """The network as the codecs see it: one evaluation of p_theta(x_{i-1} | x_i) per chain step on
-the model's device, in ``precision.compute_dtype`` (float32 unless bfloat16 is asked for),
+the model's device, in the number format the file records (``core.precision``),
 returned as float64 numpy vectors for coding; and the receiver's reconstructions of x_0 from a
 partly decoded chain (x0_hat, the deterministic DDIM flow, or ancestral completion), computed
 with ``GaussianDiffusion``'s own formulas.
@@ -20,13 +20,14 @@ SINGLE_THREAD_DIMS = 4096   # images up to this many values run the network on o
 
 
 @contextlib.contextmanager
-def threads_for(dims: int, device):
-    """Run the network on one CPU thread for images up to SINGLE_THREAD_DIMS values: starting
-    threads costs more than it saves there (and they fight rcc's workers and other processes)."""
+def threads_for(dims: int, device, single: bool = False):
+    """Run torch on one CPU thread inside this context when ``single`` or for images up to
+    SINGLE_THREAD_DIMS values: starting threads costs more than it saves there (and they fight
+    rcc's workers and other processes)."""
     import torch
 
     threads = torch.get_num_threads()
-    single = threads > 1 and dims <= SINGLE_THREAD_DIMS and torch.device(device).type == "cpu"
+    single = threads > 1 and (single or dims <= SINGLE_THREAD_DIMS) and torch.device(device).type == "cpu"
     if single:
         torch.set_num_threads(1)
     try:
@@ -40,10 +41,11 @@ class NetworkAdapter:
     """A loaded model on a respaced chain for images of ``shape`` (C, H, W), counting its network
     evaluations and the seconds they take. Vectors are flat float64 numpy arrays of C * H * W."""
 
-    def __init__(self, loaded, steps, shape):
+    def __init__(self, loaded, steps, shape, network: str = "float32"):
         self.loaded, self.net = loaded, loaded.net
         self.diffusion = loaded.diffusion(steps)
         self.shape = tuple(shape)
+        self.network = network      # the network's number format (precision.encoder_format)
         self.evals, self.seconds = 0, 0.0
 
     @property
@@ -58,12 +60,16 @@ class NetworkAdapter:
         xt = torch.from_numpy(x.reshape(1, *self.shape)).float().to(self.loaded.device)
         t = torch.full((1,), i, dtype=torch.long, device=xt.device)
         with stage("network"), threads_for(x.size, xt.device), torch.no_grad():
-            net, inp, dtype = self.net, xt, precision.compute_dtype(xt.device, x.size)
-            if dtype != torch.float32 and inp.dim() == 4:
-                net, inp = self.loaded.net_channels_last, xt.contiguous(memory_format=torch.channels_last)
+            net, inp, dtype = self.net, xt, precision.dtype(self.network)
+            if inp.dim() == 4:
+                net, inp = self.loaded.inference_net, xt.contiguous(memory_format=torch.channels_last)
             with precision.autocast(xt.device, dtype):
                 raw = net(inp, self.diffusion.model_t(t))
-            o = self.diffusion.p_mean_variance(self.net, xt, t, output=raw.float().contiguous())
+            # one thread: torch's element-wise exp splits a tensor between threads at points that
+            # depend on the thread count, with a scalar loop for each piece's tail whose last bit
+            # can differ from the vector loop's; the coder needs the same bits on every count
+            with threads_for(x.size, xt.device, single=True):
+                o = self.diffusion.p_mean_variance(self.net, xt, t, output=raw.float().contiguous())
         self.evals += 1
         self.seconds += time.perf_counter() - t0
         return {k: o[k].double().cpu().numpy().ravel() for k in ("mean", "variance", "pred_xstart", "eps")}

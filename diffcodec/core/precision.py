@@ -1,11 +1,13 @@
 """The number formats the codec computes in where a choice exists.
 
-- The network: float32 by default. ``DIFFCODEC_PRECISION=bfloat16`` runs it in bfloat16 autocast
-  (channels-last) on images of more than BF16_MIN_DIMS values: about 3.5x faster where the CPU
-  computes bfloat16 natively (AMX or AVX512-BF16), but the stream's chain amplifies its rounding:
-  a bfloat16 file decodes to the encoder's pixels only in bfloat16, on the same kind of machine
-  and thread count (eval/README.md, "Speed"). Nothing that drives the entropy coder comes from the
-  network, so another format never loses the stream; it moves the pixels.
+- The network: the encoder picks its format, and the file records it (the first layer's check is
+  keyed with it, ``container.format.network_key``); the decoder computes in the file's format,
+  so the two agree whatever machine or setting decodes. ``encoder_format``: with "auto" (the
+  default), bfloat16 for images of more than BF16_MIN_DIMS values where the device computes it
+  natively (AMX or AVX512-BF16 CPUs, bfloat16 GPUs): about 3x faster than float32 there, and
+  R-D within a point of it (eval/README.md, "Speed"); else float32. ``--precision`` or
+  ``DIFFCODEC_PRECISION`` asks for one. Either format decodes to the same pixels on 1, 2 or 4
+  threads (``nets.inference``).
 - rcc's candidate scores (encoder-only: the decoder never computes one): bfloat16 on images above
   BF16_MIN_DIMS where it is native, else float32 (``score_dtype``).
 """
@@ -17,8 +19,9 @@ import os
 
 from ..errors import UserError
 
-CHOICES = ("float32", "bfloat16")
-BF16_MIN_DIMS = 3 * 32 * 32
+NETWORK_FORMATS = ("float32", "bfloat16")   # what a file may record (``container.format.network_key``)
+CHOICES = ("auto", *NETWORK_FORMATS)
+BF16_MIN_DIMS = 3 * 32 * 32      # images up to this many values always run in float32
 
 
 @functools.lru_cache(maxsize=None)
@@ -34,16 +37,36 @@ def _native_bf16(device_type: str) -> bool:
     return False
 
 
-def compute_dtype(device, dims: int):
-    """The network's format for an image of ``dims`` values (C x H x W): torch.float32, or
-    torch.bfloat16 when ``DIFFCODEC_PRECISION=bfloat16`` and dims > BF16_MIN_DIMS (an unknown
-    value is an error)."""
+def asked() -> str:
+    """The format ``DIFFCODEC_PRECISION`` asks for ("auto" when unset; an unknown value is an
+    error)."""
+    value = os.environ.get("DIFFCODEC_PRECISION", "") or "auto"
+    if value not in CHOICES:
+        raise UserError(f"DIFFCODEC_PRECISION must be one of {', '.join(CHOICES)}, not {value!r}")
+    return value
+
+
+def encoder_format(device, dims: int, choice: str | None = None) -> str:
+    """The network format an encoder uses for an image of ``dims`` values (C x H x W): ``choice``
+    (default: ``asked()``), with "auto" resolved as the module docstring says; float32 for images
+    up to BF16_MIN_DIMS values whatever is asked."""
     import torch
 
-    forced = os.environ.get("DIFFCODEC_PRECISION", "") or "float32"
-    if forced not in CHOICES:
-        raise UserError(f"DIFFCODEC_PRECISION must be one of {', '.join(CHOICES)}, not {forced!r}")
-    return torch.bfloat16 if forced == "bfloat16" and dims > BF16_MIN_DIMS else torch.float32
+    choice = choice or asked()
+    if choice not in CHOICES:
+        raise UserError(f"precision must be one of {', '.join(CHOICES)}, not {choice!r}")
+    if dims <= BF16_MIN_DIMS:
+        return "float32"
+    if choice == "auto":
+        return "bfloat16" if _native_bf16(torch.device(device).type) else "float32"
+    return choice
+
+
+def dtype(network: str):
+    """The torch dtype of a network format name."""
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[network]
 
 
 def score_dtype(dims: int):
@@ -57,9 +80,13 @@ def score_dtype(dims: int):
 
 
 def autocast(device, dtype):
-    """A context that runs the network in ``dtype`` (``compute_dtype``'s; nothing for float32)."""
+    """A context that runs the network in ``dtype`` (nothing for float32)."""
     import torch
 
     if dtype == torch.float32:
         return contextlib.nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=dtype)
+    device = torch.device(device)
+    if device.type == "cuda" and not _native_bf16("cuda"):
+        raise UserError("this file's network runs in bfloat16, which this GPU does not compute: "
+                        "decode it on the CPU")
+    return torch.autocast(device.type, dtype=dtype)

@@ -66,32 +66,6 @@ def norm(ch: int) -> nn.GroupNorm:
     return nn.GroupNorm(groups, ch)
 
 
-class NormSiLU(nn.Module):
-    """A GroupNorm followed by SiLU computed in place: the same values as the two modules, without
-    allocating a second activation (inference only: autograd needs SiLU's input)."""
-
-    def __init__(self, gn: nn.GroupNorm):
-        super().__init__()
-        self.gn = gn
-
-    def forward(self, x):
-        return F.silu(self.gn(x), inplace=True)
-
-
-def for_inference(net: nn.Module) -> nn.Module:
-    """A copy of ``net`` for inference on large images: channels-last weights, and each GroupNorm +
-    SiLU pair fused into NormSiLU (the same function)."""
-    import copy
-
-    net = copy.deepcopy(net).to(memory_format=torch.channels_last)
-    for mod in net.modules():
-        if isinstance(mod, nn.Sequential):
-            for i in range(len(mod) - 1):
-                if isinstance(mod[i], nn.GroupNorm) and isinstance(mod[i + 1], nn.SiLU):
-                    mod[i], mod[i + 1] = NormSiLU(mod[i]), nn.Identity()
-    return net
-
-
 def zero(module: nn.Module) -> nn.Module:
     for p in module.parameters():
         nn.init.zeros_(p)

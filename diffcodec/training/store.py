@@ -6,7 +6,6 @@ training checkpoint (.pt; its EMA weights are used).
 from __future__ import annotations
 
 import copy
-import functools
 import importlib.util
 import json
 import os
@@ -101,16 +100,21 @@ class LoadedModel:
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
-    @functools.cached_property
-    def net_channels_last(self) -> torch.nn.Module:
-        """A copy of the network for inference on large images, with channels-last weights (the
-        codec feeds it channels-last inputs there): ``unet.for_inference`` for our U-Net, else a
-        plain channels-last copy; ``net`` itself is left as it is."""
-        from ..nets.unet import UNet, for_inference
+    @property
+    def inference_net(self) -> torch.nn.Module:
+        """The copy of the network the codec runs (fed channels-last images): for our U-Net
+        ``nets.inference.for_inference``, the same function with the same bits on 1, 2 or 4
+        threads; else a plain channels-last copy. Made on first use and again whenever ``net``
+        is replaced; ``net`` itself is left as it is (training, ``bpd``)."""
+        from ..nets.inference import for_inference
+        from ..nets.unet import UNet
 
-        if isinstance(self.net, UNet):
-            return for_inference(self.net)
-        return copy.deepcopy(self.net).to(memory_format=torch.channels_last)
+        made = self.__dict__.get("_inference")
+        if made is None or made[0] is not self.net:
+            copy_ = (for_inference(self.net) if isinstance(self.net, UNet)
+                     else copy.deepcopy(self.net).to(memory_format=torch.channels_last))
+            made = self.__dict__["_inference"] = (self.net, copy_)
+        return made[1]
 
 
 def _build(config_dict: dict, state_dict: dict, name: str, sha: str, info: dict, device) -> LoadedModel:

@@ -2,10 +2,12 @@
 another number format (bfloat16 or float32, ``diffcodec.core.precision``) or another thread count.
 
     python eval/studies/precision_drift.py [--photo eval/data/val768/045.png] [--sizes 256x256,768x512]
+        [--threads 2,1,3,4] [--formats bfloat16,float32]
 
 For each size (a centre crop of the photo) and each encoder format, one file at the default
-quality; each is decoded in every (format, threads) pair. Printed per decode: the largest pixel
-difference from the decode that matches the encoder (same format, 2 threads), how many values
+quality, encoded on 2 threads; each is decoded in every (format, threads) pair. Printed per
+decode: the largest pixel difference from the decode that matches the encoder (same format, 2
+threads), how many values
 differ, and the decode's PSNR against the original. Every decode must finish: drift cannot
 desynchronise the stream.
 """
@@ -34,21 +36,25 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--photo", default=str(ROOT / "eval/data/val768/045.png"))
     ap.add_argument("--sizes", default="256x256,768x512")
+    ap.add_argument("--threads", default="2,1,3,4", help="decoder thread counts; the first is the encoder's")
+    ap.add_argument("--formats", default=",".join(FORMATS))
     args = ap.parse_args()
+    counts = [int(v) for v in args.threads.split(",")]
+    formats = args.formats.split(",")
     loaded = load_model("photo")
     for size in args.sizes.split(","):
         w, h = map(int, size.split("x"))
         image = make_image(args.photo, w, h)
-        for enc_format in FORMATS:
+        for enc_format in formats:
             os.environ["DIFFCODEC_PRECISION"] = enc_format
-            torch.set_num_threads(2)
+            torch.set_num_threads(counts[0])
             res = encode_image(loaded, image)
             container = Container.from_bytes(res.data, loaded.keys)
             print(f"{size} encoded in {enc_format}: {8 * len(res.data) / (w * h):.4f} bpp, "
                   f"encoder's PSNR {res.psnr:.3f} dB", flush=True)
             reference = None
-            for dec_format in (enc_format, *(f for f in FORMATS if f != enc_format)):
-                for threads in (2, 1):
+            for dec_format in (enc_format, *(f for f in formats if f != enc_format)):
+                for threads in counts:
                     os.environ["DIFFCODEC_PRECISION"] = dec_format
                     torch.set_num_threads(threads)
                     out = decode_container(loaded, container).image

@@ -1,0 +1,102 @@
+"""The network as the codec runs it: a copy of a trained U-Net that computes the same function
+faster and gives the same bits on any number of CPU threads.
+
+Bit-exact decoding needs the network's float arithmetic to be the same on the encoder's and the
+decoder's thread counts (the chain amplifies a last-bit difference into moved pixels: eval/README.md,
+"Speed"). On the CPU, channels-last convolutions are (each output is summed by one thread in an
+order fixed by the kernel), but torch's GroupNorm on channels-last tensors and its matrix-vector
+products split their sums across threads. So the copy
+
+- keeps weights and activations channels-last (about 25% faster than NCHW in float32);
+- computes each GroupNorm's statistics as block sums (``avg_pool2d``, one thread per block) that
+  are then added in float64 by ``cumsum``, a sequential scan: an order fixed by the shape alone;
+  SiLU follows in place;
+- computes the time-embedding Linear layers the same way (products summed by ``cumsum``).
+
+Attention layers (not in the fully convolutional photo model) are left as they are.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BLOCKS = 32   # GroupNorm statistics: at most BLOCKS x BLOCKS float32 block sums per channel
+
+
+def ordered_total(v: torch.Tensor) -> torch.Tensor:
+    """Sum over the last dimension in float64, element by element from the first: the order, and
+    so the rounding, never depends on the thread count."""
+    return v.double().cumsum(-1)[..., -1]
+
+
+class FixedOrderGroupNorm(nn.Module):
+    """``gn`` (an nn.GroupNorm), then SiLU in place when ``silu``: the same function, with
+    statistics summed in a fixed order (module docstring). Inference only (SiLU is in place)."""
+
+    def __init__(self, gn: nn.GroupNorm, silu: bool):
+        super().__init__()
+        self.gn, self.silu = gn, silu
+
+    def moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float64 mean and variance per (image, group) of a float32 [B, C, H, W] tensor: [B, G] each."""
+        B, C, H, W = x.shape
+        G = self.gn.num_groups
+        kh, kw = -(-H // BLOCKS), -(-W // BLOCKS)
+
+        def block_sums(v):
+            return F.avg_pool2d(v, (kh, kw), (kh, kw), ceil_mode=True, divisor_override=1)
+
+        n = H * W * (C // G)
+        mean = ordered_total(block_sums(x).reshape(B, G, -1)) / n
+        mean_sq = ordered_total(block_sums(x * x).reshape(B, G, -1)) / n
+        return mean, (mean_sq - mean * mean).clamp_min(0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C = x.shape[:2]
+        G = self.gn.num_groups
+        mean, var = self.moments(x)
+        rstd = (var + self.gn.eps).rsqrt()[:, :, None]
+        scale = self.gn.weight.double().view(G, C // G) * rstd                     # [B, G, C/G]
+        shift = self.gn.bias.double().view(G, C // G) - mean[:, :, None] * scale
+        scale, shift = (v.reshape(B, C, 1, 1).to(x.dtype) for v in (scale, shift))
+        y = torch.addcmul(shift, x, scale)     # in x's format: bfloat16 under autocast, as torch's
+        return F.silu(y, inplace=True) if self.silu else y
+
+
+class FixedOrderLinear(nn.Module):
+    """``linear`` on [B, in] vectors with each output summed by ``ordered_total`` (float64, then
+    float32): the time embedding, a few hundred values per call."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.linear = linear
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w, b = self.linear.weight.double(), self.linear.bias
+        y = ordered_total(x.double()[:, None, :] * w[None])
+        y = y if b is None else y + b.double()
+        # autocast would run nn.Linear in its lower format: the same here, so that the sums that
+        # follow (conv output + embedding, residuals) stay in that format as they do in the network
+        lower = torch.is_autocast_enabled(x.device.type)
+        return y.to(torch.get_autocast_dtype(x.device.type) if lower else torch.float32)
+
+
+def for_inference(net: nn.Module) -> nn.Module:
+    """A copy of ``net`` for coding (module docstring): channels-last weights; each GroupNorm,
+    with the SiLU after it, a FixedOrderGroupNorm; each Linear a FixedOrderLinear. Feed it
+    channels-last inputs."""
+    net = copy.deepcopy(net).eval().to(memory_format=torch.channels_last)
+    for mod in list(net.modules()):
+        if isinstance(mod, nn.Sequential):
+            for i in range(len(mod)):
+                if isinstance(mod[i], nn.GroupNorm):
+                    fuse = i + 1 < len(mod) and isinstance(mod[i + 1], nn.SiLU)
+                    mod[i] = FixedOrderGroupNorm(mod[i], silu=fuse)
+                    if fuse:
+                        mod[i + 1] = nn.Identity()
+                elif isinstance(mod[i], nn.Linear):
+                    mod[i] = FixedOrderLinear(mod[i])
+    return net
