@@ -10,7 +10,9 @@ Each size is cut from the centre of a validation photo (sizes within it) or made
 process, so its peak memory (maximum resident set, from wait4) is its own and the model load is
 outside the timed part; the child reports the seconds each stage took (``diffcodec.timing``:
 network, codebook, scoring, sampling, entropy; "other" is the rest of the wall time). The decode
-must reproduce the encoder's own reconstruction exactly (its PSNR to 1e-9 dB).
+must reproduce the encoder's own reconstruction exactly (its PSNR to 1e-9 dB). The network's
+number format is the encoder's default ("auto"; ``DIFFCODEC_PRECISION`` sets it) and each row
+records it.
 
 ``--code DIR`` runs the children on another checkout's ``diffcodec`` (e.g. a git worktree of an
 older commit; it needs ``diffcodec.timing``), so old and new code are measured in one run on the
@@ -64,7 +66,7 @@ def child(args) -> None:
         seconds = time.perf_counter() - t0
         Path(args.file).write_bytes(res.data)
         extra = {"bytes": len(res.data), "bpp": 8 * len(res.data) / (w * h), "psnr": res.psnr,
-                 "steps": len(res.records), "net_evals": res.net_evals}
+                 "steps": len(res.records), "net_evals": res.net_evals, "network": getattr(res.header, "network", "float32")}
     else:
         loaded_file = Container.from_bytes(Path(args.file).read_bytes(), loaded.keys)
         out = decode_container(loaded, loaded_file)
@@ -123,11 +125,11 @@ def main():
                         raise SystemExit(f"{size} q{q}: the decode gives {dec['psnr']:.4f} dB, the encoder "
                                          f"{enc['psnr']:.4f} dB")
                     row = {"code": name, "size": size, "megapixels": w * h / 1e6, "quality": q,
-                           "encode": enc, "decode": dec}
+                           "network": enc["network"], "encode": enc, "decode": dec}
                     rows.append(row)
                     split = "  ".join(f"{k} {enc['split'].get(k, 0):.1f}/{dec['split'].get(k, 0):.1f}"
                                       for k in (*STAGES, "other"))
-                    print(f"{name:10s} {size:>9s} q{q:3d}: {enc['bpp']:.3f} bpp {enc['psnr']:.2f} dB "
+                    print(f"{name:10s} {size:>9s} q{q:3d} {enc['network']:8s}: {enc['bpp']:.3f} bpp {enc['psnr']:.2f} dB "
                           f"{enc['steps']:3d} steps | encode {enc['seconds']:7.1f} s {enc['peak_mb']:6.0f} MB | "
                           f"decode {dec['seconds']:7.1f} s {dec['peak_mb']:6.0f} MB | seconds enc/dec: {split}",
                           flush=True)

@@ -50,6 +50,28 @@ def test_a_bad_precision_setting_is_a_one_line_error(monkeypatch, tmp_path, tiny
     assert "Traceback" not in r.output and not (tmp_path / "x.dfc").exists()
 
 
+def test_encode_precision_option_and_info(tmp_path, tiny_store):
+    """``encode --precision`` picks the format; ``info`` reads it back from the file's check."""
+    import json
+
+    from click.testing import CliRunner
+
+    from diffcodec.io.images import save_png
+    from diffcodec_cli import main
+
+    image = tmp_path / "x.png"
+    save_png(image, _image())
+    for network in ("bfloat16", "float32"):
+        out = tmp_path / f"{network}.dfc"
+        r = CliRunner().invoke(main, ["encode", str(image), "-o", str(out), "--model", "tinyrgb",
+                                      "--precision", network, "-q", "30"])
+        assert r.exit_code == 0, r.output
+        r = CliRunner().invoke(main, ["info", str(out), "--json"])
+        assert r.exit_code == 0 and json.loads(r.output)["network"] == network
+    r = CliRunner().invoke(main, ["encode", str(image), "-o", str(tmp_path / "y.dfc"), "--precision", "half"])
+    assert r.exit_code == 2 and "half" in r.output
+
+
 def _image():
     return (np.random.default_rng(5).random((3, 40, 48)) * 255).astype(np.uint8)   # 5760 values
 
