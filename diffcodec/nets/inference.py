@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-BLOCKS = 32   # GroupNorm statistics: at most BLOCKS x BLOCKS float32 block sums per channel
+BLOCKS = 32   # GroupNorm statistics: at most BLOCKS x BLOCKS block sums per channel
 
 
 def ordered_total(v: torch.Tensor) -> torch.Tensor:
@@ -41,17 +41,23 @@ class FixedOrderGroupNorm(nn.Module):
         self.gn, self.silu = gn, silu
 
     def moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Float64 mean and variance per (image, group) of a float32 [B, C, H, W] tensor: [B, G] each."""
+        """Float64 mean and variance per (image, group) of a [B, C, H, W] tensor: [B, G] each.
+
+        Each channel's sum is a sum of block sums (``avg_pool2d``: each output summed by one
+        thread, in the kernel's order; in x's format, so bfloat16 blocks round to bfloat16),
+        then of those in float32 (a second pool over the whole map), then of the group's
+        channels in float64 (``ordered_total``)."""
         B, C, H, W = x.shape
         G = self.gn.num_groups
         kh, kw = -(-H // BLOCKS), -(-W // BLOCKS)
 
-        def block_sums(v):
-            return F.avg_pool2d(v, (kh, kw), (kh, kw), ceil_mode=True, divisor_override=1)
+        def channel_sums(v):
+            blocks = F.avg_pool2d(v, (kh, kw), (kh, kw), ceil_mode=True, divisor_override=1).float()
+            return F.avg_pool2d(blocks, blocks.shape[-2:], divisor_override=1).reshape(B, G, C // G)
 
         n = H * W * (C // G)
-        mean = ordered_total(block_sums(x).reshape(B, G, -1)) / n
-        mean_sq = ordered_total(block_sums(x * x).reshape(B, G, -1)) / n
+        mean = ordered_total(channel_sums(x)) / n
+        mean_sq = ordered_total(channel_sums(x * x)) / n
         return mean, (mean_sq - mean * mean).clamp_min(0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
