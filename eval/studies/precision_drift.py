@@ -1,5 +1,6 @@
 """How far decoded pixels move when the decoder computes the network differently from the encoder:
-another number format (bfloat16 or float32, ``diffcodec.core.precision``) or another thread count.
+another number format (bfloat16 or float32, ``diffcodec.core.precision``; a file names its own,
+so the other is forced here by replacing the header's) or another thread count.
 
     python eval/studies/precision_drift.py [--photo eval/data/val768/045.png] [--sizes 256x256,768x512]
         [--threads 2,1,3,4] [--formats bfloat16,float32]
@@ -14,8 +15,8 @@ desynchronise the stream.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,24 +47,23 @@ def main():
         w, h = map(int, size.split("x"))
         image = make_image(args.photo, w, h)
         for enc_format in formats:
-            os.environ["DIFFCODEC_PRECISION"] = enc_format
             torch.set_num_threads(counts[0])
-            res = encode_image(loaded, image)
+            res = encode_image(loaded, image, precision=enc_format)
             container = Container.from_bytes(res.data, loaded.keys)
             print(f"{size} encoded in {enc_format}: {8 * len(res.data) / (w * h):.4f} bpp, "
                   f"encoder's PSNR {res.psnr:.3f} dB", flush=True)
             reference = None
             for dec_format in (enc_format, *(f for f in formats if f != enc_format)):
                 for threads in counts:
-                    os.environ["DIFFCODEC_PRECISION"] = dec_format
                     torch.set_num_threads(threads)
-                    out = decode_container(loaded, container).image
+                    # the file names its format; another is forced by replacing the header's
+                    forced = replace(container, header=replace(container.header, network=dec_format))
+                    out = decode_container(loaded, forced).image
                     reference = out if reference is None else reference
                     diff = np.abs(out.astype(int) - reference.astype(int))
                     print(f"    decoded in {dec_format:8s} on {threads} thread(s): max |diff| {diff.max():3d}, "
                           f"{int((diff > 0).sum()):7d} of {diff.size} values differ, "
                           f"PSNR {psnr(out, image):.3f} dB", flush=True)
-    os.environ.pop("DIFFCODEC_PRECISION", None)
 
 
 if __name__ == "__main__":
