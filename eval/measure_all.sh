@@ -136,5 +136,7 @@ python eval/bench_codec.py --sizes 1536x1024 --qualities 75 --json "$OUT/bench_c
 python eval/bench_codec.py --sizes 64x64,256x256,768x512 --qualities 75,100 --json "$OUT/bench_codec_sizes_det.json" --plot "$OUT/bench_codec_sizes_det.png" > "$OUT/bench_codec_sizes_det.log"
 python eval/studies/precision_drift.py --sizes 256x256 --threads 2,1,3,4 > "$SOUT/precision_drift.txt"
 python eval/studies/fixed_order_cost.py > "$SOUT/fixed_order_cost.txt"
+(python eval/studies/precision_drift.py --sizes 768x512 --threads 2,1 --formats bfloat16
+ python eval/studies/precision_drift.py --sizes 768x512 --threads 2,1 --formats float32) > "$SOUT/precision_drift_768.txt"
 env -u OMP_NUM_THREADS python eval/studies/bench_backends.py --photo-backends rcc --json "$OUT/bench_codec_v12.json" > "$OUT/bench_codec_v12.log"
 env -u OMP_NUM_THREADS python eval/studies/bench_backends.py --photo-only --photo-backends rcc --json "$OUT/bench_codec_v12_photo.json" > "$OUT/bench_codec_v12_photo.log"
