@@ -67,7 +67,7 @@ class NetworkAdapter:
                 raw = net(inp, self.diffusion.model_t(t))
             # one thread: torch's element-wise exp splits a tensor between threads at points that
             # depend on the thread count, with a scalar loop for each piece's tail whose last bit
-            # can differ from the vector loop's; the coder needs the same bits on every count
+            # can differ from the vector loop's; the decoded pixels must not depend on the count
             with threads_for(x.size, xt.device, single=True):
                 o = self.diffusion.p_mean_variance(self.net, xt, t, output=raw.float().contiguous())
         self.evals += 1
