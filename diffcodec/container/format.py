@@ -308,7 +308,8 @@ class Container:
                 "height": h.height or None, "width": h.width or None, "channels": h.channels or None,
                 "backend": h.backend or None, "steps": h.steps_spec or None, "compact": h.compact(),
                 "seed": h.seed, "lossless_layer": h.lossless, "params": h.params.hex(),
-                "native": h.native, "network": h.network if h.model_key else None, "header_bytes": hdr, "complete": self.complete, "layers": rows}
+                "native": h.native, "network": h.network if h.model_key else None, "header_bytes": hdr,
+                "complete": self.complete, "layers": rows}
 
 
 def _long_header(r: _Reader) -> Header:

@@ -60,11 +60,9 @@ class NetworkAdapter:
         xt = torch.from_numpy(x.reshape(1, *self.shape)).float().to(self.loaded.device)
         t = torch.full((1,), i, dtype=torch.long, device=xt.device)
         with stage("network"), threads_for(x.size, xt.device), torch.no_grad():
-            net, inp, dtype = self.net, xt, precision.dtype(self.network)
-            if inp.dim() == 4:
-                net, inp = self.loaded.inference_net, xt.contiguous(memory_format=torch.channels_last)
-            with precision.autocast(xt.device, dtype):
-                raw = net(inp, self.diffusion.model_t(t))
+            inp = xt.contiguous(memory_format=torch.channels_last)
+            with precision.autocast(xt.device, precision.dtype(self.network)):
+                raw = self.loaded.inference_net(inp, self.diffusion.model_t(t))
             # one thread: torch's element-wise exp splits a tensor between threads at points that
             # depend on the thread count, with a scalar loop for each piece's tail whose last bit
             # can differ from the vector loop's; the decoded pixels must not depend on the count

@@ -74,7 +74,7 @@ def score_dtype(dims: int):
     natively, else torch.float32; ``DIFFCODEC_PRECISION=float32`` forces float32."""
     import torch
 
-    if os.environ.get("DIFFCODEC_PRECISION", "") == "float32":
+    if asked() == "float32":
         return torch.float32
     return torch.bfloat16 if dims > BF16_MIN_DIMS and _native_bf16("cpu") else torch.float32
 

@@ -77,8 +77,9 @@ class FixedOrderGroupNorm(nn.Module):
 
 
 class FixedOrderLinear(nn.Module):
-    """``linear`` on [B, in] vectors with each output summed by ``ordered_total`` (float64, then
-    float32): the time embedding, a few hundred values per call."""
+    """``linear`` on [B, in] vectors with each output summed by ``ordered_total`` (in float64;
+    returned in autocast's format when it is on, else float32): the time embedding, a few hundred
+    values per call."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
