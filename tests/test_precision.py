@@ -127,11 +127,11 @@ def test_the_inference_copy_computes_the_same_function(tinyrgb):
     """inference.for_inference (channels-last, fixed-order GroupNorm + in-place SiLU, fixed-order
     Linear) against the network itself: equal up to float rounding in float32, and up to
     bfloat16's rounding under autocast; the original network is left untouched."""
-    from diffcodec.nets.inference import FixedOrderGroupNorm, FixedOrderLinear, for_inference
+    from diffcodec.nets.inference import FixedOrderGroupNorm, FixedOrderLinear, FusedResBlock, for_inference
 
     net = tinyrgb.net
     fast = for_inference(net)
-    for kind in (FixedOrderGroupNorm, FixedOrderLinear):
+    for kind in (FixedOrderGroupNorm, FixedOrderLinear, FusedResBlock):
         assert any(isinstance(m, kind) for m in fast.modules())
         assert not any(isinstance(m, kind) for m in net.modules())
     x = torch.randn(1, 3, 24, 40, generator=torch.Generator().manual_seed(0))
@@ -159,3 +159,43 @@ def test_fixed_order_group_norm_matches_group_norm_on_odd_sizes():
             got = FixedOrderGroupNorm(gn, silu=False)(x)
             assert torch.allclose(got, gn(x), atol=1e-5), shape
             assert torch.allclose(FixedOrderGroupNorm(gn, silu=True)(x.clone()), torch.nn.functional.silu(gn(x)), atol=1e-5)
+
+
+def test_a_fused_residual_block_computes_the_block():
+    """FusedResBlock (norm + SiLU as one depthwise convolution, the time embedding in the first
+    convolution's bias, the skip branch added by the last) against the ResBlock it is made from,
+    with every weight random (a trained block's last convolution starts at zero): one
+    channels-last image takes oneDNN's fused kernels, a batch of two and NCHW input the plain
+    ops; all agree in float32, and under bfloat16 autocast up to its rounding."""
+    from diffcodec.nets.inference import FusedResBlock, for_inference
+    from diffcodec.nets.unet import ResBlock
+
+    g = torch.Generator().manual_seed(1)
+    for cin, cout in ((64, 64), (48, 64)):   # 32 groups of two channels: the embedding counts
+        block = ResBlock(cin, cout, emb_dim=12, dropout=0.0).eval()
+        with torch.no_grad():
+            for p in block.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3 + (0.5 if p.dim() == 1 else 0))
+        fused = for_inference(torch.nn.ModuleList([block]))[0]
+        assert isinstance(fused, FusedResBlock) and isinstance(block.skip, torch.nn.Conv2d) == (cin != cout)
+        emb = torch.randn(2, 12, generator=g)
+        x = torch.randn(2, cin, 19, 23, generator=g)
+        with torch.no_grad():
+            want = block(x, emb)
+            one = fused(x[:1].contiguous(memory_format=torch.channels_last), emb[:1])
+            assert torch.allclose(one, want[:1], atol=1e-4, rtol=1e-4)
+            assert torch.allclose(fused(x.contiguous(memory_format=torch.channels_last), emb), want, atol=1e-4, rtol=1e-4)
+            assert torch.allclose(fused(x[:1], emb[:1]), want[:1], atol=1e-4, rtol=1e-4)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                low = fused(x[:1].contiguous(memory_format=torch.channels_last), emb[:1]).float()
+        assert (low - want[:1]).abs().max() < 0.05 * want.abs().max()
+
+
+def test_the_allocator_keeps_large_blocks_on_glibc():
+    import platform
+    import sys
+
+    from diffcodec.core.allocator import keep_large_blocks
+
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert keep_large_blocks() == glibc and keep_large_blocks() == glibc   # once, then a no-op

@@ -14,6 +14,7 @@ import numpy as np
 from ..coding.randomness import PURPOSE_ANCESTRAL, normals
 from ..timing import stage
 from . import precision
+from .allocator import keep_large_blocks
 
 RECONSTRUCTIONS = ("x0", "flow", "ancestral")
 SINGLE_THREAD_DIMS = 4096   # images up to this many values run the network on one CPU thread
@@ -47,6 +48,8 @@ class NetworkAdapter:
         self.shape = tuple(shape)
         self.network = network      # the network's number format (precision.encoder_format)
         self.evals, self.seconds = 0, 0.0
+        if self.loaded.device.type == "cpu":
+            keep_large_blocks()
 
     @property
     def num_steps(self) -> int:

@@ -18,6 +18,17 @@ count and ends each piece with a scalar loop whose last bit can differ from the 
 On 1, 2 and 4 threads this network's tensors split at multiples of the vector width; on 3, 5 or
 6, a float32 decode can move a few values by a level (bfloat16 rounding hid it in every test).
 Attention layers (not in the fully convolutional photo model) are left as they are.
+
+On a CPU most of the time at full size went to element-wise passes over the activations, not to the
+convolutions (``eval/README.md``, "Speed"), so the copy also fuses them into oneDNN convolutions
+(``torch.ops.mkldnn._convolution_pointwise``), each output computed by one thread:
+
+- GroupNorm's affine map and the SiLU after it: one depthwise 1x1 convolution with a swish
+  post-op (one pass instead of two);
+- the time embedding, added after a residual block's first convolution: folded into its bias;
+- the residual sum: the block's last convolution adds the skip branch as a binary post-op.
+
+Elsewhere (a GPU, a batch of several images) the same sums run as separate ops.
 """
 from __future__ import annotations
 
@@ -27,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .unet import ResBlock
+
 BLOCKS = 32   # GroupNorm statistics: at most BLOCKS x BLOCKS block sums per channel
 
 
@@ -34,6 +47,37 @@ def ordered_total(v: torch.Tensor) -> torch.Tensor:
     """Sum over the last dimension in float64, element by element from the first: the order, and
     so the rounding, never depends on the thread count."""
     return v.double().cumsum(-1)[..., -1]
+
+
+def _fusable(x: torch.Tensor) -> bool:
+    """Whether oneDNN's fused convolutions take x: a channels-last CPU tensor in float32 or bfloat16."""
+    return (x.device.type == "cpu" and torch.backends.mkldnn.is_available()
+            and x.dtype in (torch.float32, torch.bfloat16)
+            and x.is_contiguous(memory_format=torch.channels_last))
+
+
+_MKLDNN = torch.ops.mkldnn._convolution_pointwise
+
+
+def fused_conv(x: torch.Tensor, conv: nn.Conv2d, bias: torch.Tensor | None = None,
+               add: torch.Tensor | None = None) -> torch.Tensor:
+    """``conv(x)`` with ``bias`` ([B, out] or None) added to its bias and ``add`` (a tensor of the
+    output's shape, or None) added to its output, in x's format: on a CPU, one oneDNN convolution
+    for a single image; elsewhere the same sums as separate ops."""
+    b = conv.bias
+    if bias is not None and x.shape[0] == 1:
+        b, bias = (bias[0].double() + (0 if b is None else b.double())), None
+    args = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
+    if (_fusable(x) and bias is None and not isinstance(conv.padding, str)
+            and (add is None or (add.dtype == x.dtype and _fusable(add)))):
+        w, b = conv.weight.to(x.dtype), None if b is None else b.to(x.dtype)
+        if add is None:
+            return _MKLDNN(x, w, b, *args, "none", [], "")
+        return _MKLDNN.binary(x, add, w, b, *args, "add", None, None, [], None)
+    y = F.conv2d(x, conv.weight, None if b is None else b.to(conv.weight.dtype), *args)
+    if bias is not None:
+        y = y + bias.to(y.dtype)[:, :, None, None]
+    return y if add is None else y + add
 
 
 class FixedOrderGroupNorm(nn.Module):
@@ -71,6 +115,9 @@ class FixedOrderGroupNorm(nn.Module):
         rstd = (var + self.gn.eps).rsqrt()[:, :, None]
         scale = self.gn.weight.double().view(G, C // G) * rstd                     # [B, G, C/G]
         shift = self.gn.bias.double().view(G, C // G) - mean[:, :, None] * scale
+        if self.silu and B == 1 and _fusable(x):
+            return _MKLDNN(x, scale.reshape(C, 1, 1, 1).to(x.dtype), shift.reshape(C).to(x.dtype),
+                           [0, 0], [1, 1], [1, 1], C, "swish", [], "")
         scale, shift = (v.reshape(B, C, 1, 1).to(x.dtype) for v in (scale, shift))
         y = torch.addcmul(shift, x, scale)     # in x's format: bfloat16 under autocast, as torch's
         return F.silu(y, inplace=True) if self.silu else y
@@ -95,11 +142,33 @@ class FixedOrderLinear(nn.Module):
         return y.to(torch.get_autocast_dtype(x.device.type) if lower else torch.float32)
 
 
+class FusedResBlock(ResBlock):
+    """A ``ResBlock`` as three fused passes (module docstring): norm and SiLU, then the first
+    convolution with the time embedding in its bias; norm and SiLU, then the last convolution
+    adding the skip branch. The same function as the block it is made from."""
+
+    def __init__(self, block: ResBlock):
+        nn.Module.__init__(self)
+        norm_in, _, self.conv_in = block.in_layers
+        norm_out, _, _, self.conv_out = block.out_layers
+        self.norm_in, self.norm_out = (FixedOrderGroupNorm(n, silu=True) for n in (norm_in, norm_out))
+        self.emb, self.skip = block.emb, block.skip
+
+    def forward(self, x, emb):
+        h = fused_conv(self.norm_in(x), self.conv_in, bias=self.emb(emb))
+        return fused_conv(self.norm_out(h), self.conv_out, add=self.skip(x))
+
+
 def for_inference(net: nn.Module) -> nn.Module:
-    """A copy of ``net`` for coding (module docstring): channels-last weights; each GroupNorm,
-    with the SiLU after it, a FixedOrderGroupNorm; each Linear a FixedOrderLinear. Feed it
-    channels-last inputs."""
+    """A copy of ``net`` for coding (module docstring): channels-last weights; each residual block
+    a FusedResBlock; every other GroupNorm, with the SiLU after it, a FixedOrderGroupNorm; each
+    Linear a FixedOrderLinear. Feed it channels-last inputs."""
     net = copy.deepcopy(net).eval().to(memory_format=torch.channels_last)
+    for mod in list(net.modules()):
+        if isinstance(mod, nn.ModuleList):
+            for i in range(len(mod)):
+                if type(mod[i]) is ResBlock:
+                    mod[i] = FusedResBlock(mod[i])
     for mod in list(net.modules()):
         if isinstance(mod, nn.Sequential):
             for i in range(len(mod)):
