@@ -34,8 +34,11 @@ def test_stable_order_is_the_stable_argsort_with_and_without_ties():
     from diffcodec.coding.randomness import stable_order
 
     rng = np.random.default_rng(2)
-    for keys in (rng.integers(0, 2 ** 63, 5000, dtype=np.uint64),        # no ties: the quicksort
-                 rng.integers(0, 40, 5000).astype(np.uint64)):           # many ties: the fallback
+    few = rng.integers(0, 40, 5000).astype(np.uint64)
+    for keys in (rng.integers(0, 2 ** 63, 5000, dtype=np.uint64),        # no ties
+                 few,                                                    # many ties
+                 (few << np.uint64(40)) | rng.integers(0, 2 ** 40, 5000, dtype=np.uint64),  # ties in
+                 rng.integers(0, 2 ** 63, 1, dtype=np.uint64)):          # the high bits alone; one key
         assert np.array_equal(stable_order(keys), np.argsort(keys, kind="stable"))
 
 
@@ -72,6 +75,24 @@ def test_codebook_rows_regenerate_alone_and_chunk_maps_are_signed_permutations()
     assert np.array_equal(parts[0][0], maps[0][0]) and parts[0][2] == maps[0][2]
     assert [len(p[0]) for p in parts] == [37, 36, 36] and len({p[2] for p in parts}) == 3
     assert not np.array_equal(parts[1][0], parts[2][0])
+
+
+def test_a_steps_maps_read_each_chunks_stream_as_specified():
+    """step_maps (all chunks of a step, segments of one length sorted together) against the maps'
+    definition spelled out with numpy's stable argsort: segment after segment of the chunk's
+    Philox stream, m + 1 outputs each (the file format depends on it)."""
+    from diffcodec.coding.randomness import PURPOSE_BOOKMAP, _key, step_maps
+
+    lengths = {0: [37], 1: [37], 2: [36], 5: [37, 36, 36], 7: [1], 9: [2]}
+    got = step_maps(3, 4, lengths, 300)
+    for c, ls in lengths.items():
+        gen = np.random.Philox(key=_key(3, PURPOSE_BOOKMAP, 4, c))
+        for m, (columns, signs, offset) in zip(ls, got[c]):
+            raw = gen.random_raw(m + 1)
+            assert np.array_equal(columns, np.argsort(raw[:m] >> np.uint64(1), kind="stable"))
+            assert np.array_equal(signs, np.where(raw[:m] & np.uint64(1), -1.0, 1.0).astype(np.float32))
+            assert offset == int(raw[m] % np.uint64(300))
+        assert [m[0].tolist() for m in chunk_maps(3, 4, c, ls, 300)] == [m[0].tolist() for m in got[c]]
 
 
 def test_entropy_ops_round_trip():

@@ -57,14 +57,39 @@ def dither(seed: int, step: int, n: int) -> np.ndarray:
     return uniforms(seed, PURPOSE_DITHER, step, n) - 0.5
 
 
+def _packed_sort(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort uint64 keys along the last axis by their high bits, then by index: each key's low bits
+    are replaced by its index and the values sorted (SIMD in numpy, several times faster than an
+    argsort). -> (order, the sorted high bits, whether neighbours tie in them)."""
+    m = keys.shape[-1]
+    bits = max(1, (m - 1).bit_length())
+    mask = np.uint64((1 << bits) - 1)
+    packed = (keys & ~mask) | np.arange(m, dtype=np.uint64)
+    packed.sort(axis=-1)
+    high = packed >> np.uint64(bits)
+    return (packed & mask).astype(np.intp), high, high[..., 1:] == high[..., :-1]
+
+
 def stable_order(keys: np.ndarray) -> np.ndarray:
-    """np.argsort(keys, kind="stable"), computed faster: random 64-bit keys almost never tie, and
-    without ties every sort gives the same order, so a quicksort (SIMD in numpy) is checked for ties
-    and the stable sort runs only when one is found."""
-    order = np.argsort(keys, kind="quicksort")
-    ordered = keys[order]
-    if np.any(ordered[1:] == ordered[:-1]):
-        return np.argsort(keys, kind="stable")
+    """np.argsort(keys, kind="stable") of uint64 keys, computed faster (``_packed_sort``): random
+    keys almost never tie in their high bits; where some do, each such run is ordered by the full
+    keys, then by index."""
+    order, _, ties = _packed_sort(keys)
+    tied = np.flatnonzero(ties)
+    if tied.size:
+        starts = tied[np.r_[True, tied[1:] != tied[:-1] + 1]]
+        ends = tied[np.r_[tied[1:] != tied[:-1] + 1, True]] + 2
+        for a, b in zip(starts, ends):     # a run's indices are ascending: a stable sort keeps ties so
+            run = order[a:b]
+            order[a:b] = run[np.argsort(keys[run], kind="stable")]
+    return order
+
+
+def stable_orders(keys: np.ndarray) -> np.ndarray:
+    """``stable_order`` of each row of [rows, m] uint64 keys, sorted together."""
+    order, _, ties = _packed_sort(keys)
+    for r in np.flatnonzero(ties.any(axis=-1)):
+        order[r] = stable_order(keys[r])
     return order
 
 
@@ -176,14 +201,29 @@ def chunk_maps(seed: int, step: int, chunk: int, lengths: list[int], rows: int) 
     with alike shifts still pick unrelated rows; the offset makes the small indices ordered random
     coding picks most often fall on other rows in every chunk and segment (else chunks that pick
     the same index get noise of the same norm and magnitudes). A chunk's segments read their maps
-    one after another from the chunk's own stream."""
-    gen = np.random.Philox(key=_key(seed, PURPOSE_BOOKMAP, step, chunk))
-    out = []
-    for m in lengths:
-        raw = gen.random_raw(m + 1)
-        columns = stable_order(raw[:m] >> np.uint64(1))
-        signs = np.where(raw[:m] & np.uint64(1), np.float32(-1.0), np.float32(1.0))
-        out.append((columns, signs, int(raw[m] % np.uint64(rows))))
+    one after another from the chunk's own stream: m + 1 64-bit outputs each, the first m giving
+    the column order (``stable_order`` of the outputs shifted right by one) and the signs (their
+    lowest bits, 1 for -1), the last the offset (mod rows)."""
+    return step_maps(seed, step, {chunk: lengths}, rows)[chunk]
+
+
+def step_maps(seed: int, step: int, lengths: dict[int, list[int]], rows: int) -> dict[int, list[tuple]]:
+    """``chunk_maps`` of several chunks of a step ({chunk: its segments' lengths}), the segments
+    of each length sorted in one call."""
+    out = {c: [None] * len(ls) for c, ls in lengths.items()}
+    by_length: dict[int, list[tuple]] = {}
+    for c, ls in lengths.items():
+        raw = np.random.Philox(key=_key(seed, PURPOSE_BOOKMAP, step, c)).random_raw(sum(ls) + len(ls))
+        ends = np.cumsum([m + 1 for m in ls])
+        for g, (m, end) in enumerate(zip(ls, ends)):
+            by_length.setdefault(m, []).append((c, g, raw[end - m - 1:end]))
+    for m, segments in by_length.items():
+        raw = np.stack([seg[2] for seg in segments])
+        columns = stable_orders(raw[:, :m] >> np.uint64(1))
+        signs = np.where(raw[:, :m] & np.uint64(1), np.float32(-1.0), np.float32(1.0))
+        offsets = (raw[:, m] % np.uint64(rows)).tolist()
+        for k, (c, g, _) in enumerate(segments):
+            out[c][g] = (columns[k], signs[k], offsets[k])
     return out
 
 

@@ -48,7 +48,7 @@ from ..core import precision
 from ..timing import stage
 from .base import StepCoder, StepContext, gaussian_kl_bits
 from .entropy import gauss_op, table_op, zipf_table
-from .randomness import BOOK_DIMS, candidate, chunk_maps, codebook, codebook_rows, permutation
+from .randomness import BOOK_DIMS, candidate, codebook, codebook_rows, permutation, step_maps
 from .registry import register
 
 
@@ -213,13 +213,11 @@ class RCCCoder(StepCoder):
         return np.array_split(dims, max(1, -(-len(dims) // SEGMENT_DIMS)))
 
     def _pieces(self, ctx: StepContext, groups: list[np.ndarray]) -> list[list[tuple]]:
-        """Per chunk, its segments as (dims, columns, signs, offset) (``randomness.chunk_maps``)."""
-        out = []
-        for c, dims in enumerate(groups):
-            parts = self._segments(dims)
-            maps = chunk_maps(ctx.seed, ctx.step, c, [len(p) for p in parts], self.count)
-            out.append([(p, *m) for p, m in zip(parts, maps)])
-        return out
+        """Per chunk, its segments as (dims, columns, signs, offset) (``randomness.chunk_maps``,
+        computed for the whole step by ``randomness.step_maps``)."""
+        parts = [self._segments(dims) for dims in groups]
+        maps = step_maps(ctx.seed, ctx.step, {c: [len(p) for p in ps] for c, ps in enumerate(parts)}, self.count)
+        return [[(p, *m) for p, m in zip(ps, maps[c])] for c, ps in enumerate(parts)]
 
     def _arrivals(self, shape: tuple) -> "torch.Tensor":
         """Exp(1) gaps between arrival times, float32 (the encoder's own randomness): -log U."""
@@ -298,8 +296,7 @@ class RCCCoder(StepCoder):
     def _sample(self, ctx: StepContext, pieces: list[list[tuple]], indices) -> np.ndarray:
         """x_{t-1} = mu_p + sigma_p z, z each chunk's candidate at its index: what both sides build,
         segments of one length at a time. ``pieces``: ``_pieces`` of the step's chunks."""
-        x = np.empty(ctx.dims)
-        sd_p = np.sqrt(ctx.var_p)
+        z = np.empty(ctx.dims)
         with stage("sampling"):
             by_length: dict[int, list[tuple]] = {}
             for parts, j in zip(pieces, indices):
@@ -308,8 +305,8 @@ class RCCCoder(StepCoder):
             for m, segments in by_length.items():
                 rows = codebook_rows(ctx.seed, m, [s[3] for s in segments])
                 dims, columns, signs = (np.stack([s[k] for s in segments]) for k in range(3))
-                x[dims] = ctx.mu_p[dims] + sd_p[dims] * (signs * np.take_along_axis(rows, columns, 1))
-        return x
+                z[dims] = signs * np.take_along_axis(rows, columns, 1)
+            return ctx.mu_p + np.sqrt(ctx.var_p) * z
 
     def aim(self, chunk_bits: float) -> float:
         """How many times q's shift the selection aims at, for a chunk carrying ``chunk_bits`` of KL

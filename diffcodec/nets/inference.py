@@ -105,7 +105,7 @@ class FixedOrderGroupNorm(nn.Module):
 
         n = H * W * (C // G)
         mean = ordered_total(channel_sums(x)) / n
-        mean_sq = ordered_total(channel_sums(x * x)) / n
+        mean_sq = ordered_total(channel_sums(x.square())) / n
         return mean, (mean_sq - mean * mean).clamp_min(0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
