@@ -4,9 +4,10 @@ fixed-order GroupNorm, in float32 and in bfloat16), torch.compile, bfloat16 auto
 channels-last copy, ONNX Runtime (when installed) and 1 or 2 threads. Prints the forward time
 per call and how far each output moves from the eager one-thread output (max and RMS absolute
 difference of eps_theta), which is what an encoder and a decoder running different ways would
-disagree by. Run it alone on the machine: every row shares the cores.
+disagree by. Run it alone on the machine: every row shares the cores. The C heap is set up as the
+codec sets it (``diffcodec.core.allocator``) unless ``--system-malloc`` leaves glibc's defaults.
 
-    python eval/bench_runtime.py --size 256x256 --repeats 5
+    python eval/bench_runtime.py --size 256x256 --repeats 5 [--no-compile] [--system-malloc]
 """
 from __future__ import annotations
 
@@ -57,7 +58,11 @@ def main():
     ap.add_argument("--size", default="256x256", help="HxW")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile (slow to compile)")
+    ap.add_argument("--system-malloc", action="store_true", help="keep glibc's mmap and trim thresholds")
     args = ap.parse_args()
+    if not args.system_malloc:
+        from diffcodec.core.allocator import keep_large_blocks
+        keep_large_blocks()
     h, w = map(int, args.size.split("x"))
     loaded = load_model(args.model, "cpu")
     net = loaded.net.eval()
@@ -84,7 +89,8 @@ def main():
     if ort is not None:
         ways.append(("onnxruntime", ort, x))
     ref = None
-    print(f"{args.model} at {h}x{w}, {args.repeats} calls per row")
+    print(f"{args.model} at {h}x{w}, {args.repeats} calls per row, "
+          f"{'glibc default' if args.system_malloc else 'codec'} heap thresholds")
     for threads in (1, 2):
         torch.set_num_threads(threads)
         for name, fn, inp in ways:
