@@ -106,8 +106,13 @@ def test_a_decoder_in_another_format_moves_pixels_but_keeps_the_stream(tinyrgb):
         assert 0 < np.abs(moved.image.astype(int) - same.image.astype(int)).max() <= 32
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("network", ["float32", "bfloat16"])
-def test_a_file_decodes_to_the_same_pixels_on_1_2_and_4_threads(tinyrgb, network):
+def test_a_file_decodes_to_the_same_pixels_on_1_2_and_4_threads(tinyrgb, network, fused, monkeypatch):
+    """Both ways a layer can run: oneDNN's fused convolutions (every map, here) and plain ops."""
+    from diffcodec.nets import inference
+
+    monkeypatch.setattr(inference, "FUSE_MIN_PIXELS", 1 if fused else 10 ** 9)
     image = _image()
     threads = torch.get_num_threads()
     try:
@@ -123,12 +128,17 @@ def test_a_file_decodes_to_the_same_pixels_on_1_2_and_4_threads(tinyrgb, network
     assert np.array_equal(decoded[1], decoded[2]) and np.array_equal(decoded[1], decoded[4])
 
 
-def test_the_inference_copy_computes_the_same_function(tinyrgb):
+@pytest.mark.parametrize("fuse_min", [1, None])
+def test_the_inference_copy_computes_the_same_function(tinyrgb, fuse_min, monkeypatch):
     """inference.for_inference (channels-last, fixed-order GroupNorm + in-place SiLU, fixed-order
     Linear) against the network itself: equal up to float rounding in float32, and up to
     bfloat16's rounding under autocast; the original network is left untouched."""
     from diffcodec.nets.inference import FixedOrderGroupNorm, FixedOrderLinear, FusedResBlock, for_inference
 
+    from diffcodec.nets import inference
+
+    if fuse_min:   # every map through the fused convolutions (else only maps of FUSE_MIN_PIXELS)
+        monkeypatch.setattr(inference, "FUSE_MIN_PIXELS", fuse_min)
     net = tinyrgb.net
     fast = for_inference(net)
     for kind in (FixedOrderGroupNorm, FixedOrderLinear, FusedResBlock):
@@ -161,15 +171,19 @@ def test_fixed_order_group_norm_matches_group_norm_on_odd_sizes():
             assert torch.allclose(FixedOrderGroupNorm(gn, silu=True)(x.clone()), torch.nn.functional.silu(gn(x)), atol=1e-5)
 
 
-def test_a_fused_residual_block_computes_the_block():
+@pytest.mark.parametrize("fuse_min", [1, None])
+def test_a_fused_residual_block_computes_the_block(fuse_min, monkeypatch):
     """FusedResBlock (norm + SiLU as one depthwise convolution, the time embedding in the first
     convolution's bias, the skip branch added by the last) against the ResBlock it is made from,
     with every weight random (a trained block's last convolution starts at zero): one
     channels-last image takes oneDNN's fused kernels, a batch of two and NCHW input the plain
     ops; all agree in float32, and under bfloat16 autocast up to its rounding."""
+    from diffcodec.nets import inference
     from diffcodec.nets.inference import FusedResBlock, for_inference
     from diffcodec.nets.unet import ResBlock
 
+    if fuse_min:
+        monkeypatch.setattr(inference, "FUSE_MIN_PIXELS", fuse_min)
     g = torch.Generator().manual_seed(1)
     for cin, cout in ((64, 64), (48, 64)):   # 32 groups of two channels: the embedding counts
         block = ResBlock(cin, cout, emb_dim=12, dropout=0.0).eval()
