@@ -56,13 +56,21 @@ def _fusable(x: torch.Tensor) -> bool:
     bfloat16 whose maps have at least FUSE_MIN_PIXELS pixels: below, their fixed cost per call
     outweighs the passes they save (a bfloat16 forward pass on a 64x64 image took 14.4 ms with
     every map fused, 12.5 with none, 13.2 with this threshold; at 256x256, 55 against 62 ms)."""
-    return (x.device.type == "cpu" and torch.backends.mkldnn.is_available()
+    return (x.device.type == "cpu" and _MKLDNN is not None and torch.backends.mkldnn.is_available()
             and x.dtype in (torch.float32, torch.bfloat16)
             and x.shape[-2] * x.shape[-1] >= FUSE_MIN_PIXELS
             and x.is_contiguous(memory_format=torch.channels_last))
 
 
-_MKLDNN = torch.ops.mkldnn._convolution_pointwise
+def _pointwise_op():
+    """oneDNN's fused convolution (torch ships it for its compiler), or None in a build without it."""
+    try:
+        return torch.ops.mkldnn._convolution_pointwise
+    except (AttributeError, RuntimeError):
+        return None
+
+
+_MKLDNN = _pointwise_op()
 
 
 def fused_conv(x: torch.Tensor, conv: nn.Conv2d, bias: torch.Tensor | None = None,
@@ -149,9 +157,10 @@ class FixedOrderLinear(nn.Module):
 
 
 class FusedResBlock(ResBlock):
-    """A ``ResBlock`` as three fused passes (module docstring): norm and SiLU, then the first
-    convolution with the time embedding in its bias; norm and SiLU, then the last convolution
-    adding the skip branch. The same function as the block it is made from."""
+    """A ``ResBlock`` as four passes over its maps (module docstring): norm and SiLU as one
+    depthwise convolution, the first convolution with the time embedding in its bias, norm and
+    SiLU again, the last convolution adding the skip branch. The same function as the block it is
+    made from."""
 
     def __init__(self, block: ResBlock):
         nn.Module.__init__(self)
