@@ -134,6 +134,9 @@ wait
 python eval/bench_codec.py --sizes 64x64,256x256,768x512 --qualities 75,100 --json "$OUT/bench_codec_sizes.json" > "$OUT/bench_codec_sizes.log"
 python eval/bench_codec.py --sizes 1536x1024 --qualities 75 --json "$OUT/bench_codec_sizes.json" --append --plot "$OUT/bench_codec_sizes.png" >> "$OUT/bench_codec_sizes.log"
 python eval/bench_codec.py --sizes 64x64,256x256,768x512 --qualities 75,100 --json "$OUT/bench_codec_sizes_det.json" --plot "$OUT/bench_codec_sizes_det.png" > "$OUT/bench_codec_sizes_det.log"
+python eval/bench_codec.py --sizes 1536x1024 --qualities 75 --json "$OUT/bench_codec_1536_fused.json" > "$OUT/bench_codec_1536_fused.log"
+(python eval/bench_runtime.py --size 512x768 --repeats 3 --no-compile
+ python eval/bench_runtime.py --size 512x768 --repeats 3 --no-compile --system-malloc) > "$OUT/bench_runtime_512x768.txt"
 python eval/studies/precision_drift.py --sizes 256x256 --threads 2,1,3,4 > "$SOUT/precision_drift.txt"
 python eval/studies/fixed_order_cost.py > "$SOUT/fixed_order_cost.txt"
 (python eval/studies/precision_drift.py --sizes 768x512 --threads 2,1 --formats bfloat16
