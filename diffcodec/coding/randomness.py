@@ -57,24 +57,24 @@ def dither(seed: int, step: int, n: int) -> np.ndarray:
     return uniforms(seed, PURPOSE_DITHER, step, n) - 0.5
 
 
-def _packed_sort(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _packed_sort(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sort uint64 keys along the last axis by their high bits, then by index: each key's low bits
     are replaced by its index and the values sorted (SIMD in numpy, several times faster than an
-    argsort). -> (order, the sorted high bits, whether neighbours tie in them)."""
+    argsort). -> (order, whether neighbours in that order tie in their high bits)."""
     m = keys.shape[-1]
     bits = max(1, (m - 1).bit_length())
     mask = np.uint64((1 << bits) - 1)
     packed = (keys & ~mask) | np.arange(m, dtype=np.uint64)
     packed.sort(axis=-1)
     high = packed >> np.uint64(bits)
-    return (packed & mask).astype(np.intp), high, high[..., 1:] == high[..., :-1]
+    return (packed & mask).astype(np.intp), high[..., 1:] == high[..., :-1]
 
 
 def stable_order(keys: np.ndarray) -> np.ndarray:
     """np.argsort(keys, kind="stable") of uint64 keys, computed faster (``_packed_sort``): random
     keys almost never tie in their high bits; where some do, each such run is ordered by the full
     keys, then by index."""
-    order, _, ties = _packed_sort(keys)
+    order, ties = _packed_sort(keys)
     tied = np.flatnonzero(ties)
     if tied.size:
         starts = tied[np.r_[True, tied[1:] != tied[:-1] + 1]]
@@ -87,7 +87,7 @@ def stable_order(keys: np.ndarray) -> np.ndarray:
 
 def stable_orders(keys: np.ndarray) -> np.ndarray:
     """``stable_order`` of each row of [rows, m] uint64 keys, sorted together."""
-    order, _, ties = _packed_sort(keys)
+    order, ties = _packed_sort(keys)
     for r in np.flatnonzero(ties.any(axis=-1)):
         order[r] = stable_order(keys[r])
     return order

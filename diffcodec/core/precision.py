@@ -37,13 +37,17 @@ def _native_bf16(device_type: str) -> bool:
     return False
 
 
+def _choice(value: str, source: str) -> str:
+    """``value`` if it is one of CHOICES, else a UserError naming where it came from."""
+    if value not in CHOICES:
+        raise UserError(f"{source} must be one of {', '.join(CHOICES)}, not {value!r}")
+    return value
+
+
 def asked() -> str:
     """The format ``DIFFCODEC_PRECISION`` asks for ("auto" when unset; an unknown value is an
     error)."""
-    value = os.environ.get("DIFFCODEC_PRECISION", "") or "auto"
-    if value not in CHOICES:
-        raise UserError(f"DIFFCODEC_PRECISION must be one of {', '.join(CHOICES)}, not {value!r}")
-    return value
+    return _choice(os.environ.get("DIFFCODEC_PRECISION", "") or "auto", "DIFFCODEC_PRECISION")
 
 
 def encoder_format(device, dims: int, choice: str | None = None) -> str:
@@ -52,9 +56,7 @@ def encoder_format(device, dims: int, choice: str | None = None) -> str:
     up to BF16_MIN_DIMS values whatever is asked."""
     import torch
 
-    choice = choice or asked()
-    if choice not in CHOICES:
-        raise UserError(f"precision must be one of {', '.join(CHOICES)}, not {choice!r}")
+    choice = _choice(choice, "precision") if choice else asked()
     if dims <= BF16_MIN_DIMS:
         return "float32"
     if choice == "auto":

@@ -150,8 +150,8 @@ class FixedOrderLinear(nn.Module):
         w, b = self.linear.weight.double(), self.linear.bias
         y = ordered_total(x.double()[:, None, :] * w[None])
         y = y if b is None else y + b.double()
-        # autocast would run nn.Linear in its lower format: the same here, so that the sums that
-        # follow (conv output + embedding, residuals) stay in that format as they do in the network
+        # autocast would run nn.Linear in its lower format: the same here, so the embedding is
+        # rounded to that format, as in the network, before it joins the first convolution's bias
         lower = torch.is_autocast_enabled(x.device.type)
         return y.to(torch.get_autocast_dtype(x.device.type) if lower else torch.float32)
 
