@@ -137,6 +137,10 @@ python eval/bench_codec.py --sizes 64x64,256x256,768x512 --qualities 75,100 --js
 python eval/bench_codec.py --sizes 1536x1024 --qualities 75 --json "$OUT/bench_codec_1536_fused.json" > "$OUT/bench_codec_1536_fused.log"
 (python eval/bench_runtime.py --size 512x768 --repeats 3 --no-compile
  python eval/bench_runtime.py --size 512x768 --repeats 3 --no-compile --system-malloc) > "$OUT/bench_runtime_512x768.txt"
+python eval/bench_codec.py --sizes 64x64,256x256,768x512 --qualities 75,100 --json "$OUT/bench_codec_s23.json" --plot "$OUT/bench_codec_s23.png" > "$OUT/bench_codec_s23.log"
+python eval/bench_codec.py --sizes 1536x1024,4224x2816 --qualities 75 --json "$OUT/bench_codec_large.json" --plot "$OUT/bench_codec_large.png" > "$OUT/bench_codec_large.log"
+python eval/bench_tiles.py > "$OUT/bench_tiles.txt"
+python eval/studies/tile_study.py > /dev/null    # writes $SOUT/tile_study.txt and .json
 python eval/studies/precision_drift.py --sizes 256x256 --threads 2,1,3,4 > "$SOUT/precision_drift.txt"
 python eval/studies/fixed_order_cost.py > "$SOUT/fixed_order_cost.txt"
 (python eval/studies/precision_drift.py --sizes 768x512 --threads 2,1 --formats bfloat16

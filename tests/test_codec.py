@@ -55,6 +55,25 @@ def test_codebook_rows_are_prefixes_of_one_table():
         codebook(3, 8193, 1)
 
 
+def test_the_encoders_codebook_is_the_table_and_only_the_main_thread_runs_torch(monkeypatch):
+    """rcc._book holds the codebook's rows in the scores' format, and its worker threads run no
+    torch op: one torch copy from a worker thread once left every later network call of the
+    process much slower."""
+    import threading
+
+    import torch
+
+    from diffcodec.coding import rcc
+
+    seen = []
+    real = torch.from_numpy
+    monkeypatch.setattr(torch, "from_numpy", lambda a: seen.append(threading.current_thread()) or real(a))
+    monkeypatch.setattr(rcc, "_BOOKS", type(rcc._BOOKS)())
+    book, squares = rcc._book(5, 700, 64, torch.float32)
+    assert torch.equal(book, torch.from_numpy(codebook(5, 700, 64)).float())
+    assert torch.equal(squares, book.square())
+    assert seen and all(t is threading.main_thread() for t in seen)
+
 def test_codebook_rows_regenerate_alone_and_chunk_maps_are_signed_permutations():
     """rcc's decoder regenerates one codebook row; each (step, chunk) reads the rows through its own
     column order and signs."""
@@ -142,6 +161,26 @@ def test_rgb_fully_convolutional_any_size(tinyrgb):
         out = decode_container(tinyrgb, Container.from_bytes(res.data, tinyrgb.keys))
         assert np.array_equal(out.image, img)
 
+
+def test_rcc_caps_a_steps_chunk_count(tinyrgb, monkeypatch):
+    """A step never has more than rcc.MAX_CHUNKS chunks (constriction codes a count on at most 2^24
+    values; a 12-megapixel image has more dimensions): with the cap made 3, steps that would take
+    more chunks take larger ones, and the file still decodes to the encoder's image."""
+    from diffcodec.coding import rcc
+
+    img = np.random.default_rng(1).integers(0, 256, (3, 24, 32), dtype=np.uint8)
+    counts = []
+    real = rcc.RCCCoder._choose_count
+    monkeypatch.setattr(rcc.RCCCoder, "_choose_count", lambda self, *a: counts.append(real(self, *a)) or counts[-1])
+    encode_image(tinyrgb, img, "rcc", quality=100)
+    assert max(counts) > 3
+    counts.clear()
+    monkeypatch.setattr(rcc, "MAX_CHUNKS", 3)
+    res = encode_image(tinyrgb, img, "rcc", quality=100)
+    assert max(counts) == 3
+    out = decode_container(tinyrgb, Container.from_bytes(res.data, tinyrgb.keys))
+    assert psnr(out.image, img) == pytest.approx(res.psnr, abs=1e-9)
+    assert rcc.RCCCoder._new_count_prior(2, 10 ** 9)[1] == 3
 
 def test_rate_control(tiny, gray_image):
     full = encode_image(tiny, gray_image, "uq", "10", quality=100)

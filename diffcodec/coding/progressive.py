@@ -22,7 +22,7 @@ import numpy as np
 from ..container.format import Container, FormatError, Header, Layer
 from ..core import adapter
 from ..core.adapter import RECONSTRUCTIONS, NetworkAdapter
-from ..core.precision import encoder_format
+from ..core.precision import encoder_network
 from ..errors import UserError
 from ..evaluation.metrics import psnr
 from ..io.pixels import to_model, to_pixels
@@ -149,6 +149,7 @@ def _send_chain(model: NetworkAdapter, coder, image: np.ndarray, seed: int, stop
         def context(state=state, out=out, i=i):
             return StepContext(i, seed, model.posterior_variance(i), out["mean"], out["variance"], state, model.shape)
         mu_q = model.posterior_mean(x0, x, i)
+        out.pop("pred_xstart", None)    # read by the previous step's record; the step needs mu_p, var_p
         rec, ops, x, out = _send_step(model, coder, context(), mu_q, image)
         if refine and rec.psnr >= target_psnr:
             rec, ops, x, out = _lighter_final_step(model, coder, lambda: context(copy.deepcopy(before)),
@@ -172,7 +173,7 @@ def estimate_image(loaded, image: np.ndarray, steps: str | None = None, seed: in
     t_start = time.perf_counter()
     _check_image(loaded, image)
     model = _open_chain(loaded, steps or ideal.DEFAULT_STEPS, image.shape,
-                        encoder_format(loaded.device, image.size, precision))
+                        encoder_network(loaded.device, image.shape, precision))
     records, _, _ = _send_chain(model, ideal.IdealEstimator(), image, seed, stop_step, target_psnr, progress)
     return Estimate(records, records[-1].psnr if records else 0.0, time.perf_counter() - t_start,
                     model.seconds, model.evals)
@@ -193,7 +194,8 @@ def encode_image(loaded, image: np.ndarray, backend: str = registry.AUTO, steps:
     with paper t <= stop_step is sent, or at the last step whose file fits bpp bits per pixel (an
     error if no coded step fits). progress(i) is called after each step; ``coder`` overrides the
     backend's default step coder. ``precision``: the network's number format, "auto", "float32"
-    or "bfloat16" (``core.precision.encoder_format``; the file records it)."""
+    or "bfloat16" (``core.precision.encoder_network``, which also tiles a large image; the file
+    records both)."""
     t_start = time.perf_counter()
     C, H, W = image.shape
     _check_image(loaded, image)
@@ -207,7 +209,7 @@ def encode_image(loaded, image: np.ndarray, backend: str = registry.AUTO, steps:
     spec = registry.get(backend)
     steps = steps or spec.steps_for(C * H * W)
     coder = coder or spec.from_params(b"")
-    network = encoder_format(loaded.device, C * H * W, precision)
+    network = encoder_network(loaded.device, (C, H, W), precision)
     model = _open_chain(loaded, steps, (C, H, W), network)
     N, D = model.num_steps, C * H * W
     header = Header(loaded.name, loaded.key, H, W, C, backend, str(steps),
@@ -315,6 +317,8 @@ def decode_container(loaded, container: Container, layers: int | None = None,
             if not np.all(np.isfinite(x)):
                 raise FormatError(f"layer {used + 1} decodes to invalid values: the file is corrupt")
             i -= 1
+            del ctx
+            out = None      # free the previous output before the network computes the next
             out = model.out(x, i)
             if progress:
                 progress(i)

@@ -53,6 +53,10 @@ from .registry import register
 
 
 SAME_COUNT = np.array([0.85, 0.15])   # P(the chunk count repeats), P(it changes)
+MAX_CHUNKS = 2 ** 24 - 1              # the most chunks a step has: constriction's 24-bit Gaussian
+                                      # codes a count on at most 2^24 values (images of fewer than
+                                      # 2^24 values never reach it; above, a step of more than
+                                      # MAX_CHUNKS x chunk_bits bits has larger chunks)
 # The counts the first and second steps' are coded against: the first geo9 step of 28x28
 # Fashion-MNIST images carries about 14 bits, i.e. 2 chunks of at most 10, the second about 6, i.e.
 # 1 (`python eval/studies/rcc_index_law.py --limit 24` prints both on training images), and a repeat
@@ -104,7 +108,11 @@ def _book(seed: int, m: int, count: int, dtype):
     """The codebook's first m columns and their squares, two [count, m] torch tensors (views) in
     ``dtype`` (the scores' format). The codebook is generated in parallel blocks of rows on first
     use, as wide as the longest row asked for so far (a power of two from 1024 to BOOK_DIMS), and
-    kept: every later length is a view of it."""
+    kept: every later length is a view of it.
+
+    The worker threads only generate numpy rows; the main thread copies them in. A torch op run
+    from a worker thread (this copy, once) left every later network call in the process about
+    1.7x slower (eval/README.md, "Speed")."""
     import torch
 
     key = (seed, count, dtype)
@@ -113,11 +121,11 @@ def _book(seed: int, m: int, count: int, dtype):
         edges = np.linspace(0, count, 8 * _WORKERS + 1).astype(int)
         with stage("codebook"):
             book = torch.empty((count, width), dtype=dtype)
-
-            def fill(k):
-                rows = codebook(seed, width, int(edges[k + 1] - edges[k]), start=int(edges[k]))
-                book[edges[k]:edges[k + 1]] = torch.from_numpy(rows)
-            list(_pool().map(fill, range(len(edges) - 1)))
+            for wave in range(0, len(edges) - 1, _WORKERS):   # a block per worker at a time
+                ks = range(wave, min(wave + _WORKERS, len(edges) - 1))
+                for k, rows in zip(ks, _pool().map(
+                        lambda k: codebook(seed, width, int(edges[k + 1] - edges[k]), start=int(edges[k])), ks)):
+                    book[edges[k]:edges[k + 1]] = torch.from_numpy(rows)
             _BOOKS[key] = (book, book.square())
         while len(_BOOKS) > BOOKS_KEPT:
             _BOOKS.popitem(last=False)
@@ -177,8 +185,9 @@ class RCCCoder(StepCoder):
 
     @staticmethod
     def _new_count_prior(prev: int, dims: int):
-        """(lo, hi, mean, std) of a changed chunk count: centred on 1.3 x the previous count."""
-        return 0, dims, [1.3 * prev], [0.5 + 0.3 * prev]
+        """(lo, hi, mean, std) of a changed chunk count: centred on 1.3 x the previous count, on
+        0 .. min(dims, MAX_CHUNKS)."""
+        return 0, min(dims, MAX_CHUNKS), [1.3 * prev], [0.5 + 0.3 * prev]
 
     def _count_ops(self, n: int, prev: int, dims: int) -> list:
         if n == prev:
@@ -205,7 +214,7 @@ class RCCCoder(StepCoder):
         lo, hi = (v * self.chunk_bits for v in KEEP_RANGE)
         if prev and total / prev <= hi and (total / prev >= lo or prev == 1):
             return prev
-        return min(dims, max(1, math.ceil(total / self.chunk_bits)))
+        return min(dims, MAX_CHUNKS, max(1, math.ceil(total / self.chunk_bits)))
 
     @staticmethod
     def _segments(dims: np.ndarray) -> list[np.ndarray]:
@@ -306,7 +315,9 @@ class RCCCoder(StepCoder):
                 rows = codebook_rows(ctx.seed, m, [s[3] for s in segments])
                 dims, columns, signs = (np.stack([s[k] for s in segments]) for k in range(3))
                 z[dims] = signs * np.take_along_axis(rows, columns, 1)
-            return ctx.mu_p + np.sqrt(ctx.var_p) * z
+            z *= np.sqrt(ctx.var_p)     # mu_p + sigma_p z, in place
+            z += ctx.mu_p
+            return z
 
     def aim(self, chunk_bits: float) -> float:
         """How many times q's shift the selection aims at, for a chunk carrying ``chunk_bits`` of KL
@@ -317,7 +328,7 @@ class RCCCoder(StepCoder):
         return np.array_split(permutation(ctx.seed, ctx.step, ctx.dims), n)
 
     def encode(self, ctx: StepContext, mu_q: np.ndarray):
-        sd_q, sd_p = math.sqrt(ctx.var_q), np.sqrt(ctx.var_p)
+        sd_q = math.sqrt(ctx.var_q)
         kl = gaussian_kl_bits(mu_q, ctx.var_q, ctx.mu_p, ctx.var_p)
         total = float(kl.sum())
         prev = self._reference(ctx.state)
@@ -326,20 +337,37 @@ class RCCCoder(StepCoder):
         ctx.state["chunks"] = n
         if n == 0:
             z = candidate(ctx.seed, ctx.step, 0, 0, ctx.dims)
-            return ops, ctx.mu_p + sd_p * z, total
-        # log w(z) = sum_d -0.5 (a z + b)^2 + 0.5 z^2 + const, with x = mu_p + sd_p z; aiming at
-        # mu_p + aim (mu_q - mu_p) scales b, hence c1, by aim
-        a = sd_p / sd_q
-        b = (ctx.mu_p - mu_q) / sd_q
-        c2, c1 = 0.5 * (1.0 - a * a), -a * b
+            return ops, ctx.mu_p + np.sqrt(ctx.var_p) * z, total
         groups = self._groups(ctx, n)
-        aims = np.empty(ctx.dims)
-        for dims in groups:
-            aims[dims] = self.aim(float(kl[dims].sum()))
-        pieces = self._pieces(ctx, groups)
-        # log w is linear in (c2, c1): scaling them scales the score by the sharpness
+        aims = [self.aim(float(kl[dims].sum())) for dims in groups]
+        del kl
+        # log w(z) = sum_d c2 z^2 + c1 z + const, with x = mu_p + sd_p z, a = sd_p / sd_q,
+        # b = (mu_p - mu_q) / sd_q: c2 = 0.5 (1 - a^2), c1 = -a b. Aiming at mu_p + aim (mu_q - mu_p)
+        # scales b, hence c1, by aim; log w is linear in (c2, c1), so the sharpness s scales both.
+        # Computed in place (a large image's vectors are hundreds of MB each), in this order, and
+        # kept in float32, the format the scores read them in.
         s = self.sharpness
-        indices = self._select(ctx, pieces, s * self.var_weight * c2, s * aims * c1)
+        a = np.sqrt(ctx.var_p)
+        a /= sd_q
+        c1 = np.subtract(ctx.mu_p, mu_q)
+        c1 /= sd_q
+        c1 *= a
+        np.negative(c1, out=c1)
+        if len(set(aims)) == 1:
+            c1 *= s * aims[0]
+        else:
+            for dims, aim in zip(groups, aims):
+                c1[dims] *= s * aim
+        c1 = c1.astype(np.float32)
+        np.square(a, out=a)
+        np.subtract(1.0, a, out=a)
+        a *= 0.5
+        a *= s * self.var_weight
+        c2 = a.astype(np.float32)
+        del a
+        pieces = self._pieces(ctx, groups)
+        indices = self._select(ctx, pieces, c2, c1)
+        del c1, c2
         ops.append(table_op(indices, self.zipf))
         return ops, self._sample(ctx, pieces, indices), total
 

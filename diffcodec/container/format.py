@@ -8,8 +8,9 @@ Layout, format version 14 (integers are LEB128 varints unless a width is given):
     | layer table: per layer, steps << 1 | (1 if another layer follows), then its byte length
     (omitted for a file of one layer: the layer is the rest of the file)
     | the first layer's check: a CRC-16 (2 bytes, big-endian) of the network's key (the 32-byte
-    sha256 of the model's weights for a float32 network; for a bfloat16 one, the sha256 of that
-    digest and b"bfloat16": ``network_key``), the header bytes above and the first layer's bytes
+    sha256 of the model's weights for a float32 network run whole; for another network format, the
+    sha256 of that digest and the format's name, e.g. b"bfloat16" or b"bfloat16/tile512":
+    ``network_key``), the header bytes above and the first layer's bytes
     | one CRC-8 per later layer
     | layer payloads, concatenated
 
@@ -36,11 +37,12 @@ which then needs no checksum of its own: a damaged header fails it (a header dam
 before its first layer is complete reads as a file with no complete layer, which is refused).
 
 The model is not named in the file: the first layer's CRC-16 is keyed with its weights' sha256, and
-the reader finds the model, and the number format the encoder ran its network in, as the one key
-and format (of those its caller passes: the registered models', or the model it is given) that
-make the check pass; the decoder then runs the network in that format, which the pixels it decodes
-depend on. A file made with other weights fails it like a damaged one, with odds of 1 in 32768
-of passing (two formats per model). A 28x28 file of the fmnist model at default
+the reader finds the model, and the format the encoder ran its network in (number format, whole or
+tiled), as the one key and format (of those its caller passes: the registered models', or the
+model it is given) that make the check pass; the decoder then runs the network in that format,
+which the pixels it decodes depend on. A file made with other weights fails it like a damaged one,
+with odds of 1 in 32768 of passing (two formats per model; 1 in 16384 for an image large enough to
+be tiled, which has four). A 28x28 file of the fmnist model at default
 settings has a header of 4 bytes for one layer, 8 for two and 3 more per further layer. A one-layer
 file has no stored length, so a cut (or bytes appended) is caught by its CRC-16 alone: all but
 about 1 in 65536 cuts.
@@ -58,7 +60,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, NamedTuple
 
 from ..coding import registry
-from ..core.precision import NETWORK_FORMATS
+from ..core import precision
 from ..errors import UserError
 from ..io.checksums import crc8, crc16
 
@@ -73,11 +75,11 @@ F_RGB, F_LOSSLESS, F_EXTENDED, F_SQUARE, F_NATIVE = 1, 2, 4, 64, 128
 
 
 def network_key(key: bytes, network: str) -> bytes:
-    """The key a file's first-layer check is keyed with: the model's key for a float32 network,
-    else the sha256 of the key and the format's name, so the check names the network's format
-    too and the decoder computes the network as the encoder did."""
-    if network not in NETWORK_FORMATS:
-        raise ValueError(f"unknown network format {network!r}")
+    """The key a file's first-layer check is keyed with: the model's key for a float32 network
+    run whole, else the sha256 of the key and the format's name ("bfloat16", "float32/tile512":
+    ``core.precision``), so the check names the network's format too and the decoder computes
+    the network as the encoder did."""
+    precision.parse(network)
     return key if network == "float32" else hashlib.sha256(key + network.encode("ascii")).digest()
 
 
@@ -162,7 +164,7 @@ class Header:
     auto: bool = False         # the backend is the one "auto" picks for this image and model: with
                                # the other defaults, the file takes the compact form; as read from
                                # one, channels and backend are 0 and "" until ``for_model``
-    network: str = "float32"   # the network's number format (NETWORK_FORMATS), not stored: the
+    network: str = "float32"   # the network's format (``core.precision``), not stored: the
                                # first layer's check is keyed with it (``network_key``)
 
     def for_model(self, profile: ModelProfile) -> "Header":
@@ -347,7 +349,7 @@ def _identify(header: Header, head: bytes, first: bytes, check: bytes, one_layer
         if registered is None:
             raise ValueError("Container.from_bytes needs the models' keys: pass keys or registered")
         keys = registered()
-    found = _passing(keys, head, first, check)
+    found = _passing(keys, head, first, check, header)
     if len(found) == 1:
         name, network = found[0]
         return replace(header, model_name=name, model_key=keys[name], network=network)
@@ -355,7 +357,7 @@ def _identify(header: Header, head: bytes, first: bytes, check: bytes, one_layer
         raise FormatError(f"the file's check fits several models ({', '.join(n for n, _ in found)}): pass --model")
     if given and registered is not None:
         try:
-            maker = _passing(registered(), head, first, check)
+            maker = _passing(registered(), head, first, check, header)
         except UserError:
             maker = []
         if len(maker) == 1:
@@ -370,7 +372,10 @@ def _identify(header: Header, head: bytes, first: bytes, check: bytes, one_layer
     raise FormatError(f"{what}, or the file was made with other weights than {whose} (checksum mismatch){hint}")
 
 
-def _passing(keys: dict[str, bytes], head: bytes, first: bytes, check: bytes) -> list[tuple[str, str]]:
-    """(model name, network format) of each key and format that pass the first layer's check."""
-    return [(name, network) for name, key in keys.items() for network in NETWORK_FORMATS
+def _passing(keys: dict[str, bytes], head: bytes, first: bytes, check: bytes,
+             header: Header) -> list[tuple[str, str]]:
+    """(model name, network format) of each key and format (of those an image of the header's
+    size may have) that pass the first layer's check."""
+    formats = precision.decoder_formats(header.height, header.width)
+    return [(name, network) for name, key in keys.items() for network in formats
             if _first_check(network_key(key, network), head, first) == check]

@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from ..coding.randomness import PURPOSE_ANCESTRAL, normals
+from ..nets.tiling import tiled_forward
 from ..timing import stage
 from . import precision
 from .allocator import keep_large_blocks
@@ -46,7 +47,8 @@ class NetworkAdapter:
         self.loaded, self.net = loaded, loaded.net
         self.diffusion = loaded.diffusion(steps)
         self.shape = tuple(shape)
-        self.network = network      # the network's number format (precision.encoder_format)
+        self.network = network      # the network's format (precision.encoder_network)
+        self.dtype, self.tile = precision.dtype(network), precision.parse(network)[1]
         self.evals, self.seconds = 0, 0.0
         if self.loaded.device.type == "cpu":
             keep_large_blocks()
@@ -56,7 +58,7 @@ class NetworkAdapter:
         return self.diffusion.num_timesteps
 
     def out(self, x: np.ndarray, i: int) -> dict:
-        """p_theta(x_{i-1} | x_i) at chain index i: mean, variance, pred_xstart (x0_hat) and eps."""
+        """p_theta(x_{i-1} | x_i) at chain index i: mean, variance and pred_xstart (x0_hat)."""
         import torch
 
         t0 = time.perf_counter()
@@ -64,16 +66,20 @@ class NetworkAdapter:
         t = torch.full((1,), i, dtype=torch.long, device=xt.device)
         with stage("network"), threads_for(x.size, xt.device), torch.no_grad():
             inp = xt.contiguous(memory_format=torch.channels_last)
-            with precision.autocast(xt.device, precision.dtype(self.network)):
-                raw = self.loaded.inference_net(inp, self.diffusion.model_t(t))
+            with precision.autocast(xt.device, self.dtype):
+                if self.tile:
+                    raw = tiled_forward(self.loaded.inference_net, inp, self.diffusion.model_t(t), self.tile)
+                else:
+                    raw = self.loaded.inference_net(inp, self.diffusion.model_t(t))
             # one thread: torch's element-wise exp splits a tensor between threads at points that
             # depend on the thread count, with a scalar loop for each piece's tail whose last bit
             # can differ from the vector loop's; the decoded pixels must not depend on the count
             with threads_for(x.size, xt.device, single=True):
                 o = self.diffusion.p_mean_variance(self.net, xt, t, output=raw.float().contiguous())
+            del raw, xt, inp
         self.evals += 1
         self.seconds += time.perf_counter() - t0
-        return {k: o[k].double().cpu().numpy().ravel() for k in ("mean", "variance", "pred_xstart", "eps")}
+        return {k: o.pop(k).double().cpu().numpy().ravel() for k in ("mean", "variance", "pred_xstart")}
 
     def posterior_mean(self, x0: np.ndarray, x: np.ndarray, i: int) -> np.ndarray:
         """Mean of q(x_{i-1} | x_i, x_0)."""

@@ -8,6 +8,11 @@
   R-D within a point of it (eval/README.md, "Speed"); else float32. ``--precision`` or
   ``DIFFCODEC_PRECISION`` asks for one. Either format decodes to the same pixels on 1, 2 or 4
   threads (``nets.inference``).
+- The tiling: images of more than WHOLE_MAX_PIXELS pixels run the network tile by tile
+  (``nets.tiling``, cores of TILE pixels a side), which bounds its memory by the tile; a tiled
+  network is another function of the image, so the tile is part of the format's name
+  ("bfloat16/tile512") and of the file's check. Smaller images run it whole, as files before
+  tiling did (their names have no tile), and a decoder accepts both for a large image.
 - rcc's candidate scores (encoder-only: the decoder never computes one): bfloat16 on images above
   BF16_MIN_DIMS where it is native, else float32 (``score_dtype``).
 """
@@ -19,9 +24,11 @@ import os
 
 from ..errors import UserError
 
-NETWORK_FORMATS = ("float32", "bfloat16")   # what a file may record (``container.format.network_key``)
+NETWORK_FORMATS = ("float32", "bfloat16")   # number formats a file may record (``container.format.network_key``)
 CHOICES = ("auto", *NETWORK_FORMATS)
 BF16_MIN_DIMS = 3 * 32 * 32      # images up to this many values always run in float32
+TILE = 512                       # a tiled network's core side in pixels (``nets.tiling``)
+WHOLE_MAX_PIXELS = 1024 * 1024   # images up to this many pixels run the network whole
 
 
 @functools.lru_cache(maxsize=None)
@@ -64,11 +71,45 @@ def encoder_format(device, dims: int, choice: str | None = None) -> str:
     return choice
 
 
+def encoder_network(device, shape: tuple[int, int, int], choice: str | None = None) -> str:
+    """The network format an encoder uses for an image of ``shape`` (C, H, W): the number format
+    ``encoder_format`` picks, tiled where ``tile_for`` says."""
+    C, H, W = shape
+    return network_format(encoder_format(device, C * H * W, choice), tile_for(H, W))
+
+
+def tile_for(height: int, width: int) -> int:
+    """The tile core an encoder runs the network over for an image of this size: 0 (the whole
+    image) up to WHOLE_MAX_PIXELS pixels, else TILE."""
+    return TILE if height * width > WHOLE_MAX_PIXELS else 0
+
+
+def network_format(number: str, tile: int = 0) -> str:
+    """The name of a network format: its number format, and "/tile<core>" when tiled."""
+    return f"{number}/tile{tile}" if tile else number
+
+
+def parse(network: str) -> tuple[str, int]:
+    """(number format, tile core or 0) of a network format name; ValueError for an unknown one."""
+    number, _, tile = network.partition("/")
+    if number not in NETWORK_FORMATS or (tile and (not tile.startswith("tile") or not tile[4:].isdigit()
+                                                   or int(tile[4:]) <= 0)):
+        raise ValueError(f"unknown network format {network!r}")
+    return number, int(tile[4:]) if tile else 0
+
+
+def decoder_formats(height: int, width: int) -> tuple[str, ...]:
+    """The network formats a file of this image size may record: each number format whole and,
+    where an encoder tiles, tiled."""
+    tile = tile_for(height, width)
+    return NETWORK_FORMATS + tuple(network_format(n, tile) for n in NETWORK_FORMATS if tile)
+
+
 def dtype(network: str):
     """The torch dtype of a network format name."""
     import torch
 
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[network]
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[parse(network)[0]]
 
 
 def score_dtype(dims: int):

@@ -1,0 +1,122 @@
+"""The network over tiles (diffcodec.nets.tiling): the tile grid, tiles that are independent of
+each other, a local network that tiles exactly, and files whose network format is tiled: recorded,
+decoded on 1 and 2 threads to the same pixels, and whole-network files of the same size still
+decoding."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from diffcodec.coding.progressive import decode_container, encode_image
+from diffcodec.container.format import Container, network_key
+from diffcodec.core import precision
+from diffcodec.evaluation.metrics import psnr
+from diffcodec.nets import tiling
+from diffcodec.nets.tiling import spans, tiled_forward
+
+
+@pytest.mark.parametrize("n,core,halo,grid", [(10, 16, 4, 4), (100, 32, 8, 4), (1000, 512, 32, 4),
+                                              (1023, 256, 32, 8), (4000, 512, 32, 4)])
+def test_the_cores_cover_the_image_once_on_the_grid(n, core, halo, grid):
+    pieces = spans(n, core, halo, grid)
+    assert len(pieces) == -(-n // core)
+    assert pieces[0][2] == 0 and pieces[-1][3] == n
+    for (ia, ib, ca, cb), nxt in zip(pieces, pieces[1:] + [None]):
+        assert ca % grid == 0 and 0 < cb - ca <= core + grid
+        assert ia == max(0, ca - halo) and ib == min(n, cb + halo)
+        if nxt:
+            assert nxt[2] == cb
+
+
+class _Local(torch.nn.Module):
+    """Three 3x3 convolutions: each output sees 3 pixels around it, no image-wide statistics."""
+    multiple = 4
+
+    def __init__(self):
+        super().__init__()
+        self.convs = torch.nn.Sequential(*(torch.nn.Conv2d(c, 4, 3, padding=1) for c in (3, 4, 4)))
+
+    def forward(self, x, t):
+        return self.convs(x)
+
+
+def test_a_local_network_tiles_to_its_whole_output():
+    torch.manual_seed(0)
+    net = _Local()
+    x = torch.randn(1, 3, 50, 70)
+    with torch.no_grad():
+        assert torch.allclose(tiled_forward(net, x, None, core=16, halo=4), net(x, None), atol=1e-6)
+        # with too little context the edges of the cores see the padding instead of the image
+        assert not torch.allclose(tiled_forward(net, x, None, core=16, halo=0), net(x, None), atol=1e-3)
+
+
+def test_each_tile_sees_only_its_core_and_halo(tinyrgb):
+    """The U-Net tiled: changing pixels outside a tile's input leaves that tile's output as it was,
+    and the tiled output differs from the whole network's (each tile has its own statistics)."""
+    net = tinyrgb.inference_net
+    x = torch.randn(1, 3, 40, 64, generator=torch.Generator().manual_seed(2))
+    t = torch.tensor([300])
+    with torch.no_grad():
+        before = tiled_forward(net, x, t, core=32, halo=8)
+        far = x.clone()
+        far[..., 44:] += 1.0           # the right tile's core starts at 32, its input at 24
+        after = tiled_forward(net, far, t, core=32, halo=8)
+        whole = net(x.contiguous(memory_format=torch.channels_last), t)
+    assert torch.equal(after[..., :32], before[..., :32])
+    assert not torch.equal(after[..., 32:], before[..., 32:])
+    assert not torch.allclose(before, whole, atol=1e-4)
+
+
+def test_network_format_names():
+    assert precision.parse("bfloat16/tile512") == ("bfloat16", 512)
+    assert precision.parse("float32") == ("float32", 0)
+    for bad in ("float16", "float32/tile", "float32/tile0", "float32/tiles512", "bfloat16/512"):
+        with pytest.raises(ValueError):
+            precision.parse(bad)
+    assert precision.tile_for(1024, 1024) == 0 and precision.tile_for(1024, 1028) == precision.TILE
+    assert precision.decoder_formats(512, 768) == precision.NETWORK_FORMATS
+    assert "float32/tile512" in precision.decoder_formats(3000, 4000)
+    key = bytes(32)
+    assert len({network_key(key, n) for n in ("float32", "float32/tile512", "bfloat16", "bfloat16/tile512")}) == 4
+
+
+def _image():
+    return (np.random.default_rng(7).random((3, 40, 64)) * 255).astype(np.uint8)
+
+
+def test_a_large_image_is_coded_with_the_tiled_network_and_decodes_exactly(tinyrgb, monkeypatch):
+    """Tiling made to start at this test's small image (with a small halo): the file names the tiled format, decodes
+    to the encoder's reconstruction on 1 and 2 threads, and a file of the same size made with
+    the whole network (as before tiling) still decodes, with the whole network."""
+    monkeypatch.setattr(precision, "WHOLE_MAX_PIXELS", 40 * 40)
+    monkeypatch.setattr(precision, "TILE", 32)
+    monkeypatch.setattr(tiling, "HALO", 4)
+    image = _image()
+    res = encode_image(tinyrgb, image, backend="rcc", quality=100, precision="float32")
+    assert res.header.network == "float32/tile32"
+    container = Container.from_bytes(res.data, tinyrgb.keys)
+    assert container.header.network == "float32/tile32"
+    threads = torch.get_num_threads()
+    try:
+        decoded = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            decoded.append(decode_container(tinyrgb, container).image)
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(decoded[0], decoded[1])
+    assert psnr(decoded[0], image) == pytest.approx(res.psnr, abs=1e-9)
+
+    monkeypatch.setattr(precision, "WHOLE_MAX_PIXELS", 10 ** 9)
+    old = encode_image(tinyrgb, image, backend="rcc", quality=100, precision="float32")
+    monkeypatch.setattr(precision, "WHOLE_MAX_PIXELS", 40 * 40)
+    container = Container.from_bytes(old.data, tinyrgb.keys)
+    assert container.header.network == "float32"
+    assert psnr(decode_container(tinyrgb, container).image, image) == pytest.approx(old.psnr, abs=1e-9)
+    # the two networks are different functions: other step sizes, and the tiled file decoded with
+    # the whole network moves pixels
+    assert [r.kl_model_bits for r in old.records] != [r.kl_model_bits for r in res.records]
+    tiled = Container.from_bytes(res.data, tinyrgb.keys)
+    moved = decode_container(tinyrgb, replace(tiled, header=replace(tiled.header, network="float32")))
+    assert not np.array_equal(moved.image, decoded[0])
