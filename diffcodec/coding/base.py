@@ -73,7 +73,7 @@ def gaussian_kl_bits(mu_q, var_q, mu_p, var_p) -> np.ndarray:
     kl /= var_p
     log = np.true_divide(var_p, var_q, dtype=np.float64)
     np.log(log, out=log)
-    kl = np.add(log, kl, out=kl)
+    kl += log
     del log
     kl -= 1.0
     kl *= 0.5

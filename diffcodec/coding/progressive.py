@@ -317,8 +317,7 @@ def decode_container(loaded, container: Container, layers: int | None = None,
             if not np.all(np.isfinite(x)):
                 raise FormatError(f"layer {used + 1} decodes to invalid values: the file is corrupt")
             i -= 1
-            del ctx
-            out = None      # free the previous output before the network computes the next
+            del ctx, out    # free the previous output before the network computes the next
             out = model.out(x, i)
             if progress:
                 progress(i)

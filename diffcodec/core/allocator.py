@@ -16,9 +16,10 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3   # mallopt's parameter numbers (mal
 # bfloat16 activation of the network (75 MB at most at 768x512; larger images run tile by tile,
 # ``nets.tiling``), but not a large image's whole-image vectors (285 MB in float64 and 143 MB in
 # float32 at 12 megapixels), which the fragmented heap would hold on to: a 12 MP encode peaked
-# at 6540 MB with a 256 MB threshold (eval/README.md, "Speed"). The heap costs memory where it fragments: decoding a whole-network 1536x1024 file
-# peaked at 3100 MB and took 49 s with a 1 GB threshold, 2991 MB and 60 s with 128 MB, 2374 MB
-# and 64 s with 64 MB (at 768x512: 938 and 1064 MB, 13.8 and 14.7 s with 1 GB and 64 MB).
+# at 6540 MB with a 256 MB threshold (eval/README.md, "Speed"). Earlier, with the network run
+# whole at every size, decoding a 1536x1024 file peaked at 3100 MB and took 49 s with a 1 GB
+# threshold, 2991 MB and 60 s with 128 MB, 2374 MB and 64 s with 64 MB (at 768x512: 938 and
+# 1064 MB, 13.8 and 14.7 s with 1 GB and 64 MB).
 MMAP_THRESHOLD = 128 << 20
 TRIM_THRESHOLD = 2 ** 31 - 1   # bytes of free heap top kept rather than returned (mallopt takes an int)
 _applied = False

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 
 from ..errors import UserError
 
@@ -91,11 +92,10 @@ def network_format(number: str, tile: int = 0) -> str:
 
 def parse(network: str) -> tuple[str, int]:
     """(number format, tile core or 0) of a network format name; ValueError for an unknown one."""
-    number, _, tile = network.partition("/")
-    if number not in NETWORK_FORMATS or (tile and (not tile.startswith("tile") or not tile[4:].isdigit()
-                                                   or int(tile[4:]) <= 0)):
+    m = re.fullmatch(rf"({'|'.join(NETWORK_FORMATS)})(?:/tile([1-9][0-9]*))?", network)
+    if m is None:
         raise ValueError(f"unknown network format {network!r}")
-    return number, int(tile[4:]) if tile else 0
+    return m[1], int(m[2] or 0)
 
 
 def decoder_formats(height: int, width: int) -> tuple[str, ...]:

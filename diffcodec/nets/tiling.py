@@ -4,7 +4,7 @@ A large image is cut into a grid of tiles. Each tile's core (at most ``core`` pi
 corners on the network's downsampling grid) is computed from the core with ``halo`` pixels of
 context on each side (less at the image's edges), and only the core's output is kept. Each tile
 runs alone, so GroupNorm's statistics are the tile's: the tiled network is a different function
-of the image than the whole network, close to it (eval/README.md, "Tiled network"). Which
+of the image than the whole network, close to it (eval/README.md, "Speed"). Which
 function a file was coded with is part of its network format (``core.precision``), so encoder
 and decoder compute the same one. No arithmetic joins the tiles: the output is a copy of each
 core's, so the result does not depend on the thread count any more than one tile's does.

@@ -30,6 +30,7 @@ from diffcodec.coding.progressive import estimate_image
 from diffcodec.core import precision
 from diffcodec.evaluation.metrics import bd_rate
 from diffcodec.io.datasets import load_image
+from diffcodec.nets.tiling import HALO
 from diffcodec.training.store import load_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +53,7 @@ def main():
         lines.append(s)
 
     say(f"model {args.model}, default rcc chain, ideal rate (sum of KL(q || p_theta)), halo "
-        f"{__import__('diffcodec.nets.tiling', fromlist=['HALO']).HALO} px")
+        f"{HALO} px")
     for name in args.names.split(","):
         image = load_image(Path(args.data) / f"{name}.png", 3)
         C, H, W = image.shape
