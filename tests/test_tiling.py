@@ -69,20 +69,71 @@ def test_each_tile_sees_only_its_core_and_halo(tinyrgb):
 
 
 def test_network_format_names():
-    assert precision.parse("bfloat16/tile512") == ("bfloat16", 512)
-    assert precision.parse("float32") == ("float32", 0)
-    for bad in ("float16", "float32/tile", "float32/tile0", "float32/tiles512", "bfloat16/512"):
+    assert precision.parse("bfloat16/tile512") == ("bfloat16", 512, precision.HALO)
+    assert precision.parse("float32/tile128/halo4") == ("float32", 128, 4)
+    assert precision.parse("float32") == ("float32", 0, precision.HALO)
+    for bad in ("float16", "float32/tile", "float32/tile0", "float32/tiles512", "bfloat16/512",
+                "float32/tile512/halo32", "float32/tile128/halo08", "float32/halo4"):
         with pytest.raises(ValueError):
             precision.parse(bad)
-    assert precision.tile_for(1024, 1024) == 0 and precision.tile_for(1024, 1028) == precision.TILE
-    assert precision.decoder_formats(512, 768) == precision.NETWORK_FORMATS
-    assert "float32/tile512" in precision.decoder_formats(3000, 4000)
+    for number, tile, halo in [("float32", 0, 8), ("bfloat16", 512, 32), ("float32", 128, 8), ("float32", 64, 0)]:
+        name = precision.network_format(number, tile, halo)
+        assert precision.parse(name) == (number, tile, halo if tile else precision.HALO)
+    # memory alone tiles above WHOLE_MAX_PIXELS; a model's tiling applies once the image is larger
+    assert precision.tile_for(1024, 1024) == (0, 0) and precision.tile_for(1024, 1028) == (512, 32)
+    assert precision.tile_for(128, 128, (128, 4)) == (0, 0) and precision.tile_for(100, 129, (128, 4)) == (128, 4)
+    assert precision.tile_for(3000, 4000, (128, 4)) == (128, 4)
+    assert precision.decoder_formats(100, 128) == precision.NETWORK_FORMATS
+    assert precision.decoder_formats(512, 768) == (*precision.NETWORK_FORMATS, "float32/tile128/halo4",
+                                                   "bfloat16/tile128/halo4")
+    assert {"float32/tile512", "bfloat16/tile128/halo4"} <= set(precision.decoder_formats(3000, 4000))
     key = bytes(32)
-    assert len({network_key(key, n) for n in ("float32", "float32/tile512", "bfloat16", "bfloat16/tile512")}) == 4
+    names = ("float32", "float32/tile512", "bfloat16", "bfloat16/tile512", "bfloat16/tile128/halo4")
+    assert len({network_key(key, n) for n in names}) == len(names)
+
+
+def test_tiles_of_one_shape_run_as_batches_of_bounded_size(monkeypatch):
+    """Each tile once, batches of one input shape, at most BATCH_PIXELS input pixels unless one tile
+    is larger; and batched tiles compute what the tiles compute one by one."""
+    monkeypatch.setattr(tiling, "BATCH_PIXELS", 3 * 20 * 20)
+    got = tiling.batches(50, 70, 16, 4, 4)
+    tiles = [tile for batch in got for tile in batch]
+    assert len(tiles) == len(set(tiles)) == len(spans(50, 16, 4, 4)) * len(spans(70, 16, 4, 4))
+    for batch in got:
+        (h, w), = {(ys[1] - ys[0], xs[1] - xs[0]) for ys, xs in batch}
+        assert len(batch) == 1 or len(batch) * h * w <= tiling.BATCH_PIXELS
+    assert max(len(b) for b in got) == 3
+    assert max(len(b) for b in tiling.batches(50, 70, 16, tiling.HALO, 4)) == 1
+    torch.manual_seed(0)
+    net, x = _Local(), torch.randn(1, 3, 50, 70)
+    with torch.no_grad():
+        batched = tiled_forward(net, x, None, core=16, halo=0)
+        monkeypatch.setattr(tiling, "BATCH_PIXELS", 1)
+        assert torch.allclose(tiled_forward(net, x, None, core=16, halo=0), batched, atol=1e-6)
 
 
 def _image():
     return (np.random.default_rng(7).random((3, 40, 64)) * 255).astype(np.uint8)
+
+
+def _coded_in(model, image, network):
+    """Encodes image at full rate: the file records ``network`` and decodes to the encoder's
+    reconstruction on 1 and 2 threads. -> (encode result, decoded image)."""
+    res = encode_image(model, image, backend="rcc", quality=100, precision="float32")
+    assert res.header.network == network
+    container = Container.from_bytes(res.data, model.keys)
+    assert container.header.network == network
+    threads = torch.get_num_threads()
+    try:
+        decoded = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            decoded.append(decode_container(model, container).image)
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(decoded[0], decoded[1])
+    assert psnr(decoded[0], image) == pytest.approx(res.psnr, abs=1e-9)
+    return res, decoded[0]
 
 
 def test_a_large_image_is_coded_with_the_tiled_network_and_decodes_exactly(tinyrgb, monkeypatch):
@@ -91,22 +142,9 @@ def test_a_large_image_is_coded_with_the_tiled_network_and_decodes_exactly(tinyr
     the whole network (as before tiling) still decodes, with the whole network."""
     monkeypatch.setattr(precision, "WHOLE_MAX_PIXELS", 40 * 40)
     monkeypatch.setattr(precision, "TILE", 32)
-    monkeypatch.setattr(tiling, "HALO", 4)
+    monkeypatch.setattr(precision, "HALO", 4)
     image = _image()
-    res = encode_image(tinyrgb, image, backend="rcc", quality=100, precision="float32")
-    assert res.header.network == "float32/tile32"
-    container = Container.from_bytes(res.data, tinyrgb.keys)
-    assert container.header.network == "float32/tile32"
-    threads = torch.get_num_threads()
-    try:
-        decoded = []
-        for n in (1, 2):
-            torch.set_num_threads(n)
-            decoded.append(decode_container(tinyrgb, container).image)
-    finally:
-        torch.set_num_threads(threads)
-    assert np.array_equal(decoded[0], decoded[1])
-    assert psnr(decoded[0], image) == pytest.approx(res.psnr, abs=1e-9)
+    res, decoded = _coded_in(tinyrgb, image, "float32/tile32")
 
     monkeypatch.setattr(precision, "WHOLE_MAX_PIXELS", 10 ** 9)
     old = encode_image(tinyrgb, image, backend="rcc", quality=100, precision="float32")
@@ -119,4 +157,24 @@ def test_a_large_image_is_coded_with_the_tiled_network_and_decodes_exactly(tinyr
     assert [r.kl_model_bits for r in old.records] != [r.kl_model_bits for r in res.records]
     tiled = Container.from_bytes(res.data, tinyrgb.keys)
     moved = decode_container(tinyrgb, replace(tiled, header=replace(tiled.header, network="float32")))
-    assert not np.array_equal(moved.image, decoded[0])
+    assert not np.array_equal(moved.image, decoded)
+
+
+def test_a_model_tiling_codes_photos_over_its_tiles_on_one_and_two_threads(tinyrgb, monkeypatch):
+    """A model whose config names a tiling: an image larger than its tile is coded over it (the
+    file names it, batches of several tiles included) and decodes to the encoder's pixels on 1
+    and 2 threads; the bound ``bpd`` reports is the tiled network's."""
+    from diffcodec.evaluation.bpd import network_for
+
+    monkeypatch.setattr(precision, "TILINGS", ((16, 4),))
+    monkeypatch.setattr(tinyrgb.config.inference, "tile", 16)
+    monkeypatch.setattr(tinyrgb.config.inference, "halo", 4)
+    image = _image()
+    assert max(len(b) for b in tiling.batches(40, 64, 16, 4, 4)) > 1
+    _coded_in(tinyrgb, image, "float32/tile16/halo4")
+    x, t = torch.randn(2, 3, 40, 64), torch.tensor([300, 300])
+    with torch.no_grad():
+        tiled = network_for(tinyrgb, 40, 64)(x, t)
+        assert torch.allclose(tiled[1:], tiled_forward(tinyrgb.net, x[1:], t[1:], 16, 4))
+        assert not torch.allclose(tiled, tinyrgb.net(x, t), atol=1e-4)
+    assert network_for(tinyrgb, 16, 16) is tinyrgb.net

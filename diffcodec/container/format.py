@@ -41,8 +41,8 @@ the reader finds the model, and the format the encoder ran its network in (numbe
 tiled), as the one key and format (of those its caller passes: the registered models', or the
 model it is given) that make the check pass; the decoder then runs the network in that format,
 which the pixels it decodes depend on. A file made with other weights fails it like a damaged one,
-with odds of 1 in 32768 of passing (two formats per model; 1 in 16384 for an image large enough to
-be tiled, which has four). A 28x28 file of the fmnist model at default
+with odds of 1 in 65536 per format tried: two per model up to 128 x 128 pixels, four above (the
+photo model's tiles of 128), six above 1024 x 1024 (``core.precision.decoder_formats``). A 28x28 file of the fmnist model at default
 settings has a header of 4 bytes for one layer, 8 for two and 3 more per further layer. A one-layer
 file has no stored length, so a cut (or bytes appended) is caught by its CRC-16 alone: all but
 about 1 in 65536 cuts.

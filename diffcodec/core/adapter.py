@@ -48,7 +48,7 @@ class NetworkAdapter:
         self.diffusion = loaded.diffusion(steps)
         self.shape = tuple(shape)
         self.network = network      # the network's format (precision.encoder_network)
-        self.dtype, self.tile = precision.dtype(network), precision.parse(network)[1]
+        self.dtype, (_, self.tile, self.halo) = precision.dtype(network), precision.parse(network)
         self.evals, self.seconds = 0, 0.0
         if self.loaded.device.type == "cpu":
             keep_large_blocks()
@@ -68,7 +68,8 @@ class NetworkAdapter:
             inp = xt.contiguous(memory_format=torch.channels_last)
             with precision.autocast(xt.device, self.dtype):
                 if self.tile:
-                    raw = tiled_forward(self.loaded.inference_net, inp, self.diffusion.model_t(t), self.tile)
+                    raw = tiled_forward(self.loaded.inference_net, inp, self.diffusion.model_t(t), self.tile,
+                                        self.halo)
                 else:
                     raw = self.loaded.inference_net(inp, self.diffusion.model_t(t))
             # one thread: torch's element-wise exp splits a tensor between threads at points that

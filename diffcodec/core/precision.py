@@ -8,11 +8,15 @@
   R-D within a point of it (eval/README.md, "Speed"); else float32. ``--precision`` or
   ``DIFFCODEC_PRECISION`` asks for one. Either format decodes to the same pixels on 1, 2 or 4
   threads (``nets.inference``).
-- The tiling: images of more than WHOLE_MAX_PIXELS pixels run the network tile by tile
-  (``nets.tiling``, cores of TILE pixels a side), which bounds its memory by the tile; a tiled
-  network is another function of the image, so the tile is part of the format's name
-  ("bfloat16/tile512") and of the file's check. Smaller images run it whole, as files before
-  tiling did (their names have no tile), and a decoder accepts both for a large image.
+- The tiling: a model may name a tiling it runs best over (its config's ``inference`` section,
+  one of TILINGS, chosen on validation photos: the photo model was trained on 32-pixel crops and
+  codes a photo at a lower rate over tiles of 128 pixels than whole, eval/README.md, "Tiles");
+  an encoder uses it for an image wider or taller than its tile. Otherwise images of more than
+  WHOLE_MAX_PIXELS pixels run over tiles of TILE pixels with HALO of context, which bounds the
+  network's memory by the tile; smaller images run it whole. A tiled network is another function
+  of the image, so the tiling is part of the format's name ("bfloat16/tile512",
+  "bfloat16/tile128/halo4") and of the file's check; a decoder tries each an image of the file's
+  size may have.
 - rcc's candidate scores (encoder-only: the decoder never computes one): bfloat16 on images above
   BF16_MIN_DIMS where it is native, else float32 (``score_dtype``).
 """
@@ -28,8 +32,10 @@ from ..errors import UserError
 NETWORK_FORMATS = ("float32", "bfloat16")   # number formats a file may record (``container.format.network_key``)
 CHOICES = ("auto", *NETWORK_FORMATS)
 BF16_MIN_DIMS = 3 * 32 * 32      # images up to this many values always run in float32
-TILE = 512                       # a tiled network's core side in pixels (``nets.tiling``)
-WHOLE_MAX_PIXELS = 1024 * 1024   # images up to this many pixels run the network whole
+HALO = 32                        # pixels of context around a tile's core, unless its name says
+TILE = 512                       # the tile core side in pixels for memory alone (``nets.tiling``)
+WHOLE_MAX_PIXELS = 1024 * 1024   # larger images run the network over TILE tiles, if not over the model's
+TILINGS = ((128, 4),)            # (core, halo) a model's ``inference`` section may name
 
 
 @functools.lru_cache(maxsize=None)
@@ -72,37 +78,47 @@ def encoder_format(device, dims: int, choice: str | None = None) -> str:
     return choice
 
 
-def encoder_network(device, shape: tuple[int, int, int], choice: str | None = None) -> str:
+def encoder_network(device, shape: tuple[int, int, int], choice: str | None = None,
+                    tiling: tuple[int, int] = (0, 0)) -> str:
     """The network format an encoder uses for an image of ``shape`` (C, H, W): the number format
-    ``encoder_format`` picks, tiled where ``tile_for`` says."""
+    ``encoder_format`` picks, tiled where ``tile_for`` says for the model's ``tiling``."""
     C, H, W = shape
-    return network_format(encoder_format(device, C * H * W, choice), tile_for(H, W))
+    return network_format(encoder_format(device, C * H * W, choice), *tile_for(H, W, tiling))
 
 
-def tile_for(height: int, width: int) -> int:
-    """The tile core an encoder runs the network over for an image of this size: 0 (the whole
-    image) up to WHOLE_MAX_PIXELS pixels, else TILE."""
-    return TILE if height * width > WHOLE_MAX_PIXELS else 0
+def tile_for(height: int, width: int, tiling: tuple[int, int] = (0, 0)) -> tuple[int, int]:
+    """(tile core, halo) an encoder runs the network over for an image of this size: the model's
+    ``tiling`` (core, halo) where the image is wider or taller than its core, else (TILE, HALO)
+    above WHOLE_MAX_PIXELS pixels, else (0, 0): the whole image."""
+    if tiling[0] and max(height, width) > tiling[0]:
+        return tiling
+    return (TILE, HALO) if height * width > WHOLE_MAX_PIXELS else (0, 0)
 
 
-def network_format(number: str, tile: int = 0) -> str:
-    """The name of a network format: its number format, and "/tile<core>" when tiled."""
-    return f"{number}/tile{tile}" if tile else number
+def network_format(number: str, tile: int = 0, halo: int = HALO) -> str:
+    """The name of a network format: its number format, then "/tile<core>" when tiled, then
+    "/halo<pixels>" when the halo is not HALO."""
+    if not tile:
+        return number
+    return f"{number}/tile{tile}" + ("" if halo == HALO else f"/halo{halo}")
 
 
-def parse(network: str) -> tuple[str, int]:
-    """(number format, tile core or 0) of a network format name; ValueError for an unknown one."""
-    m = re.fullmatch(rf"({'|'.join(NETWORK_FORMATS)})(?:/tile([1-9][0-9]*))?", network)
-    if m is None:
+def parse(network: str) -> tuple[str, int, int]:
+    """(number format, tile core or 0, halo) of a network format name; ValueError for an unknown
+    one."""
+    m = re.fullmatch(rf"({'|'.join(NETWORK_FORMATS)})(?:/tile([1-9][0-9]*)(?:/halo(0|[1-9][0-9]*))?)?", network)
+    if m is None or (m[3] is not None and int(m[3]) == HALO):    # HALO's name has no "/halo"
         raise ValueError(f"unknown network format {network!r}")
-    return m[1], int(m[2] or 0)
+    return m[1], int(m[2] or 0), HALO if m[3] is None else int(m[3])
 
 
 def decoder_formats(height: int, width: int) -> tuple[str, ...]:
-    """The network formats a file of this image size may record: each number format whole and,
-    where an encoder tiles, tiled."""
-    tile = tile_for(height, width)
-    return NETWORK_FORMATS + tuple(network_format(n, tile) for n in NETWORK_FORMATS if tile)
+    """The network formats a file of this image size may record: each number format whole and
+    over each tiling an encoder may use at this size."""
+    tilings = [t for t in TILINGS if max(height, width) > t[0]]
+    if height * width > WHOLE_MAX_PIXELS:
+        tilings.append((TILE, HALO))
+    return NETWORK_FORMATS + tuple(network_format(n, *t) for t in tilings for n in NETWORK_FORMATS)
 
 
 def dtype(network: str):

@@ -4,21 +4,34 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..core.precision import tile_for
 from ..distributed import gather_rows, image_noise, my_indices
 from ..io.datasets import dims_of, same_size_batches
 from ..io.pixels import to_model_tensor
+from ..nets.tiling import tiled_forward
+
+
+def network_for(loaded, height: int, width: int):
+    """The network as the codec runs it on an image of this size, ``net(x, t)`` on a batch: over
+    the tiling ``core.precision.tile_for`` gives (the model's, or memory's above a size), image by
+    image; else the network whole (float32 either way)."""
+    tile, halo = tile_for(height, width, loaded.tiling)
+    if not tile:
+        return loaded.net
+    return lambda x, t: torch.cat([tiled_forward(loaded.net, x[j:j + 1], t[j:j + 1], tile, halo)
+                                   for j in range(len(x))])
 
 
 def bound_terms(loaded, diffusion, images, batch_size: int, seed: int, progress=None):
     """Per-image L_T [N], vb terms [N, T] and x0_hat MSE [N, T] in bits/dim of each image (see
-    calc_bpd_loop), sharded across torch.distributed ranks when launched with torchrun. ``images``:
+    calc_bpd_loop) under the network the codec runs (``network_for``), sharded across torch.distributed ranks when launched with torchrun. ``images``:
     uint8 [N, C, H, W], or a list of [C, H, W] of several sizes (batched by size)."""
     mine = my_indices(len(images))
     rows = []
     for idx, batch in same_size_batches(images, mine, batch_size):
         idx = np.asarray(idx)
         x0 = to_model_tensor(batch).to(loaded.device)
-        res = diffusion.calc_bpd_loop(loaded.net, x0, image_noise(seed, idx, x0.shape[1:], loaded.device))
+        res = diffusion.calc_bpd_loop(network_for(loaded, *x0.shape[-2:]), x0, image_noise(seed, idx, x0.shape[1:], loaded.device))
         rows += [(float(res["prior_bpd"][j]), res["vb"][j], res["mse"][j]) for j in range(len(idx))]
         if progress:
             progress(len(idx))

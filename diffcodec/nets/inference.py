@@ -28,8 +28,10 @@ convolutions (``eval/README.md``, "Speed"), so the copy also fuses them into one
 - the time embedding, added after a residual block's first convolution: folded into its bias;
 - the residual sum: the block's last convolution adds the skip branch as a binary post-op.
 
-Elsewhere (a GPU, a batch of several images, maps under FUSE_MIN_PIXELS) the same sums run as
-separate ops. Which way a layer runs depends on its shape alone, so encoder and decoder agree.
+A batch of tiles of one image (``nets.tiling``) shares one time embedding, so its convolutions
+fuse the same way; its GroupNorms, whose statistics are per tile, run as separate ops. Elsewhere
+(a GPU, a batch of several images, maps under FUSE_MIN_PIXELS for the batch) the same sums run
+as separate ops. Which way a layer runs depends on its shape alone, so encoder and decoder agree.
 """
 from __future__ import annotations
 
@@ -53,12 +55,12 @@ def ordered_total(v: torch.Tensor) -> torch.Tensor:
 
 def _fusable(x: torch.Tensor) -> bool:
     """Whether x goes through oneDNN's fused convolutions: a channels-last CPU tensor in float32 or
-    bfloat16 whose maps have at least FUSE_MIN_PIXELS pixels: below, their fixed cost per call
+    bfloat16 whose maps (all of the batch's together) have at least FUSE_MIN_PIXELS pixels: below, their fixed cost per call
     outweighs the passes they save (a bfloat16 forward pass on a 64x64 image took 14.4 ms with
     every map fused, 12.5 with none, 13.2 with this threshold; at 256x256, 55 against 62 ms)."""
     return (x.device.type == "cpu" and _MKLDNN is not None and torch.backends.mkldnn.is_available()
             and x.dtype in (torch.float32, torch.bfloat16)
-            and x.shape[-2] * x.shape[-1] >= FUSE_MIN_PIXELS
+            and x.shape[0] * x.shape[-2] * x.shape[-1] >= FUSE_MIN_PIXELS
             and x.is_contiguous(memory_format=torch.channels_last))
 
 
@@ -77,9 +79,10 @@ def fused_conv(x: torch.Tensor, conv: nn.Conv2d, bias: torch.Tensor | None = Non
                add: torch.Tensor | None = None) -> torch.Tensor:
     """``conv(x)`` with ``bias`` ([B, out] or None) added to its bias and ``add`` (a tensor of the
     output's shape, or None) added to its output, in x's format: on a CPU, one oneDNN convolution
-    for a single image; elsewhere the same sums as separate ops."""
+    (``bias`` folded into the convolution's own where it is one row for the whole batch, as for a
+    single image or a batch of tiles of one image); elsewhere the same sums as separate ops."""
     b = conv.bias
-    if bias is not None and x.shape[0] == 1:
+    if bias is not None and bias.shape[0] == 1:
         b, bias = (bias[0].double() + (0 if b is None else b.double())), None
     args = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
     if (_fusable(x) and bias is None and not isinstance(conv.padding, str)

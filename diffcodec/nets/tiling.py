@@ -3,8 +3,10 @@
 A large image is cut into a grid of tiles. Each tile's core (at most ``core`` pixels a side,
 corners on the network's downsampling grid) is computed from the core with ``halo`` pixels of
 context on each side (less at the image's edges), and only the core's output is kept. Each tile
-runs alone, so GroupNorm's statistics are the tile's: the tiled network is a different function
-of the image than the whole network, close to it (eval/README.md, "Speed"). Which
+runs as an image of its own (tiles of one shape batched together), so GroupNorm's statistics
+are the tile's and the convolutions see the tile's edges: the tiled network is a different
+function of the image than the whole network. For the photo model, which was trained on 32-pixel
+crops, small tiles give a lower rate (eval/README.md, "Tiles"). Which
 function a file was coded with is part of its network format (``core.precision``), so encoder
 and decoder compute the same one. No arithmetic joins the tiles: the output is a copy of each
 core's, so the result does not depend on the thread count any more than one tile's does.
@@ -15,7 +17,8 @@ import math
 
 import torch
 
-HALO = 32    # pixels of context around a tile's core (a multiple of the networks' grids)
+from ..core.precision import HALO
+BATCH_PIXELS = 128 * 1024   # tiles of one shape run as one batch of at most this many input pixels
 
 
 def spans(n: int, core: int, halo: int = HALO, grid: int = 4) -> list[tuple[int, int, int, int]]:
@@ -27,20 +30,37 @@ def spans(n: int, core: int, halo: int = HALO, grid: int = 4) -> list[tuple[int,
     return [(max(0, a - halo), min(n, b + halo), a, b) for a, b in zip(bounds, bounds[1:])]
 
 
+def batches(H: int, W: int, core: int, halo: int, grid: int) -> list[list[tuple]]:
+    """The tiles of an H x W image as the network runs them: lists of (row span, column span)
+    (``spans``), each list tiles of one input shape, in raster order, at most BATCH_PIXELS input
+    pixels together (one tile when a tile is larger). With HALO (the memory tiling's "tile512"
+    format) one tile at a time, as that format's files were made. A function of the shape alone,
+    so encoder and decoder batch alike (a batch's size can change a convolution's rounding)."""
+    shapes: dict[tuple[int, int], list[tuple]] = {}
+    for ys in spans(H, core, halo, grid):
+        for xs in spans(W, core, halo, grid):
+            shapes.setdefault((ys[1] - ys[0], xs[1] - xs[0]), []).append((ys, xs))
+    out = []
+    for (h, w), tiles in shapes.items():
+        per = 1 if halo == HALO else max(1, BATCH_PIXELS // (h * w))
+        out += [tiles[k:k + per] for k in range(0, len(tiles), per)]
+    return out
+
+
 def tiled_forward(net, x: torch.Tensor, t: torch.Tensor, core: int, halo: int | None = None) -> torch.Tensor:
     """``net(x, t)`` for one image [1, C, H, W], tile by tile (module docstring); -> float32
     [1, out_C, H, W]. ``net.multiple`` (its downsampling grid) aligns the tiles; ``halo``
-    defaults to HALO."""
+    defaults to HALO. ``t`` ([1]) is shared by every tile of a batch."""
     H, W = x.shape[-2:]
     halo = HALO if halo is None else halo
     grid = getattr(net, "multiple", 1)
     out = None
-    for ya, yb, ca, cb in spans(H, core, halo, grid):
-        for xa, xb, da, db in spans(W, core, halo, grid):
-            piece = x[..., ya:yb, xa:xb].contiguous(memory_format=torch.channels_last)
-            y = net(piece, t)[..., ca - ya:cb - ya, da - xa:db - xa]
-            if out is None:
-                out = torch.empty((1, y.shape[1], H, W), dtype=torch.float32, device=x.device)
-            out[..., ca:cb, da:db] = y
-            del piece, y
+    for batch in batches(H, W, core, halo, grid):
+        pieces = torch.cat([x[..., ya:yb, xa:xb] for (ya, yb, _, _), (xa, xb, _, _) in batch])
+        y = net(pieces.contiguous(memory_format=torch.channels_last), t)
+        if out is None:
+            out = torch.empty((1, y.shape[1], H, W), dtype=torch.float32, device=x.device)
+        for k, ((ya, _, ca, cb), (xa, _, da, db)) in enumerate(batch):
+            out[0, :, ca:cb, da:db] = y[k, :, ca - ya:cb - ya, da - xa:db - xa]
+        del pieces, y
     return out

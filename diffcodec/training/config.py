@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..core.diffusion import GaussianDiffusion, LossType, VarianceType
+from ..core.precision import TILINGS
 from ..core.schedules import SCHEDULES
 from ..errors import UserError
 from ..io.datasets import DataConfig
@@ -59,27 +60,44 @@ class TrainConfig:
 
 
 @dataclass
+class InferenceConfig:
+    """How the codec runs the network: over tiles of ``tile`` pixels with ``halo`` pixels of
+    context (one of ``core.precision.TILINGS``; chosen on validation images), or whole (0)."""
+    tile: int = 0
+    halo: int = 0
+
+    def validate(self):
+        if self.tile and (self.tile, self.halo) not in TILINGS:
+            raise ValueError(f"inference tiling ({self.tile}, {self.halo}) is not one of "
+                             f"{', '.join(map(str, TILINGS))}")
+
+
+@dataclass
 class Config:
     model: UNetConfig = field(default_factory=UNetConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
 
     def to_dict(self) -> dict:
         return {"model": self.model.to_dict(), "diffusion": asdict(self.diffusion),
-                "data": asdict(self.data), "train": asdict(self.train)}
+                "data": asdict(self.data), "train": asdict(self.train),
+                "inference": asdict(self.inference)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
-        unknown = set(d) - {"model", "diffusion", "data", "train"}
+        unknown = set(d) - {"model", "diffusion", "data", "train", "inference"}
         if unknown:
             raise ConfigError(f"unknown config sections: {', '.join(sorted(unknown))}")
         try:
             cfg = cls(model=UNetConfig.from_dict(d.get("model", {})),
                       diffusion=_section(DiffusionConfig, d.get("diffusion", {}), "diffusion"),
                       data=_section(DataConfig, d.get("data", {}), "data"),
-                      train=_section(TrainConfig, d.get("train", {}), "train"))
+                      train=_section(TrainConfig, d.get("train", {}), "train"),
+                      inference=_section(InferenceConfig, d.get("inference", {}), "inference"))
             cfg.diffusion.validate()
+            cfg.inference.validate()
         except (TypeError, ValueError) as e:
             raise ConfigError(f"bad config: {e}") from None
         cfg.model.learn_sigma = cfg.diffusion.var_type == VarianceType.LEARNED_RANGE.value

@@ -97,6 +97,12 @@ class LoadedModel:
         return _profile(self.config)
 
     @property
+    def tiling(self) -> tuple[int, int]:
+        """(tile core, halo) the codec runs the network over for larger images, (0, 0) for whole
+        (config ``inference``; ``core.precision.tile_for``)."""
+        return self.config.inference.tile, self.config.inference.halo
+
+    @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 

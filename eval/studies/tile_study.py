@@ -3,15 +3,16 @@ time: the model's rate along the default rcc chain with the network whole and ti
 size, on the same images, chain and seed.
 
     python eval/studies/tile_study.py [--data ../shared/data/photos] [--names 045,046,047,048,049]
-        [--tiles 0,512,256] [--out eval/studies/results/tile_study.txt]
-    python eval/studies/tile_study.py --data eval/data/val768 --out eval/studies/results/tile_study_val768.txt
+        [--tiles 0,512,256] [--halo 8] [--out eval/studies/results/tile_study.txt]
+    python eval/studies/tile_study.py --data eval/data/val768 --names 045,047,049 --tiles 0,128 --halo 8 \
+        --out eval/studies/results/tile_study_val768_128.txt
 
 The images are the validation photos at their own size (about 1 megapixel; photos 045-049 are
 never trained on). For each, the ideal estimator (no bytes) sends the default rcc chain to its
 last step; the rate is the sum over steps of KL(q || p_theta) (``StepRecord.kl_model_bits``), so
 only p_theta differs between the rows. Tile 0 is the whole network; a tile of S runs cores of S
-pixels with ``tiling.HALO`` pixels of context (set here through ``core.precision``'s TILE and
-WHOLE_MAX_PIXELS, which the codec's own rule reads). Printed per image and tile: bits per pixel,
+pixels with ``--halo`` pixels of context (set here as the model's ``inference`` tiling, which the
+codec's own rule reads). Printed per image and tile: bits per pixel,
 the final PSNR, the network's seconds; then each tile's mean change against the whole network, at
 the chain's end and as the BD-rate of the ideal curves (rate and x0_hat's PSNR after each step)
 over 28-42 dB.
@@ -30,7 +31,6 @@ from diffcodec.coding.progressive import estimate_image
 from diffcodec.core import precision
 from diffcodec.evaluation.metrics import bd_rate
 from diffcodec.io.datasets import load_image
-from diffcodec.nets.tiling import HALO
 from diffcodec.training.store import load_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,9 +42,11 @@ def main():
     ap.add_argument("--data", default=str(ROOT.parent / "shared/data/photos"))
     ap.add_argument("--names", default="045,046,047,048,049")
     ap.add_argument("--tiles", default="0,512,256")
+    ap.add_argument("--halo", type=int, default=8, help="pixels of context around each core")
     ap.add_argument("--out", default=str(ROOT / "eval/studies/results/tile_study.txt"))
     args = ap.parse_args()
     loaded = load_model(args.model)
+    precision.WHOLE_MAX_PIXELS = 10 ** 12     # tile 0 runs the network whole at any size
     tiles = [int(v) for v in args.tiles.split(",")]
     lines, rows = [], []
 
@@ -53,13 +55,13 @@ def main():
         lines.append(s)
 
     say(f"model {args.model}, default rcc chain, ideal rate (sum of KL(q || p_theta)), halo "
-        f"{HALO} px")
+        f"{args.halo} px")
     for name in args.names.split(","):
         image = load_image(Path(args.data) / f"{name}.png", 3)
         C, H, W = image.shape
         steps = registry.get("rcc").steps_for(image.size)
         for tile in tiles:
-            precision.TILE, precision.WHOLE_MAX_PIXELS = (tile, 0) if tile else (precision.TILE, 10 ** 12)
+            loaded.config.inference.tile, loaded.config.inference.halo = tile, args.halo
             t0 = time.perf_counter()
             est = estimate_image(loaded, image, steps=steps)
             curve = np.cumsum([r.kl_model_bits for r in est.records]) / (H * W)
