@@ -96,7 +96,9 @@ export OMP_NUM_THREADS=1
     python eval/bd_table.py "$OUT/rd_kodak256" --anchor avif > "$OUT/rd_kodak256/bd_vs_avif.txt"
     python eval/bd_table.py "$OUT/rd_kodak256" --anchor avif --range 28 42 >> "$OUT/rd_kodak256/bd_vs_avif.txt"
     d=$(mktemp -d) && cp "$KODAK/kodim01.webp" "$KODAK/kodim02.webp" "$d/" \
-      && diffcodec eval rd --model photo --data "$d" --tile 0 --codecs rcc,jpeg,webp,avif,jxl --anchor avif -o "$OUT/rd_kodak_full2"
+      && diffcodec eval rd --model photo --data "$d" --tile 0 --codecs rcc,jpeg,webp,avif,jxl --anchor avif -o "$OUT/rd_kodak_full2" \
+      && python eval/baselines_lossless.py --model photo --data "$d" --tile 0 > "$OUT/lossless_photo_kodak2.txt" \
+      && diffcodec bpd --model photo --data "$d" --tile 0 --steps "@$OUT/steps_photo_fit100.txt" --batch-size 1 --json "$OUT/bpd_photo_kodak2_fit100_tiles.json"
     (for a in avif webp jxl jpeg; do python eval/bd_table.py "$OUT/rd_kodak_full2" --anchor $a; done
      python eval/bd_table.py "$OUT/rd_kodak_full2" --anchor avif --range 28 42) > "$OUT/rd_kodak_full2/bd_tables.txt"
     rm -rf "$d"
@@ -140,7 +142,10 @@ python eval/bench_codec.py --sizes 1536x1024 --qualities 75 --json "$OUT/bench_c
 python eval/bench_codec.py --sizes 64x64,256x256,768x512 --qualities 75,100 --json "$OUT/bench_codec_s23.json" --plot "$OUT/bench_codec_s23.png" > "$OUT/bench_codec_s23.log"
 python eval/bench_codec.py --sizes 1536x1024,4224x2816 --qualities 75 --json "$OUT/bench_codec_large.json" --plot "$OUT/bench_codec_large.png" > "$OUT/bench_codec_large.log"
 python eval/bench_tiles.py > "$OUT/bench_tiles.txt"
-python eval/studies/tile_study.py > /dev/null    # writes $SOUT/tile_study.txt and .json
+python eval/studies/tile_study.py --halo 32 > /dev/null    # writes $SOUT/tile_study.txt and .json
+python eval/studies/tile_study.py --data eval/data/val768 --names 045,047,049 --tiles 0,256 --halo 32 --out "$SOUT/tile_study_val768.txt" > /dev/null
+for h in 4 0; do python eval/studies/tile_study.py --data eval/data/val768 --names 045,047,049 --tiles 0,128 --halo $h --out "$SOUT/tile_study_val768_128h$h.txt" > /dev/null; done
+python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --json "$OUT/bench_codec_s24.json" --plot "$OUT/bench_codec_s24.png" > "$OUT/bench_codec_s24.log"
 python eval/studies/precision_drift.py --sizes 256x256 --threads 2,1,3,4 > "$SOUT/precision_drift.txt"
 python eval/studies/fixed_order_cost.py > "$SOUT/fixed_order_cost.txt"
 (python eval/studies/precision_drift.py --sizes 768x512 --threads 2,1 --formats bfloat16

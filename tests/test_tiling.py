@@ -76,12 +76,14 @@ def test_network_format_names():
                 "float32/tile512/halo32", "float32/tile128/halo08", "float32/halo4"):
         with pytest.raises(ValueError):
             precision.parse(bad)
-    for number, tile, halo in [("float32", 0, 8), ("bfloat16", 512, 32), ("float32", 128, 8), ("float32", 64, 0)]:
+    for number, tile, halo in [("float32", 0, 8), ("bfloat16", 512, 32), ("float32", 128, 4),
+                               ("float32", 64, 0)]:
         name = precision.network_format(number, tile, halo)
         assert precision.parse(name) == (number, tile, halo if tile else precision.HALO)
     # memory alone tiles above WHOLE_MAX_PIXELS; a model's tiling applies once the image is larger
     assert precision.tile_for(1024, 1024) == (0, 0) and precision.tile_for(1024, 1028) == (512, 32)
-    assert precision.tile_for(128, 128, (128, 4)) == (0, 0) and precision.tile_for(100, 129, (128, 4)) == (128, 4)
+    assert precision.tile_for(128, 128, (128, 4)) == (0, 0)
+    assert precision.tile_for(100, 129, (128, 4)) == (128, 4)
     assert precision.tile_for(3000, 4000, (128, 4)) == (128, 4)
     assert precision.decoder_formats(100, 128) == precision.NETWORK_FORMATS
     assert precision.decoder_formats(512, 768) == (*precision.NETWORK_FORMATS, "float32/tile128/halo4",
@@ -137,9 +139,9 @@ def _coded_in(model, image, network):
 
 
 def test_a_large_image_is_coded_with_the_tiled_network_and_decodes_exactly(tinyrgb, monkeypatch):
-    """Tiling made to start at this test's small image (with a small halo): the file names the tiled format, decodes
-    to the encoder's reconstruction on 1 and 2 threads, and a file of the same size made with
-    the whole network (as before tiling) still decodes, with the whole network."""
+    """Memory tiling made to start at this test's small image (with a small halo): the file names
+    the tiled format, decodes to the encoder's reconstruction on 1 and 2 threads, and a file of
+    the same size made with the whole network (as before tiling) still decodes, whole."""
     monkeypatch.setattr(precision, "WHOLE_MAX_PIXELS", 40 * 40)
     monkeypatch.setattr(precision, "TILE", 32)
     monkeypatch.setattr(precision, "HALO", 4)

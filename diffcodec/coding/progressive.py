@@ -194,8 +194,8 @@ def encode_image(loaded, image: np.ndarray, backend: str = registry.AUTO, steps:
     with paper t <= stop_step is sent, or at the last step whose file fits bpp bits per pixel (an
     error if no coded step fits). progress(i) is called after each step; ``coder`` overrides the
     backend's default step coder. ``precision``: the network's number format, "auto", "float32"
-    or "bfloat16" (``core.precision.encoder_network``, which also tiles an image over the model's tiling or, if
-    it has none, a large image; the file records both)."""
+    or "bfloat16" (``core.precision.encoder_network``, which also picks the tiling: the model's,
+    or for a model without one, tiles for a large image; the file records both)."""
     t_start = time.perf_counter()
     C, H, W = image.shape
     _check_image(loaded, image)

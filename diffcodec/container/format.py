@@ -42,10 +42,10 @@ tiled), as the one key and format (of those its caller passes: the registered mo
 model it is given) that make the check pass; the decoder then runs the network in that format,
 which the pixels it decodes depend on. A file made with other weights fails it like a damaged one,
 with odds of 1 in 65536 per format tried: two per model up to 128 x 128 pixels, four above (the
-photo model's tiles of 128), six above 1024 x 1024 (``core.precision.decoder_formats``). A 28x28 file of the fmnist model at default
-settings has a header of 4 bytes for one layer, 8 for two and 3 more per further layer. A one-layer
-file has no stored length, so a cut (or bytes appended) is caught by its CRC-16 alone: all but
-about 1 in 65536 cuts.
+photo model's tiles of 128), six above 1024 x 1024 (``core.precision.decoder_formats``). A 28x28
+file of the fmnist model at default settings has a header of 4 bytes for one layer, 8 for two and
+3 more per further layer. A one-layer file has no stored length, so a cut (or bytes appended) is
+caught by its CRC-16 alone: all but about 1 in 65536 cuts.
 
 The lossy layers are consecutive slices of one range-coded stream: layer k ends at the shortest
 prefix of the stream from which every symbol of layers 1..k decodes, so cutting the file at any

@@ -68,8 +68,8 @@ class NetworkAdapter:
             inp = xt.contiguous(memory_format=torch.channels_last)
             with precision.autocast(xt.device, self.dtype):
                 if self.tile:
-                    raw = tiled_forward(self.loaded.inference_net, inp, self.diffusion.model_t(t), self.tile,
-                                        self.halo)
+                    raw = tiled_forward(self.loaded.inference_net, inp, self.diffusion.model_t(t),
+                                        self.tile, self.halo)
                 else:
                     raw = self.loaded.inference_net(inp, self.diffusion.model_t(t))
             # one thread: torch's element-wise exp splits a tensor between threads at points that

@@ -106,7 +106,8 @@ def network_format(number: str, tile: int = 0, halo: int = HALO) -> str:
 def parse(network: str) -> tuple[str, int, int]:
     """(number format, tile core or 0, halo) of a network format name; ValueError for an unknown
     one."""
-    m = re.fullmatch(rf"({'|'.join(NETWORK_FORMATS)})(?:/tile([1-9][0-9]*)(?:/halo(0|[1-9][0-9]*))?)?", network)
+    number = "|".join(NETWORK_FORMATS)
+    m = re.fullmatch(rf"({number})(?:/tile([1-9][0-9]*)(?:/halo(0|[1-9][0-9]*))?)?", network)
     if m is None or (m[3] is not None and int(m[3]) == HALO):    # HALO's name has no "/halo"
         raise ValueError(f"unknown network format {network!r}")
     return m[1], int(m[2] or 0), HALO if m[3] is None else int(m[3])

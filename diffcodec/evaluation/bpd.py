@@ -24,14 +24,16 @@ def network_for(loaded, height: int, width: int):
 
 def bound_terms(loaded, diffusion, images, batch_size: int, seed: int, progress=None):
     """Per-image L_T [N], vb terms [N, T] and x0_hat MSE [N, T] in bits/dim of each image (see
-    calc_bpd_loop) under the network the codec runs (``network_for``), sharded across torch.distributed ranks when launched with torchrun. ``images``:
-    uint8 [N, C, H, W], or a list of [C, H, W] of several sizes (batched by size)."""
+    calc_bpd_loop) under the network the codec runs (``network_for``), sharded across
+    torch.distributed ranks when launched with torchrun. ``images``: uint8 [N, C, H, W], or a list
+    of [C, H, W] of several sizes (batched by size)."""
     mine = my_indices(len(images))
     rows = []
     for idx, batch in same_size_batches(images, mine, batch_size):
         idx = np.asarray(idx)
         x0 = to_model_tensor(batch).to(loaded.device)
-        res = diffusion.calc_bpd_loop(network_for(loaded, *x0.shape[-2:]), x0, image_noise(seed, idx, x0.shape[1:], loaded.device))
+        noise = image_noise(seed, idx, x0.shape[1:], loaded.device)
+        res = diffusion.calc_bpd_loop(network_for(loaded, *x0.shape[-2:]), x0, noise)
         rows += [(float(res["prior_bpd"][j]), res["vb"][j], res["mse"][j]) for j in range(len(idx))]
         if progress:
             progress(len(idx))

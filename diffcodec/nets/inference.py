@@ -55,9 +55,10 @@ def ordered_total(v: torch.Tensor) -> torch.Tensor:
 
 def _fusable(x: torch.Tensor) -> bool:
     """Whether x goes through oneDNN's fused convolutions: a channels-last CPU tensor in float32 or
-    bfloat16 whose maps (all of the batch's together) have at least FUSE_MIN_PIXELS pixels: below, their fixed cost per call
-    outweighs the passes they save (a bfloat16 forward pass on a 64x64 image took 14.4 ms with
-    every map fused, 12.5 with none, 13.2 with this threshold; at 256x256, 55 against 62 ms)."""
+    bfloat16 whose maps (all of the batch's together) have at least FUSE_MIN_PIXELS pixels: below,
+    their fixed cost per call outweighs the passes they save (a bfloat16 forward pass on a 64x64
+    image took 14.4 ms with every map fused, 12.5 with none, 13.2 with this threshold; at 256x256,
+    55 against 62 ms)."""
     return (x.device.type == "cpu" and _MKLDNN is not None and torch.backends.mkldnn.is_available()
             and x.dtype in (torch.float32, torch.bfloat16)
             and x.shape[0] * x.shape[-2] * x.shape[-1] >= FUSE_MIN_PIXELS

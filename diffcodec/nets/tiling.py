@@ -18,6 +18,7 @@ import math
 import torch
 
 from ..core.precision import HALO
+
 BATCH_PIXELS = 128 * 1024   # tiles of one shape run as one batch of at most this many input pixels
 
 

@@ -3,9 +3,9 @@ time: the model's rate along the default rcc chain with the network whole and ti
 size, on the same images, chain and seed.
 
     python eval/studies/tile_study.py [--data ../shared/data/photos] [--names 045,046,047,048,049]
-        [--tiles 0,512,256] [--halo 8] [--out eval/studies/results/tile_study.txt]
-    python eval/studies/tile_study.py --data eval/data/val768 --names 045,047,049 --tiles 0,128 --halo 8 \
-        --out eval/studies/results/tile_study_val768_128.txt
+        [--tiles 0,512,256] [--halo 4] [--out eval/studies/results/tile_study.txt]
+    python eval/studies/tile_study.py --data eval/data/val768 --names 045,047,049 --tiles 0,128 \
+        --halo 4 --out eval/studies/results/tile_study_val768_128h4.txt
 
 The images are the validation photos at their own size (about 1 megapixel; photos 045-049 are
 never trained on). For each, the ideal estimator (no bytes) sends the default rcc chain to its
@@ -42,7 +42,7 @@ def main():
     ap.add_argument("--data", default=str(ROOT.parent / "shared/data/photos"))
     ap.add_argument("--names", default="045,046,047,048,049")
     ap.add_argument("--tiles", default="0,512,256")
-    ap.add_argument("--halo", type=int, default=8, help="pixels of context around each core")
+    ap.add_argument("--halo", type=int, default=4, help="pixels of context around each core")
     ap.add_argument("--out", default=str(ROOT / "eval/studies/results/tile_study.txt"))
     args = ap.parse_args()
     loaded = load_model(args.model)
