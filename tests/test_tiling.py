@@ -1,6 +1,6 @@
 """The network over tiles (diffcodec.nets.tiling): the tile grid, tiles that are independent of
 each other, a local network that tiles exactly, and files whose network format is tiled: recorded,
-decoded on 1 and 2 threads to the same pixels, and whole-network files of the same size still
+decoded on 1, 2 and 4 threads to the same pixels, and whole-network files of the same size still
 decoding."""
 from dataclasses import replace
 
@@ -105,7 +105,7 @@ def test_tiles_of_one_shape_run_as_batches_of_bounded_size(monkeypatch):
         (h, w), = {(ys[1] - ys[0], xs[1] - xs[0]) for ys, xs in batch}
         assert len(batch) == 1 or len(batch) * h * w <= tiling.BATCH_PIXELS
     assert max(len(b) for b in got) == 3
-    assert max(len(b) for b in tiling.batches(50, 70, 16, tiling.HALO, 4)) == 1
+    assert max(len(b) for b in tiling.batches(50, 70, 16, precision.HALO, 4)) == 1
     torch.manual_seed(0)
     net, x = _Local(), torch.randn(1, 3, 50, 70)
     with torch.no_grad():
@@ -114,13 +114,13 @@ def test_tiles_of_one_shape_run_as_batches_of_bounded_size(monkeypatch):
         assert torch.allclose(tiled_forward(net, x, None, core=16, halo=0), batched, atol=1e-6)
 
 
-def _image():
-    return (np.random.default_rng(7).random((3, 40, 64)) * 255).astype(np.uint8)
+def _image(h=40, w=64):
+    return (np.random.default_rng(7).random((3, h, w)) * 255).astype(np.uint8)
 
 
 def _coded_in(model, image, network):
     """Encodes image at full rate: the file records ``network`` and decodes to the encoder's
-    reconstruction on 1 and 2 threads. -> (encode result, decoded image)."""
+    reconstruction on 1, 2 and 4 threads. -> (encode result, decoded image)."""
     res = encode_image(model, image, backend="rcc", quality=100, precision="float32")
     assert res.header.network == network
     container = Container.from_bytes(res.data, model.keys)
@@ -128,24 +128,25 @@ def _coded_in(model, image, network):
     threads = torch.get_num_threads()
     try:
         decoded = []
-        for n in (1, 2):
+        for n in (1, 2, 4):
             torch.set_num_threads(n)
             decoded.append(decode_container(model, container).image)
     finally:
         torch.set_num_threads(threads)
-    assert np.array_equal(decoded[0], decoded[1])
+    assert np.array_equal(decoded[0], decoded[1]) and np.array_equal(decoded[0], decoded[2])
     assert psnr(decoded[0], image) == pytest.approx(res.psnr, abs=1e-9)
     return res, decoded[0]
 
 
 def test_a_large_image_is_coded_with_the_tiled_network_and_decodes_exactly(tinyrgb, monkeypatch):
     """Memory tiling made to start at this test's small image (with a small halo): the file names
-    the tiled format, decodes to the encoder's reconstruction on 1 and 2 threads, and a file of
+    the tiled format, decodes to the encoder's reconstruction on 1, 2 and 4 threads, and a file of
     the same size made with the whole network (as before tiling) still decodes, whole."""
     monkeypatch.setattr(precision, "WHOLE_MAX_PIXELS", 40 * 40)
     monkeypatch.setattr(precision, "TILE", 32)
     monkeypatch.setattr(precision, "HALO", 4)
     image = _image()
+    assert max(len(b) for b in tiling.batches(40, 64, 32, precision.HALO, 4)) == 1   # one at a time
     res, decoded = _coded_in(tinyrgb, image, "float32/tile32")
 
     monkeypatch.setattr(precision, "WHOLE_MAX_PIXELS", 10 ** 9)
@@ -162,17 +163,17 @@ def test_a_large_image_is_coded_with_the_tiled_network_and_decodes_exactly(tinyr
     assert not np.array_equal(moved.image, decoded)
 
 
-def test_a_model_tiling_codes_photos_over_its_tiles_on_one_and_two_threads(tinyrgb, monkeypatch):
+def test_a_model_tiling_codes_photos_over_its_tiles_on_one_two_and_four_threads(tinyrgb, monkeypatch):
     """A model whose config names a tiling: an image larger than its tile is coded over it (the
-    file names it, batches of several tiles included) and decodes to the encoder's pixels on 1
-    and 2 threads; the bound ``bpd`` reports is the tiled network's."""
+    file names it, batches of several tiles included) and decodes to the encoder's pixels on 1, 2
+    and 4 threads (edge tiles of odd sizes); the bound ``bpd`` reports is the tiled network's."""
     from diffcodec.evaluation.bpd import network_for
 
     monkeypatch.setattr(precision, "TILINGS", ((16, 4),))
     monkeypatch.setattr(tinyrgb.config.inference, "tile", 16)
     monkeypatch.setattr(tinyrgb.config.inference, "halo", 4)
-    image = _image()
-    assert max(len(b) for b in tiling.batches(40, 64, 16, 4, 4)) > 1
+    image = _image(41, 67)          # edge tiles of odd sizes, not on the network's grid
+    assert max(len(b) for b in tiling.batches(41, 67, 16, 4, 4)) > 1
     _coded_in(tinyrgb, image, "float32/tile16/halo4")
     x, t = torch.randn(2, 3, 40, 64), torch.tensor([300, 300])
     with torch.no_grad():
@@ -180,3 +181,15 @@ def test_a_model_tiling_codes_photos_over_its_tiles_on_one_and_two_threads(tinyr
         assert torch.allclose(tiled[1:], tiled_forward(tinyrgb.net, x[1:], t[1:], 16, 4))
         assert not torch.allclose(tiled, tinyrgb.net(x, t), atol=1e-4)
     assert network_for(tinyrgb, 16, 16) is tinyrgb.net
+
+
+def test_a_check_that_fits_one_model_in_several_formats_is_refused_in_words(tinyrgb, monkeypatch):
+    """When one model's key passes the first check in more than one network format (a chance
+    collision of the CRC-16), the reader says so instead of naming the same model twice."""
+    from diffcodec.container import format as container_format
+    from diffcodec.container.format import FormatError
+
+    monkeypatch.setattr(container_format, "_first_check", lambda key, head, data: b"\x12\x34")
+    res = encode_image(tinyrgb, _image(), backend="rcc", quality=50, precision="float32")
+    with pytest.raises(FormatError, match="in several network formats"):
+        Container.from_bytes(res.data, tinyrgb.keys)

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core.adapter import NetworkAdapter
+from ..core.precision import encoder_network
 from ..errors import UserError
 from ..io.pixels import to_model
 from .entropy import gauss_op, info_bits
@@ -309,7 +310,8 @@ def _info_q(chain: Chain, j: int, offset, mu, sd) -> float:
 
 def _setup(loaded, steps, shape, grid=None):
     """(Chain, network evaluator) for one respaced chain (``grid``: bins per smallest noise scale)."""
-    net = NetworkAdapter(loaded, steps, shape)
+    network = encoder_network(loaded.device, shape, "float32", loaded.tiling)    # as ``bpd``'s bound
+    net = NetworkAdapter(loaded, steps, shape, network)
     return Chain.build(net.diffusion, grid), net
 
 

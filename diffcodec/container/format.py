@@ -41,8 +41,8 @@ the reader finds the model, and the format the encoder ran its network in (numbe
 tiled), as the one key and format (of those its caller passes: the registered models', or the
 model it is given) that make the check pass; the decoder then runs the network in that format,
 which the pixels it decodes depend on. A file made with other weights fails it like a damaged one,
-with odds of 1 in 65536 per format tried: two per model up to 128 x 128 pixels, four above (the
-photo model's tiles of 128), six above 1024 x 1024 (``core.precision.decoder_formats``). A 28x28
+with odds of 1 in 65536 per format tried: two per model when both sides are at most 128 pixels,
+four otherwise (the photo model's tiles of 128), six above 1024 x 1024 (``core.precision.decoder_formats``). A 28x28
 file of the fmnist model at default settings has a header of 4 bytes for one layer, 8 for two and
 3 more per further layer. A one-layer file has no stored length, so a cut (or bytes appended) is
 caught by its CRC-16 alone: all but about 1 in 65536 cuts.
@@ -353,6 +353,9 @@ def _identify(header: Header, head: bytes, first: bytes, check: bytes, one_layer
     if len(found) == 1:
         name, network = found[0]
         return replace(header, model_name=name, model_key=keys[name], network=network)
+    if found and len({n for n, _ in found}) == 1:   # about 1 file in 20000 of a tiled size
+        raise FormatError(f"the file's check fits model {found[0][0]!r} in several network formats "
+                          f"({', '.join(f for _, f in found)}), so it cannot say which to decode with")
     if found:
         raise FormatError(f"the file's check fits several models ({', '.join(n for n, _ in found)}): pass --model")
     if given and registered is not None:

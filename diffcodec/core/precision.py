@@ -9,8 +9,8 @@
   ``DIFFCODEC_PRECISION`` asks for one. Either format decodes to the same pixels on 1, 2 or 4
   threads (``nets.inference``).
 - The tiling: a model may name a tiling it runs best over (its config's ``inference`` section,
-  one of TILINGS, chosen on validation photos: the photo model was trained on 32-pixel crops and
-  codes a photo at a lower rate over tiles of 128 pixels than whole, eval/README.md, "Tiles");
+  one of TILINGS, chosen on validation photos: the photo model was trained on 32- then 64-pixel
+  crops and codes a photo at a lower rate over tiles of 128 pixels than whole, eval/README.md, "Tiles");
   an encoder uses it for an image wider or taller than its tile. Otherwise images of more than
   WHOLE_MAX_PIXELS pixels run over tiles of TILE pixels with HALO of context, which bounds the
   network's memory by the tile; smaller images run it whole. A tiled network is another function

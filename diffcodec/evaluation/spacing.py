@@ -27,6 +27,7 @@ from ..core.diffusion import LN2, VarianceType, discretized_gaussian_log_likelih
 from ..distributed import image_noise, my_indices, sum_across
 from ..io.datasets import dims_of, same_size_batches
 from ..io.pixels import to_model_tensor
+from .bpd import network_for
 
 
 def _fraction(var_type: VarianceType, v: torch.Tensor | None, t: int):
@@ -135,10 +136,11 @@ def jump_costs(loaded, images: np.ndarray, batch_size: int = 50, seed: int = 0, 
         idx = np.asarray(idx)
         x0 = to_model_tensor(batch).to(loaded.device)
         noise = image_noise(seed, idx, x0.shape[1:], loaded.device)
+        net = network_for(loaded, *x0.shape[-2:])
         prior += float(diffusion.prior_bpd(x0).sum()) * x0[0].numel()
         for t in reversed(range(T)):
             tt = torch.full((len(idx),), t, dtype=torch.long, device=x0.device)
-            row = len(idx) * costs_at(diffusion, loaded.net, x0, t, diffusion.q_sample(x0, tt, noise(t)))
+            row = len(idx) * costs_at(diffusion, net, x0, t, diffusion.q_sample(x0, tt, noise(t)))
             if t == 0:
                 decoder += row
             else:

@@ -5,8 +5,8 @@ corners on the network's downsampling grid) is computed from the core with ``hal
 context on each side (less at the image's edges), and only the core's output is kept. Each tile
 runs as an image of its own (tiles of one shape batched together), so GroupNorm's statistics
 are the tile's and the convolutions see the tile's edges: the tiled network is a different
-function of the image than the whole network. For the photo model, which was trained on 32-pixel
-crops, small tiles give a lower rate (eval/README.md, "Tiles"). Which
+function of the image than the whole network. For the photo model, which was trained on 32- then
+64-pixel crops, small tiles give a lower rate (eval/README.md, "Tiles"). Which
 function a file was coded with is part of its network format (``core.precision``), so encoder
 and decoder compute the same one. No arithmetic joins the tiles: the output is a copy of each
 core's, so the result does not depend on the thread count any more than one tile's does.
@@ -17,12 +17,14 @@ import math
 
 import torch
 
-from ..core.precision import HALO
+from ..core import precision
 
-BATCH_PIXELS = 128 * 1024   # tiles of one shape run as one batch of at most this many input pixels
+# tiles of one shape run as one batch of at most this many input pixels; part of the tiled formats'
+# function (a batch's size can change a convolution's rounding), so changing it changes their files
+BATCH_PIXELS = 128 * 1024
 
 
-def spans(n: int, core: int, halo: int = HALO, grid: int = 4) -> list[tuple[int, int, int, int]]:
+def spans(n: int, core: int, halo: int, grid: int = 4) -> list[tuple[int, int, int, int]]:
     """Cuts 0..n into ceil(n / core) pieces of near-equal size, each starting on a multiple of
     ``grid``: (input start, input end, core start, core end) per piece, the input being the core
     with ``halo`` more on each side, clipped to 0..n."""
@@ -43,7 +45,7 @@ def batches(H: int, W: int, core: int, halo: int, grid: int) -> list[list[tuple]
             shapes.setdefault((ys[1] - ys[0], xs[1] - xs[0]), []).append((ys, xs))
     out = []
     for (h, w), tiles in shapes.items():
-        per = 1 if halo == HALO else max(1, BATCH_PIXELS // (h * w))
+        per = 1 if halo == precision.HALO else max(1, BATCH_PIXELS // (h * w))
         out += [tiles[k:k + per] for k in range(0, len(tiles), per)]
     return out
 
@@ -53,7 +55,7 @@ def tiled_forward(net, x: torch.Tensor, t: torch.Tensor, core: int, halo: int | 
     [1, out_C, H, W]. ``net.multiple`` (its downsampling grid) aligns the tiles; ``halo``
     defaults to HALO. ``t`` ([1]) is shared by every tile of a batch."""
     H, W = x.shape[-2:]
-    halo = HALO if halo is None else halo
+    halo = precision.HALO if halo is None else halo
     grid = getattr(net, "multiple", 1)
     out = None
     for batch in batches(H, W, core, halo, grid):

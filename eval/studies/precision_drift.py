@@ -27,6 +27,7 @@ from bench_codec import ROOT, make_image  # noqa: E402
 
 from diffcodec.coding.progressive import decode_container, encode_image  # noqa: E402
 from diffcodec.container.format import Container  # noqa: E402
+from diffcodec.core import precision  # noqa: E402
 from diffcodec.evaluation.metrics import psnr  # noqa: E402
 from diffcodec.training.store import load_model  # noqa: E402
 
@@ -57,7 +58,9 @@ def main():
                 for threads in counts:
                     torch.set_num_threads(threads)
                     # the file names its format; another is forced by replacing the header's
-                    forced = replace(container, header=replace(container.header, network=dec_format))
+                    _, tile, halo = precision.parse(container.header.network)
+                    network = precision.network_format(dec_format, tile, halo)
+                    forced = replace(container, header=replace(container.header, network=network))
                     out = decode_container(loaded, forced).image
                     reference = out if reference is None else reference
                     diff = np.abs(out.astype(int) - reference.astype(int))
