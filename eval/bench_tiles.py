@@ -23,7 +23,7 @@ def child(size: str, tile: int, repeats: int) -> None:
 
     from diffcodec.core import precision
     from diffcodec.core.allocator import keep_large_blocks
-    from diffcodec.nets.tiling import tiled_forward
+    from diffcodec.nets.tiling import forward
     from diffcodec.training.store import load_model
 
     keep_large_blocks()
@@ -37,7 +37,7 @@ def child(size: str, tile: int, repeats: int) -> None:
     with torch.no_grad(), precision.autocast(loaded.device, precision.dtype(network)):
         for _ in range(repeats + 1):      # the first call warms up
             t0 = time.perf_counter()
-            tiled_forward(net, x, t, tile) if tile else net(x, t).float()
+            forward(net, x, t, tile).float()
             seconds.append(time.perf_counter() - t0)
     print(json.dumps({"size": size, "tile": tile, "network": network, "seconds": min(seconds[1:])}))
 

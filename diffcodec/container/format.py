@@ -42,8 +42,8 @@ tiled), as the one key and format (of those its caller passes: the registered mo
 model it is given) that make the check pass; the decoder then runs the network in that format,
 which the pixels it decodes depend on. A file made with other weights fails it like a damaged one,
 with odds of 1 in 65536 per format tried: two per model when both sides are at most 128 pixels,
-four otherwise (the photo model's tiles of 128), six above 1024 x 1024 (``core.precision.decoder_formats``). A 28x28
-file of the fmnist model at default settings has a header of 4 bytes for one layer, 8 for two and
+four otherwise (the photo model's tiles of 128), six above 1024 x 1024
+(``core.precision.decoder_formats``). A 28x28 file of the fmnist model at default settings has a header of 4 bytes for one layer, 8 for two and
 3 more per further layer. A one-layer file has no stored length, so a cut (or bytes appended) is
 caught by its CRC-16 alone: all but about 1 in 65536 cuts.
 

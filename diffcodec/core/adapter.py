@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from ..coding.randomness import PURPOSE_ANCESTRAL, normals
-from ..nets.tiling import tiled_forward
+from ..nets.tiling import forward
 from ..timing import stage
 from . import precision
 from .allocator import keep_large_blocks
@@ -67,11 +67,8 @@ class NetworkAdapter:
         with stage("network"), threads_for(x.size, xt.device), torch.no_grad():
             inp = xt.contiguous(memory_format=torch.channels_last)
             with precision.autocast(xt.device, self.dtype):
-                if self.tile:
-                    raw = tiled_forward(self.loaded.inference_net, inp, self.diffusion.model_t(t),
-                                        self.tile, self.halo)
-                else:
-                    raw = self.loaded.inference_net(inp, self.diffusion.model_t(t))
+                raw = forward(self.loaded.inference_net, inp, self.diffusion.model_t(t),
+                              self.tile, self.halo)
             # one thread: torch's element-wise exp splits a tensor between threads at points that
             # depend on the thread count, with a scalar loop for each piece's tail whose last bit
             # can differ from the vector loop's; the decoded pixels must not depend on the count

@@ -115,10 +115,9 @@ def parse(network: str) -> tuple[str, int, int]:
 
 def decoder_formats(height: int, width: int) -> tuple[str, ...]:
     """The network formats a file of this image size may record: each number format whole and
-    over each tiling an encoder may use at this size."""
-    tilings = [t for t in TILINGS if max(height, width) > t[0]]
-    if height * width > WHOLE_MAX_PIXELS:
-        tilings.append((TILE, HALO))
+    over each tiling ``tile_for`` gives an encoder at this size (with each of TILINGS, or none)."""
+    tilings = dict.fromkeys(tile_for(height, width, t) for t in (*TILINGS, (0, 0)))
+    tilings.pop((0, 0), None)
     return NETWORK_FORMATS + tuple(network_format(n, *t) for t in tilings for n in NETWORK_FORMATS)
 
 

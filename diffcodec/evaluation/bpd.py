@@ -8,7 +8,7 @@ from ..core.precision import tile_for
 from ..distributed import gather_rows, image_noise, my_indices
 from ..io.datasets import dims_of, same_size_batches
 from ..io.pixels import to_model_tensor
-from ..nets.tiling import tiled_forward
+from ..nets.tiling import forward
 
 
 def network_for(loaded, height: int, width: int):
@@ -18,8 +18,7 @@ def network_for(loaded, height: int, width: int):
     tile, halo = tile_for(height, width, loaded.tiling)
     if not tile:
         return loaded.net
-    return lambda x, t: torch.cat([tiled_forward(loaded.net, x[j:j + 1], t[j:j + 1], tile, halo)
-                                   for j in range(len(x))])
+    return lambda x, t: forward(loaded.net, x, t, tile, halo)
 
 
 def bound_terms(loaded, diffusion, images, batch_size: int, seed: int, progress=None):

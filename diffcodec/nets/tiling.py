@@ -50,6 +50,16 @@ def batches(H: int, W: int, core: int, halo: int, grid: int) -> list[list[tuple]
     return out
 
 
+def forward(net, x: torch.Tensor, t: torch.Tensor, core: int, halo: int | None = None) -> torch.Tensor:
+    """``net(x, t)`` on a batch [B, C, H, W] as a network format runs it: whole when ``core`` is 0,
+    else over tiles (``tiled_forward``), image by image with each image's t."""
+    if not core:
+        return net(x, t)
+    if len(x) == 1:
+        return tiled_forward(net, x, t, core, halo)
+    return torch.cat([tiled_forward(net, x[j:j + 1], t[j:j + 1], core, halo) for j in range(len(x))])
+
+
 def tiled_forward(net, x: torch.Tensor, t: torch.Tensor, core: int, halo: int | None = None) -> torch.Tensor:
     """``net(x, t)`` for one image [1, C, H, W], tile by tile (module docstring); -> float32
     [1, out_C, H, W]. ``net.multiple`` (its downsampling grid) aligns the tiles; ``halo``
