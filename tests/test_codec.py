@@ -97,21 +97,35 @@ def test_codebook_rows_regenerate_alone_and_chunk_maps_are_signed_permutations()
 
 
 def test_a_steps_maps_read_each_chunks_stream_as_specified():
-    """step_maps (all chunks of a step, segments of one length sorted together) against the maps'
-    definition spelled out with numpy's stable argsort: segment after segment of the chunk's
-    Philox stream, m + 1 outputs each (the file format depends on it)."""
-    from diffcodec.coding.randomness import PURPOSE_BOOKMAP, _key, step_maps
+    """stacked_maps (chunks that share their segments' lengths, each segment's rows sorted
+    together) against the maps' definition spelled out with numpy's stable argsort: segment after
+    segment of the chunk's Philox stream, m + 1 outputs each (the file format depends on it)."""
+    from diffcodec.coding.randomness import PURPOSE_BOOKMAP, _key, stacked_maps
 
-    lengths = {0: [37], 1: [37], 2: [36], 5: [37, 36, 36], 7: [1], 9: [2]}
-    got = step_maps(3, 4, lengths, 300)
-    for c, ls in lengths.items():
-        gen = np.random.Philox(key=_key(3, PURPOSE_BOOKMAP, 4, c))
-        for m, (columns, signs, offset) in zip(ls, got[c]):
-            raw = gen.random_raw(m + 1)
-            assert np.array_equal(columns, np.argsort(raw[:m] >> np.uint64(1), kind="stable"))
-            assert np.array_equal(signs, np.where(raw[:m] & np.uint64(1), -1.0, 1.0).astype(np.float32))
-            assert offset == int(raw[m] % np.uint64(300))
-        assert [m[0].tolist() for m in chunk_maps(3, 4, c, ls, 300)] == [m[0].tolist() for m in got[c]]
+    for chunks, ls in (([0, 1, 2, 9], [37]), ([5, 6], [37, 36, 36]), ([7], [1]), ([4, 8], [2, 2])):
+        got = stacked_maps(3, 4, np.array(chunks), ls, 300)
+        for i, c in enumerate(chunks):
+            gen = np.random.Philox(key=_key(3, PURPOSE_BOOKMAP, 4, c))
+            for m, (columns, signs, offsets) in zip(ls, got):
+                raw = gen.random_raw(m + 1)
+                assert np.array_equal(columns[i], np.argsort(raw[:m] >> np.uint64(1), kind="stable"))
+                assert np.array_equal(signs[i], np.where(raw[:m] & np.uint64(1), -1.0, 1.0).astype(np.float32))
+                assert offsets[i] == int(raw[m] % np.uint64(300))
+            assert [m[0].tolist() for m in chunk_maps(3, 4, c, ls, 300)] == [m[0][i].tolist() for m in got]
+
+
+def test_a_rekeyed_stream_is_numpys_generator_for_that_key():
+    """raw_outputs re-keys one generator in place: its outputs must be a fresh
+    np.random.Philox(key) advanced by the blocks asked, whatever was read before (partial blocks,
+    other keys, a counter past 2^64 blocks, keys with their high bits set)."""
+    from diffcodec.coding.randomness import PURPOSE_BOOK, _key, raw_outputs
+
+    keys = [0, 1, _key(3, PURPOSE_BOOK, 0), _key(2 ** 63 - 1, 9, 2 ** 24 - 1, 2 ** 32 - 1)]
+    for key in keys:
+        for n, blocks in [(1, 0), (7, 0), (3, 5), (600, 8191 * 1024), (5, 2 ** 64 + 3)]:
+            want = np.random.Philox(key=key)
+            want.advance(blocks)
+            assert np.array_equal(raw_outputs(key, n, blocks), want.random_raw(n)), (key, n, blocks)
 
 
 def test_entropy_ops_round_trip():

@@ -16,6 +16,7 @@ import torch
 import diffcodec.coding
 from diffcodec.coding import registry
 from diffcodec.coding.base import StepCoder, StepContext
+from diffcodec.coding.randomness import permutation
 from diffcodec.coding.entropy import Decoder, encode_layered, info_bits
 from diffcodec.coding.ideal import IdealEstimator
 from diffcodec.container.format import Container, Header, Layer
@@ -341,7 +342,7 @@ def test_rcc_chunks_sharing_the_codebook_draw_independent_noise():
     assert kl == pytest.approx(400) and len(indices) == 40 and len(set(indices.tolist())) < 40
     z = x - shift
     assert -0.2 < z.mean() < 0.0 and 0.85 < z.var() < 1.15
-    noise = {tuple(np.round(z[g], 6)) for g in coder._groups(ctx, 40)}
+    noise = {tuple(np.round(z[g], 6)) for g in np.array_split(permutation(SEED, 3, d), 40)}
     assert len(noise) == 40
 
 
@@ -360,17 +361,18 @@ def test_rcc_selection_scores_every_block_of_chunks_like_a_direct_computation(mo
     # the encoder's randomness: every gap between arrivals 1, so T_j = j + 1
     coder._arrivals = lambda shape: torch.ones(shape)
     monkeypatch.setenv("DIFFCODEC_PRECISION", "float32")   # exact scores, as computed here
-    groups = coder._groups(ctx, n)
+    perm = permutation(SEED, 4, d)
+    groups = np.array_split(perm, n)
     for segment in (8192, 13):      # chunks of 35 dimensions: one segment, or three
         monkeypatch.setattr(rcc, "SEGMENT_DIMS", segment)
-        pieces = coder._pieces(ctx, groups)
+        layout = coder._layout(ctx, perm, n)
         # the decoder's candidates: what _sample builds for every chunk at index j
-        Z = np.stack([(coder._sample(ctx, pieces, [j] * n) - mu_p) / np.sqrt(var_p) for j in range(coder.count)])
+        Z = np.stack([(coder._sample(ctx, layout, [j] * n) - mu_p) / np.sqrt(var_p) for j in range(coder.count)])
         expected = [int(np.argmax(Z[:, dims] ** 2 @ c2[dims] + Z[:, dims] @ c1[dims]
                                   - np.log(np.arange(1, coder.count + 1)))) for dims in groups]
         for block in (3, 512):
             monkeypatch.setattr(rcc, "SELECT_BLOCK", block)
-            assert coder._select(ctx, pieces, c2, c1) == expected
+            assert coder._select(ctx, layout, n, c2, c1) == expected
 
 
 @pytest.mark.parametrize("name", ["rcc", "tuqrcc"])
@@ -409,7 +411,9 @@ def test_rcc_sends_a_large_step_of_little_kl_as_one_chunk_of_segments():
     coder = rcc.RCCCoder()
     ops, x, kl = coder.encode(ctx(), shift)
     assert kl == pytest.approx(2.0) and len(ops[-1][1]) == 1
-    assert len(coder._segments(np.arange(d))) == math.ceil(d / rcc.SEGMENT_DIMS) == 3
+    layout = coder._layout(ctx(), np.arange(d), 1)    # ceil(20000 / 8192) = 3 segments, one chunk
+    assert [s.dims.shape for s in layout] == [(2, 6667), (1, 6666)] and not any(s.single.any() for s in layout)
+    assert np.array_equal(np.concatenate([s.dims.ravel() for s in layout]), np.arange(d))
     dec = Decoder(encode_layered([ops])[0])
     assert np.array_equal(rcc.RCCCoder().decode(ctx(), dec), x)
 

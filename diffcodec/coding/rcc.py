@@ -41,6 +41,7 @@ import math
 import os
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 
@@ -48,7 +49,7 @@ from ..core import precision
 from ..timing import stage
 from .base import StepCoder, StepContext, gaussian_kl_bits
 from .entropy import gauss_op, table_op, zipf_table
-from .randomness import BOOK_DIMS, candidate, codebook, codebook_rows, permutation, step_maps
+from .randomness import BOOK_DIMS, candidate, codebook, codebook_rows, permutation, stacked_maps
 from .registry import register
 
 
@@ -102,6 +103,19 @@ def li_el_gamal_exponent(chunk_bits: int) -> float:
     """The Zipf exponent 1 + 1 / (KL + e^-1 ln(e + 1)) (KL in nats) of Li & El Gamal's index code
     for a chunk carrying ``chunk_bits`` bits of KL."""
     return 1.0 + 1.0 / (chunk_bits * math.log(2.0) + math.exp(-1) * math.log(math.e + 1))
+
+
+class Segments(NamedTuple):
+    """A step's segments of one length m, ordered by chunk, then by segment: row k is a segment of
+    chunk ``chunk[k]`` (``single[k]``: the chunk's only one), its dimensions ``dims[k]``, reading
+    codebook row r = (j + offsets[k]) mod K at ``columns[k]`` with ``signs[k]`` for index j
+    (``randomness.chunk_maps``)."""
+    chunk: np.ndarray      # [k] int64
+    single: np.ndarray     # [k] bool
+    dims: np.ndarray       # [k, m]
+    columns: np.ndarray    # [k, m]
+    signs: np.ndarray      # [k, m] float32
+    offsets: np.ndarray    # [k] int64
 
 
 def _book(seed: int, m: int, count: int, dtype):
@@ -216,17 +230,35 @@ class RCCCoder(StepCoder):
             return prev
         return min(dims, MAX_CHUNKS, max(1, math.ceil(total / self.chunk_bits)))
 
-    @staticmethod
-    def _segments(dims: np.ndarray) -> list[np.ndarray]:
-        """A chunk's dimensions in segments of at most SEGMENT_DIMS (near-equal lengths)."""
-        return np.array_split(dims, max(1, -(-len(dims) // SEGMENT_DIMS)))
-
-    def _pieces(self, ctx: StepContext, groups: list[np.ndarray]) -> list[list[tuple]]:
-        """Per chunk, its segments as (dims, columns, signs, offset) (``randomness.chunk_maps``,
-        computed for the whole step by ``randomness.step_maps``)."""
-        parts = [self._segments(dims) for dims in groups]
-        maps = step_maps(ctx.seed, ctx.step, {c: [len(p) for p in ps] for c, ps in enumerate(parts)}, self.count)
-        return [[(p, *m) for p, m in zip(ps, maps[c])] for c, ps in enumerate(parts)]
+    def _layout(self, ctx: StepContext, perm: np.ndarray, n: int) -> list[Segments]:
+        """The step's n chunks cut into segments, grouped by length (in order of first appearance,
+        chunk by chunk). Chunk c is the c-th of n near-equal slices of the step's permutation
+        (``perm``: ``randomness.permutation``; the first D mod n slices one longer), a chunk
+        longer than SEGMENT_DIMS is cut into near-equal segments (the first ones longer), and each
+        chunk's maps come from its own stream (``randomness.stacked_maps``). Chunks of one length
+        share their segments' lengths, so a step is at most two such classes, each a reshape of
+        the permutation."""
+        q, r = divmod(ctx.dims, n)
+        parts: dict[int, list[tuple]] = {}
+        for first, count, length in ((0, r, q + 1), (r, n - r, q)):
+            if not count:
+                continue
+            pieces = max(1, -(-length // SEGMENT_DIMS))
+            small, big = divmod(length, pieces)
+            lengths = [small + 1] * big + [small] * (pieces - big)
+            dims = perm[first * (q + 1):][:count * length].reshape(count, length)
+            chunks = np.arange(first, first + count, dtype=np.int64)
+            maps = stacked_maps(ctx.seed, ctx.step, chunks, lengths, self.count)
+            start = 0
+            for g, (m, (columns, signs, offsets)) in enumerate(zip(lengths, maps)):
+                parts.setdefault(m, []).append(((chunks << 32) + g, chunks, np.full(count, pieces == 1),
+                                                dims[:, start:start + m], columns, signs, offsets))
+                start += m
+        out = []
+        for members in parts.values():
+            order = np.argsort(np.concatenate([p[0] for p in members]), kind="stable")
+            out.append(Segments(*(np.concatenate([p[k] for p in members])[order] for k in range(1, 7))))
+        return out
 
     def _arrivals(self, shape: tuple) -> "torch.Tensor":
         """Exp(1) gaps between arrival times, float32 (the encoder's own randomness): -log U."""
@@ -247,74 +279,62 @@ class RCCCoder(StepCoder):
         wrapped = torch.arange(K)[None, :] < offsets[:, None]
         return (total - before + wrapped * total[:, -1:]).log_()
 
-    def _select(self, ctx: StepContext, pieces: list[list[tuple]], c2: np.ndarray, c1: np.ndarray) -> list[int]:
-        """The index each chunk picks: argmax_j log w(z_j) - log T_j over its K candidates.
+    def _select(self, ctx: StepContext, layout: list[Segments], n: int, c2: np.ndarray,
+                c1: np.ndarray) -> list[int]:
+        """The index each of the n chunks picks: argmax_j log w(z_j) - log T_j over its K candidates.
 
-        Segment g of chunk c reads candidate j as signs * Z_r[columns] with r = (j + offset) mod K
-        for the codebook Z of its length (``randomness.chunk_maps``), so its score
+        A segment reads candidate j as signs * Z_r[columns] with r = (j + offset) mod K for the
+        codebook Z of its length (``randomness.chunk_maps``), so its score
         sum_d c2_d z_d^2 + c1_d z_d is row r of Z (and of Z^2) times the segment's coefficients
         moved to the codebook's columns: two matrix products score a block of segments of one
         length. A one-segment chunk picks its row against arrival times laid out in row order
         (``_log_times``); a chunk of several segments sums their scores gathered to index order and
-        draws its own arrival times. ``pieces``: ``_pieces`` of the step's chunks."""
+        draws its own arrival times. ``layout``: ``_layout`` of the step."""
         import torch
 
         K = self.count
-        indices = np.empty(len(pieces), np.int64)
+        indices = np.empty(n, np.int64)
         summed: dict[int, torch.Tensor] = {}       # chunks of several segments: their scores so far
-        by_length: dict[int, list[tuple[int, int]]] = {}
-        for c, parts in enumerate(pieces):
-            for g, part in enumerate(parts):
-                by_length.setdefault(len(part[0]), []).append((c, g))
         dtype = precision.score_dtype(ctx.dims)
-        for m, members in by_length.items():
+        for seg in layout:
+            m = seg.dims.shape[1]
             book, squares = _book(ctx.seed, m, K, dtype)
             with stage("scoring"):
-                for start in range(0, len(members), SELECT_BLOCK):
-                    names = members[start:start + SELECT_BLOCK]
-                    block = [pieces[c][g] for c, g in names]
-                    b = len(block)
-                    dims = np.concatenate([p[0] for p in block])
-                    columns = np.concatenate([p[1] for p in block])
-                    signs = np.concatenate([p[2] for p in block])
+                for start in range(0, len(seg.chunk), SELECT_BLOCK):
+                    block = slice(start, start + SELECT_BLOCK)
+                    dims, columns = seg.dims[block], seg.columns[block].ravel()
+                    b = len(dims)
                     chunk = np.repeat(np.arange(b), m)
                     a1 = np.zeros((m, b), np.float32)
-                    a1[columns, chunk] = signs * c1[dims]
+                    a1[columns, chunk] = (seg.signs[block] * c1[dims]).ravel()
                     score = book @ torch.from_numpy(a1).to(dtype)                # [K, b], row order
                     if c2.any():
                         a2 = np.zeros((m, b), np.float32)
-                        a2[columns, chunk] = c2[dims]
+                        a2[columns, chunk] = c2[dims].ravel()
                         score += squares @ torch.from_numpy(a2).to(dtype)
                     score = score.T.float()                                     # [b, K]
-                    offsets = torch.tensor([p[3] for p in block])
-                    single = torch.tensor([len(pieces[c]) == 1 for c, _ in names])
+                    offsets, single = seg.offsets[block], seg.single[block]
                     if single.any():
-                        rows = torch.argmax(score[single] - self._log_times(offsets[single]), 1)
-                        for (c, _), r, o in zip((n for n, s in zip(names, single) if s), rows.tolist(),
-                                                offsets[single].tolist()):
-                            indices[c] = (r - o) % K
-                    for k in torch.nonzero(~single).flatten().tolist():   # to index order, then summed
-                        c = names[k][0]
-                        by_index = torch.roll(score[k], -int(offsets[k]))
-                        summed[c] = summed.get(c, 0.0) + by_index
+                        rows = torch.argmax(score[torch.from_numpy(single)]
+                                            - self._log_times(torch.from_numpy(offsets[single])), 1)
+                        indices[seg.chunk[block][single]] = (rows.numpy() - offsets[single]) % K
+                    for k in np.flatnonzero(~single).tolist():   # to index order, then summed
+                        c = int(seg.chunk[block][k])
+                        summed[c] = summed.get(c, 0.0) + torch.roll(score[k], -int(offsets[k]))
         with stage("scoring"):
             for c, total in summed.items():
                 indices[c] = int(torch.argmax(total - torch.cumsum(self._arrivals((K,)), 0).log_()))
         return indices.tolist()
 
-    def _sample(self, ctx: StepContext, pieces: list[list[tuple]], indices) -> np.ndarray:
+    def _sample(self, ctx: StepContext, layout: list[Segments], indices) -> np.ndarray:
         """x_{t-1} = mu_p + sigma_p z, z each chunk's candidate at its index: what both sides build,
-        segments of one length at a time. ``pieces``: ``_pieces`` of the step's chunks."""
+        segments of one length at a time. ``layout``: ``_layout`` of the step."""
         z = np.empty(ctx.dims)
+        indices = np.asarray(indices, np.int64)
         with stage("sampling"):
-            by_length: dict[int, list[tuple]] = {}
-            for parts, j in zip(pieces, indices):
-                for dims, columns, signs, offset in parts:
-                    by_length.setdefault(len(dims), []).append((dims, columns, signs, (int(j) + offset) % self.count))
-            for m, segments in by_length.items():
-                rows = codebook_rows(ctx.seed, m, [s[3] for s in segments])
-                dims, columns, signs = (np.stack([s[k] for s in segments]) for k in range(3))
-                z[dims] = signs * np.take_along_axis(rows, columns, 1)
+            for seg in layout:
+                rows = codebook_rows(ctx.seed, seg.dims.shape[1], (indices[seg.chunk] + seg.offsets) % self.count)
+                z[seg.dims] = seg.signs * np.take_along_axis(rows, seg.columns, 1)
             z *= np.sqrt(ctx.var_p)     # mu_p + sigma_p z, in place
             z += ctx.mu_p
             return z
@@ -323,9 +343,6 @@ class RCCCoder(StepCoder):
         """How many times q's shift the selection aims at, for a chunk carrying ``chunk_bits`` of KL
         (the same for every chunk; eval/studies/rcc_aim.py tries rules that depend on it)."""
         return self.aim_factor
-
-    def _groups(self, ctx: StepContext, n: int) -> list[np.ndarray]:
-        return np.array_split(permutation(ctx.seed, ctx.step, ctx.dims), n)
 
     def encode(self, ctx: StepContext, mu_q: np.ndarray):
         sd_q = math.sqrt(ctx.var_q)
@@ -338,7 +355,8 @@ class RCCCoder(StepCoder):
         if n == 0:
             z = candidate(ctx.seed, ctx.step, 0, 0, ctx.dims)
             return ops, ctx.mu_p + np.sqrt(ctx.var_p) * z, total
-        groups = self._groups(ctx, n)
+        perm = permutation(ctx.seed, ctx.step, ctx.dims)
+        groups = np.array_split(perm, n)
         aims = [self.aim(float(kl[dims].sum())) for dims in groups]
         del kl
         # log w(z) = sum_d c2 z^2 + c1 z + const, with x = mu_p + sd_p z, a = sd_p / sd_q,
@@ -365,19 +383,18 @@ class RCCCoder(StepCoder):
         a *= s * self.var_weight
         c2 = a.astype(np.float32)
         del a
-        pieces = self._pieces(ctx, groups)
-        indices = self._select(ctx, pieces, c2, c1)
+        layout = self._layout(ctx, perm, n)
+        indices = self._select(ctx, layout, n, c2, c1)
         del c1, c2
         ops.append(table_op(indices, self.zipf))
-        return ops, self._sample(ctx, pieces, indices), total
+        return ops, self._sample(ctx, layout, indices), total
 
     def decode(self, ctx: StepContext, dec) -> np.ndarray:
         with stage("entropy"):
             n = self._read_count(dec, self._reference(ctx.state), ctx.dims)
         ctx.state["chunks"] = n
-        sd_p = np.sqrt(ctx.var_p)
         if n == 0:
-            return ctx.mu_p + sd_p * candidate(ctx.seed, ctx.step, 0, 0, ctx.dims)
+            return ctx.mu_p + np.sqrt(ctx.var_p) * candidate(ctx.seed, ctx.step, 0, 0, ctx.dims)
         with stage("entropy"):
             indices = dec.table(self.zipf, n)
-        return self._sample(ctx, self._pieces(ctx, self._groups(ctx, n)), indices)
+        return self._sample(ctx, self._layout(ctx, permutation(ctx.seed, ctx.step, ctx.dims), n), indices)
