@@ -86,10 +86,12 @@ def _packed_sort(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     m = keys.shape[-1]
     bits = max(1, (m - 1).bit_length())
     mask = np.uint64((1 << bits) - 1)
-    packed = (keys & ~mask) | np.arange(m, dtype=np.uint64)
+    packed = keys & ~mask
+    packed |= np.arange(m, dtype=np.uint64)
     packed.sort(axis=-1)
-    high = packed >> np.uint64(bits)
-    return (packed & mask).astype(np.intp), high[..., 1:] == high[..., :-1]
+    ties = np.bitwise_xor(packed[..., 1:], packed[..., :-1]) <= mask   # the same high bits
+    packed &= mask
+    return packed.view(np.int64), ties
 
 
 def stable_order(keys: np.ndarray) -> np.ndarray:
