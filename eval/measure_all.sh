@@ -147,6 +147,7 @@ python eval/studies/tile_study.py --data eval/data/val768 --names 045,047,049 --
 for h in 4 0; do python eval/studies/tile_study.py --data eval/data/val768 --names 045,047,049 --tiles 0,128 --halo $h --out "$SOUT/tile_study_val768_128h$h.txt" > /dev/null; done
 python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --json "$OUT/bench_codec_s24.json" --plot "$OUT/bench_codec_s24.png" > "$OUT/bench_codec_s24.log"
 python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --json "$OUT/bench_codec_s25.json" --plot "$OUT/bench_codec_s25.png" > "$OUT/bench_codec_s25.log"
+python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_codec_12mp_s25.json" --plot "$OUT/bench_codec_12mp_s25.png" > "$OUT/bench_codec_12mp_s25.log"
 python eval/studies/tuq_sweep.py --backend rcc --settings "1.6:geo9c20 1.6:geo9c30 1.6:geo12c30 1.6:geo12c40" > "$SOUT/rcc_photo_sweep_tiles.txt"
 python eval/studies/precision_drift.py --sizes 256x256 --threads 2,1,3,4 > "$SOUT/precision_drift.txt"
 python eval/studies/fixed_order_cost.py > "$SOUT/fixed_order_cost.txt"
