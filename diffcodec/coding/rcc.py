@@ -251,13 +251,15 @@ class RCCCoder(StepCoder):
             maps = stacked_maps(ctx.seed, ctx.step, chunks, lengths, self.count)
             start = 0
             for g, (m, (columns, signs, offsets)) in enumerate(zip(lengths, maps)):
-                parts.setdefault(m, []).append(((chunks << 32) + g, chunks, np.full(count, pieces == 1),
-                                                dims[:, start:start + m], columns, signs, offsets))
+                segments = Segments(chunks, np.full(count, pieces == 1), dims[:, start:start + m],
+                                    columns, signs, offsets)
+                parts.setdefault(m, []).append(((chunks << 32) + g, segments))   # sorted by (chunk, g)
                 start += m
         out = []
         for members in parts.values():
-            order = np.argsort(np.concatenate([p[0] for p in members]), kind="stable")
-            out.append(Segments(*(np.concatenate([p[k] for p in members])[order] for k in range(1, 7))))
+            order = np.argsort(np.concatenate([key for key, _ in members]), kind="stable")
+            fields = zip(*(segments for _, segments in members))
+            out.append(Segments(*(np.concatenate(field)[order] for field in fields)))
         return out
 
     def _arrivals(self, shape: tuple) -> "torch.Tensor":
