@@ -31,7 +31,7 @@ def test_candidate_jump_matches_full_generation():
 
 
 def test_stable_order_is_the_stable_argsort_with_and_without_ties():
-    from diffcodec.coding.randomness import stable_order
+    from diffcodec.coding.randomness import stable_order, stable_orders
 
     rng = np.random.default_rng(2)
     few = rng.integers(0, 40, 5000).astype(np.uint64)
@@ -40,6 +40,11 @@ def test_stable_order_is_the_stable_argsort_with_and_without_ties():
                  (few << np.uint64(40)) | rng.integers(0, 2 ** 40, 5000, dtype=np.uint64),  # ties in
                  rng.integers(0, 2 ** 63, 1, dtype=np.uint64)):          # the high bits alone; one key
         assert np.array_equal(stable_order(keys), np.argsort(keys, kind="stable"))
+    # rows sorted together, only some with ties in their high bits (rows 1 and 3)
+    rows = rng.integers(0, 2 ** 63, (4, 300), dtype=np.uint64)
+    rows[1] = (rng.integers(0, 9, 300).astype(np.uint64) << np.uint64(50)) | rows[1] >> np.uint64(20)
+    rows[3] = rng.integers(0, 5, 300).astype(np.uint64)
+    assert np.array_equal(stable_orders(rows), np.argsort(rows, axis=-1, kind="stable"))
 
 
 def test_codebook_rows_are_prefixes_of_one_table():

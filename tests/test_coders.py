@@ -375,6 +375,44 @@ def test_rcc_selection_scores_every_block_of_chunks_like_a_direct_computation(mo
             assert coder._select(ctx, layout, n, c2, c1) == expected
 
 
+def test_rcc_layout_and_selection_order_are_pinned(monkeypatch):
+    """Steps whose chunks come in two classes of lengths (13 and 12 dimensions; 2 and 1 for 75 in
+    50 chunks), cut into segments of at most 7 (both classes 2 segments, sharing a length), 12
+    (2 and 1), 13 (1 each: single chunks of two lengths) and 1 (single and several-segment chunks
+    in one length). The layout must hold each chunk's slice of the permutation, segment by segment,
+    and the encoder (which draws its arrival times in the order it scores segments, in blocks of 3
+    here) must pick the indices that the per-chunk lists before ``rcc.Segments`` picked (sha256 of
+    the index list, computed with that code, 4cb855e)."""
+    import hashlib
+
+    from diffcodec.coding import rcc
+
+    monkeypatch.setenv("DIFFCODEC_PRECISION", "float32")
+    monkeypatch.setattr(rcc, "SELECT_BLOCK", 3)
+    pinned = {(125, 10, 7): "cd9a6ecd6ae8ed4e", (125, 10, 12): "2d3ed0d20260e9aa",
+              (125, 10, 13): "b20ac3367bde515b", (75, 50, 1): "3ebd1a9ef1a51df8"}
+    for (d, n, segment), want in pinned.items():
+        monkeypatch.setattr(rcc, "SEGMENT_DIMS", segment)
+        rng = np.random.default_rng(5)
+        mu_p, var_p = rng.standard_normal(d), rng.uniform(0.8, 1.2, d)
+        mu_q = mu_p + np.sqrt(2 * np.log(2) * 6 * n / d) * rng.choice([-1.0, 1.0], d)   # ~6 bits a chunk
+        ctx = StepContext(4, 11, 1.0, mu_p, var_p, {"steps": 5, "chunks": n})
+        perm = permutation(11, 4, d)
+        pieces: dict[int, list] = {}
+        for seg in rcc.RCCCoder()._layout(ctx, perm, n):
+            for k, c in enumerate(seg.chunk.tolist()):
+                pieces.setdefault(c, []).append((seg.dims[k].tolist(), bool(seg.single[k])))
+        for c, dims in enumerate(np.array_split(perm, n)):
+            # a chunk's segments in order: longer first, those of one length in layout order
+            ordered = sorted(pieces[c], key=lambda p: len(p[0]), reverse=True)
+            assert sum((p[0] for p in ordered), []) == dims.tolist()
+            assert [p[1] for p in ordered] == [len(ordered) == 1] * len(ordered)
+        coder = rcc.RCCCoder(chunk_bits=6, log2_k=8, encoder_seed=3, aim=1.0)   # arrivals matter
+        coder._choose_count = lambda total, prev, dims: n
+        ops, _, _ = coder.encode(ctx, mu_q)
+        assert hashlib.sha256(repr(ops[-1][1].tolist()).encode()).hexdigest()[:16] == want, (d, n, segment)
+
+
 @pytest.mark.parametrize("name", ["rcc", "tuqrcc"])
 def test_a_step_after_a_step_of_no_chunks_round_trips(name):
     """A step whose KL is below rcc's min_bits sends no chunk (count 0); the next step's count is
