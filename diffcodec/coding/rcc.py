@@ -230,23 +230,27 @@ class RCCCoder(StepCoder):
             return prev
         return min(dims, MAX_CHUNKS, max(1, math.ceil(total / self.chunk_bits)))
 
+    @staticmethod
+    def _chunk_classes(perm: np.ndarray, n: int) -> list[tuple[int, np.ndarray]]:
+        """The step's n chunks as at most two classes of equal length, (first chunk, dims
+        [count, length]) each: chunk c is the c-th of n near-equal slices of the step's
+        permutation (``perm``: ``randomness.permutation``), the first D mod n one longer
+        (``np.array_split``'s rule), so each class is a reshape of the permutation."""
+        q, r = divmod(len(perm), n)
+        return [(first, perm[first * (q + 1):][:count * length].reshape(count, length))
+                for first, count, length in ((0, r, q + 1), (r, n - r, q)) if count]
+
     def _layout(self, ctx: StepContext, perm: np.ndarray, n: int) -> list[Segments]:
-        """The step's n chunks cut into segments, grouped by length (in order of first appearance,
-        chunk by chunk). Chunk c is the c-th of n near-equal slices of the step's permutation
-        (``perm``: ``randomness.permutation``; the first D mod n slices one longer), a chunk
-        longer than SEGMENT_DIMS is cut into near-equal segments (the first ones longer), and each
-        chunk's maps come from its own stream (``randomness.stacked_maps``). Chunks of one length
-        share their segments' lengths, so a step is at most two such classes, each a reshape of
-        the permutation."""
-        q, r = divmod(ctx.dims, n)
+        """The step's n chunks (``_chunk_classes``) cut into segments, grouped by length (in order
+        of first appearance, chunk by chunk). A chunk longer than SEGMENT_DIMS is cut into
+        near-equal segments (the first ones longer), and each chunk's maps come from its own
+        stream (``randomness.stacked_maps``); chunks of one length share their segments' lengths."""
         parts: dict[int, list[tuple]] = {}
-        for first, count, length in ((0, r, q + 1), (r, n - r, q)):
-            if not count:
-                continue
+        for first, dims in self._chunk_classes(perm, n):
+            count, length = dims.shape
             pieces = max(1, -(-length // SEGMENT_DIMS))
             small, big = divmod(length, pieces)
             lengths = [small + 1] * big + [small] * (pieces - big)
-            dims = perm[first * (q + 1):][:count * length].reshape(count, length)
             chunks = np.arange(first, first + count, dtype=np.int64)
             maps = stacked_maps(ctx.seed, ctx.step, chunks, lengths, self.count)
             start = 0
@@ -358,7 +362,7 @@ class RCCCoder(StepCoder):
             z = candidate(ctx.seed, ctx.step, 0, 0, ctx.dims)
             return ops, ctx.mu_p + np.sqrt(ctx.var_p) * z, total
         perm = permutation(ctx.seed, ctx.step, ctx.dims)
-        groups = np.array_split(perm, n)
+        groups = [dims for _, rows in self._chunk_classes(perm, n) for dims in rows]
         aims = [self.aim(float(kl[dims].sum())) for dims in groups]
         del kl
         # log w(z) = sum_d c2 z^2 + c1 z + const, with x = mu_p + sd_p z, a = sd_p / sd_q,
