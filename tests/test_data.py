@@ -1,4 +1,5 @@
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,3 +118,99 @@ def test_palette_and_transparency(tmp_path):
         load_image(tmp_path / "l.png")
     Image.new("L", (4, 4), 7).save(tmp_path / "k.png", transparency=9)   # a level no pixel has
     assert load_image(tmp_path / "k.png").shape == (1, 4, 4)
+
+
+def _load_extra_photos():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "eval" / "extra_photos.py"
+    spec = importlib.util.spec_from_file_location("extra_photos", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_extra_photos_list_is_complete():
+    """Every listed photo names its source at a commit, a licence and whether it is used (with a
+    reason when not); file names are unique."""
+    import csv
+
+    rows = list(csv.DictReader((Path(__file__).resolve().parents[1] / "eval/data/extra_photos.csv").open()))
+    assert len({r["name"] for r in rows}) == len(rows) > 0
+    for r in rows:
+        assert r["repo"].count("/") == 1 and len(r["commit"]) == 40 and r["path"] and r["licence"]
+        assert r["use"] == "yes" or (r["use"].startswith("no: ") and len(r["use"]) > 4)
+
+
+def test_extra_photos_build_reads_the_listed_commit(tmp_path):
+    """eval/extra_photos.py takes each used photo from the listed commit (not the branch's newest),
+    reduces it by max(2, short side // 512) with a box filter, skips rows marked "no", writes
+    SOURCES.md and links the other folder's photos except the validation ones."""
+    import subprocess
+
+    from PIL import Image
+
+    extra = _load_extra_photos()
+    repo = tmp_path / "src"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    rng = np.random.default_rng(0)
+    first = rng.integers(0, 256, (1100, 1300, 3), dtype=np.uint8)
+    Image.fromarray(first).save(repo / "a.png")     # PNG: lossless, so the reduction can be checked
+    Image.fromarray(first[:600, :700]).save(repo / "b.png")
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    Image.fromarray(255 - first).save(repo / "a.png")
+    subprocess.run([*git, "commit", "-qam", "two"], check=True)
+    mirrors = tmp_path / "mirrors" / "owner+name"
+    mirrors.mkdir(parents=True)
+    (mirrors / "repo").symlink_to(repo / ".git")
+    listing = tmp_path / "list.csv"
+    listing.write_text("name,repo,commit,path,licence,use\n"
+                       f"x001.png,owner/name,{commit},a.png,CC0 1.0,yes\n"
+                       f"x002.png,owner/name,{commit},b.png,CC0 1.0,no: graphic\n")
+    others = tmp_path / "photos"
+    others.mkdir()
+    for name in ("001.png", "045.png"):
+        Image.fromarray(first[:64, :64]).save(others / name)
+    out = tmp_path / "out"
+    assert extra.build(tmp_path / "mirrors", out, others, listing) == 1
+    got = np.asarray(Image.open(out / "x001.png"))
+    assert got.shape == (550, 650, 3)                # 1100 // 512 = 2
+    want = first.reshape(550, 2, 650, 2, 3).mean(axis=(1, 3))
+    assert np.abs(got - want).max() <= 0.5 + 1e-9     # the first commit's pixels, box-averaged
+    assert not (out / "x002.png").exists()
+    assert "x001.png" in (out / "SOURCES.md").read_text()
+    assert (out / "001.png").is_symlink() and not (out / "045.png").exists()
+    assert extra.reduce_factor(3840, 2160) == 4 and extra.reduce_factor(1920, 1080) == 2
+
+
+def test_photos_webp_parts_are_pixel_identical_and_capped(tmp_path):
+    """eval/gpu/photos_webp.py: every photo of the folders, once per name, none of the validation
+    photos, pixel-identical, in parts that each stay under the cap."""
+    import importlib.util
+
+    from PIL import Image
+
+    spec = importlib.util.spec_from_file_location(
+        "photos_webp", Path(__file__).resolve().parents[1] / "eval" / "gpu" / "photos_webp.py")
+    webp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(webp)
+    rng = np.random.default_rng(1)
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    images = {n: rng.integers(0, 256, (40, 50, 3), dtype=np.uint8) for n in ("001", "002", "045", "x001")}
+    for n in ("001", "002", "045"):
+        Image.fromarray(images[n]).save(a / f"{n}.png")
+    Image.fromarray(images["x001"]).save(b / "x001.png")
+    Image.fromarray(255 - images["001"]).save(b / "001.png")    # a name already given: skipped
+    webp.PART_BYTES = 7000      # about one 40x50 noise WebP
+    webp.main(str(a), str(b), dest=str(tmp_path / "out"))
+    parts = sorted(p for p in (tmp_path / "out").iterdir())
+    got = {p.stem: p for part in parts for p in part.glob("*.webp")}
+    assert sorted(got) == ["001", "002", "x001"] and len(parts) == 3
+    for n, p in got.items():
+        assert np.array_equal(np.asarray(Image.open(p).convert("RGB")), images[n])
+    assert not list((tmp_path / "out").glob("*.part"))

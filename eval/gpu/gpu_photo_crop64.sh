@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU run behind the shipped `photo` weights of step 29800 (2026-11-24, one NVIDIA H200):
 # 64x64 crops of all 44 training photos, batch 256, warm start from the step-19000 weights.
-# The photos travel as lossless WebP in two halves (python eval/gpu/photos_webp.py ../shared/data/photos),
+# The photos travel as lossless WebP in two parts (python eval/gpu/photos_webp.py ../shared/data/photos),
 # one per call, gathered in /root/photos while the machine stays warm:
 #   call 1 (carry .whl .gpu/a):  bash eval/gpu/gpu_photo_crop64.sh gather
 #   call 2 (carry .whl .gpu/b):  bash eval/gpu/gpu_photo_crop64.sh 24800 --init photo
