@@ -10,9 +10,12 @@ camera photographs with a permissive licence (CC0, CC BY-SA 3.0, Unsplash, Pexel
 from contact sheets; renders, illustrations, graphics and space images are marked "no" with the
 reason. The sources are desktop-wallpaper collections, not image-quality test sets.
 
-The originals are JPEGs of 1080 to 4000 pixels a side, some heavily compressed, so each is
-reduced by the integer factor max(2, short side // 512) (box filter: the mean of each f x f
-block), which leaves 512 to 1023 pixels on the short side and averages the JPEG blocks away.
+The originals are JPEGs, most of 1080 to 4000 pixels on the short side, some heavily compressed.
+Each is converted to sRGB where it embeds another colour profile (a dozen carry Adobe RGB,
+ProPhoto or a camera's), cropped to a multiple of f and reduced by the integer factor
+f = max(2, short side // 512) (box filter: the mean of each f x f block), which leaves 512 to 1023
+pixels on the short side (two smaller originals leave 342 and 460) and averages the JPEG blocks
+away.
 OUT gets one PNG per photo and SOURCES.md (each photo's repository, commit, path and licence).
 ``--with DIR`` also links DIR's photos into OUT, except the validation photos that
 configs/photo.toml holds out, so one folder trains on both.
@@ -36,6 +39,19 @@ def reduce_factor(width: int, height: int) -> int:
     return max(2, min(width, height) // 512)
 
 
+def to_srgb(im: Image.Image) -> Image.Image:
+    """An RGB image in sRGB: converted from its embedded ICC profile when it has one."""
+    icc = im.info.get("icc_profile")
+    if icc:
+        from PIL import ImageCms
+
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if "srgb" in ImageCms.getProfileDescription(src).lower():
+            return im.convert("RGB")
+        return ImageCms.profileToProfile(im.convert("RGB"), src, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    return im.convert("RGB")
+
+
 def build(mirrors: Path, out: Path, with_dir: Path | None = None, listing: Path = LIST) -> int:
     """Writes the listed photos (module docstring) into ``out``; -> how many."""
     rows = [r for r in csv.DictReader(listing.open()) if r["use"] == "yes"]
@@ -47,8 +63,9 @@ def build(mirrors: Path, out: Path, with_dir: Path | None = None, listing: Path 
         if blob.returncode:
             sys.exit(f"{r['repo']} {r['path']}: not in {git_dir} ({blob.stderr.decode().strip()})")
         with Image.open(io.BytesIO(blob.stdout)) as im:
-            im = im.convert("RGB")
-            small = im.reduce(reduce_factor(*im.size))
+            im = to_srgb(im)
+            f = reduce_factor(*im.size)
+            small = im.crop((0, 0, im.width - im.width % f, im.height - im.height % f)).reduce(f)
         small.save(out / r["name"], optimize=False)
         if sys.stderr.isatty():
             print(f"\r{k}/{len(rows)} photos", end="", file=sys.stderr, flush=True)
@@ -56,7 +73,7 @@ def build(mirrors: Path, out: Path, with_dir: Path | None = None, listing: Path 
         print(file=sys.stderr)
     with (out / "SOURCES.md").open("w") as fh:
         fh.write("# Sources of these photos\n\nBuilt by eval/extra_photos.py from eval/data/extra_photos.csv; "
-                 "each photo reduced by an integer factor (box filter).\n\n| file | repository | commit | path | licence |\n"
+                 "each photo converted to sRGB and reduced by an integer factor (box filter).\n\n| file | repository | commit | path | licence |\n"
                  "|---|---|---|---|---|\n")
         for r in rows:
             fh.write(f"| {r['name']} | {r['repo']} | {r['commit'][:12]} | {r['path']} | {r['licence']} |\n")

@@ -144,7 +144,8 @@ def test_extra_photos_list_is_complete():
 
 def test_extra_photos_build_reads_the_listed_commit(tmp_path):
     """eval/extra_photos.py takes each used photo from the listed commit (not the branch's newest),
-    reduces it by max(2, short side // 512) with a box filter, skips rows marked "no", writes
+    crops it to a multiple of f = max(2, short side // 512) and takes the mean of each f x f block,
+    skips rows marked "no", writes
     SOURCES.md and links the other folder's photos except the validation ones."""
     import subprocess
 
@@ -156,7 +157,7 @@ def test_extra_photos_build_reads_the_listed_commit(tmp_path):
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run([*git, "init", "-q"], check=True)
     rng = np.random.default_rng(0)
-    first = rng.integers(0, 256, (1100, 1300, 3), dtype=np.uint8)
+    first = rng.integers(0, 256, (1101, 1301, 3), dtype=np.uint8)   # not a multiple of the factor
     Image.fromarray(first).save(repo / "a.png")     # PNG: lossless, so the reduction can be checked
     Image.fromarray(first[:600, :700]).save(repo / "b.png")
     subprocess.run([*git, "add", "."], check=True)
@@ -179,7 +180,7 @@ def test_extra_photos_build_reads_the_listed_commit(tmp_path):
     assert extra.build(tmp_path / "mirrors", out, others, listing) == 1
     got = np.asarray(Image.open(out / "x001.png"))
     assert got.shape == (550, 650, 3)                # 1100 // 512 = 2
-    want = first.reshape(550, 2, 650, 2, 3).mean(axis=(1, 3))
+    want = first[:1100, :1300].reshape(550, 2, 650, 2, 3).mean(axis=(1, 3))
     assert np.abs(got - want).max() <= 0.5 + 1e-9     # the first commit's pixels, box-averaged
     assert not (out / "x002.png").exists()
     assert "x001.png" in (out / "SOURCES.md").read_text()
@@ -188,8 +189,9 @@ def test_extra_photos_build_reads_the_listed_commit(tmp_path):
 
 
 def test_photos_webp_parts_are_pixel_identical_and_capped(tmp_path):
-    """eval/gpu/photos_webp.py: every photo of the folders, once per name, none of the validation
-    photos, pixel-identical, in parts that each stay under the cap."""
+    """eval/gpu/photos_webp.py: every photo of the folders once (a link to one already taken is
+    skipped, another file of the same name refused), none of the validation photos,
+    pixel-identical, in parts whose totals stay under the cap, several photos to a part."""
     import importlib.util
 
     from PIL import Image
@@ -201,16 +203,26 @@ def test_photos_webp_parts_are_pixel_identical_and_capped(tmp_path):
     rng = np.random.default_rng(1)
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
-    images = {n: rng.integers(0, 256, (40, 50, 3), dtype=np.uint8) for n in ("001", "002", "045", "x001")}
-    for n in ("001", "002", "045"):
+    sizes = {"001": 20, "002": 30, "003": 25, "004": 40, "045": 30, "x001": 35, "x002": 20}
+    images = {n: rng.integers(0, 256, (w, w, 3), dtype=np.uint8) for n, w in sizes.items()}
+    for n in ("001", "002", "003", "004", "045"):
         Image.fromarray(images[n]).save(a / f"{n}.png")
-    Image.fromarray(images["x001"]).save(b / "x001.png")
-    Image.fromarray(255 - images["001"]).save(b / "001.png")    # a name already given: skipped
-    webp.PART_BYTES = 7000      # about one 40x50 noise WebP
-    webp.main(str(a), str(b), dest=str(tmp_path / "out"))
-    parts = sorted(p for p in (tmp_path / "out").iterdir())
+    for n in ("x001", "x002"):
+        Image.fromarray(images[n]).save(b / f"{n}.png")
+    (b / "001.png").symlink_to(a / "001.png")      # the same file again: skipped
+    cap = 9000                                        # about three small noise WebPs
+    webp.main(str(a), str(b), dest=str(tmp_path / "out"), part_bytes=cap)
+    parts = sorted((tmp_path / "out").iterdir())
     got = {p.stem: p for part in parts for p in part.glob("*.webp")}
-    assert sorted(got) == ["001", "002", "x001"] and len(parts) == 3
+    assert sorted(got) == ["001", "002", "003", "004", "x001", "x002"]
+    assert all(sum(p.stat().st_size for p in part.iterdir()) <= cap for part in parts)
+    assert 1 < len(parts) < len(got)                  # several photos share a part
     for n, p in got.items():
         assert np.array_equal(np.asarray(Image.open(p).convert("RGB")), images[n])
-    assert not list((tmp_path / "out").glob("*.part"))
+    assert not list((tmp_path / "out").rglob("*.part"))
+    with pytest.raises(SystemExit):                   # the destination is not empty
+        webp.main(str(a), dest=str(tmp_path / "out"), part_bytes=cap)
+    (b / "001.png").unlink()
+    Image.fromarray(255 - images["001"]).save(b / "001.png")
+    with pytest.raises(SystemExit):                   # another file of a name already taken
+        webp.main(str(a), str(b), dest=str(tmp_path / "out2"), part_bytes=cap)

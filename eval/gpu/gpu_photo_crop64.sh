@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # The GPU run behind the shipped `photo` weights of step 29800 (2026-11-24, one NVIDIA H200):
 # 64x64 crops of all 44 training photos, batch 256, warm start from the step-19000 weights.
-# The photos travel as lossless WebP in two parts (python eval/gpu/photos_webp.py ../shared/data/photos),
-# one per call, gathered in /root/photos while the machine stays warm:
-#   call 1 (carry .whl .gpu/a):  bash eval/gpu/gpu_photo_crop64.sh gather
-#   call 2 (carry .whl .gpu/b):  bash eval/gpu/gpu_photo_crop64.sh 24800 --init photo
-#   call 3 (carry .whl):         bash eval/gpu/gpu_photo_crop64.sh 29800 --resume --set train.decay_from=24800
+# The photos travel as lossless WebP in parts (python eval/gpu/photos_webp.py ../shared/data/photos;
+# two halves then, parts of 20 MiB now), one per call, gathered in /root/photos while the machine
+# stays warm:
+#   calls 1..k-1 (carry .whl .gpu/<part>):  bash eval/gpu/gpu_photo_crop64.sh gather
+#   call k (carry .whl .gpu/<last part>):   bash eval/gpu/gpu_photo_crop64.sh 24800 --init photo
+#   call k+1 (carry .whl):                  bash eval/gpu/gpu_photo_crop64.sh 29800 --resume --set train.decay_from=24800
 # Each call writes the EMA weights as a model directory, $OUT/photo, and the run's log and config to
 # $OUT. To ship the last: cp $OUT/photo/* models/photo/ (on this side), then
 # python -c "from diffcodec.training.store import register_model; register_model('photo')".
 set -uo pipefail
 source eval/gpu/gpu_env.sh || exit 1
-mkdir -p /root/photos && for f in .gpu/a/*.webp .gpu/b/*.webp; do [ -e "$f" ] && [ ! -e "/root/photos/${f##*/}" ] && cp "$f" /root/photos/; done
+mkdir -p /root/photos && for f in .gpu/*/*.webp; do [ -e "$f" ] && [ ! -e "/root/photos/${f##*/}" ] && cp "$f" /root/photos/; done
 echo "photos: $(ls /root/photos | wc -l)"
 [ "${1:-}" = gather ] && exit 0
 steps=$1; shift

@@ -3,7 +3,7 @@
 # as a model directory, $OUT/photo_large. The training photos travel as lossless WebP, gathered
 # in /root/photos while the machine stays warm; 045-049 (validation) never travel. The 44 and the
 # 288 of eval/data/extra_photos.csv: python eval/extra_photos.py /work/.mirror /tmp/photos_extra,
-# then python eval/gpu/photos_webp.py ../shared/data/photos /tmp/photos_extra (parts .gpu/a, b, ...).
+# then python eval/gpu/photos_webp.py ../shared/data/photos /tmp/photos_extra (parts .gpu/01, 02, ...).
 #   call 1..k (carry .whl .gpu/<part>):  bash eval/gpu/gpu_photo_large.sh gather
 #   call k+1 (carry .whl):               bash eval/gpu/gpu_photo_large.sh STEPS [--resume]
 # Decide on the validation photos before shipping: diffcodec bpd --model $OUT/photo_large
