@@ -126,13 +126,17 @@ class FixedOrderGroupNorm(nn.Module):
         mean_sq = ordered_total(channel_sums(x.square())) / n
         return mean, (mean_sq - mean * mean).clamp_min(0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, C = x.shape[:2]
-        G = self.gn.num_groups
+    def affine(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """GroupNorm of x as x * scale + shift: float64 [B, G, C/G] each."""
+        C, G = x.shape[1], self.gn.num_groups
         mean, var = self.moments(x)
         rstd = (var + self.gn.eps).rsqrt()[:, :, None]
-        scale = self.gn.weight.double().view(G, C // G) * rstd                     # [B, G, C/G]
-        shift = self.gn.bias.double().view(G, C // G) - mean[:, :, None] * scale
+        scale = self.gn.weight.double().view(G, C // G) * rstd
+        return scale, self.gn.bias.double().view(G, C // G) - mean[:, :, None] * scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C = x.shape[:2]
+        scale, shift = self.affine(x)
         if self.silu and B == 1 and _fusable(x):
             return _MKLDNN(x, scale.reshape(C, 1, 1, 1).to(x.dtype), shift.reshape(C).to(x.dtype),
                            [0, 0], [1, 1], [1, 1], C, "swish", [], "")

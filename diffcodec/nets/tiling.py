@@ -66,13 +66,18 @@ def tiled_forward(net, x: torch.Tensor, t: torch.Tensor, core: int, halo: int | 
     defaults to HALO. ``t`` ([1]) is shared by every tile of a batch."""
     H, W = x.shape[-2:]
     halo = precision.HALO if halo is None else halo
-    grid = getattr(net, "multiple", 1)
-    out = None
-    for batch in batches(H, W, core, halo, grid):
+    return run_batches(net, x, t, batches(H, W, core, halo, getattr(net, "multiple", 1)))
+
+
+def run_batches(net, x: torch.Tensor, t: torch.Tensor, todo: list[list[tuple]], out: torch.Tensor | None = None):
+    """Runs ``net`` on each batch of tiles in ``todo`` (lists as ``batches`` gives them) and copies
+    each tile's core into ``out`` (float32 [1, out_C, H, W], made on the first batch when None);
+    -> out."""
+    for batch in todo:
         pieces = torch.cat([x[..., ya:yb, xa:xb] for (ya, yb, _, _), (xa, xb, _, _) in batch])
         y = net(pieces.contiguous(memory_format=torch.channels_last), t)
         if out is None:
-            out = torch.empty((1, y.shape[1], H, W), dtype=torch.float32, device=x.device)
+            out = torch.empty((1, y.shape[1], *x.shape[-2:]), dtype=torch.float32, device=x.device)
         for k, ((ya, _, ca, cb), (xa, _, da, db)) in enumerate(batch):
             out[0, :, ca:cb, da:db] = y[k, :, ca - ya:cb - ya, da - xa:db - xa]
         del pieces, y

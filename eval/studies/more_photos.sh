@@ -43,13 +43,13 @@ export OMP_NUM_THREADS=1
 bound "$W/models/more" more & b=$!
 wait $a && wait $b
 python - "$OUT" <<'EOF'
-import json, sys
+import json, os, sys
 out = sys.argv[1]
 for data in ("val128", "kodak128"):
     row = []
     for name in ("shipped", "base44", "more"):
         path = f"{out}/more_photos_{data}_{name}.json"
-        if data == "kodak128" and not __import__("os").path.exists(path):
+        if data == "kodak128" and not os.path.exists(path):
             break                   # no KODAK given
         row.append(f"{name} {json.load(open(path))['total_bpd']:.4f}")
     if row:

@@ -35,21 +35,21 @@ def two_workers(net, x, t, core, halo):
     """tiled_forward's batches, shared out by pixel count between two threads of one torch thread."""
     H, W = x.shape[-2:]
     out = torch.empty((1, net.config.out_channels, H, W))
+
+    def pixels(batch):
+        (ya, yb, _, _), (xa, xb, _, _) = batch[0]
+        return len(batch) * (yb - ya) * (xb - xa)
+
     parts, load = ([], []), [0, 0]
-    for batch in sorted(tiling.batches(H, W, core, halo, net.multiple),
-                        key=lambda b: -len(b) * (b[0][0][1] - b[0][0][0]) * (b[0][1][1] - b[0][1][0])):
+    for batch in sorted(tiling.batches(H, W, core, halo, net.multiple), key=pixels, reverse=True):
         k = load.index(min(load))
         parts[k].append(batch)
-        load[k] += len(batch) * (batch[0][0][1] - batch[0][0][0]) * (batch[0][1][1] - batch[0][1][0])
+        load[k] += pixels(batch)
 
     def work(batches):
         torch.set_num_threads(1)
         with torch.no_grad(), precision.autocast("cpu", torch.bfloat16):
-            for batch in batches:
-                pieces = torch.cat([x[..., ya:yb, xa:xb] for (ya, yb, _, _), (xa, xb, _, _) in batch])
-                y = net(pieces.contiguous(memory_format=torch.channels_last), t)
-                for k, ((ya, _, ca, cb), (xa, _, da, db)) in enumerate(batch):
-                    out[0, :, ca:cb, da:db] = y[k, :, ca - ya:cb - ya, da - xa:db - xa]
+            tiling.run_batches(net, x, t, batches, out)
 
     threads = torch.get_num_threads()
     helper = threading.Thread(target=work, args=(parts[1],))
@@ -61,15 +61,10 @@ def two_workers(net, x, t, core, halo):
 
 
 def per_tile_swish(self, x):
-    B, C, H, W = x.shape
+    B, C = x.shape[:2]
     if not (self.silu and B > 1 and inference._fusable(x)):
         return ORIGINAL["forward"](self, x)
-    G = self.gn.num_groups
-    mean, var = self.moments(x)
-    rstd = (var + self.gn.eps).rsqrt()[:, :, None]
-    scale = self.gn.weight.double().view(G, C // G) * rstd
-    shift = self.gn.bias.double().view(G, C // G) - mean[:, :, None] * scale
-    scale, shift = scale.reshape(B, C).to(x.dtype), shift.reshape(B, C).to(x.dtype)
+    scale, shift = (v.reshape(B, C).to(x.dtype) for v in self.affine(x))
     return torch.cat([inference._MKLDNN(x[k:k + 1], scale[k].reshape(C, 1, 1, 1), shift[k], [0, 0], [1, 1],
                                         [1, 1], C, "swish", [], "") for k in range(B)])
 
