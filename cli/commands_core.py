@@ -21,7 +21,8 @@ from .common import SEED, STEPS_FORMS, check_output, model_option, output_file, 
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt if it exists.")
 @click.option("--max-steps", type=int, help="Train up to this many steps in total.")
 @click.option("--init", metavar="MODEL",
-              help="Without a checkpoint in OUT: start from a shipped model's weights (name or directory).")
+              help="Without a checkpoint in OUT: start from a model's weights (name or directory); a config "
+                   "with fewer residual blocks takes the tensors that fit.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override a config value, e.g. --set train.lr=1e-4 (repeatable).")
 def train(config_path, data, out, resume, max_steps, init, overrides):

@@ -3,7 +3,8 @@ time goes, at the default quality and at full rate, with the shipped default mod
 
     python eval/bench_codec.py [--sizes 64x64,256x256,768x512,1536x1024,4224x2816]
                                [--qualities 75,100] [--photo eval/data/val768/045.png]
-                               [--code DIR[,DIR...]] [--json OUT.json [--append]] [--plot OUT.png]
+                               [--model M[,M...]] [--code DIR[,DIR...]]
+                               [--json OUT.json [--append]] [--plot OUT.png]
 
 Each size is cut from the centre of a validation photo (sizes within it) or made by upscaling it
 (Lanczos; 4224x2816 is about 12 megapixels). Every encode and every decode runs in its own child
@@ -16,7 +17,8 @@ records it.
 
 ``--code DIR`` runs the children on another checkout's ``diffcodec`` (e.g. a git worktree of an
 older commit; it needs ``diffcodec.timing``), so old and new code are measured in one run on the
-same inputs. Run it alone on the machine: every row's time depends on what else is running.
+same inputs; several ``--model`` names (or model folders) measure models side by side the same way.
+Run it alone on the machine: every row's time depends on what else is running.
 """
 from __future__ import annotations
 
@@ -77,11 +79,11 @@ def child(args) -> None:
     print(json.dumps({"seconds": seconds, "split": split, **extra}), flush=True)
 
 
-def measure(code: str, args, size: str, quality: int, stage: str, path: str) -> dict:
+def measure(code: str, model: str, args, size: str, quality: int, stage: str, path: str) -> dict:
     """Run one child; its JSON line plus its peak resident memory in MB."""
     env = dict(os.environ, PYTHONPATH=code + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = [sys.executable, __file__, "--one", size, "--stage", stage, "--quality", str(quality),
-           "--file", path, "--photo", args.photo, "--model", args.model]
+           "--file", path, "--photo", args.photo, "--model", model]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, cwd=code)
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -98,7 +100,7 @@ def main():
     ap.add_argument("--sizes", default="64x64,256x256,768x512,1536x1024,4224x2816", help="WxH,...")
     ap.add_argument("--qualities", default="75,100", help="75 is the default quality; 100 codes every step")
     ap.add_argument("--photo", default=str(ROOT / "eval/data/val768/045.png"))
-    ap.add_argument("--model", default="photo")
+    ap.add_argument("--model", default="photo", help="models (names or folders), comma-separated")
     ap.add_argument("--code", default=str(ROOT), help="checkouts whose diffcodec to run, comma-separated")
     ap.add_argument("--json")
     ap.add_argument("--append", action="store_true", help="add to the rows already in --json (runs of other sizes)")
@@ -113,23 +115,24 @@ def main():
         return child(args)
     rows = json.loads(Path(args.json).read_text()) if args.append and Path(args.json).exists() else []
     with tempfile.TemporaryDirectory() as tmp:
-        for code in args.code.split(","):
-            name = Path(code).resolve().name
+        models = args.model.split(",")
+        for code, model in ((c, m) for c in args.code.split(",") for m in models):
+            name = Path(code).resolve().name + (f" {Path(model).name}" if len(models) > 1 else "")
             for size in args.sizes.split(","):
                 w, h = map(int, size.split("x"))
                 for q in map(int, args.qualities.split(",")):
-                    path = str(Path(tmp) / f"{name}_{size}_{q}.dfc")
-                    enc = measure(code, args, size, q, "encode", path)
-                    dec = measure(code, args, size, q, "decode", path)
+                    path = str(Path(tmp) / f"{name}_{size}_{q}.dfc".replace(" ", "_"))
+                    enc = measure(code, model, args, size, q, "encode", path)
+                    dec = measure(code, model, args, size, q, "decode", path)
                     if abs(dec["psnr"] - enc["psnr"]) > 1e-9:
                         raise SystemExit(f"{size} q{q}: the decode gives {dec['psnr']:.4f} dB, the encoder "
                                          f"{enc['psnr']:.4f} dB")
-                    row = {"code": name, "size": size, "megapixels": w * h / 1e6, "quality": q,
+                    row = {"code": name, "model": model, "size": size, "megapixels": w * h / 1e6, "quality": q,
                            "network": enc["network"], "encode": enc, "decode": dec}
                     rows.append(row)
                     split = "  ".join(f"{k} {enc['split'].get(k, 0):.1f}/{dec['split'].get(k, 0):.1f}"
                                       for k in (*STAGES, "other"))
-                    print(f"{name:10s} {size:>9s} q{q:3d} {enc['network']:8s}: {enc['bpp']:.3f} bpp {enc['psnr']:.2f} dB "
+                    print(f"{name:16s} {size:>9s} q{q:3d} {enc['network']:8s}: {enc['bpp']:.3f} bpp {enc['psnr']:.2f} dB "
                           f"{enc['steps']:3d} steps | encode {enc['seconds']:7.1f} s {enc['peak_mb']:6.0f} MB | "
                           f"decode {dec['seconds']:7.1f} s {dec['peak_mb']:6.0f} MB | seconds enc/dec: {split}",
                           flush=True)

@@ -8,7 +8,8 @@
 # full T = 1000 bound of fmnist on 1000 images unless SKIP_FULL_BOUND=1. SKIP_PHOTO_BPD=1 skips the
 # photo bounds. JPEG XL needs the baselines extra: pip install ".[baselines]".
 # Not here: the GPU training runs (eval/gpu/README.md gives their commands), the CPU fine-tunes of
-# eval/studies/more_photos.sh (two hours, and it needs the photo repositories' mirrors), the learning curves
+# eval/studies/more_photos.sh (two hours, and it needs the photo repositories' mirrors), the CPU
+# distillation of eval/studies/photo_lite.sh (two hours), the learning curves
 # (eval/learning_curve.py needs a training run's snapshots; the model cards give the commands), and
 # the figures eval/README.md lists under "Figures without a result file".
 set -uo pipefail
@@ -144,6 +145,7 @@ python eval/bench_codec.py --sizes 64x64,256x256,768x512 --qualities 75,100 --js
 python eval/bench_codec.py --sizes 1536x1024,4224x2816 --qualities 75 --json "$OUT/bench_codec_large.json" --plot "$OUT/bench_codec_large.png" > "$OUT/bench_codec_large.log"
 python eval/bench_tiles.py > "$OUT/bench_tiles.txt"
 python eval/studies/network_floor.py > "$SOUT/network_floor.txt"
+python eval/studies/fixed_norm.py > "$SOUT/fixed_norm.txt"
 python eval/studies/tile_study.py --halo 32 > /dev/null    # writes $SOUT/tile_study.txt and .json
 python eval/studies/tile_study.py --data eval/data/val768 --names 045,047,049 --tiles 0,256 --halo 32 --out "$SOUT/tile_study_val768.txt" > /dev/null
 for h in 4 0; do python eval/studies/tile_study.py --data eval/data/val768 --names 045,047,049 --tiles 0,128 --halo $h --out "$SOUT/tile_study_val768_128h$h.txt" > /dev/null; done

@@ -11,8 +11,10 @@ from diffcodec.evaluation.bpd import evaluate_bpd
 from diffcodec.training.checkpoint import load_checkpoint
 from diffcodec.training.config import ConfigError, load_config
 from diffcodec.io.datasets import DataConfig, load_split
+from diffcodec.io.pixels import to_model_tensor
 from diffcodec.training.loop import train
 from diffcodec.training.store import load_model
+from diffcodec.nets.unet import transplant
 
 
 def test_checkpoint_carries_config_and_loads_safely(tiny_checkpoint):
@@ -104,3 +106,29 @@ def test_learning_rate_warms_up_holds_then_falls_to_zero_at_the_end():
     # a resumed run whose Adam state is fresh warms up again from where it starts
     assert learning_rate(tc, 150, 200, warm_from=150) == pytest.approx(1e-4 * 0.5)
     assert learning_rate(TrainConfig(lr=1e-3, warmup_steps=1), 150, 200) == pytest.approx(1e-3)
+
+
+def test_a_smaller_student_learns_its_teacher(tiny_config, idx_dir, tiny_store, tiny, tmp_path):
+    """--init with a network of fewer blocks starts from the teacher's tensors (transplant);
+    train.teacher makes the loss the distance to the teacher's outputs: a student trained so ends
+    nearer the teacher than one trained the same way on the data's noise."""
+    x0 = to_model_tensor(load_split(DataConfig(path=str(idx_dir)), "test")[:16, :8, :8])
+    g = torch.Generator().manual_seed(0)
+    t, noise = torch.randint(0, 40, (16,), generator=g), torch.randn(x0.shape, generator=g)
+    d = tiny.diffusion(None)
+    assert d.distillation_losses(tiny.net, tiny.net, x0, t, noise).abs().max() == 0
+    distance = {}
+    for teacher in ("tiny", ""):
+        cfg = load_config(tiny_config, [f'data.path="{idx_dir}"', "model.num_res_blocks=[0, 1]",
+                                        f'train.teacher="{teacher}"', "train.warmup_steps=1"])
+        ckpt = train(cfg, tmp_path / (teacher or "plain"), max_steps=40, progress=False, init="tiny")
+        state = load_checkpoint(ckpt)
+        assert state["step"] == 40 and state["config"]["model"]["num_res_blocks"] == [0, 1]
+        with torch.no_grad():
+            distance[teacher] = d.distillation_losses(load_model(str(ckpt), "cpu").net, tiny.net, x0, t,
+                                                      noise).mean().item()
+    start = type(tiny.net)(load_model(str(ckpt), "cpu").net.config)
+    assert transplant(start, tiny.net) == []
+    with torch.no_grad():
+        distance["start"] = d.distillation_losses(start, tiny.net, x0, t, noise).mean().item()
+    assert distance["tiny"] < 0.5 * distance["start"] and distance["tiny"] < 0.5 * distance[""], distance

@@ -229,6 +229,15 @@ class GaussianDiffusion:
             loss = loss + vb * self.num_timesteps / 1000.0
         return loss
 
+    def distillation_losses(self, model, teacher, x_start, t, noise):
+        """Per-example mean squared difference between ``model``'s and ``teacher``'s raw outputs
+        (eps and, where learned, the variance interpolation v) at x_t ~ q(x_t | x_0): a student
+        learning a trained network's p_theta, with targets free of the noise eps's variance."""
+        x_t = self.q_sample(x_start, t, noise)
+        with torch.no_grad():
+            target = teacher(x_t, self.model_t(t))
+        return mean_flat((model(x_t, self.model_t(t)) - target) ** 2)
+
     @torch.no_grad()
     def calc_bpd_loop(self, model, x_start, noise_fn, clip_denoised: bool = True):
         """The full bound L_T + sum_t L_{t-1} + L_0 per example, in bits/dim.

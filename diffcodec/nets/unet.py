@@ -18,7 +18,7 @@ class UNetConfig:
     in_channels: int = 1
     base_channels: int = 32
     channel_mult: tuple[int, ...] = (1, 2, 2)
-    num_res_blocks: int = 1
+    num_res_blocks: int | tuple[int, ...] = 1   # per level, or one count for every level
     attention_ds: tuple[int, ...] = ()   # downsampling factors (1, 2, 4, ...) that get self-attention
     dropout: float = 0.0
     learn_sigma: bool = False            # output 2*C channels: eps and the variance interpolation v
@@ -34,9 +34,16 @@ class UNetConfig:
             return self.in_channels * self.categories
         return self.in_channels * (2 if self.learn_sigma else 1)
 
+    def blocks(self, level: int) -> int:
+        """Residual blocks on the way down at ``level`` (the way up has one more)."""
+        n = self.num_res_blocks
+        return n if isinstance(n, int) else n[level]
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["channel_mult"] = list(self.channel_mult)
+        if not isinstance(self.num_res_blocks, int):
+            d["num_res_blocks"] = list(self.num_res_blocks)
         d["attention_ds"] = list(self.attention_ds)
         return d
 
@@ -49,7 +56,12 @@ class UNetConfig:
         for k in ("channel_mult", "attention_ds"):
             if k in known:
                 known[k] = tuple(int(v) for v in known[k])
-        return cls(**known)
+        if isinstance(known.get("num_res_blocks"), (list, tuple)):
+            known["num_res_blocks"] = tuple(int(v) for v in known["num_res_blocks"])
+        c = cls(**known)
+        if not isinstance(c.num_res_blocks, int) and len(c.num_res_blocks) != len(c.channel_mult):
+            raise ValueError("num_res_blocks: one count per level of channel_mult")
+        return c
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -113,17 +125,23 @@ class UNet(nn.Module):
         self.conv_in = nn.Conv2d(c.net_in_channels, ch, 3, padding=1)
 
         self.down = nn.ModuleList()
+        # each entry's place in the U-Net, by which ``transplant`` matches two networks' entries:
+        # ("res", level, blocks after it on its level) or ("sample", level) on the way down,
+        # ("up", level, index on its level) on the way up
+        self.roles: dict[str, list[tuple]] = {"down": [], "up": []}
         skips, cur, ds = [ch], ch, 1
         for level, mult in enumerate(c.channel_mult):
-            for _ in range(c.num_res_blocks):
+            for j in range(c.blocks(level)):
                 blocks = [ResBlock(cur, ch * mult, emb_dim, c.dropout)]
                 cur = ch * mult
                 if ds in c.attention_ds:
                     blocks.append(AttnBlock(cur))
                 self.down.append(nn.ModuleList(blocks))
+                self.roles["down"].append(("res", level, c.blocks(level) - 1 - j))
                 skips.append(cur)
             if level != len(c.channel_mult) - 1:
                 self.down.append(nn.ModuleList([nn.Conv2d(cur, cur, 3, stride=2, padding=1)]))
+                self.roles["down"].append(("sample", level))
                 skips.append(cur)
                 ds *= 2
         self.mid = nn.ModuleList([ResBlock(cur, cur, emb_dim, c.dropout), AttnBlock(cur),
@@ -133,16 +151,17 @@ class UNet(nn.Module):
                                   ResBlock(cur, cur, emb_dim, c.dropout)])
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(c.channel_mult))):
-            for i in range(c.num_res_blocks + 1):
+            for i in range(c.blocks(level) + 1):
                 blocks = [ResBlock(cur + skips.pop(), ch * mult, emb_dim, c.dropout)]
                 cur = ch * mult
                 if ds in c.attention_ds:
                     blocks.append(AttnBlock(cur))
-                if level and i == c.num_res_blocks:
+                if level and i == c.blocks(level):
                     blocks.append(nn.Upsample(scale_factor=2, mode="nearest"))
                     blocks.append(nn.Conv2d(cur, cur, 3, padding=1))
                     ds //= 2
                 self.up.append(nn.ModuleList(blocks))
+                self.roles["up"].append(("up", level, i))
         self.out = nn.Sequential(norm(cur), nn.SiLU(), zero(nn.Conv2d(cur, c.out_channels, 3, padding=1)))
         self.multiple = 2 ** (len(c.channel_mult) - 1)
 
@@ -171,3 +190,29 @@ class UNet(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def transplant(student: UNet, teacher: UNet) -> list[str]:
+    """Copies into ``student`` every tensor of ``teacher`` that has the same place in the U-Net
+    (``UNet.roles``: a level's residual blocks counted from its last one on the way down, from its
+    first on the way up), the same name within it and the same shape: the start of a network with
+    fewer blocks than a trained one. Returns the names of the student's tensors left as they were."""
+    prefix = {}
+    for part in ("down", "up"):
+        where = {role: k for k, role in enumerate(teacher.roles[part])}
+        for k, role in enumerate(student.roles[part]):
+            if role in where:
+                prefix[f"{part}.{k}."] = f"{part}.{where[role]}."
+    source = teacher.state_dict()
+    state, fresh = student.state_dict(), []
+    for name, value in state.items():
+        part = name.split(".", 1)[0]
+        key = name
+        if part in ("down", "up"):
+            head = ".".join(name.split(".", 2)[:2]) + "."
+            key = prefix[head] + name[len(head):] if head in prefix else None
+        if key is not None and key in source and source[key].shape == value.shape:
+            value.copy_(source[key])
+        else:
+            fresh.append(name)
+    return fresh

@@ -57,6 +57,7 @@ class TrainConfig:
     log_every: int = 50
     seed: int = 0
     threads: int = 0              # torch CPU threads, 0 = torch's default
+    teacher: str = ""             # a model (name or directory): learn its outputs (distillation) instead of eps
 
 
 @dataclass

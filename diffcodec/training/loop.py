@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..distributed import Distributed
+from ..distributed import Distributed, is_main
 from ..io.datasets import BatchSampler, load_split
 from ..io.pixels import to_model_tensor
 from ..nets import UNet
+from ..nets.unet import transplant
 from .checkpoint import load_checkpoint, save_checkpoint, write_weights
 from .config import Config, ConfigError
 
@@ -42,7 +43,9 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, max_steps: int
 
     ``init`` (a shipped model's name or directory) warm-starts a run without a checkpoint from
     exported weights: network and EMA both start from them, the step counter from their
-    ``train_steps``, Adam afresh (its warm-up applies again).
+    ``train_steps``, Adam afresh (its warm-up applies again). Where the config's network differs
+    from the model's (fewer residual blocks, say), the run starts at step 0 from the tensors that
+    fit (``nets.unet.transplant``) and the rest fresh.
     """
     dist = Distributed()
     try:
@@ -56,11 +59,20 @@ def _warm_start(cfg: Config, init: str) -> dict:
     from .store import load_model
 
     loaded = load_model(init, device="cpu")
-    if loaded.config.to_dict()["model"] != cfg.to_dict()["model"]:
-        raise ConfigError(f"--init {init}: its network differs from the config's [model] section")
-    weights = {k: v.clone() for k, v in loaded.net.state_dict().items()}
-    return {"config": loaded.config.to_dict(), "step": int(loaded.info.get("train_steps") or 0),
-            "model": weights, "ema": weights}
+    if loaded.config.to_dict()["model"] == cfg.to_dict()["model"]:
+        weights = {k: v.clone() for k, v in loaded.net.state_dict().items()}
+        return {"config": loaded.config.to_dict(), "step": int(loaded.info.get("train_steps") or 0),
+                "model": weights, "ema": weights}
+    if loaded.config.to_dict()["diffusion"] != cfg.to_dict()["diffusion"]:
+        raise ConfigError(f"--init {init}: its network and diffusion differ from the config's")
+    student = UNet(cfg.model)
+    fresh = transplant(student, loaded.net)
+    if len(fresh) == len(student.state_dict()):
+        raise ConfigError(f"--init {init}: no tensor of its network fits the config's [model] section")
+    if is_main():
+        print(f"transplanted {init} into the config's network: {len(fresh)} tensors start fresh")
+    weights = {k: v.clone() for k, v in student.state_dict().items()}
+    return {"config": cfg.to_dict(), "step": 0, "model": weights, "ema": weights}
 
 
 def loaded_parts(state: dict):
@@ -106,6 +118,13 @@ def _train(cfg, out_dir, resume, max_steps, progress, dist, init=None) -> Path:
     else:
         diffusion = cfg.diffusion.build()
     model = UNet(cfg.model).to(dist.device)
+    teacher = None
+    if tc.teacher:
+        from .store import load_model
+        teacher = load_model(tc.teacher, device=dist.device)
+        if teacher.config.to_dict()["diffusion"] != cfg.to_dict()["diffusion"]:
+            raise ConfigError(f"train.teacher {tc.teacher}: its diffusion differs from the config's")
+        teacher = teacher.net.eval().requires_grad_(False)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
     warm_from = 0  # the step Adam's warm-up counts from: 0, or this run's start when Adam is fresh
@@ -149,7 +168,10 @@ def _train(cfg, out_dir, resume, max_steps, progress, dist, init=None) -> Path:
             x0 = to_model_tensor(sampler(tc.batch_size)).to(dist.device)
             t = torch.randint(0, diffusion.num_timesteps, (x0.shape[0],), device=dist.device)
             noise = torch.randn_like(x0)
-            loss = diffusion.training_losses(net, x0, t, noise, cfg.diffusion.loss).mean()
+            if teacher is None:
+                loss = diffusion.training_losses(net, x0, t, noise, cfg.diffusion.loss).mean()
+            else:
+                loss = diffusion.distillation_losses(net, teacher, x0, t, noise).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
