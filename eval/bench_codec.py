@@ -115,7 +115,8 @@ def main():
         return child(args)
     rows = json.loads(Path(args.json).read_text()) if args.append and Path(args.json).exists() else []
     with tempfile.TemporaryDirectory() as tmp:
-        models = args.model.split(",")
+        # a model folder is resolved here, not in the --code checkout the children run in
+        models = [str(Path(m).resolve()) if Path(m).exists() else m for m in args.model.split(",")]
         for code, model in ((c, m) for c in args.code.split(",") for m in models):
             name = Path(code).resolve().name + (f" {Path(model).name}" if len(models) > 1 else "")
             for size in args.sizes.split(","):

@@ -37,6 +37,10 @@ def test_residual_blocks_per_level():
     assert net(torch.randn(1, 3, 7, 13), torch.tensor([5.0])).shape == (1, 6, 7, 13)
     with pytest.raises(ValueError, match="one count per level"):
         UNetConfig.from_dict({**cfg.to_dict(), "num_res_blocks": [1, 1]})
+    with pytest.raises(ValueError, match="one count per level"):
+        UNetConfig(channel_mult=(1, 2), num_res_blocks=(1, 1, 5))
+    with pytest.raises(ValueError, match="0 or more"):
+        UNetConfig(channel_mult=(1, 2), num_res_blocks=(1, -1))
 
 
 def _net(blocks, seed):

@@ -132,3 +132,11 @@ def test_a_smaller_student_learns_its_teacher(tiny_config, idx_dir, tiny_store, 
     with torch.no_grad():
         distance["start"] = d.distillation_losses(start, tiny.net, x0, t, noise).mean().item()
     assert distance["tiny"] < 0.5 * distance["start"] and distance["tiny"] < 0.5 * distance[""], distance
+    # the run starts from the transplanted weights: a run of no steps stores them
+    state = load_checkpoint(train(cfg, tmp_path / "zero", max_steps=0, progress=False, init="tiny"))
+    assert state["step"] == 0
+    assert all(torch.equal(state["model"][k], v) for k, v in start.state_dict().items())
+    # any other difference from the model's network is refused
+    other = load_config(tiny_config, [f'data.path="{idx_dir}"', "model.base_channels=4"])
+    with pytest.raises(ConfigError, match="more than num_res_blocks"):
+        train(other, tmp_path / "other", max_steps=1, progress=False, init="tiny")

@@ -34,6 +34,14 @@ class UNetConfig:
             return self.in_channels * self.categories
         return self.in_channels * (2 if self.learn_sigma else 1)
 
+    def __post_init__(self):
+        n = self.num_res_blocks
+        counts = [n] if isinstance(n, int) else list(n)
+        if not isinstance(n, int) and len(counts) != len(self.channel_mult):
+            raise ValueError("num_res_blocks: one count per level of channel_mult")
+        if min(counts) < 0:
+            raise ValueError("num_res_blocks: counts must be 0 or more")
+
     def blocks(self, level: int) -> int:
         """Residual blocks on the way down at ``level`` (the way up has one more)."""
         n = self.num_res_blocks
@@ -58,10 +66,7 @@ class UNetConfig:
                 known[k] = tuple(int(v) for v in known[k])
         if isinstance(known.get("num_res_blocks"), (list, tuple)):
             known["num_res_blocks"] = tuple(int(v) for v in known["num_res_blocks"])
-        c = cls(**known)
-        if not isinstance(c.num_res_blocks, int) and len(c.num_res_blocks) != len(c.channel_mult):
-            raise ValueError("num_res_blocks: one count per level of channel_mult")
-        return c
+        return cls(**known)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:

@@ -44,8 +44,8 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, max_steps: int
     ``init`` (a shipped model's name or directory) warm-starts a run without a checkpoint from
     exported weights: network and EMA both start from them, the step counter from their
     ``train_steps``, Adam afresh (its warm-up applies again). Where the config's network differs
-    from the model's (fewer residual blocks, say), the run starts at step 0 from the tensors that
-    fit (``nets.unet.transplant``) and the rest fresh.
+    from the model's in ``num_res_blocks`` alone, the run starts at step 0 from the tensors that
+    fit (``nets.unet.transplant``) and the rest fresh; any other difference is an error.
     """
     dist = Distributed()
     try:
@@ -63,12 +63,15 @@ def _warm_start(cfg: Config, init: str) -> dict:
         weights = {k: v.clone() for k, v in loaded.net.state_dict().items()}
         return {"config": loaded.config.to_dict(), "step": int(loaded.info.get("train_steps") or 0),
                 "model": weights, "ema": weights}
-    if loaded.config.to_dict()["diffusion"] != cfg.to_dict()["diffusion"]:
-        raise ConfigError(f"--init {init}: its network and diffusion differ from the config's")
+    def without_blocks(c):
+        return {k: v for k, v in c.to_dict()["model"].items() if k != "num_res_blocks"}
+
+    if (without_blocks(loaded.config) != without_blocks(cfg)
+            or loaded.config.to_dict()["diffusion"] != cfg.to_dict()["diffusion"]):
+        raise ConfigError(f"--init {init}: its network differs from the config's [model] section "
+                          f"in more than num_res_blocks, or its diffusion does")
     student = UNet(cfg.model)
     fresh = transplant(student, loaded.net)
-    if len(fresh) == len(student.state_dict()):
-        raise ConfigError(f"--init {init}: no tensor of its network fits the config's [model] section")
     if is_main():
         print(f"transplanted {init} into the config's network: {len(fresh)} tensors start fresh")
     weights = {k: v.clone() for k, v in student.state_dict().items()}
@@ -122,8 +125,8 @@ def _train(cfg, out_dir, resume, max_steps, progress, dist, init=None) -> Path:
     if tc.teacher:
         from .store import load_model
         teacher = load_model(tc.teacher, device=dist.device)
-        if teacher.config.to_dict()["diffusion"] != cfg.to_dict()["diffusion"]:
-            raise ConfigError(f"train.teacher {tc.teacher}: its diffusion differs from the config's")
+        if cfg.diffusion.kind != "gaussian" or teacher.config.to_dict()["diffusion"] != cfg.to_dict()["diffusion"]:
+            raise ConfigError(f"train.teacher {tc.teacher}: a teacher needs a Gaussian diffusion, the same as the config's")
         teacher = teacher.net.eval().requires_grad_(False)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)

@@ -8,6 +8,7 @@
 #   call k+1 (carry .whl):               bash eval/gpu/gpu_photo_large.sh STEPS [--resume]
 # The cheaper network distilled from photo (eval/README.md, "A cheaper network"), at a GPU's batch:
 #   CONFIG=configs/photo_lite.toml bash eval/gpu/gpu_photo_large.sh 40000 --init photo --set train.batch_size=64 --set train.threads=0
+#   (a later call: --resume in place of --init photo)
 # Decide on the validation photos before shipping: diffcodec bpd --model $OUT/photo_large
 #   --data eval/data/val768 --tile 0 --steps 100 against the shipped photo's figure in its card.
 set -uo pipefail

@@ -1,50 +1,32 @@
-"""What a network without GroupNorm statistics would cost and give (issue "Full-size photos,
-part 2": GroupNorm's passes are 46% of the tiled network's time on a CPU).
+"""Can a network without GroupNorm statistics be made from photo without training? (Issue
+"Full-size photos, part 2": GroupNorm's passes are 46% of the tiled network's time on a CPU; the
+"no statistics" row of ``network_floor.py`` times a network of photo's shape without them.)
 
-1. Time: the photo network as the codec runs it (tiles of 128, halo 4, bfloat16), then with each
-   GroupNorm (and the SiLU after it) replaced by a fixed per-channel affine map and SiLU, one
-   oneDNN depthwise convolution with a swish post-op and no statistics: the speed of a network of
-   the same shape that needs none (its values here are meaningless). Alternating, ``--repeats``
-   calls each. Run it alone on the machine.
-2. Without training: each GroupNorm replaced by the affine map of its average statistics (the
-   mean and 1/std per group, averaged over ``--batches`` batches of 8 training crops of 128 x 128
-   at uniformly drawn t), and the bound of the result and of photo on ``--tiles`` tiles of 128 of
-   the validation photos (fitted 100-step chain, the same tiles and seed): how far such a network
-   starts from photo, that is how much training it would need.
+Each GroupNorm is replaced by the affine map of its average statistics (the mean and 1/std per
+group, averaged over ``--batches`` batches of 8 training crops of 128 x 128 at uniformly drawn t);
+printed: the bound of the result and of photo on ``--tiles`` tiles of 128 of the validation photos
+(fitted 100-step chain, the same tiles and seed): how far such a network starts from photo, that
+is how much training it would need.
 
-    python eval/studies/fixed_norm.py [--sizes 256x256,512x768] [--repeats 6] [--batches 40] [--tiles 12]
+    python eval/studies/fixed_norm.py [--batches 40] [--tiles 12]
 """
 from __future__ import annotations
 
 import argparse
 import copy
-import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from diffcodec.core import precision
 from diffcodec.core.allocator import keep_large_blocks
 from diffcodec.core.schedules import read_step_list
 from diffcodec.evaluation.bpd import evaluate_bpd
 from diffcodec.io.datasets import BatchSampler, images_or_file, load_split
 from diffcodec.io.pixels import to_model_tensor
-from diffcodec.nets import inference, tiling
 from diffcodec.training.store import load_model
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def no_statistics(self, x):
-    """FixedOrderGroupNorm.forward without statistics: GroupNorm's own weight and bias as the map."""
-    C = x.shape[1]
-    w, b = self.gn.weight.to(x.dtype), self.gn.bias.to(x.dtype)
-    if inference._fusable(x):
-        return inference._MKLDNN(x, w.reshape(C, 1, 1, 1), b, [0, 0], [1, 1], [1, 1], C,
-                                 "swish" if self.silu else "none", [], "")
-    y = torch.addcmul(b.reshape(1, C, 1, 1), x, w.reshape(1, C, 1, 1))
-    return nn.functional.silu(y) if self.silu else y
 
 
 class Affine(nn.Module):
@@ -56,26 +38,6 @@ class Affine(nn.Module):
 
     def forward(self, x):
         return x * self.weight[:, None, None] + self.bias[:, None, None]
-
-
-def timing(loaded, sizes: str, repeats: int) -> None:
-    net, t = loaded.inference_net, loaded.diffusion(None).model_t(torch.tensor([500]))
-    original = inference.FixedOrderGroupNorm.forward
-    for size in sizes.split(","):
-        H, W = map(int, size.split("x"))
-        x = torch.randn(1, 3, H, W, generator=torch.Generator().manual_seed(0))
-        for name, forward in (("codec", original), ("no statistics", no_statistics)) * 2:
-            inference.FixedOrderGroupNorm.forward = forward
-            try:
-                with torch.no_grad(), precision.autocast("cpu", torch.bfloat16):
-                    for _ in range(2):
-                        tiling.tiled_forward(net, x, t, 128, 4)
-                    t0 = time.perf_counter()
-                    for _ in range(repeats):
-                        tiling.tiled_forward(net, x, t, 128, 4)
-            finally:
-                inference.FixedOrderGroupNorm.forward = original
-            print(f"{size}: {name} {(time.perf_counter() - t0) / repeats * 1e3:.1f} ms per call", flush=True)
 
 
 def calibrated(loaded, batches: int) -> nn.Module:
@@ -116,17 +78,12 @@ def calibrated(loaded, batches: int) -> nn.Module:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", default="256x256,512x768")
-    ap.add_argument("--repeats", type=int, default=6)
     ap.add_argument("--batches", type=int, default=40)
     ap.add_argument("--tiles", type=int, default=12)
-    ap.add_argument("--skip-timing", action="store_true")
     args = ap.parse_args()
     keep_large_blocks()
     loaded = load_model("photo")
-    if not args.skip_timing:
-        torch.set_num_threads(2)
-        timing(loaded, args.sizes, args.repeats)
+    torch.set_num_threads(2)
     images = images_or_file(loaded.config.data, 3, str(ROOT / "eval/data/val768"), "test", args.tiles, 128)
     steps = read_step_list(str(ROOT / "eval/results/steps_photo_fit100.txt"))
     nets = {"photo": loaded.net, "average statistics": calibrated(loaded, args.batches)}

@@ -11,6 +11,10 @@ on one input (issue "Full-size photos, part 2": the decode targets are network-b
   cannot serve them), joined by a concatenation; another function (other rounding);
 - half statistics: GroupNorm's statistics from every other row and column of maps of at least
   64 x 64 pixels; another function.
+- no statistics: each GroupNorm and the SiLU after it as one fixed per-channel map (GroupNorm's
+  own weight and bias; a depthwise oneDNN convolution with a swish post-op): the speed of a
+  network of this shape without statistics, which would have to be trained as such (its outputs
+  here mean nothing; ``fixed_norm.py``).
 
 Prints ms per call (mean of ``--repeats``) and, for the variants that change the function, how far
 the network's output moves (RMS and largest absolute difference). Run it alone on the machine.
@@ -75,8 +79,19 @@ def half_statistics(self, x):
     return ORIGINAL["moments"](self, x)
 
 
+def no_statistics(self, x):
+    C = x.shape[1]
+    w, b = self.gn.weight.to(x.dtype), self.gn.bias.to(x.dtype)
+    if inference._fusable(x):
+        return inference._MKLDNN(x, w.reshape(C, 1, 1, 1), b, [0, 0], [1, 1], [1, 1], C,
+                                 "swish" if self.silu else "none", [], "")
+    y = torch.addcmul(b.reshape(1, C, 1, 1), x, w.reshape(1, C, 1, 1))
+    return torch.nn.functional.silu(y, inplace=True) if self.silu else y
+
+
 ORIGINAL = {"forward": inference.FixedOrderGroupNorm.forward, "moments": inference.FixedOrderGroupNorm.moments}
-PATCHES = {"per-tile swish": ("forward", per_tile_swish), "half statistics": ("moments", half_statistics)}
+PATCHES = {"per-tile swish": ("forward", per_tile_swish), "half statistics": ("moments", half_statistics),
+           "no statistics": ("forward", no_statistics)}
 
 
 def main() -> None:

@@ -14,12 +14,14 @@
 #      full rate (the two targets missed furthest).
 # Usage: bash eval/studies/photo_lite.sh WORKDIR [OUT]; run it alone on the machine.
 set -euo pipefail
+[ $# -ge 1 ] || { echo "usage: bash eval/studies/photo_lite.sh WORKDIR [OUT]" >&2; exit 2; }
 ROOT=$(realpath "$(dirname "$0")/../..")
 mkdir -p "$1"
 W=$(realpath "$1") OUT=$(realpath -m "${2:-$ROOT/eval/studies/results}")
 cd "$ROOT"
 mkdir -p "$OUT"
-diffcodec train --config configs/photo_lite.toml --out "$W/run" --init photo > "$W/train.log" 2>&1
+# a rerun resumes the run in WORKDIR (--init applies only where it has no checkpoint yet)
+diffcodec train --config configs/photo_lite.toml --out "$W/run" --init photo --resume >> "$W/train.log" 2>&1
 python eval/gpu/export_run.py "$W/run/last.pt" "$W/photo-lite" configs/photo.toml
 cp "$W/run/train_log.jsonl" "$OUT/photo_lite_train_log.jsonl"
 diffcodec bpd --model "$W/photo-lite" --data eval/data/val768 --tile 128 --limit 60 \
@@ -32,5 +34,7 @@ diffcodec eval rd --model "$W/photo-lite" --data ../shared/data/photos --tile 25
   --anchor jpeg --keep -o "$RD" > /dev/null
 cp "$RD/rcc.json" "$OUT/photo_lite_rd_val256_rcc.json"
 for a in jpeg rcc-photo ideal avif; do python eval/bd_table.py "$RD" --anchor $a; done > "$OUT/photo_lite_rd_val256.txt"
-python eval/bench_codec.py --sizes 256x256 --qualities 75 --model photo,"$W/photo-lite" --json "$OUT/photo_lite_bench.json"
-python eval/bench_codec.py --sizes 768x512 --qualities 100 --model photo,"$W/photo-lite" --json "$OUT/photo_lite_bench.json" --append
+python eval/bench_codec.py --sizes 256x256 --qualities 75 --model photo,"$W/photo-lite" \
+  --json "$OUT/photo_lite_bench.json" | tee "$OUT/photo_lite_bench.txt"
+python eval/bench_codec.py --sizes 768x512 --qualities 100 --model photo,"$W/photo-lite" \
+  --json "$OUT/photo_lite_bench.json" --append | tee -a "$OUT/photo_lite_bench.txt"
