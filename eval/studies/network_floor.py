@@ -69,8 +69,7 @@ def per_tile_swish(self, x):
     if not (self.silu and B > 1 and inference._fusable(x)):
         return ORIGINAL["forward"](self, x)
     scale, shift = (v.reshape(B, C).to(x.dtype) for v in self.affine(x))
-    return torch.cat([inference._MKLDNN(x[k:k + 1], scale[k].reshape(C, 1, 1, 1), shift[k], [0, 0], [1, 1],
-                                        [1, 1], C, "swish", [], "") for k in range(B)])
+    return torch.cat([inference.swish_affine(x[k:k + 1], scale[k], shift[k]) for k in range(B)])
 
 
 def half_statistics(self, x):
@@ -82,9 +81,8 @@ def half_statistics(self, x):
 def no_statistics(self, x):
     C = x.shape[1]
     w, b = self.gn.weight.to(x.dtype), self.gn.bias.to(x.dtype)
-    if inference._fusable(x):
-        return inference._MKLDNN(x, w.reshape(C, 1, 1, 1), b, [0, 0], [1, 1], [1, 1], C,
-                                 "swish" if self.silu else "none", [], "")
+    if self.silu and inference._fusable(x):     # every GroupNorm of the photo network has its SiLU
+        return inference.swish_affine(x, w, b)
     y = torch.addcmul(b.reshape(1, C, 1, 1), x, w.reshape(1, C, 1, 1))
     return torch.nn.functional.silu(y, inplace=True) if self.silu else y
 
