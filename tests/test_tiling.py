@@ -10,7 +10,7 @@ import torch
 
 from diffcodec.coding.progressive import decode_container, encode_image
 from diffcodec.container.format import Container, network_key
-from diffcodec.core import precision
+from diffcodec.core import precision, scales
 from diffcodec.evaluation.metrics import psnr
 from diffcodec.nets import tiling
 from diffcodec.nets.tiling import spans, tiled_forward
@@ -69,9 +69,9 @@ def test_each_tile_sees_only_its_core_and_halo(tinyrgb):
 
 
 def test_network_format_names():
-    assert precision.parse("bfloat16/tile512") == ("bfloat16", 512, precision.HALO)
-    assert precision.parse("float32/tile128/halo4") == ("float32", 128, 4)
-    assert precision.parse("float32") == ("float32", 0, precision.HALO)
+    assert precision.parse("bfloat16/tile512") == ("bfloat16", 512, precision.HALO, "")
+    assert precision.parse("float32/tile128/halo4") == ("float32", 128, 4, "")
+    assert precision.parse("float32") == ("float32", 0, precision.HALO, "")
     for bad in ("float16", "float32/tile", "float32/tile0", "float32/tiles512", "bfloat16/512",
                 "float32/tile512/halo32", "float32/tile128/halo08", "float32/halo4"):
         with pytest.raises(ValueError):
@@ -79,15 +79,18 @@ def test_network_format_names():
     for number, tile, halo in [("float32", 0, 8), ("bfloat16", 512, 32), ("float32", 128, 4),
                                ("float32", 64, 0)]:
         name = precision.network_format(number, tile, halo)
-        assert precision.parse(name) == (number, tile, halo if tile else precision.HALO)
+        assert precision.parse(name) == (number, tile, halo if tile else precision.HALO, "")
     # memory alone tiles above WHOLE_MAX_PIXELS; a model's tiling applies once the image is larger
     assert precision.tile_for(1024, 1024) == (0, 0) and precision.tile_for(1024, 1028) == (512, 32)
     assert precision.tile_for(128, 128, (128, 4)) == (0, 0)
     assert precision.tile_for(100, 129, (128, 4)) == (128, 4)
     assert precision.tile_for(3000, 4000, (128, 4)) == (128, 4)
-    assert precision.decoder_formats(100, 128) == precision.NETWORK_FORMATS
-    assert precision.decoder_formats(512, 768) == (*precision.NETWORK_FORMATS, "float32/tile128/halo4",
-                                                   "bfloat16/tile128/halo4")
+    plain = precision.decoder_formats(100, 128)[:len(precision.NETWORK_FORMATS)]
+    assert plain == precision.NETWORK_FORMATS
+    assert precision.decoder_formats(100, 128)[len(plain):] == tuple(
+        f"{n}/scales{s}" for s in scales.SCHEDULES for n in plain)
+    assert precision.decoder_formats(512, 768)[:4] == (*precision.NETWORK_FORMATS, "float32/tile128/halo4",
+                                                       "bfloat16/tile128/halo4")
     assert {"float32/tile512", "bfloat16/tile128/halo4"} <= set(precision.decoder_formats(3000, 4000))
     key = bytes(32)
     names = ("float32", "float32/tile512", "bfloat16", "bfloat16/tile512", "bfloat16/tile128/halo4")

@@ -173,7 +173,8 @@ def estimate_image(loaded, image: np.ndarray, steps: str | None = None, seed: in
     t_start = time.perf_counter()
     _check_image(loaded, image)
     model = _open_chain(loaded, steps or ideal.DEFAULT_STEPS, image.shape,
-                        encoder_network(loaded.device, image.shape, precision, loaded.tiling))
+                        encoder_network(loaded.device, image.shape, precision, loaded.tiling,
+                                       loaded.scales))
     records, _, _ = _send_chain(model, ideal.IdealEstimator(), image, seed, stop_step, target_psnr, progress)
     return Estimate(records, records[-1].psnr if records else 0.0, time.perf_counter() - t_start,
                     model.seconds, model.evals)
@@ -195,7 +196,8 @@ def encode_image(loaded, image: np.ndarray, backend: str = registry.AUTO, steps:
     error if no coded step fits). progress(i) is called after each step; ``coder`` overrides the
     backend's default step coder. ``precision``: the network's number format, "auto", "float32"
     or "bfloat16" (``core.precision.encoder_network``, which also picks the tiling: the model's,
-    or for a model without one, tiles for a large image; the file records both)."""
+    or for a model without one, tiles for a large image, and the model's scale schedule; the file
+    records all three)."""
     t_start = time.perf_counter()
     C, H, W = image.shape
     _check_image(loaded, image)
@@ -209,7 +211,7 @@ def encode_image(loaded, image: np.ndarray, backend: str = registry.AUTO, steps:
     spec = registry.get(backend)
     steps = steps or spec.steps_for(C * H * W)
     coder = coder or spec.from_params(b"")
-    network = encoder_network(loaded.device, (C, H, W), precision, loaded.tiling)
+    network = encoder_network(loaded.device, (C, H, W), precision, loaded.tiling, loaded.scales)
     model = _open_chain(loaded, steps, (C, H, W), network)
     N, D = model.num_steps, C * H * W
     header = Header(loaded.name, loaded.key, H, W, C, backend, str(steps),

@@ -14,7 +14,7 @@ import numpy as np
 from ..coding.randomness import PURPOSE_ANCESTRAL, normals
 from ..nets.tiling import forward
 from ..timing import stage
-from . import precision
+from . import precision, scales
 from .allocator import keep_large_blocks
 
 RECONSTRUCTIONS = ("x0", "flow", "ancestral")
@@ -48,7 +48,10 @@ class NetworkAdapter:
         self.diffusion = loaded.diffusion(steps)
         self.shape = tuple(shape)
         self.network = network      # the network's format (precision.encoder_network)
-        self.dtype, (_, self.tile, self.halo) = precision.dtype(network), precision.parse(network)
+        fmt = precision.parse(network)
+        self.dtype, self.tile, self.halo = precision.dtype(network), fmt.tile, fmt.halo
+        self.scales = scales.parse(fmt.scales)
+        self.alphas_cumprod = loaded.diffusion(None).alphas_cumprod if self.scales else None
         self.evals, self.seconds = 0, 0.0
         if self.loaded.device.type == "cpu":
             keep_large_blocks()
@@ -64,20 +67,39 @@ class NetworkAdapter:
         t0 = time.perf_counter()
         xt = torch.from_numpy(x.reshape(1, *self.shape)).float().to(self.loaded.device)
         t = torch.full((1,), i, dtype=torch.long, device=xt.device)
+        f = scales.factor(self.scales, int(self.diffusion.timestep_map[i]))
         with stage("network"), threads_for(x.size, xt.device), torch.no_grad():
-            inp = xt.contiguous(memory_format=torch.channels_last)
-            with precision.autocast(xt.device, self.dtype):
-                raw = forward(self.loaded.inference_net, inp, self.diffusion.model_t(t),
-                              self.tile, self.halo)
+            if f > 1:
+                raw = torch.from_numpy(scales.coarse_output(
+                    self._run_coarse, x.reshape(self.shape), int(self.diffusion.timestep_map[i]), f,
+                    self.alphas_cumprod, self.loaded.config.model.learn_sigma)).float()[None].to(xt.device)
+            else:
+                raw = self._run(xt, self.diffusion.model_t(t))
             # one thread: torch's element-wise exp splits a tensor between threads at points that
             # depend on the thread count, with a scalar loop for each piece's tail whose last bit
             # can differ from the vector loop's; the decoded pixels must not depend on the count
             with threads_for(x.size, xt.device, single=True):
                 o = self.diffusion.p_mean_variance(self.net, xt, t, output=raw.float().contiguous())
-            del raw, xt, inp
+            del raw, xt
         self.evals += 1
         self.seconds += time.perf_counter() - t0
         return {k: o.pop(k).double().cpu().numpy().ravel() for k in ("mean", "variance", "pred_xstart")}
+
+    def _run(self, x, t):
+        """The network's raw output in this format at x [1, C, H, W] and original timesteps t
+        ([1], float)."""
+        import torch
+
+        with precision.autocast(x.device, self.dtype):
+            return forward(self.loaded.inference_net, x.contiguous(memory_format=torch.channels_last), t,
+                           self.tile, self.halo)
+
+    def _run_coarse(self, y: np.ndarray, t: int) -> np.ndarray:
+        """``_run`` on a pooled image y [C, h, w] at original timestep t -> float64 [out_C, h, w]."""
+        import torch
+
+        x = torch.from_numpy(y[None]).float().to(self.loaded.device)
+        return self._run(x, torch.full((1,), float(t), device=x.device))[0].double().cpu().numpy()
 
     def posterior_mean(self, x0: np.ndarray, x: np.ndarray, i: int) -> np.ndarray:
         """Mean of q(x_{i-1} | x_i, x_0)."""

@@ -17,6 +17,10 @@
   of the image, so the tiling is part of the format's name ("bfloat16/tile512",
   "bfloat16/tile128/halo4") and of the file's check; a decoder tries each an image of the file's
   size may have.
+- The scales: a model may name a schedule of coarse network calls at high noise (its config's
+  ``inference.scales``, one of ``core.scales.SCHEDULES``); an encoder then uses it at every size,
+  and the format's name ends in "/scales<schedule>" ("bfloat16/tile128/halo4/scales2t400-4t700").
+  A decoder tries each format with and without each schedule.
 - rcc's candidate scores (encoder-only: the decoder never computes one): bfloat16 on images above
   BF16_MIN_DIMS where it is native, else float32 (``score_dtype``).
 """
@@ -26,8 +30,10 @@ import contextlib
 import functools
 import os
 import re
+from typing import NamedTuple
 
 from ..errors import UserError
+from . import scales as _scales
 
 NETWORK_FORMATS = ("float32", "bfloat16")   # number formats a file may record (``container.format.network_key``)
 CHOICES = ("auto", *NETWORK_FORMATS)
@@ -79,11 +85,12 @@ def encoder_format(device, dims: int, choice: str | None = None) -> str:
 
 
 def encoder_network(device, shape: tuple[int, int, int], choice: str | None = None,
-                    tiling: tuple[int, int] = (0, 0)) -> str:
+                    tiling: tuple[int, int] = (0, 0), scales: str = "") -> str:
     """The network format an encoder uses for an image of ``shape`` (C, H, W): the number format
-    ``encoder_format`` picks, tiled where ``tile_for`` says for the model's ``tiling``."""
+    ``encoder_format`` picks, tiled where ``tile_for`` says for the model's ``tiling``, with the
+    model's ``scales`` schedule ("" for none)."""
     C, H, W = shape
-    return network_format(encoder_format(device, C * H * W, choice), *tile_for(H, W, tiling))
+    return network_format(encoder_format(device, C * H * W, choice), *tile_for(H, W, tiling), scales)
 
 
 def tile_for(height: int, width: int, tiling: tuple[int, int] = (0, 0)) -> tuple[int, int]:
@@ -95,30 +102,42 @@ def tile_for(height: int, width: int, tiling: tuple[int, int] = (0, 0)) -> tuple
     return (TILE, HALO) if height * width > WHOLE_MAX_PIXELS else (0, 0)
 
 
-def network_format(number: str, tile: int = 0, halo: int = HALO) -> str:
+def network_format(number: str, tile: int = 0, halo: int = HALO, scales: str = "") -> str:
     """The name of a network format: its number format, then "/tile<core>" when tiled, then
-    "/halo<pixels>" when the halo is not HALO."""
-    if not tile:
-        return number
-    return f"{number}/tile{tile}" + ("" if halo == HALO else f"/halo{halo}")
+    "/halo<pixels>" when the halo is not HALO, then "/scales<schedule>" with a scale schedule."""
+    name = number if not tile else f"{number}/tile{tile}" + ("" if halo == HALO else f"/halo{halo}")
+    return name + (f"/scales{scales}" if scales else "")
 
 
-def parse(network: str) -> tuple[str, int, int]:
-    """(number format, tile core or 0, halo) of a network format name; ValueError for an unknown
-    one."""
+class Network(NamedTuple):
+    """A network format's parts (``parse``)."""
+    number: str     # "float32" or "bfloat16"
+    tile: int       # tile core in pixels, 0 for the whole image
+    halo: int       # pixels of context around a tile's core
+    scales: str     # scale schedule (``core.scales``), "" for none
+
+
+def parse(network: str) -> Network:
+    """The parts of a network format name; ValueError for an unknown one. Any well-formed scale
+    schedule parses (a study may try one); decoders try those of ``scales.SCHEDULES``."""
     number = "|".join(NETWORK_FORMATS)
-    m = re.fullmatch(rf"({number})(?:/tile([1-9][0-9]*)(?:/halo(0|[1-9][0-9]*))?)?", network)
+    m = re.fullmatch(rf"({number})(?:/tile([1-9][0-9]*)(?:/halo(0|[1-9][0-9]*))?)?(?:/scales([0-9t-]+))?",
+                     network)
     if m is None or (m[3] is not None and int(m[3]) == HALO):    # HALO's name has no "/halo"
         raise ValueError(f"unknown network format {network!r}")
-    return m[1], int(m[2] or 0), HALO if m[3] is None else int(m[3])
+    if m[4] is not None:
+        _scales.parse(m[4])
+    return Network(m[1], int(m[2] or 0), HALO if m[3] is None else int(m[3]), m[4] or "")
 
 
 def decoder_formats(height: int, width: int) -> tuple[str, ...]:
     """The network formats a file of this image size may record: each number format whole and
-    over each tiling ``tile_for`` gives an encoder at this size (with each of TILINGS, or none)."""
+    over each tiling ``tile_for`` gives an encoder at this size (with each of TILINGS, or none),
+    each without and with each scale schedule."""
     tilings = dict.fromkeys(tile_for(height, width, t) for t in (*TILINGS, (0, 0)))
     tilings.pop((0, 0), None)
-    return NETWORK_FORMATS + tuple(network_format(n, *t) for t in tilings for n in NETWORK_FORMATS)
+    plain = NETWORK_FORMATS + tuple(network_format(n, *t) for t in tilings for n in NETWORK_FORMATS)
+    return plain + tuple(f"{name}/scales{s}" for s in _scales.SCHEDULES for name in plain)
 
 
 def dtype(network: str):

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..core.diffusion import GaussianDiffusion, LossType, VarianceType
+from ..core.scales import SCHEDULES as SCALE_SCHEDULES
 from ..core.precision import TILINGS
 from ..core.schedules import SCHEDULES
 from ..errors import UserError
@@ -63,14 +64,19 @@ class TrainConfig:
 @dataclass
 class InferenceConfig:
     """How the codec runs the network: over tiles of ``tile`` pixels with ``halo`` pixels of
-    context (one of ``core.precision.TILINGS``; chosen on validation images), or whole (0)."""
+    context (one of ``core.precision.TILINGS``; chosen on validation images), or whole (0); and
+    with coarse calls at high noise by the ``scales`` schedule (one of ``core.scales.SCHEDULES``,
+    "" for none)."""
     tile: int = 0
     halo: int = 0
+    scales: str = ""
 
     def validate(self):
         if self.tile and (self.tile, self.halo) not in TILINGS:
             raise ValueError(f"inference tiling ({self.tile}, {self.halo}) is not one of "
                              f"{', '.join(map(str, TILINGS))}")
+        if self.scales and self.scales not in SCALE_SCHEDULES:
+            raise ValueError(f"inference scales {self.scales!r} is not one of {', '.join(SCALE_SCHEDULES)}")
 
 
 @dataclass

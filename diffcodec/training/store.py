@@ -103,6 +103,12 @@ class LoadedModel:
         return self.config.inference.tile, self.config.inference.halo
 
     @property
+    def scales(self) -> str:
+        """The schedule of coarse network calls at high noise the codec uses, "" for none (config
+        ``inference``; ``core.scales``)."""
+        return self.config.inference.scales
+
+    @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 

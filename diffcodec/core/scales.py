@@ -1,0 +1,101 @@
+"""Coarse network evaluations at high noise: the network sees x_t pooled by f at large t.
+
+Averaging each f x f block of x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps keeps the signal's
+block mean and divides the noise's standard deviation by f, so the pooled image, scaled by
+c = sqrt(abar_t' / abar_t), is a noisy image of the block-averaged x_0 at the timestep t' whose
+signal-to-noise ratio abar / (1 - abar) is f^2 that of t (the nearest of the model's T). The
+network's x0_hat there, upsampled (bilinear), gives x0_hat at full resolution; it is returned as
+the raw output (eps, v) that gives this x0_hat at (x_t, t), so p_theta is formed as for any step.
+
+At high noise the best x0_hat is smooth, so little is lost, and the call costs 1/f^2 of the
+network. The pooled image shows the network f times the context, which a model trained on small
+crops turns into lower rates (eval/README.md, "Coarse steps"). Every operation here is an
+elementwise float64 numpy operation in a fixed order, so encoder and decoder agree whatever the
+thread count.
+
+A schedule is named like "2t400-4t700": factor 2 from original timestep 400 (0-based, what the
+network sees), 4 from 700; a model's ``inference`` section may name one of SCHEDULES.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+SCHEDULES = ("2t400-4t700",)   # photo's (eval/README.md, "Coarse steps")
+
+
+def parse(name: str) -> tuple[tuple[int, int], ...]:
+    """((factor, first timestep), ...) of a schedule name, factors rising; ValueError if malformed."""
+    tiers = []
+    for part in name.split("-") if name else ():
+        m = re.fullmatch(r"([2-9]|[1-9][0-9]+)t(0|[1-9][0-9]*)", part)
+        if m is None:
+            raise ValueError(f"bad scale schedule {name!r}")
+        tiers.append((int(m[1]), int(m[2])))
+    if any(a[0] >= b[0] or a[1] >= b[1] for a, b in zip(tiers, tiers[1:])):
+        raise ValueError(f"bad scale schedule {name!r}: factors and timesteps must rise")
+    return tuple(tiers)
+
+
+def factor(tiers, t: int) -> int:
+    """The pooling factor of original timestep t under ``tiers`` (``parse``): 1 below the first."""
+    f = 1
+    for k, start in tiers:
+        if t >= start:
+            f = k
+    return f
+
+
+def coarse_timestep(alphas_cumprod: np.ndarray, t: int, f: int) -> int:
+    """t': the timestep whose abar is nearest to that of f^2 times t's signal-to-noise ratio."""
+    snr = f * f * alphas_cumprod[t] / (1.0 - alphas_cumprod[t])
+    return int(np.argmin(np.abs(alphas_cumprod - snr / (1.0 + snr))))
+
+
+def pool(x: np.ndarray, f: int) -> np.ndarray:
+    """Mean of each f x f block of x [C, H, W] (the image padded by its last row and column to a
+    multiple of f) -> [C, ceil(H / f), ceil(W / f)]."""
+    C, H, W = x.shape
+    x = np.pad(x, ((0, 0), (0, -H % f), (0, -W % f)), mode="edge")
+    out = np.zeros((C, x.shape[1] // f, x.shape[2] // f))
+    for a in range(f):
+        for b in range(f):
+            out += x[:, a::f, b::f]
+    return out * (1.0 / (f * f))
+
+
+def _taps(n_out: int, n_in: int, f: int):
+    """Bilinear weights along one axis (pixel centres, source clamped at the edges): for each output
+    index, the two source indices and the second one's weight."""
+    src = np.maximum((np.arange(n_out) + 0.5) / f - 0.5, 0.0)
+    lo = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    return lo, np.minimum(lo + 1, n_in - 1), src - lo
+
+
+def upsample(x: np.ndarray, f: int, H: int, W: int) -> np.ndarray:
+    """Bilinear upsampling of x [C, h, w] by f, cropped to [C, H, W] (as ``pool`` padded)."""
+    lo, hi, w = _taps(H, x.shape[1], f)
+    rows = x[:, lo] * (1.0 - w)[:, None] + x[:, hi] * w[:, None]
+    lo, hi, w = _taps(W, x.shape[2], f)
+    return rows[:, :, lo] * (1.0 - w) + rows[:, :, hi] * w
+
+
+def nearest(x: np.ndarray, f: int, H: int, W: int) -> np.ndarray:
+    """x [C, h, w] with each value repeated f x f times, cropped to [C, H, W]."""
+    return x.repeat(f, axis=1).repeat(f, axis=2)[:, :H, :W]
+
+
+def coarse_output(run, x: np.ndarray, t: int, f: int, alphas_cumprod: np.ndarray,
+                  learn_sigma: bool) -> np.ndarray:
+    """The raw network output [2C or C, H, W] (float64) standing for the network at (x_t, t), made
+    from one call at 1/f resolution. x: x_t [C, H, W] float64; run(y, t') -> the network's raw
+    output on the pooled image y [C, h, w] at original timestep t' as float64 [out_C, h, w]."""
+    C, H, W = x.shape
+    t2 = coarse_timestep(alphas_cumprod, t, f)
+    a, a2 = alphas_cumprod[t], alphas_cumprod[t2]
+    y = pool(x, f) * np.sqrt(a2 / a)
+    raw = run(y, t2)
+    x0 = np.clip((y - np.sqrt(1.0 - a2) * raw[:C]) * (1.0 / np.sqrt(a2)), -1.0, 1.0)
+    eps = (x - np.sqrt(a) * upsample(x0, f, H, W)) * (1.0 / np.sqrt(1.0 - a))
+    return np.concatenate([eps, nearest(raw[C:], f, H, W)]) if learn_sigma else eps

@@ -1,0 +1,131 @@
+"""What a coarse network call costs at each step (``core.scales``): the ideal rate of each step of
+the codec's chain with the network at full resolution and pooled by 2, 4 and 8, on validation
+photos. Issue "Full-size photos, part 2": the network is the decode's time, and at high noise its
+x0_hat is smooth.
+
+The chain is the ideal estimate's (x_{t-1} drawn from q with a fixed seed, so the path does not
+depend on p and every factor is charged on the same x_t): per step, KL(q || p_theta) in bits per
+pixel for each factor. Printed per step and, for each candidate schedule, the bits up to the first
+step whose x0_hat (full resolution) reaches 38 dB (quality 75) and at full rate, with the network
+time a decode of each spends (calls weighted 1 / f^2).
+
+    python eval/studies/coarse_steps.py [--size 256x256] [--photos 045,046,047,048,049]
+        [--schedules 2t500,2t400-4t700,...] [--steps SPEC] [--json OUT]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from diffcodec.coding.base import gaussian_kl_bits
+from diffcodec.coding.progressive import default_steps
+from diffcodec.coding.randomness import PURPOSE_XT, normals
+from diffcodec.core import precision, scales
+from diffcodec.core.adapter import NetworkAdapter
+from diffcodec.evaluation.metrics import psnr
+from diffcodec.io.pixels import to_model, to_pixels
+from diffcodec.training.store import load_model
+
+ROOT = Path(__file__).resolve().parents[2]
+FACTORS = (1, 2, 4, 8)
+SCHEDULES = "2t500,2t400,2t300,2t400-4t700,2t400-4t600,2t300-4t600,2t400-4t700-8t850,2t500-4t800"
+
+
+def crop(path: Path, width: int, height: int) -> np.ndarray:
+    """uint8 [3, H, W]: the centre crop of a photo (turned to landscape or portrait as the photo)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if (im.width < im.height) != (width < height):
+            width, height = height, width
+        x, y = (im.width - width) // 2, (im.height - height) // 2
+        return np.asarray(im.crop((x, y, x + width, y + height))).transpose(2, 0, 1).copy()
+
+
+def per_step(loaded, image: np.ndarray, steps: str, seed: int = 0) -> dict:
+    """-> {"t": [...], "bits": {f: [...]}, "psnr": [...]}: for each step x_i -> x_{i-1}, the original
+    timestep (0-based) the network sees at x_i, its KL in bits per pixel with the network pooled by
+    each factor, and the PSNR of the full-resolution x0_hat at x_{i-1}."""
+    C, H, W = image.shape
+    fmt = precision.encoder_network(loaded.device, image.shape, None, loaded.tiling)
+    nets = {f: NetworkAdapter(loaded, steps, image.shape, fmt if f == 1 else f"{fmt}/scales{f}t0")
+            for f in FACTORS}
+    full = nets[1]
+    x0 = to_model(image).ravel()
+    x = normals(seed, PURPOSE_XT, 0, x0.size)
+    rng = np.random.default_rng(seed)
+    rec = {"t": [], "bits": {f: [] for f in FACTORS}, "psnr": []}
+    for i in range(full.num_steps - 1, 0, -1):
+        mu_q, var_q = full.posterior_mean(x0, x, i), full.posterior_variance(i)
+        outs = {f: net.out(x, i) for f, net in nets.items()}
+        for f, out in outs.items():
+            rec["bits"][f].append(float(gaussian_kl_bits(mu_q, var_q, out["mean"], out["variance"]).sum()) / (H * W))
+        for f in FACTORS[1:]:   # the full-resolution x0_hat with its f x f block means the coarse call's
+            fine = outs[1]["pred_xstart"].reshape(C, H, W)
+            x0 = np.clip(fine - scales.upsample(scales.pool(fine, f), f, H, W)
+                         + outs[f]["pred_xstart"].reshape(C, H, W), -1, 1).ravel()
+            mu_p = full.posterior_mean(x0, x, i)
+            rec["bits"].setdefault(f"1+{f}", []).append(
+                float(gaussian_kl_bits(mu_q, var_q, mu_p, outs[1]["variance"]).sum()) / (H * W))
+        x = mu_q + np.sqrt(var_q) * rng.standard_normal(x.size)
+        rec["t"].append(int(full.diffusion.timestep_map[i]))
+        rec["psnr"].append(psnr(to_pixels(full.out(x, i - 1)["pred_xstart"]), image.ravel()))
+    return rec
+
+
+def schedule_rate(rec: dict, schedule: str, target: float = 38.0) -> tuple[float, float, float]:
+    """(bits per pixel to ``target`` dB, at full rate, network calls of a decode to ``target`` in
+    full-resolution calls) of one image's steps under a schedule ("" for none)."""
+    tiers = scales.parse(schedule)
+    fs = [scales.factor(tiers, t) for t in rec["t"]]
+    bits = np.array([rec["bits"][f][k] for k, f in enumerate(fs)])
+    ps = np.array(rec["psnr"])
+    stop = int(np.argmax(ps >= target)) if (ps >= target).any() else len(ps) - 1
+    calls = 1.0 + sum(1.0 / f ** 2 for f in fs[:stop + 1])    # one per step, then x0_hat's
+    return float(bits[:stop + 1].sum()), float(bits.sum()), calls
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="photo")
+    ap.add_argument("--size", default="256x256")
+    ap.add_argument("--photos", default="045,046,047,048,049")
+    ap.add_argument("--schedules", default=SCHEDULES)
+    ap.add_argument("--steps", default="", help="the chain (default: rcc's for the size)")
+    ap.add_argument("--json", default="")
+    args = ap.parse_args()
+    loaded = load_model(args.model)
+    width, height = map(int, args.size.split("x"))
+    steps = args.steps or default_steps("rcc", 3 * width * height)
+    recs = {}
+    for name in args.photos.split(","):
+        recs[name] = per_step(loaded, crop(ROOT / "eval/data/val768" / f"{name}.png", width, height), steps)
+        print(f"photo {name} done", flush=True)
+    print(f"\nmodel {args.model}, {args.size} centre crops of validation photos {args.photos}, chain {steps}")
+    print("per step, bits per pixel summed over the photos: t, f = 1, then f = 2, 4, 8 as differences")
+    first = next(iter(recs.values()))
+    for k, t in enumerate(first["t"]):
+        b = {f: sum(r["bits"][f][k] for r in recs.values()) for f in FACTORS}
+        if t >= 100:
+            print(f"  t {t:4d}: {b[1]:.5f}  " + "  ".join(f"x{f} {b[f] - b[1]:+.5f}" for f in FACTORS[1:])
+                  + "  both: " + " ".join(f"{sum(r['bits'][f'1+{f}'][k] for r in recs.values()) - b[1]:+.5f}"
+                                          for f in FACTORS[1:]))
+    print("\nschedule: bits per pixel to 38 dB (change), at full rate (change), decode calls to 38 dB (share)")
+    base = [schedule_rate(r, "") for r in recs.values()]
+    b38, bfull, calls = (sum(v[j] for v in base) for j in range(3))
+    for schedule in ["", *args.schedules.split(",")]:
+        got = [schedule_rate(r, schedule) for r in recs.values()]
+        s38, sfull, scalls = (sum(v[j] for v in got) for j in range(3))
+        print(f"  {schedule or 'none':22s} {s38:.4f} ({100 * (s38 / b38 - 1):+.2f}%)  {sfull:.4f} "
+              f"({100 * (sfull / bfull - 1):+.2f}%)  {scalls:.1f} ({100 * scalls / calls:.0f}%)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": args.model, "size": args.size, "steps": steps,
+                                               "records": recs}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

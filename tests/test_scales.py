@@ -1,0 +1,117 @@
+"""Coarse network calls at high noise (diffcodec.core.scales): the pooling and upsampling, the
+timestep whose signal-to-noise ratio the pooled image has, the raw output that stands for the
+network at full resolution, and files coded with a model that names a schedule."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from diffcodec.coding.progressive import encode_image
+from diffcodec.core import precision, scales
+from diffcodec.core.adapter import NetworkAdapter
+from diffcodec.core.diffusion import GaussianDiffusion
+from diffcodec.core.schedules import named_betas
+from diffcodec.training.config import InferenceConfig
+from test_tiling import _coded_in, _image
+
+
+def test_schedule_names_parse_and_give_each_timestep_its_factor():
+    tiers = scales.parse("2t400-4t700")
+    assert tiers == ((2, 400), (4, 700))
+    assert [scales.factor(tiers, t) for t in (0, 399, 400, 699, 700, 999)] == [1, 1, 2, 2, 4, 4]
+    assert scales.parse("") == ()
+    for bad in ("2t400-2t700", "4t400-2t700", "2t700-4t400", "1t400", "2t", "t400", "2t0400", "2x400"):
+        with pytest.raises(ValueError):
+            scales.parse(bad)
+    assert precision.parse("bfloat16/tile128/halo4/scales2t400-4t700") == ("bfloat16", 128, 4, "2t400-4t700")
+    assert precision.network_format("float32", 0, 8, "2t400") == "float32/scales2t400"
+    with pytest.raises(ValueError):
+        precision.parse("float32/scales2t400-2t500")
+    assert "bfloat16/tile128/halo4/scales2t400-4t700" in precision.decoder_formats(512, 768)
+    with pytest.raises(ValueError, match="scales"):
+        InferenceConfig(scales="2t500").validate()
+
+
+def test_pooling_averages_blocks_and_upsampling_is_bilinear():
+    x = np.arange(2 * 6 * 8, dtype=np.float64).reshape(2, 6, 8)
+    p = scales.pool(x, 2)
+    assert p.shape == (2, 3, 4) and p[1, 2, 3] == x[1, 4:6, 6:8].mean()
+    odd = scales.pool(x[:, :5, :7], 4)     # padded by the last row and column
+    assert odd.shape == (2, 2, 2) and odd[0, 1, 1] == np.mean(np.pad(x[0, :5, :7], ((0, 3), (0, 1)), "edge")[4:, 4:])
+    # a linear ramp pooled and upsampled is the ramp again, away from the clamped edges
+    yy, xx = np.mgrid[0:16, 0:24].astype(np.float64)
+    ramp = (0.3 * yy - 0.2 * xx)[None]
+    for f in (2, 4):
+        up = scales.upsample(scales.pool(ramp, f), f, 16, 24)
+        assert up.shape == ramp.shape
+        np.testing.assert_allclose(up[:, f:-f, f:-f], ramp[:, f:-f, f:-f], atol=1e-12)
+    assert scales.nearest(np.arange(4.0).reshape(1, 2, 2), 2, 3, 4).tolist() == [[[0, 0, 1, 1]] * 2 + [[2, 2, 3, 3]]]
+
+
+def test_the_coarse_timestep_has_f_squared_the_signal_to_noise_ratio():
+    abar = np.cumprod(1 - named_betas("cosine", 1000))
+    snr = abar / (1 - abar)
+    for t, f in ((500, 2), (800, 4), (950, 2)):
+        t2 = scales.coarse_timestep(abar, t, f)
+        assert t2 < t
+        assert abs(np.log(snr[t2] / (f * f * snr[t]))) < abs(np.log(snr[t2 + 1] / (f * f * snr[t])))
+        assert abs(np.log(snr[t2] / (f * f * snr[t]))) <= abs(np.log(snr[t2 - 1] / (f * f * snr[t])))
+
+
+def test_the_pooled_image_is_a_noisy_image_at_the_coarse_timestep():
+    """What the network is shown: the signal sqrt(abar_t') pool(x_0) exactly, and noise of standard
+    deviation sqrt(1 - abar_t') (to sampling error and the rounding of t')."""
+    abar = np.cumprod(1 - named_betas("cosine", 1000))
+    x0 = np.random.default_rng(1).uniform(-1, 1, (3, 64, 96))
+    noise = np.random.default_rng(2).standard_normal(x0.shape)
+    for t, f in ((600, 2), (850, 4)):
+        t2 = scales.coarse_timestep(abar, t, f)
+        shown = []
+        scales.coarse_output(lambda y, _: shown.append(y) or np.zeros((3, *y.shape[1:])),
+                             np.sqrt(abar[t]) * x0, t, f, abar, learn_sigma=False)
+        np.testing.assert_allclose(shown[0], np.sqrt(abar[t2]) * scales.pool(x0, f), rtol=1e-12)
+        scales.coarse_output(lambda y, _: shown.append(y) or np.zeros((3, *y.shape[1:])),
+                             np.sqrt(1 - abar[t]) * noise, t, f, abar, learn_sigma=False)
+        assert shown[1].std() == pytest.approx(np.sqrt(1 - abar[t2]), rel=0.1)
+
+
+def test_a_network_that_knows_the_pooled_image_gives_x0_hat_at_full_resolution():
+    """With a stand-in network that returns the exact eps of the pooled image, the raw output that
+    ``coarse_output`` makes gives, through the diffusion's own x0_hat, the upsampled block means of
+    x_0: the ramp x_0 itself away from the edges, and the network's v spread over each block."""
+    d = GaussianDiffusion(named_betas("cosine", 1000), var_type="learned_range")
+    abar = d.alphas_cumprod
+    yy, xx = np.mgrid[0:16, 0:24].astype(np.float64)
+    x0 = np.stack([0.02 * yy - 0.01 * xx, 0.01 * xx - 0.1, 0.3 - 0.01 * yy])
+    rng = np.random.default_rng(0)
+    for t, f in ((600, 2), (900, 4)):
+        x = np.sqrt(abar[t]) * x0 + np.sqrt(1 - abar[t]) * rng.standard_normal(x0.shape)
+        seen = {}
+
+        def run(y, t2):
+            seen["shape"], seen["t"] = y.shape, t2
+            eps = (y - np.sqrt(abar[t2]) * scales.pool(x0, f)) / np.sqrt(1 - abar[t2])
+            return np.concatenate([eps, np.full(y.shape, 0.5)])
+
+        raw = scales.coarse_output(run, x, t, f, abar, learn_sigma=True)
+        assert seen["shape"] == (3, 16 // f, 24 // f) and seen["t"] == scales.coarse_timestep(abar, t, f)
+        out = d.p_mean_variance(None, torch.from_numpy(x[None]), torch.tensor([t]), output=torch.from_numpy(raw[None]))
+        x0_hat = out["pred_xstart"][0].numpy()
+        np.testing.assert_allclose(x0_hat[:, f:-f, f:-f], x0[:, f:-f, f:-f], atol=1e-9)
+        assert np.all(raw[3:] == 0.5)
+
+
+def test_a_model_that_names_a_schedule_codes_with_coarse_calls_and_decodes_exactly(tinyrgb, monkeypatch):
+    """The file names the schedule and decodes to the encoder's pixels on 1, 2 and 4 threads; the
+    network sees pooled images at the high-noise steps, so the rates differ from the plain format's."""
+    image = _image(40, 64)
+    plain = encode_image(tinyrgb, image, backend="rcc", quality=100, precision="float32")
+    monkeypatch.setattr(scales, "SCHEDULES", ("2t16-4t28",))     # the tiny model has T = 40
+    monkeypatch.setattr(tinyrgb.config.inference, "scales", "2t16-4t28")
+    calls = []
+    run = NetworkAdapter._run_coarse
+    monkeypatch.setattr(NetworkAdapter, "_run_coarse", lambda self, y, t: calls.append((y.shape, t)) or run(self, y, t))
+    res, _ = _coded_in(tinyrgb, image, "float32/scales2t16-4t28")
+    assert {s for s, _ in calls} == {(3, 20, 32), (3, 10, 16)}
+    assert [r.kl_model_bits for r in plain.records] != [r.kl_model_bits for r in res.records]
