@@ -98,7 +98,7 @@ def test_a_network_that_knows_the_pooled_image_gives_x0_hat_at_full_resolution()
         assert seen["shape"] == (3, 16 // f, 24 // f) and seen["t"] == scales.coarse_timestep(abar, t, f)
         out = d.p_mean_variance(None, torch.from_numpy(x[None]), torch.tensor([t]), output=torch.from_numpy(raw[None]))
         x0_hat = out["pred_xstart"][0].numpy()
-        np.testing.assert_allclose(x0_hat[:, f:-f, f:-f], x0[:, f:-f, f:-f], atol=1e-9)
+        np.testing.assert_allclose(x0_hat[:, f:-f, f:-f], x0[:, f:-f, f:-f], atol=1e-5)   # eps in float32
         assert np.all(raw[3:] == 0.5)
 
 

@@ -72,7 +72,7 @@ class NetworkAdapter:
             if f > 1:
                 raw = torch.from_numpy(scales.coarse_output(
                     self._run_coarse, x.reshape(self.shape), int(self.diffusion.timestep_map[i]), f,
-                    self.alphas_cumprod, self.loaded.config.model.learn_sigma)).float()[None].to(xt.device)
+                    self.alphas_cumprod, self.loaded.config.model.learn_sigma))[None].to(xt.device)
             else:
                 raw = self._run(xt, self.diffusion.model_t(t))
             # one thread: torch's element-wise exp splits a tensor between threads at points that

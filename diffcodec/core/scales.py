@@ -88,14 +88,20 @@ def nearest(x: np.ndarray, f: int, H: int, W: int) -> np.ndarray:
 
 def coarse_output(run, x: np.ndarray, t: int, f: int, alphas_cumprod: np.ndarray,
                   learn_sigma: bool) -> np.ndarray:
-    """The raw network output [2C or C, H, W] (float64) standing for the network at (x_t, t), made
-    from one call at 1/f resolution. x: x_t [C, H, W] float64; run(y, t') -> the network's raw
-    output on the pooled image y [C, h, w] at original timestep t' as float64 [out_C, h, w]."""
+    """The raw network output [2C or C, H, W] (float32, as the network's) standing for the network
+    at (x_t, t), made from one call at 1/f resolution. x: x_t [C, H, W] float64; run(y, t') -> the
+    network's raw output on the pooled image y [C, h, w] at original timestep t' as float64
+    [out_C, h, w]. Computed channel by channel in float64, so a large image's temporaries stay a
+    channel's."""
     C, H, W = x.shape
     t2 = coarse_timestep(alphas_cumprod, t, f)
     a, a2 = alphas_cumprod[t], alphas_cumprod[t2]
     y = pool(x, f) * np.sqrt(a2 / a)
     raw = run(y, t2)
     x0 = np.clip((y - np.sqrt(1.0 - a2) * raw[:C]) * (1.0 / np.sqrt(a2)), -1.0, 1.0)
-    eps = (x - np.sqrt(a) * upsample(x0, f, H, W)) * (1.0 / np.sqrt(1.0 - a))
-    return np.concatenate([eps, nearest(raw[C:], f, H, W)]) if learn_sigma else eps
+    out = np.empty((2 * C if learn_sigma else C, H, W), dtype=np.float32)
+    for c in range(C):
+        out[c] = (x[c] - np.sqrt(a) * upsample(x0[c:c + 1], f, H, W)[0]) * (1.0 / np.sqrt(1.0 - a))
+        if learn_sigma:
+            out[C + c] = nearest(raw[C + c:C + c + 1], f, H, W)[0]
+    return out
