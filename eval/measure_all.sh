@@ -82,6 +82,8 @@ export OMP_NUM_THREADS=1
   diffcodec eval rd --model photo --data "$PH" --tile 256 --limit 5 --codecs uq,tuq,tuqrcc,rcc,jpeg,webp,avif,jpeg2000,jxl,ideal --anchor jpeg -o "$OUT/rd_photo256"
   (python eval/bd_table.py "$OUT/rd_photo256" --anchor avif; python eval/bd_table.py "$OUT/rd_photo256" --anchor avif --range 28 42) > "$OUT/rd_photo256/bd_vs_avif.txt"
   diffcodec eval rd --model photo --data "$PH" --tile 256 --limit 5 --codecs rcc,ideal,jpeg,avif --anchor jpeg -o "$OUT/rd_photo256_v14"
+  diffcodec eval rd --model photo --data "$PH" --tile 256 --limit 5 --codecs rcc,ideal,jpeg,webp,avif,jpeg2000,jxl --anchor jpeg -o "$OUT/rd_photo256_coarse"
+  (python eval/bd_table.py "$OUT/rd_photo256_coarse" --anchor avif; python eval/bd_table.py "$OUT/rd_photo256_coarse" --anchor avif --range 28 42) > "$OUT/rd_photo256_coarse/bd_vs_avif.txt"
   python eval/studies/chain_length.py --data "$PH" > "$SOUT/chain_length.txt"
   # whole photos: the validation set, and the held-out Kodak set when KODAK names its folder
   python eval/baselines_lossless.py --model photo --data "$VAL" --tile 0 > "$OUT/lossless_photo_val768.txt"
@@ -152,6 +154,9 @@ for h in 4 0; do python eval/studies/tile_study.py --data eval/data/val768 --nam
 python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --json "$OUT/bench_codec_s24.json" --plot "$OUT/bench_codec_s24.png" > "$OUT/bench_codec_s24.log"
 python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --json "$OUT/bench_codec_s25.json" --plot "$OUT/bench_codec_s25.png" > "$OUT/bench_codec_s25.log"
 python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_codec_12mp_s25.json" --plot "$OUT/bench_codec_12mp_s25.png" > "$OUT/bench_codec_12mp_s25.log"
+for size in 256x256 768x512; do python eval/studies/coarse_steps.py --size $size --json "$SOUT/coarse_steps_${size%%x*}.json" > "$SOUT/coarse_steps_${size%%x*}.txt"; done
+python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --json "$OUT/bench_codec_s28.json" --plot "$OUT/bench_codec_s28.png" > "$OUT/bench_codec_s28.log"
+python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_codec_12mp_s28.json" --plot "$OUT/bench_codec_12mp_s28.png" > "$OUT/bench_codec_12mp_s28.log"
 python eval/studies/tuq_sweep.py --backend rcc --settings "1.6:geo9c20 1.6:geo9c30 1.6:geo12c30 1.6:geo12c40" > "$SOUT/rcc_photo_sweep_tiles.txt"
 python eval/studies/precision_drift.py --sizes 256x256 --threads 2,1,3,4 > "$SOUT/precision_drift.txt"
 python eval/studies/fixed_order_cost.py > "$SOUT/fixed_order_cost.txt"

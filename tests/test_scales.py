@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from diffcodec.coding.progressive import encode_image
+from diffcodec.coding.progressive import decode_container, encode_image
+from diffcodec.container.format import Container
 from diffcodec.core import precision, scales
 from diffcodec.core.adapter import NetworkAdapter
 from diffcodec.core.diffusion import GaussianDiffusion
 from diffcodec.core.schedules import named_betas
+from diffcodec.evaluation.metrics import psnr
 from diffcodec.training.config import InferenceConfig
 from test_tiling import _coded_in, _image
 
@@ -104,7 +106,8 @@ def test_a_network_that_knows_the_pooled_image_gives_x0_hat_at_full_resolution()
 
 def test_a_model_that_names_a_schedule_codes_with_coarse_calls_and_decodes_exactly(tinyrgb, monkeypatch):
     """The file names the schedule and decodes to the encoder's pixels on 1, 2 and 4 threads; the
-    network sees pooled images at the high-noise steps, so the rates differ from the plain format's."""
+    network sees pooled images at the high-noise steps, so the rates differ from the plain format's;
+    a file made before the model named the schedule still decodes as it was made."""
     image = _image(40, 64)
     plain = encode_image(tinyrgb, image, backend="rcc", quality=100, precision="float32")
     monkeypatch.setattr(scales, "SCHEDULES", ("2t16-4t28",))     # the tiny model has T = 40
@@ -115,3 +118,6 @@ def test_a_model_that_names_a_schedule_codes_with_coarse_calls_and_decodes_exact
     res, _ = _coded_in(tinyrgb, image, "float32/scales2t16-4t28")
     assert {s for s, _ in calls} == {(3, 20, 32), (3, 10, 16)}
     assert [r.kl_model_bits for r in plain.records] != [r.kl_model_bits for r in res.records]
+    old = Container.from_bytes(plain.data, tinyrgb.keys)
+    assert old.header.network == "float32"
+    assert psnr(decode_container(tinyrgb, old).image, image) == pytest.approx(plain.psnr, abs=1e-9)
