@@ -154,7 +154,7 @@ for h in 4 0; do python eval/studies/tile_study.py --data eval/data/val768 --nam
 python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --json "$OUT/bench_codec_s24.json" --plot "$OUT/bench_codec_s24.png" > "$OUT/bench_codec_s24.log"
 python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --json "$OUT/bench_codec_s25.json" --plot "$OUT/bench_codec_s25.png" > "$OUT/bench_codec_s25.log"
 python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_codec_12mp_s25.json" --plot "$OUT/bench_codec_12mp_s25.png" > "$OUT/bench_codec_12mp_s25.log"
-for size in 256x256 768x512; do python eval/studies/coarse_steps.py --size $size --json "$SOUT/coarse_steps_${size%%x*}.json" > "$SOUT/coarse_steps_${size%%x*}.txt"; done
+for size in 64x64 128x128 256x256 768x512; do python eval/studies/coarse_steps.py --size $size --json "$SOUT/coarse_steps_${size%%x*}.json" > "$SOUT/coarse_steps_${size%%x*}.txt"; done
 python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --json "$OUT/bench_codec_s28.json" --plot "$OUT/bench_codec_s28.png" > "$OUT/bench_codec_s28.log"
 python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_codec_12mp_s28.json" --plot "$OUT/bench_codec_12mp_s28.png" > "$OUT/bench_codec_12mp_s28.log"
 python eval/studies/tuq_sweep.py --backend rcc --settings "1.6:geo9c20 1.6:geo9c30 1.6:geo12c30 1.6:geo12c40" > "$SOUT/rcc_photo_sweep_tiles.txt"

@@ -31,8 +31,12 @@ def test_schedule_names_parse_and_give_each_timestep_its_factor():
     with pytest.raises(ValueError):
         precision.parse("float32/scales2t400-2t500")
     assert "bfloat16/tile128/halo4/scales2t400-4t700" in precision.decoder_formats(512, 768)
+    assert precision.decoder_formats(100, 128) == precision.NETWORK_FORMATS    # untiled: no schedule
     with pytest.raises(ValueError, match="scales"):
-        InferenceConfig(scales="2t500").validate()
+        InferenceConfig(tile=128, halo=4, scales="2t500").validate()
+    with pytest.raises(ValueError, match="tiling"):
+        InferenceConfig(scales="2t400-4t700").validate()
+    InferenceConfig(tile=128, halo=4, scales="2t400-4t700").validate()
 
 
 def test_pooling_averages_blocks_and_upsampling_is_bilinear():
@@ -105,17 +109,21 @@ def test_a_network_that_knows_the_pooled_image_gives_x0_hat_at_full_resolution()
 
 
 def test_a_model_that_names_a_schedule_codes_with_coarse_calls_and_decodes_exactly(tinyrgb, monkeypatch):
-    """The file names the schedule and decodes to the encoder's pixels on 1, 2 and 4 threads; the
-    network sees pooled images at the high-noise steps, so the rates differ from the plain format's;
-    a file made before the model named the schedule still decodes as it was made."""
+    """Over the model's tiles the file names the schedule and decodes to the encoder's pixels on 1,
+    2 and 4 threads; the network sees pooled images at the high-noise steps, so the rates differ
+    from the plain format's; an image no larger than a tile runs whole without the schedule; a
+    file made before the model named it still decodes as it was made."""
     image = _image(40, 64)
     plain = encode_image(tinyrgb, image, backend="rcc", quality=100, precision="float32")
+    monkeypatch.setattr(precision, "TILINGS", ((16, 4),))
     monkeypatch.setattr(scales, "SCHEDULES", ("2t16-4t28",))     # the tiny model has T = 40
-    monkeypatch.setattr(tinyrgb.config.inference, "scales", "2t16-4t28")
+    for name, value in (("tile", 16), ("halo", 4), ("scales", "2t16-4t28")):
+        monkeypatch.setattr(tinyrgb.config.inference, name, value)
+    assert encode_image(tinyrgb, _image(16, 16), precision="float32").header.network == "float32"
     calls = []
     run = NetworkAdapter._run_coarse
     monkeypatch.setattr(NetworkAdapter, "_run_coarse", lambda self, y, t: calls.append((y.shape, t)) or run(self, y, t))
-    res, _ = _coded_in(tinyrgb, image, "float32/scales2t16-4t28")
+    res, _ = _coded_in(tinyrgb, image, "float32/tile16/halo4/scales2t16-4t28")
     assert {s for s, _ in calls} == {(3, 20, 32), (3, 10, 16)}
     assert [r.kl_model_bits for r in plain.records] != [r.kl_model_bits for r in res.records]
     old = Container.from_bytes(plain.data, tinyrgb.keys)

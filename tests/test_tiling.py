@@ -10,7 +10,7 @@ import torch
 
 from diffcodec.coding.progressive import decode_container, encode_image
 from diffcodec.container.format import Container, network_key
-from diffcodec.core import precision, scales
+from diffcodec.core import precision
 from diffcodec.evaluation.metrics import psnr
 from diffcodec.nets import tiling
 from diffcodec.nets.tiling import spans, tiled_forward
@@ -85,10 +85,7 @@ def test_network_format_names():
     assert precision.tile_for(128, 128, (128, 4)) == (0, 0)
     assert precision.tile_for(100, 129, (128, 4)) == (128, 4)
     assert precision.tile_for(3000, 4000, (128, 4)) == (128, 4)
-    plain = precision.decoder_formats(100, 128)[:len(precision.NETWORK_FORMATS)]
-    assert plain == precision.NETWORK_FORMATS
-    assert precision.decoder_formats(100, 128)[len(plain):] == tuple(
-        f"{n}/scales{s}" for s in scales.SCHEDULES for n in plain)
+    assert precision.decoder_formats(100, 128) == precision.NETWORK_FORMATS
     assert precision.decoder_formats(512, 768)[:4] == (*precision.NETWORK_FORMATS, "float32/tile128/halo4",
                                                        "bfloat16/tile128/halo4")
     assert {"float32/tile512", "bfloat16/tile128/halo4"} <= set(precision.decoder_formats(3000, 4000))

@@ -1,6 +1,6 @@
 """The network as the codecs see it: one evaluation of p_theta(x_{i-1} | x_i) per chain step on
-the model's device, in the number format the file records (``core.precision``),
-returned as float64 numpy vectors for coding; and the receiver's reconstructions of x_0 from a
+the model's device, in the network format the file records (``core.precision``: number format,
+tiles, and coarse calls at high noise, ``core.scales``), returned as float64 numpy vectors for coding; and the receiver's reconstructions of x_0 from a
 partly decoded chain (x0_hat, the deterministic DDIM flow, or ancestral completion), computed
 with ``GaussianDiffusion``'s own formulas.
 """
@@ -67,12 +67,13 @@ class NetworkAdapter:
         t0 = time.perf_counter()
         xt = torch.from_numpy(x.reshape(1, *self.shape)).float().to(self.loaded.device)
         t = torch.full((1,), i, dtype=torch.long, device=xt.device)
-        f = scales.factor(self.scales, int(self.diffusion.timestep_map[i]))
+        t_net = int(self.diffusion.timestep_map[i])     # the original timestep the network sees
+        f = scales.factor(self.scales, t_net)
         with stage("network"), threads_for(x.size, xt.device), torch.no_grad():
-            if f > 1:
+            if f > 1:   # one call on x_t pooled by f (``core.scales``)
                 raw = torch.from_numpy(scales.coarse_output(
-                    self._run_coarse, x.reshape(self.shape), int(self.diffusion.timestep_map[i]), f,
-                    self.alphas_cumprod, self.loaded.config.model.learn_sigma))[None].to(xt.device)
+                    self._run_coarse, x.reshape(self.shape), t_net, f, self.alphas_cumprod,
+                    self.loaded.config.model.learn_sigma))[None].to(xt.device)
             else:
                 raw = self._run(xt, self.diffusion.model_t(t))
             # one thread: torch's element-wise exp splits a tensor between threads at points that

@@ -17,10 +17,12 @@
   of the image, so the tiling is part of the format's name ("bfloat16/tile512",
   "bfloat16/tile128/halo4") and of the file's check; a decoder tries each an image of the file's
   size may have.
-- The scales: a model may name a schedule of coarse network calls at high noise (its config's
-  ``inference.scales``, one of ``core.scales.SCHEDULES``); an encoder then uses it at every size,
-  and the format's name ends in "/scales<schedule>" ("bfloat16/tile128/halo4/scales2t400-4t700").
-  A decoder tries each format with and without each schedule.
+- The scales: a model with a tiling may name a schedule of coarse network calls at high noise
+  (its config's ``inference.scales``, one of ``core.scales.SCHEDULES``); an encoder uses it where
+  it uses the model's tiling (smaller images gain nothing from the wider view and lose a little:
+  eval/README.md, "Coarse steps"), and the format's name ends in "/scales<schedule>"
+  ("bfloat16/tile128/halo4/scales2t400-4t700"). A decoder tries each such tiled format with and
+  without each schedule.
 - rcc's candidate scores (encoder-only: the decoder never computes one): bfloat16 on images above
   BF16_MIN_DIMS where it is native, else float32 (``score_dtype``).
 """
@@ -87,10 +89,12 @@ def encoder_format(device, dims: int, choice: str | None = None) -> str:
 def encoder_network(device, shape: tuple[int, int, int], choice: str | None = None,
                     tiling: tuple[int, int] = (0, 0), scales: str = "") -> str:
     """The network format an encoder uses for an image of ``shape`` (C, H, W): the number format
-    ``encoder_format`` picks, tiled where ``tile_for`` says for the model's ``tiling``, with the
-    model's ``scales`` schedule ("" for none)."""
+    ``encoder_format`` picks, tiled where ``tile_for`` says for the model's ``tiling``, and with the
+    model's ``scales`` schedule ("" for none) where it runs over the model's tiling."""
     C, H, W = shape
-    return network_format(encoder_format(device, C * H * W, choice), *tile_for(H, W, tiling), scales)
+    tiles = tile_for(H, W, tiling)
+    own = bool(tiling[0]) and tiles == tuple(tiling)
+    return network_format(encoder_format(device, C * H * W, choice), *tiles, scales if own else "")
 
 
 def tile_for(height: int, width: int, tiling: tuple[int, int] = (0, 0)) -> tuple[int, int]:
@@ -133,11 +137,12 @@ def parse(network: str) -> Network:
 def decoder_formats(height: int, width: int) -> tuple[str, ...]:
     """The network formats a file of this image size may record: each number format whole and
     over each tiling ``tile_for`` gives an encoder at this size (with each of TILINGS, or none),
-    each without and with each scale schedule."""
+    and those over one of TILINGS with each scale schedule too."""
     tilings = dict.fromkeys(tile_for(height, width, t) for t in (*TILINGS, (0, 0)))
     tilings.pop((0, 0), None)
     plain = NETWORK_FORMATS + tuple(network_format(n, *t) for t in tilings for n in NETWORK_FORMATS)
-    return plain + tuple(f"{name}/scales{s}" for s in _scales.SCHEDULES for name in plain)
+    return plain + tuple(network_format(n, *t, s) for s in _scales.SCHEDULES for t in tilings if t in TILINGS
+                         for n in NETWORK_FORMATS)
 
 
 def dtype(network: str):

@@ -64,9 +64,9 @@ class TrainConfig:
 @dataclass
 class InferenceConfig:
     """How the codec runs the network: over tiles of ``tile`` pixels with ``halo`` pixels of
-    context (one of ``core.precision.TILINGS``; chosen on validation images), or whole (0); and
-    with coarse calls at high noise by the ``scales`` schedule (one of ``core.scales.SCHEDULES``,
-    "" for none)."""
+    context (one of ``core.precision.TILINGS``; chosen on validation images), or whole (0); and,
+    where it runs over those tiles, with coarse calls at high noise by the ``scales`` schedule (one
+    of ``core.scales.SCHEDULES``, "" for none)."""
     tile: int = 0
     halo: int = 0
     scales: str = ""
@@ -77,6 +77,8 @@ class InferenceConfig:
                              f"{', '.join(map(str, TILINGS))}")
         if self.scales and self.scales not in SCALE_SCHEDULES:
             raise ValueError(f"inference scales {self.scales!r} is not one of {', '.join(SCALE_SCHEDULES)}")
+        if self.scales and not self.tile:
+            raise ValueError("inference scales need an inference tiling (they apply where it does)")
 
 
 @dataclass

@@ -62,18 +62,20 @@ def per_step(loaded, image: np.ndarray, steps: str, seed: int = 0) -> dict:
     for i in range(full.num_steps - 1, 0, -1):
         mu_q, var_q = full.posterior_mean(x0, x, i), full.posterior_variance(i)
         outs = {f: net.out(x, i) for f, net in nets.items()}
+        if rec["t"]:    # x0_hat at x_i, after the previous step
+            rec["psnr"].append(psnr(to_pixels(outs[1]["pred_xstart"]), image.ravel()))
         for f, out in outs.items():
             rec["bits"][f].append(float(gaussian_kl_bits(mu_q, var_q, out["mean"], out["variance"]).sum()) / (H * W))
         for f in FACTORS[1:]:   # the full-resolution x0_hat with its f x f block means the coarse call's
             fine = outs[1]["pred_xstart"].reshape(C, H, W)
-            x0 = np.clip(fine - scales.upsample(scales.pool(fine, f), f, H, W)
+            both = np.clip(fine - scales.upsample(scales.pool(fine, f), f, H, W)
                          + outs[f]["pred_xstart"].reshape(C, H, W), -1, 1).ravel()
-            mu_p = full.posterior_mean(x0, x, i)
+            mu_p = full.posterior_mean(both, x, i)
             rec["bits"].setdefault(f"1+{f}", []).append(
                 float(gaussian_kl_bits(mu_q, var_q, mu_p, outs[1]["variance"]).sum()) / (H * W))
         x = mu_q + np.sqrt(var_q) * rng.standard_normal(x.size)
         rec["t"].append(int(full.diffusion.timestep_map[i]))
-        rec["psnr"].append(psnr(to_pixels(full.out(x, i - 1)["pred_xstart"]), image.ravel()))
+    rec["psnr"].append(psnr(to_pixels(full.out(x, 0)["pred_xstart"]), image.ravel()))
     return rec
 
 

@@ -58,8 +58,8 @@ def main():
                 for threads in counts:
                     torch.set_num_threads(threads)
                     # the file names its format; another is forced by replacing the header's
-                    _, tile, halo = precision.parse(container.header.network)
-                    network = precision.network_format(dec_format, tile, halo)
+                    fmt = precision.parse(container.header.network)
+                    network = precision.network_format(dec_format, fmt.tile, fmt.halo, fmt.scales)
                     forced = replace(container, header=replace(container.header, network=network))
                     out = decode_container(loaded, forced).image
                     reference = out if reference is None else reference
