@@ -114,11 +114,12 @@ def test_a_model_that_names_a_schedule_codes_with_coarse_calls_and_decodes_exact
     from the plain format's; an image no larger than a tile runs whole without the schedule; a
     file made before the model named it still decodes as it was made."""
     image = _image(40, 64)
-    plain = encode_image(tinyrgb, image, backend="rcc", quality=100, precision="float32")
     monkeypatch.setattr(precision, "TILINGS", ((16, 4),))
     monkeypatch.setattr(scales, "SCHEDULES", ("2t16-4t28",))     # the tiny model has T = 40
-    for name, value in (("tile", 16), ("halo", 4), ("scales", "2t16-4t28")):
+    for name, value in (("tile", 16), ("halo", 4)):
         monkeypatch.setattr(tinyrgb.config.inference, name, value)
+    plain = encode_image(tinyrgb, image, backend="rcc", quality=100, precision="float32")   # tiles, no schedule
+    monkeypatch.setattr(tinyrgb.config.inference, "scales", "2t16-4t28")
     assert encode_image(tinyrgb, _image(16, 16), precision="float32").header.network == "float32"
     calls = []
     run = NetworkAdapter._run_coarse
@@ -127,5 +128,5 @@ def test_a_model_that_names_a_schedule_codes_with_coarse_calls_and_decodes_exact
     assert {s for s, _ in calls} == {(3, 20, 32), (3, 10, 16)}
     assert [r.kl_model_bits for r in plain.records] != [r.kl_model_bits for r in res.records]
     old = Container.from_bytes(plain.data, tinyrgb.keys)
-    assert old.header.network == "float32"
+    assert old.header.network == "float32/tile16/halo4"
     assert psnr(decode_container(tinyrgb, old).image, image) == pytest.approx(plain.psnr, abs=1e-9)

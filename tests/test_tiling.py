@@ -86,11 +86,14 @@ def test_network_format_names():
     assert precision.tile_for(100, 129, (128, 4)) == (128, 4)
     assert precision.tile_for(3000, 4000, (128, 4)) == (128, 4)
     assert precision.decoder_formats(100, 128) == precision.NETWORK_FORMATS
-    assert precision.decoder_formats(512, 768)[:4] == (*precision.NETWORK_FORMATS, "float32/tile128/halo4",
-                                                       "bfloat16/tile128/halo4")
+    assert precision.decoder_formats(512, 768) == (*precision.NETWORK_FORMATS, "float32/tile128/halo4",
+                                                   "bfloat16/tile128/halo4",
+                                                   "float32/tile128/halo4/scales2t400-4t700",
+                                                   "bfloat16/tile128/halo4/scales2t400-4t700")
     assert {"float32/tile512", "bfloat16/tile128/halo4"} <= set(precision.decoder_formats(3000, 4000))
     key = bytes(32)
-    names = ("float32", "float32/tile512", "bfloat16", "bfloat16/tile512", "bfloat16/tile128/halo4")
+    names = ("float32", "float32/tile512", "bfloat16", "bfloat16/tile512", "bfloat16/tile128/halo4",
+             "bfloat16/tile128/halo4/scales2t400-4t700")
     assert len({network_key(key, n) for n in names}) == len(names)
 
 

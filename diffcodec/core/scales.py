@@ -10,8 +10,12 @@ the raw output (eps, v) that gives this x0_hat at (x_t, t), so p_theta is formed
 At high noise the best x0_hat is smooth, so little is lost, and the call costs 1/f^2 of the
 network. The pooled image shows the network f times the context, which a model trained on small
 crops turns into lower rates (eval/README.md, "Coarse steps"). Every operation here is an
-elementwise float64 numpy operation in a fixed order, so encoder and decoder agree whatever the
-thread count.
+elementwise float64 numpy operation in a fixed order, so this part is the same whatever the thread
+count; the network's call is as thread-safe as the format's other calls (1, 2 and 4 threads).
+
+At the chain's first step (cosine schedule, abar_999 = 2.4e-9) no timestep has f^2 its
+signal-to-noise ratio, so t' = t and the pooled image is shown at a noise level it does not have;
+the network's x0_hat there is meaningless pooled or not (eval/README.md, "Coarse steps").
 
 A schedule is named like "2t400-4t700": factor 2 from original timestep 400 (0-based, what the
 network sees), 4 from 700; a model's ``inference`` section may name one of SCHEDULES.
