@@ -1,8 +1,9 @@
 """The network as the codecs see it: one evaluation of p_theta(x_{i-1} | x_i) per chain step on
 the model's device, in the network format the file records (``core.precision``: number format,
-tiles, and coarse calls at high noise, ``core.scales``), returned as float64 numpy vectors for coding; and the receiver's reconstructions of x_0 from a
-partly decoded chain (x0_hat, the deterministic DDIM flow, or ancestral completion), computed
-with ``GaussianDiffusion``'s own formulas.
+tiles, and coarse calls at high noise, ``core.scales``), returned as float64 numpy vectors for
+coding; and the receiver's reconstructions of x_0 from a partly decoded chain (x0_hat, the
+deterministic DDIM flow, or ancestral completion), computed with ``GaussianDiffusion``'s own
+formulas.
 """
 from __future__ import annotations
 

@@ -16,34 +16,36 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from diffcodec.coding.base import gaussian_kl_bits
-from diffcodec.coding.progressive import default_steps
-from diffcodec.coding.randomness import PURPOSE_XT, normals
-from diffcodec.core import precision, scales
-from diffcodec.core.adapter import NetworkAdapter
-from diffcodec.evaluation.metrics import psnr
-from diffcodec.io.pixels import to_model, to_pixels
-from diffcodec.training.store import load_model
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_codec import ROOT, make_image  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
+from diffcodec.coding.base import gaussian_kl_bits  # noqa: E402
+from diffcodec.coding.progressive import default_steps  # noqa: E402
+from diffcodec.coding.randomness import PURPOSE_XT, normals  # noqa: E402
+from diffcodec.core import precision, scales  # noqa: E402
+from diffcodec.core.adapter import NetworkAdapter  # noqa: E402
+from diffcodec.evaluation.metrics import psnr  # noqa: E402
+from diffcodec.io.pixels import to_model, to_pixels  # noqa: E402
+from diffcodec.training.store import load_model  # noqa: E402
+
 FACTORS = (1, 2, 4, 8)
 SCHEDULES = "2t500,2t400,2t300,2t400-4t700,2t400-4t600,2t300-4t600,2t400-4t700-8t850,2t500-4t800"
 
 
 def crop(path: Path, width: int, height: int) -> np.ndarray:
-    """uint8 [3, H, W]: the centre crop of a photo (turned to landscape or portrait as the photo)."""
+    """uint8 [3, H, W]: the centre crop of a photo (``bench_codec.make_image``), turned to landscape
+    or portrait as the photo is."""
     from PIL import Image
 
     with Image.open(path) as im:
-        im = im.convert("RGB")
         if (im.width < im.height) != (width < height):
             width, height = height, width
-        x, y = (im.width - width) // 2, (im.height - height) // 2
-        return np.asarray(im.crop((x, y, x + width, y + height))).transpose(2, 0, 1).copy()
+    return make_image(str(path), width, height)
 
 
 def per_step(loaded, image: np.ndarray, steps: str, seed: int = 0) -> dict:
