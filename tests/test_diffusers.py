@@ -261,7 +261,12 @@ def test_old_attention_names_load_and_wrong_weights_are_refused(tmp_path, pipe):
     save_file(renamed, weights)
     x, t = torch.randn(1, 1, 8, 8), torch.tensor([5.0])
     a, b = diffcodec.load_model(str(pipe), "cpu"), diffcodec.load_model(str(old), "cpu")
-    assert torch.equal(a.net(x, t), b.net(x, t)) and a.sha256 != b.sha256
+    assert a.sha256 != b.sha256
+    # the same weights under the same names; the outputs agree to float rounding, not bit for bit:
+    # the renamed tensors' memory layout can pick other BLAS kernels (3.6e-7 apart on an AVX2 CPU)
+    wa, wb = a.net.state_dict(), b.net.state_dict()
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert torch.allclose(a.net(x, t), b.net(x, t), atol=1e-5, rtol=0)
     save_file({k: v for k, v in state.items() if "conv_out" not in k}, weights)
     one_line_error(old, "do not fit")
 

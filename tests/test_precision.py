@@ -107,12 +107,16 @@ def test_a_decoder_in_another_format_moves_pixels_but_keeps_the_stream(tinyrgb):
 
 
 @pytest.mark.parametrize("fused", [True, False])
-@pytest.mark.parametrize("network", ["float32", "bfloat16"])
+@pytest.mark.parametrize("network", ["float32", "bfloat16", "bfloat16-emulated"])
 def test_a_file_decodes_to_the_same_pixels_on_1_2_and_4_threads(tinyrgb, network, fused, monkeypatch):
-    """Both ways a layer can run: oneDNN's fused convolutions (every map, here) and plain ops."""
+    """Both ways a layer can run: oneDNN's fused convolutions (every map, here) and plain ops;
+    bfloat16 as this CPU computes it and as a CPU without oneDNN's bfloat16 kernels does."""
     from diffcodec.nets import inference
 
     monkeypatch.setattr(inference, "FUSE_MIN_PIXELS", 1 if fused else 10 ** 9)
+    if network == "bfloat16-emulated":
+        network = "bfloat16"
+        monkeypatch.setattr(inference, "native_bf16", lambda: False)
     image = _image()
     threads = torch.get_num_threads()
     try:
@@ -153,6 +157,59 @@ def test_the_inference_copy_computes_the_same_function(tinyrgb, fuse_min, monkey
         with torch.autocast("cpu", dtype=torch.bfloat16):
             low = fast(x.contiguous(memory_format=torch.channels_last), t).float()
     assert (low - want).abs().max() < 0.05 * want.abs().max()
+
+
+def _bf16_ulps(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """How many bfloat16 steps apart two bfloat16 tensors' values are (same-sign values)."""
+    return (a.view(torch.int16).int() - b.view(torch.int16).int()).abs()
+
+
+@pytest.mark.parametrize("post", ["none", "swish"])
+def test_the_emulated_bfloat16_convolution_is_the_exact_sum_rounded_once(post):
+    """inference.emulated_conv (bfloat16 convolutions where oneDNN has no kernels for them): its
+    output is the float64 convolution of the bfloat16-rounded operands, plus the added tensor,
+    through the post op, rounded once to bfloat16, for all but the values whose float32 sum
+    lands by a last bit on the other side of a rounding point (one step away); and, where this
+    CPU has the kernels, the same as oneDNN's own bfloat16 convolution but for such values."""
+    from diffcodec.nets import inference
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 48, 29, 31, generator=g).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    add = torch.randn(1, 32, 29, 31, generator=g).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    w, b = torch.randn(32, 48, 3, 3, generator=g) / 12, torch.randn(32, generator=g)
+    args = ([1, 1], [1, 1], [1, 1], 1)
+    add = add if post == "none" else None     # the two ways the codec calls it
+    got = inference.emulated_conv(x, w, b, *args, add=add, post=post)
+    assert got.dtype == torch.bfloat16 and got.is_contiguous(memory_format=torch.channels_last)
+    exact = torch.nn.functional.conv2d(x.double(), w.to(torch.bfloat16).double(),
+                                       b.to(torch.bfloat16).double(), padding=1)
+    exact = torch.nn.functional.silu(exact) if post == "swish" else exact + add.double()
+    ulps = _bf16_ulps(got, exact.float().to(torch.bfloat16))
+    assert ulps.max() <= 1 and (ulps == 0).float().mean() > 0.99
+    if inference.native_bf16() and inference._MKLDNN is not None:
+        wb, bb = w.to(torch.bfloat16), b.to(torch.bfloat16)
+        native = (inference._MKLDNN.binary(x, add, wb, bb, *args, "add", None, None, [], None) if add is not None
+                  else inference._MKLDNN(x, wb, bb, *args, "swish", [], ""))
+        ulps = _bf16_ulps(got, native)
+        assert ulps.max() <= 1 and (ulps == 0).float().mean() > 0.99
+
+
+def test_without_bfloat16_kernels_a_bfloat16_file_decodes_near_the_encoders_image(tinyrgb, monkeypatch):
+    """A bfloat16 file made where oneDNN computes bfloat16 (or emulated, where it cannot) decodes
+    with the emulated convolutions: every step, near the encoder's reconstruction, and on the
+    encoder's own pixels where it was made with them too."""
+    from diffcodec.nets import inference
+
+    monkeypatch.setattr(inference, "FUSE_MIN_PIXELS", 1)
+    image = _image()
+    res = encode_image(tinyrgb, image, backend="rcc", quality=100, precision="bfloat16")
+    container = Container.from_bytes(res.data, tinyrgb.keys)
+    monkeypatch.setattr(inference, "native_bf16", lambda: False)
+    out = decode_container(tinyrgb, container)
+    assert out.steps_decoded == len(res.records)
+    assert abs(psnr(out.image, image) - res.psnr) < 0.5
+    if not inference.native_bf16():   # made with the emulated kernels too: the same pixels
+        assert psnr(out.image, image) == pytest.approx(res.psnr, abs=1e-9)
 
 
 def test_fixed_order_group_norm_matches_group_norm_on_odd_sizes():

@@ -32,10 +32,17 @@ A batch of tiles of one image (``nets.tiling``) shares one time embedding, so it
 fuse the same way; its GroupNorms, whose statistics are per tile, run as separate ops. Elsewhere
 (a GPU, a batch of several images, maps under FUSE_MIN_PIXELS for the batch) the same sums run
 as separate ops. Which way a layer runs depends on its shape alone, so encoder and decoder agree.
+
+oneDNN computes bfloat16 convolutions only on CPUs with AVX512-BW, AVX-NE-CONVERT or AMX. On
+others (AVX2 alone, as on many AMD and laptop CPUs) every convolution of a bfloat16 network runs
+``emulated_conv``: the same sums in float32 on the bfloat16-rounded operands, rounded once as
+oneDNN rounds. So a bfloat16 file decodes on any CPU, with the few moved pixels another CPU's
+rounding may give (slower there than float32: the encoder picks float32 on such a CPU).
 """
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +72,61 @@ def _fusable(x: torch.Tensor) -> bool:
             and x.is_contiguous(memory_format=torch.channels_last))
 
 
+@functools.lru_cache(maxsize=None)
+def native_bf16() -> bool:
+    """Whether this CPU's oneDNN computes bfloat16 convolutions (module docstring)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _emulating(x: torch.Tensor) -> bool:
+    """Whether a convolution of x runs ``emulated_conv``: x on a CPU without native bfloat16
+    convolutions, in bfloat16 or under bfloat16 autocast."""
+    lower = x.dtype == torch.bfloat16 or (torch.is_autocast_enabled("cpu")
+                                          and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+    return x.device.type == "cpu" and lower and not native_bf16()
+
+
+def emulated_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding, stride,
+                  dilation, groups: int, add: torch.Tensor | None = None, post: str = "none") -> torch.Tensor:
+    """A bfloat16 convolution as oneDNN computes it, for a CPU where it cannot: the operands (x,
+    weight, bias and ``add``) rounded to bfloat16; their products, exact in float32, summed in
+    float32; the bias, ``add`` and the ``post`` op ("swish" or "none") applied in float32; the
+    result rounded once to bfloat16. The same function as oneDNN's kernels but for the order
+    of the float32 sums. It runs on one thread: on an AVX2 CPU, oneDNN's float32 kernels for a
+    few shapes (a 1x1 convolution from 16 channels to 8) sum in an order that depends on the
+    thread count (as SiLU's vector and scalar loops may round differently), and bfloat16's
+    rounding turns a last-bit difference into a moved value. -> bfloat16, x's layout."""
+    def low(v):
+        return None if v is None else v.to(torch.bfloat16).float()
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.autocast("cpu", enabled=False):
+            y = F.conv2d(low(x), low(weight), low(bias), stride, padding, dilation, groups)
+            if add is not None:
+                y.add_(low(add))
+            if post == "swish":
+                F.silu(y, inplace=True)
+            return y.to(torch.bfloat16)
+    finally:
+        torch.set_num_threads(threads)
+
+
+class InferenceConv2d(nn.Conv2d):
+    """An nn.Conv2d that runs ``emulated_conv`` where bfloat16 convolutions are not native, and
+    as itself elsewhere."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.padding_mode == "zeros" and not isinstance(self.padding, str) and _emulating(x):
+            return emulated_conv(x, self.weight, self.bias, self.padding, self.stride, self.dilation,
+                                 self.groups)
+        return super().forward(x)
+
+
 def _pointwise_op():
     """oneDNN's fused convolution (torch ships it for its compiler), or None in a build without it."""
     try:
@@ -89,10 +151,16 @@ def fused_conv(x: torch.Tensor, conv: nn.Conv2d, bias: torch.Tensor | None = Non
     if (_fusable(x) and bias is None and not isinstance(conv.padding, str)
             and (add is None or (add.dtype == x.dtype and _fusable(add)))):
         w, b = conv.weight.to(x.dtype), None if b is None else b.to(x.dtype)
+        if _emulating(x):
+            return emulated_conv(x, w, b, *args, add=add)
         if add is None:
             return _MKLDNN(x, w, b, *args, "none", [], "")
         return _MKLDNN.binary(x, add, w, b, *args, "add", None, None, [], None)
-    y = F.conv2d(x, conv.weight, None if b is None else b.to(conv.weight.dtype), *args)
+    b = None if b is None else b.to(conv.weight.dtype)
+    if _emulating(x):
+        y = emulated_conv(x, conv.weight, b, *args)
+    else:
+        y = F.conv2d(x, conv.weight, b, conv.stride, conv.padding, conv.dilation, conv.groups)
     if bias is not None:
         y = y + bias.to(y.dtype)[:, :, None, None]
     return y if add is None else y + add
@@ -102,7 +170,10 @@ def swish_affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> t
     """SiLU(x * scale + shift) per channel ([C] each, in x's format) for a ``_fusable`` x whose
     images share the map: one oneDNN depthwise 1x1 convolution with a swish post-op."""
     C = x.shape[1]
-    return _MKLDNN(x, scale.reshape(C, 1, 1, 1), shift.reshape(C), [0, 0], [1, 1], [1, 1], C, "swish", [], "")
+    args = ([0, 0], [1, 1], [1, 1], C)
+    if _emulating(x):
+        return emulated_conv(x, scale.reshape(C, 1, 1, 1), shift.reshape(C), *args, post="swish")
+    return _MKLDNN(x, scale.reshape(C, 1, 1, 1), shift.reshape(C), *args, "swish", [], "")
 
 
 class FixedOrderGroupNorm(nn.Module):
@@ -191,8 +262,12 @@ class FusedResBlock(ResBlock):
 def for_inference(net: nn.Module) -> nn.Module:
     """A copy of ``net`` for coding (module docstring): channels-last weights; each residual block
     a FusedResBlock; every other GroupNorm, with the SiLU after it, a FixedOrderGroupNorm; each
-    Linear a FixedOrderLinear. Feed it channels-last inputs."""
+    Linear a FixedOrderLinear; each nn.Conv2d an InferenceConv2d (the same module, which has no
+    state of its own). Feed it channels-last inputs."""
     net = copy.deepcopy(net).eval().to(memory_format=torch.channels_last)
+    for mod in net.modules():
+        if type(mod) is nn.Conv2d:
+            mod.__class__ = InferenceConv2d
     for mod in list(net.modules()):
         if isinstance(mod, nn.ModuleList):
             for i in range(len(mod)):
