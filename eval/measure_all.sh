@@ -157,6 +157,13 @@ python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_c
 for size in 64x64 128x128 256x256 768x512; do python eval/studies/coarse_steps.py --size $size --json "$SOUT/coarse_steps_${size%%x*}.json" > "$SOUT/coarse_steps_${size%%x*}.txt"; done
 python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --json "$OUT/bench_codec_s28.json" --plot "$OUT/bench_codec_s28.png" > "$OUT/bench_codec_s28.log"
 python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_codec_12mp_s28.json" --plot "$OUT/bench_codec_12mp_s28.png" > "$OUT/bench_codec_12mp_s28.log"
+# on a CPU with AVX2 alone (no bfloat16 kernels; float32 is the encoder's format there), with
+# "before" a worktree of the commit before rcc's scoring batches (2f2c6dc):
+#   python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --code /work/before,. --json "$OUT/bench_codec_s29_avx2.json" --plot "$OUT/bench_codec_s29_avx2.png" > "$OUT/bench_codec_s29_avx2.log"
+#   python eval/studies/precision_drift.py --sizes 256x256 --threads 2,1,3,4 > "$SOUT/precision_drift_avx2.txt"
+#   python eval/bench_runtime.py --size 512x768 --repeats 3 --no-compile > "$OUT/bench_runtime_512x768_avx2.txt"
+(python eval/studies/score_batches.py --size 256x256 --repeats 3
+ python eval/studies/score_batches.py --size 768x512 --repeats 2) > "$SOUT/score_batches.txt"
 python eval/studies/tuq_sweep.py --backend rcc --settings "1.6:geo9c20 1.6:geo9c30 1.6:geo12c30 1.6:geo12c40" > "$SOUT/rcc_photo_sweep_tiles.txt"
 python eval/studies/precision_drift.py --sizes 256x256 --threads 2,1,3,4 > "$SOUT/precision_drift.txt"
 python eval/studies/fixed_order_cost.py > "$SOUT/fixed_order_cost.txt"

@@ -375,6 +375,25 @@ def test_rcc_selection_scores_every_block_of_chunks_like_a_direct_computation(mo
             assert coder._select(ctx, layout, n, c2, c1) == expected
 
 
+def test_rcc_scores_segments_of_near_lengths_in_one_product(monkeypatch):
+    """rcc._batches: blocks of segments in layout order; a block joins the batch before it when
+    the batch keeps at most SELECT_BLOCK segments and its length is at most the batch's first and
+    at least BATCH_LENGTH of it (the one codebook read then serves both)."""
+    from diffcodec.coding import rcc
+
+    def segs(m, k):
+        z = np.zeros(k, np.int64)
+        return rcc.Segments(z, z.astype(bool), np.zeros((k, m), np.int64), np.zeros((k, m), np.int64),
+                            np.ones((k, m), np.float32), z)
+
+    monkeypatch.setattr(rcc, "SELECT_BLOCK", 10)
+    layout = [segs(100, 4), segs(99, 4), segs(95, 3), segs(89, 2), segs(96, 1), segs(80, 1), segs(200, 25)]
+    batches = rcc._batches(layout)
+    shape = [[(seg.dims.shape[1], len(seg.chunk[block])) for seg, block in batch] for batch in batches]
+    assert shape == [[(100, 4), (99, 4)], [(95, 3), (89, 2)], [(96, 1)], [(80, 1)],
+                     [(200, 10)], [(200, 10)], [(200, 5)]]
+
+
 def test_rcc_layout_and_selection_order_are_pinned(monkeypatch):
     """Steps whose chunks come in two classes of lengths (13 and 12 dimensions; 2 and 1 for 75 in
     50 chunks), cut into segments of at most 7 (both classes 2 segments, sharing a length), 12

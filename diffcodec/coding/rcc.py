@@ -91,12 +91,65 @@ DEFAULT_STEPS = ((4096, "geo9"), (256 * 256 * 3, "geo9c20"), (None, "geo9c40"))
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
 _POOL: ThreadPoolExecutor | None = None
 BOOKS_KEPT = 2                        # codebooks (seed, K, format) kept in memory, per process
-SELECT_BLOCK = 512                    # chunks scored by one matrix product ([K, block] float32)
+SELECT_BLOCK = 512                    # segments scored by one matrix product ([K, block] float32)
+BATCH_LENGTH = 0.9                    # shortest segment length, relative to the longest, in one product
 SEGMENT_DIMS = BOOK_DIMS              # longest segment: the codebook's row length (K x 8192 is
                                       # 134 MB in bfloat16); a longer chunk reads its candidates in
                                       # near-equal segments. The decoder splits chunks the same way:
                                       # part of the format (tests/test_bitstream.py pins it)
 _BOOKS: "OrderedDict[tuple, tuple]" = OrderedDict()
+
+
+def _batches(layout: list[Segments]) -> list[list[tuple[Segments, slice]]]:
+    """The blocks of a step's segments (at most SELECT_BLOCK segments of one length each, in
+    layout order) in batches that one read of the codebook scores: consecutive blocks join the
+    first of their batch while they hold at most SELECT_BLOCK segments together and their length
+    is at most its and at least BATCH_LENGTH of it (their codebook columns are a prefix of its;
+    the missing ones count zero). A chunk cut into segments of lengths L and L - 1 is scored in one product, not
+    two: with a few chunks per length a product reads the whole codebook for little arithmetic."""
+    out: list[list[tuple[Segments, slice]]] = []
+    count = 0
+    for seg in layout:
+        for start in range(0, len(seg.chunk), SELECT_BLOCK):
+            block = slice(start, start + SELECT_BLOCK)
+            b = len(seg.chunk[block])
+            first = out[-1][0][0].dims.shape[1] if out else 0
+            if count + b <= SELECT_BLOCK and BATCH_LENGTH * first <= seg.dims.shape[1] <= first:
+                out[-1].append((seg, block))
+                count += b
+            else:
+                out.append([(seg, block)])
+                count = b
+    return out
+
+
+def _scores(batch: list[tuple[Segments, slice]], book, squares, c1: np.ndarray, c2: np.ndarray, dtype):
+    """Each block's scores sum_d c2_d z_d^2 + c1_d z_d for the K rows z of the codebook ([K, m] views
+    ``book`` and ``squares`` at least as wide as the longest segment), one product (two with c2)
+    for the batch: yields (segments, block, float32 [b, K]) in the batch's order."""
+    import torch
+
+    m = book.shape[1]
+    width = sum(len(seg.chunk[block]) for seg, block in batch)
+    a1 = np.zeros((m, width), np.float32)
+    a2 = np.zeros((m, width), np.float32) if c2.any() else None
+    at = 0
+    for seg, block in batch:
+        dims, columns = seg.dims[block], seg.columns[block]
+        chunk = at + np.repeat(np.arange(len(dims)), dims.shape[1])
+        a1[columns.ravel(), chunk] = (seg.signs[block] * c1[dims]).ravel()
+        if a2 is not None:
+            a2[columns.ravel(), chunk] = c2[dims].ravel()
+        at += len(dims)
+    score = book @ torch.from_numpy(a1).to(dtype)                     # [K, width], row order
+    if a2 is not None:
+        score += squares @ torch.from_numpy(a2).to(dtype)
+    score = score.T.float()                                         # [width, K]
+    at = 0
+    for seg, block in batch:
+        b = len(seg.chunk[block])
+        yield seg, block, score[at:at + b]
+        at += b
 
 
 def li_el_gamal_exponent(chunk_bits: int) -> float:
@@ -292,8 +345,8 @@ class RCCCoder(StepCoder):
         A segment reads candidate j as signs * Z_r[columns] with r = (j + offset) mod K for the
         codebook Z of its length (``randomness.chunk_maps``), so its score
         sum_d c2_d z_d^2 + c1_d z_d is row r of Z (and of Z^2) times the segment's coefficients
-        moved to the codebook's columns: two matrix products score a block of segments of one
-        length. A one-segment chunk picks its row against arrival times laid out in row order
+        moved to the codebook's columns: two matrix products score a batch of blocks of segments
+        (``_batches``, ``_scores``). A one-segment chunk picks its row against arrival times laid out in row order
         (``_log_times``); a chunk of several segments sums their scores gathered to index order and
         draws its own arrival times. ``layout``: ``_layout`` of the step."""
         import torch
@@ -302,23 +355,10 @@ class RCCCoder(StepCoder):
         indices = np.empty(n, np.int64)
         summed: dict[int, torch.Tensor] = {}       # chunks of several segments: their scores so far
         dtype = precision.score_dtype(ctx.dims)
-        for seg in layout:
-            m = seg.dims.shape[1]
-            book, squares = _book(ctx.seed, m, K, dtype)
+        for batch in _batches(layout):
+            book, squares = _book(ctx.seed, batch[0][0].dims.shape[1], K, dtype)
             with stage("scoring"):
-                for start in range(0, len(seg.chunk), SELECT_BLOCK):
-                    block = slice(start, start + SELECT_BLOCK)
-                    dims, columns = seg.dims[block], seg.columns[block].ravel()
-                    b = len(dims)
-                    chunk = np.repeat(np.arange(b), m)
-                    a1 = np.zeros((m, b), np.float32)
-                    a1[columns, chunk] = (seg.signs[block] * c1[dims]).ravel()
-                    score = book @ torch.from_numpy(a1).to(dtype)                # [K, b], row order
-                    if c2.any():
-                        a2 = np.zeros((m, b), np.float32)
-                        a2[columns, chunk] = c2[dims].ravel()
-                        score += squares @ torch.from_numpy(a2).to(dtype)
-                    score = score.T.float()                                     # [b, K]
+                for seg, block, score in _scores(batch, book, squares, c1, c2, dtype):
                     offsets, single = seg.offsets[block], seg.single[block]
                     if single.any():
                         rows = torch.argmax(score[torch.from_numpy(single)]
