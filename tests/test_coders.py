@@ -401,16 +401,19 @@ def test_rcc_layout_and_selection_order_are_pinned(monkeypatch):
     in one length). The layout must hold each chunk's slice of the permutation, segment by segment,
     and the encoder (which draws its arrival times in the order it scores segments, in blocks of 3
     here) must pick the indices that the per-chunk lists before ``rcc.Segments`` picked (sha256 of
-    the index list, computed with that code, 4cb855e)."""
+    the index list, computed with that code, 4cb855e). In blocks of 512, segments of 13 and 12
+    dimensions share one product (``rcc._batches``; single chunks, and for d = 250 chunks of two
+    segments): the indices the code before batches picked (2f2c6dc)."""
     import hashlib
 
     from diffcodec.coding import rcc
 
     monkeypatch.setenv("DIFFCODEC_PRECISION", "float32")
-    monkeypatch.setattr(rcc, "SELECT_BLOCK", 3)
-    pinned = {(125, 10, 7): "cd9a6ecd6ae8ed4e", (125, 10, 12): "2d3ed0d20260e9aa",
-              (125, 10, 13): "b20ac3367bde515b", (75, 50, 1): "3ebd1a9ef1a51df8"}
-    for (d, n, segment), want in pinned.items():
+    pinned = {(125, 10, 7, 3): "cd9a6ecd6ae8ed4e", (125, 10, 12, 3): "2d3ed0d20260e9aa",
+              (125, 10, 13, 3): "b20ac3367bde515b", (75, 50, 1, 3): "3ebd1a9ef1a51df8",
+              (125, 10, 13, 512): "b20ac3367bde515b", (250, 10, 13, 512): "ae862dd90c81f696"}
+    for (d, n, segment, block), want in pinned.items():
+        monkeypatch.setattr(rcc, "SELECT_BLOCK", block)
         monkeypatch.setattr(rcc, "SEGMENT_DIMS", segment)
         rng = np.random.default_rng(5)
         mu_p, var_p = rng.standard_normal(d), rng.uniform(0.8, 1.2, d)
@@ -428,6 +431,8 @@ def test_rcc_layout_and_selection_order_are_pinned(monkeypatch):
             assert [p[1] for p in ordered] == [len(ordered) == 1] * len(ordered)
         coder = rcc.RCCCoder(chunk_bits=6, log2_k=8, encoder_seed=3, aim=1.0)   # arrivals matter
         coder._choose_count = lambda total, prev, dims: n
+        batches = [[seg.dims.shape[1] for seg, _ in batch] for batch in rcc._batches(coder._layout(ctx, perm, n))]
+        assert (batches == [[13, 12]]) == (block == 512)
         ops, _, _ = coder.encode(ctx, mu_q)
         assert hashlib.sha256(repr(ops[-1][1].tolist()).encode()).hexdigest()[:16] == want, (d, n, segment)
 

@@ -81,10 +81,11 @@ def native_bf16() -> bool:
         return False
 
 
-def _emulating(x: torch.Tensor) -> bool:
+def _emulating(x: torch.Tensor, autocast: bool = True) -> bool:
     """Whether a convolution of x runs ``emulated_conv``: x on a CPU without native bfloat16
-    convolutions, in bfloat16 or under bfloat16 autocast."""
-    lower = x.dtype == torch.bfloat16 or (torch.is_autocast_enabled("cpu")
+    convolutions, in bfloat16, or under bfloat16 autocast for a convolution autocast casts
+    (``autocast``; not oneDNN's fused ops, which compute in x's format)."""
+    lower = x.dtype == torch.bfloat16 or (autocast and torch.is_autocast_enabled("cpu")
                                           and torch.get_autocast_dtype("cpu") == torch.bfloat16)
     return x.device.type == "cpu" and lower and not native_bf16()
 
@@ -95,7 +96,8 @@ def emulated_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     weight, bias and ``add``) rounded to bfloat16; their products, exact in float32, summed in
     float32; the bias, ``add`` and the ``post`` op ("swish" or "none") applied in float32; the
     result rounded once to bfloat16. The same function as oneDNN's kernels but for the order
-    of the float32 sums. It runs on one thread: on an AVX2 CPU, oneDNN's float32 kernels for a
+    of the float32 sums (and the last float32 bits of SiLU, whose approximations differ). It
+    runs on one thread: on an AVX2 CPU, oneDNN's float32 kernels for a
     few shapes (a 1x1 convolution from 16 channels to 8) sum in an order that depends on the
     thread count (as SiLU's vector and scalar loops may round differently), and bfloat16's
     rounding turns a last-bit difference into a moved value. -> bfloat16, x's layout."""
@@ -151,7 +153,7 @@ def fused_conv(x: torch.Tensor, conv: nn.Conv2d, bias: torch.Tensor | None = Non
     if (_fusable(x) and bias is None and not isinstance(conv.padding, str)
             and (add is None or (add.dtype == x.dtype and _fusable(add)))):
         w, b = conv.weight.to(x.dtype), None if b is None else b.to(x.dtype)
-        if _emulating(x):
+        if _emulating(x, autocast=False):
             return emulated_conv(x, w, b, *args, add=add)
         if add is None:
             return _MKLDNN(x, w, b, *args, "none", [], "")
@@ -171,7 +173,7 @@ def swish_affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> t
     images share the map: one oneDNN depthwise 1x1 convolution with a swish post-op."""
     C = x.shape[1]
     args = ([0, 0], [1, 1], [1, 1], C)
-    if _emulating(x):
+    if _emulating(x, autocast=False):
         return emulated_conv(x, scale.reshape(C, 1, 1, 1), shift.reshape(C), *args, post="swish")
     return _MKLDNN(x, scale.reshape(C, 1, 1, 1), shift.reshape(C), *args, "swish", [], "")
 
@@ -259,15 +261,22 @@ class FusedResBlock(ResBlock):
         return fused_conv(self.norm_out(h), self.conv_out, add=self.skip(x))
 
 
-def for_inference(net: nn.Module) -> nn.Module:
-    """A copy of ``net`` for coding (module docstring): channels-last weights; each residual block
-    a FusedResBlock; every other GroupNorm, with the SiLU after it, a FixedOrderGroupNorm; each
-    Linear a FixedOrderLinear; each nn.Conv2d an InferenceConv2d (the same module, which has no
-    state of its own). Feed it channels-last inputs."""
-    net = copy.deepcopy(net).eval().to(memory_format=torch.channels_last)
+def emulating_convs(net: nn.Module) -> nn.Module:
+    """``net`` with each nn.Conv2d made an InferenceConv2d (the same module, which has no state of
+    its own): where oneDNN has no bfloat16 kernels, its convolutions are emulated under bfloat16
+    autocast instead of running torch's slow fallback. -> net itself."""
     for mod in net.modules():
         if type(mod) is nn.Conv2d:
             mod.__class__ = InferenceConv2d
+    return net
+
+
+def for_inference(net: nn.Module) -> nn.Module:
+    """A copy of ``net`` for coding (module docstring): channels-last weights; each residual block
+    a FusedResBlock; every other GroupNorm, with the SiLU after it, a FixedOrderGroupNorm; each
+    Linear a FixedOrderLinear; each nn.Conv2d an InferenceConv2d (``emulating_convs``). Feed it
+    channels-last inputs."""
+    net = emulating_convs(copy.deepcopy(net).eval().to(memory_format=torch.channels_last))
     for mod in list(net.modules()):
         if isinstance(mod, nn.ModuleList):
             for i in range(len(mod)):

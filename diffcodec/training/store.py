@@ -116,15 +116,16 @@ class LoadedModel:
     def inference_net(self) -> torch.nn.Module:
         """The copy of the network the codec runs (fed channels-last images): for our U-Net
         ``nets.inference.for_inference``, the same function with the same bits on 1, 2 or 4
-        threads; else a plain channels-last copy. Made on first use and again whenever ``net``
-        is replaced; ``net`` itself is left as it is (training, ``bpd``)."""
-        from ..nets.inference import for_inference
+        threads; else a plain channels-last copy, its convolutions emulated in bfloat16 where
+        oneDNN has no kernels for it (``emulating_convs``). Made on first use and again whenever
+        ``net`` is replaced; ``net`` itself is left as it is (training, ``bpd``)."""
+        from ..nets.inference import emulating_convs, for_inference
         from ..nets.unet import UNet
 
         made = self.__dict__.get("_inference")
         if made is None or made[0] is not self.net:
             copy_ = (for_inference(self.net) if isinstance(self.net, UNet)
-                     else copy.deepcopy(self.net).to(memory_format=torch.channels_last))
+                     else emulating_convs(copy.deepcopy(self.net).to(memory_format=torch.channels_last)))
             made = self.__dict__["_inference"] = (self.net, copy_)
         return made[1]
 

@@ -1,6 +1,6 @@
 """rcc's candidate scoring with and without batching segments of near-equal length into one
 matrix product (``rcc.BATCH_LENGTH``; 2.0 turns batching off), alternating in one process on the
-same image, so both see the same machine state. Prints each encode's seconds, scoring seconds,
+same image, so both see the same machine state (each repeat swaps which runs first). Prints each encode's seconds, scoring seconds,
 bytes and PSNR: the files must be the same (the scores are the encoder's alone, and batching moves
 them by float rounding at most).
 
@@ -34,8 +34,8 @@ def main():
     image = make_image(args.photo, w, h)
     encode_image(loaded, image, quality=args.quality)     # warm-up: codebook, heap
     print(f"{args.size} q{args.quality}, {args.repeats} repeats")
-    for _ in range(args.repeats):
-        for batch_length in (2.0, rcc.BATCH_LENGTH):
+    for repeat in range(args.repeats):
+        for batch_length in (2.0, rcc.BATCH_LENGTH)[::1 if repeat % 2 == 0 else -1]:
             old, rcc.BATCH_LENGTH = rcc.BATCH_LENGTH, batch_length
             timing.totals(reset=True)
             t0 = time.perf_counter()
