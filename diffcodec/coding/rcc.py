@@ -105,8 +105,9 @@ def _batches(layout: list[Segments]) -> list[list[tuple[Segments, slice]]]:
     layout order) in batches that one read of the codebook scores: consecutive blocks join the
     first of their batch while they hold at most SELECT_BLOCK segments together and their length
     is at most its and at least BATCH_LENGTH of it (their codebook columns are a prefix of its;
-    the missing ones count zero). A chunk cut into segments of lengths L and L - 1 is scored in one product, not
-    two: with a few chunks per length a product reads the whole codebook for little arithmetic."""
+    the missing ones count zero). A chunk cut into segments of lengths L and L - 1 is scored in
+    one product, not two: with a few chunks per length a product reads the whole codebook for
+    little arithmetic."""
     out: list[list[tuple[Segments, slice]]] = []
     count = 0
     for seg in layout:
@@ -346,9 +347,9 @@ class RCCCoder(StepCoder):
         codebook Z of its length (``randomness.chunk_maps``), so its score
         sum_d c2_d z_d^2 + c1_d z_d is row r of Z (and of Z^2) times the segment's coefficients
         moved to the codebook's columns: two matrix products score a batch of blocks of segments
-        (``_batches``, ``_scores``). A one-segment chunk picks its row against arrival times laid out in row order
-        (``_log_times``); a chunk of several segments sums their scores gathered to index order and
-        draws its own arrival times. ``layout``: ``_layout`` of the step."""
+        (``_batches``, ``_scores``). A one-segment chunk picks its row against arrival times laid
+        out in row order (``_log_times``); a chunk of several segments sums their scores gathered
+        to index order and draws its own arrival times. ``layout``: ``_layout`` of the step."""
         import torch
 
         K = self.count

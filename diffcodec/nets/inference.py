@@ -97,10 +97,10 @@ def emulated_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     float32; the bias, ``add`` and the ``post`` op ("swish" or "none") applied in float32; the
     result rounded once to bfloat16. The same function as oneDNN's kernels but for the order
     of the float32 sums (and the last float32 bits of SiLU, whose approximations differ). It
-    runs on one thread: on an AVX2 CPU, oneDNN's float32 kernels for a
-    few shapes (a 1x1 convolution from 16 channels to 8) sum in an order that depends on the
-    thread count (as SiLU's vector and scalar loops may round differently), and bfloat16's
-    rounding turns a last-bit difference into a moved value. -> bfloat16, x's layout."""
+    runs on one thread: on an AVX2 CPU, oneDNN's float32 kernels for a few shapes (a 1x1
+    convolution from 16 channels to 8) sum in an order that depends on the thread count (as
+    SiLU's vector and scalar loops may round differently), and bfloat16's rounding turns a
+    last-bit difference into a moved value. -> bfloat16, x's layout."""
     def low(v):
         return None if v is None else v.to(torch.bfloat16).float()
 
@@ -118,15 +118,22 @@ def emulated_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
         torch.set_num_threads(threads)
 
 
+def conv2d(x: torch.Tensor, conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x convolved with ``weight`` and ``bias`` in ``conv``'s geometry (stride, zero padding,
+    dilation, groups): ``emulated_conv`` where ``_emulating`` says, else F.conv2d."""
+    if _emulating(x):
+        return emulated_conv(x, weight, bias, conv.padding, conv.stride, conv.dilation, conv.groups)
+    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
 class InferenceConv2d(nn.Conv2d):
     """An nn.Conv2d that runs ``emulated_conv`` where bfloat16 convolutions are not native, and
-    as itself elsewhere."""
+    as itself elsewhere (``conv2d``)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.padding_mode == "zeros" and not isinstance(self.padding, str) and _emulating(x):
-            return emulated_conv(x, self.weight, self.bias, self.padding, self.stride, self.dilation,
-                                 self.groups)
-        return super().forward(x)
+        if self.padding_mode != "zeros":
+            return super().forward(x)
+        return conv2d(x, self, self.weight, self.bias)
 
 
 def _pointwise_op():
@@ -158,11 +165,7 @@ def fused_conv(x: torch.Tensor, conv: nn.Conv2d, bias: torch.Tensor | None = Non
         if add is None:
             return _MKLDNN(x, w, b, *args, "none", [], "")
         return _MKLDNN.binary(x, add, w, b, *args, "add", None, None, [], None)
-    b = None if b is None else b.to(conv.weight.dtype)
-    if _emulating(x):
-        y = emulated_conv(x, conv.weight, b, *args)
-    else:
-        y = F.conv2d(x, conv.weight, b, conv.stride, conv.padding, conv.dilation, conv.groups)
+    y = conv2d(x, conv, conv.weight, None if b is None else b.to(conv.weight.dtype))
     if bias is not None:
         y = y + bias.to(y.dtype)[:, :, None, None]
     return y if add is None else y + add
