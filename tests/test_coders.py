@@ -349,7 +349,8 @@ def test_rcc_chunks_sharing_the_codebook_draw_independent_noise():
 def test_rcc_selection_scores_every_block_of_chunks_like_a_direct_computation(monkeypatch):
     """With arrival times fixed at T_j = j + 1, the index each chunk picks is the argmax of
     log w(z_j) - log(j + 1) computed directly from the chunk's candidates, whether the chunks are
-    scored in blocks of 3 (several matrix products per length) or all at once."""
+    scored in blocks of 3 (several matrix products per length) or all at once, and over codebook
+    rows in blocks that divide K or not."""
     from diffcodec.coding import rcc
 
     d, n = 700, 20
@@ -370,9 +371,37 @@ def test_rcc_selection_scores_every_block_of_chunks_like_a_direct_computation(mo
         Z = np.stack([(coder._sample(ctx, layout, [j] * n) - mu_p) / np.sqrt(var_p) for j in range(coder.count)])
         expected = [int(np.argmax(Z[:, dims] ** 2 @ c2[dims] + Z[:, dims] @ c1[dims]
                                   - np.log(np.arange(1, coder.count + 1)))) for dims in groups]
-        for block in (3, 512):
+        for block, rows in ((3, 256), (512, 256), (512, 100)):
             monkeypatch.setattr(rcc, "SELECT_BLOCK", block)
+            monkeypatch.setattr(rcc, "ROW_BLOCK", rows)
             assert coder._select(ctx, layout, n, c2, c1) == expected
+
+
+def test_rcc_scores_over_row_blocks_are_the_whole_products(monkeypatch):
+    """rcc._scores runs its products over ROW_BLOCK codebook rows at a time, squaring each block
+    in a reused buffer: with blocks that divide K (both powers of two) or exceed it, the scores
+    are those of the whole codebook and its squares (so the encoder's selections, and its files,
+    are what they were with the squares held whole)."""
+    from diffcodec.coding import rcc
+
+    rng = np.random.default_rng(2)
+    K, m, d = 1024, 40, 300
+    book = torch.from_numpy(rng.standard_normal((K, 64)).astype(np.float32))[:, :m]
+    c1, c2 = rng.standard_normal(d).astype(np.float32), rng.uniform(-0.3, 0.0, d).astype(np.float32)
+    chunks = 7
+    dims = rng.permutation(d)[:chunks * m].reshape(chunks, m)
+    columns = np.stack([rng.permutation(m) for _ in range(chunks)])
+    signs = rng.choice([-1.0, 1.0], (chunks, m)).astype(np.float32)
+    seg = rcc.Segments(np.arange(chunks), np.ones(chunks, bool), dims, columns, signs, np.zeros(chunks, np.int64))
+    a1, a2 = np.zeros((m, chunks), np.float32), np.zeros((m, chunks), np.float32)
+    for k in range(chunks):
+        a1[columns[k], k], a2[columns[k], k] = signs[k] * c1[dims[k]], c2[dims[k]]
+    whole = book @ torch.from_numpy(a1)
+    whole += book.square() @ torch.from_numpy(a2)
+    for rows in (256, 64, 4096):
+        monkeypatch.setattr(rcc, "ROW_BLOCK", rows)
+        (_, _, score), = rcc._scores([(seg, slice(0, chunks))], book, c1, c2, torch.float32)
+        assert torch.equal(score, whole.T)
 
 
 def test_rcc_scores_segments_of_near_lengths_in_one_product(monkeypatch):

@@ -92,12 +92,15 @@ _WORKERS = max(1, min(4, os.cpu_count() or 1))
 _POOL: ThreadPoolExecutor | None = None
 BOOKS_KEPT = 2                        # codebooks (seed, K, format) kept in memory, per process
 SELECT_BLOCK = 512                    # segments scored by one matrix product ([K, block] float32)
+ROW_BLOCK = 256                       # codebook rows per product (their squares: 8 MB in float32); a
+                                      # power of two, so it divides K or exceeds it: a last block of a
+                                      # few rows would run another BLAS kernel, with other roundings
 BATCH_LENGTH = 0.9                    # shortest segment length, relative to the longest, in one product
 SEGMENT_DIMS = BOOK_DIMS              # longest segment: the codebook's row length (K x 8192 is
                                       # 134 MB in bfloat16); a longer chunk reads its candidates in
                                       # near-equal segments. The decoder splits chunks the same way:
                                       # part of the format (tests/test_bitstream.py pins it)
-_BOOKS: "OrderedDict[tuple, tuple]" = OrderedDict()
+_BOOKS: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
 
 
 def _batches(layout: list[Segments]) -> list[list[tuple[Segments, slice]]]:
@@ -124,10 +127,14 @@ def _batches(layout: list[Segments]) -> list[list[tuple[Segments, slice]]]:
     return out
 
 
-def _scores(batch: list[tuple[Segments, slice]], book, squares, c1: np.ndarray, c2: np.ndarray, dtype):
-    """Each block's scores sum_d c2_d z_d^2 + c1_d z_d for the K rows z of the codebook ([K, m] views
-    ``book`` and ``squares`` at least as wide as the longest segment), one product (two with c2)
-    for the batch: yields (segments, block, float32 [b, K]) in the batch's order."""
+def _scores(batch: list[tuple[Segments, slice]], book, c1: np.ndarray, c2: np.ndarray, dtype):
+    """Each block's scores sum_d c2_d z_d^2 + c1_d z_d for the K rows z of the codebook (``book``,
+    a [K, m] view at least as wide as the longest segment), one product (two with c2) for the
+    batch: yields (segments, block, float32 [b, K]) in the batch's order.
+
+    The products run over ROW_BLOCK rows at a time, each block's squares made in one reused
+    buffer: the codebook's squares are never held whole (268 MB in float32 at the widest), and
+    each product's values are those of the whole matrix's (tests/test_coders.py checks)."""
     import torch
 
     m = book.shape[1]
@@ -142,9 +149,15 @@ def _scores(batch: list[tuple[Segments, slice]], book, squares, c1: np.ndarray, 
         if a2 is not None:
             a2[columns.ravel(), chunk] = c2[dims].ravel()
         at += len(dims)
-    score = book @ torch.from_numpy(a1).to(dtype)                     # [K, width], row order
-    if a2 is not None:
-        score += squares @ torch.from_numpy(a2).to(dtype)
+    w1 = torch.from_numpy(a1).to(dtype)
+    w2 = None if a2 is None else torch.from_numpy(a2).to(dtype)
+    score = torch.empty((len(book), width), dtype=dtype)             # [K, width], row order
+    squares = None if w2 is None else torch.empty((min(ROW_BLOCK, len(book)), m), dtype=dtype)
+    for r in range(0, len(book), ROW_BLOCK):
+        rows = book[r:r + ROW_BLOCK]
+        torch.mm(rows, w1, out=score[r:r + ROW_BLOCK])
+        if w2 is not None:
+            score[r:r + ROW_BLOCK] += torch.square(rows, out=squares[:len(rows)]) @ w2
     score = score.T.float()                                         # [width, K]
     at = 0
     for seg, block in batch:
@@ -173,8 +186,8 @@ class Segments(NamedTuple):
 
 
 def _book(seed: int, m: int, count: int, dtype):
-    """The codebook's first m columns and their squares, two [count, m] torch tensors (views) in
-    ``dtype`` (the scores' format). The codebook is generated in parallel blocks of rows on first
+    """The codebook's first m columns, a [count, m] torch tensor (a view) in ``dtype`` (the
+    scores' format). The codebook is generated in parallel blocks of rows on first
     use, as wide as the longest row asked for so far (a power of two from 1024 to BOOK_DIMS), and
     kept: every later length is a view of it.
 
@@ -184,7 +197,7 @@ def _book(seed: int, m: int, count: int, dtype):
     import torch
 
     key = (seed, count, dtype)
-    if key not in _BOOKS or _BOOKS[key][0].shape[1] < m:
+    if key not in _BOOKS or _BOOKS[key].shape[1] < m:
         width = min(BOOK_DIMS, max(1024, 1 << (m - 1).bit_length()))
         edges = np.linspace(0, count, 8 * _WORKERS + 1).astype(int)
         with stage("codebook"):
@@ -194,12 +207,11 @@ def _book(seed: int, m: int, count: int, dtype):
                 for k, rows in zip(ks, _pool().map(
                         lambda k: codebook(seed, width, int(edges[k + 1] - edges[k]), start=int(edges[k])), ks)):
                     book[edges[k]:edges[k + 1]] = torch.from_numpy(rows)
-            _BOOKS[key] = (book, book.square())
+            _BOOKS[key] = book
         while len(_BOOKS) > BOOKS_KEPT:
             _BOOKS.popitem(last=False)
     _BOOKS.move_to_end(key)
-    book, squares = _BOOKS[key]
-    return book[:, :m], squares[:, :m]
+    return _BOOKS[key][:, :m]
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -357,9 +369,9 @@ class RCCCoder(StepCoder):
         summed: dict[int, torch.Tensor] = {}       # chunks of several segments: their scores so far
         dtype = precision.score_dtype(ctx.dims)
         for batch in _batches(layout):
-            book, squares = _book(ctx.seed, batch[0][0].dims.shape[1], K, dtype)
+            book = _book(ctx.seed, batch[0][0].dims.shape[1], K, dtype)
             with stage("scoring"):
-                for seg, block, score in _scores(batch, book, squares, c1, c2, dtype):
+                for seg, block, score in _scores(batch, book, c1, c2, dtype):
                     offsets, single = seg.offsets[block], seg.single[block]
                     if single.any():
                         rows = torch.argmax(score[torch.from_numpy(single)]
