@@ -377,6 +377,30 @@ def test_rcc_selection_scores_every_block_of_chunks_like_a_direct_computation(mo
             assert coder._select(ctx, layout, n, c2, c1) == expected
 
 
+def test_rcc_arrival_times_stay_finite_when_a_uniform_is_zero(monkeypatch):
+    """torch's uniforms include 0 (once in 2^24 draws). A zero before a chunk's offset made its
+    log arrival times NaN, and argmax picked a NaN: with equal scores every chunk must pick its
+    first arrival (index 0, row ``offset``), the zero or not."""
+    from diffcodec.coding import rcc
+
+    coder = rcc.RCCCoder(chunk_bits=8, log2_k=10, encoder_seed=1)
+    real = torch.rand
+
+    def with_zeros(shape, generator=None):
+        u = real(shape, generator=generator)
+        u[:, 3] = 0.0
+        return u
+
+    monkeypatch.setattr(torch, "rand", with_zeros)
+    offsets = torch.tensor([0, 2, 3, 4, 10, 1000])
+    log_times = coder._log_times(offsets)
+    assert torch.isfinite(log_times).all()
+    assert torch.argmax(-log_times, 1).tolist() == offsets.tolist()
+    # in index order the arrival times increase
+    for k, offset in enumerate(offsets.tolist()):
+        assert (torch.roll(log_times[k], -offset).diff() >= 0).all()
+
+
 def test_rcc_scores_over_row_blocks_are_the_whole_products(monkeypatch):
     """rcc._scores runs its products over ROW_BLOCK codebook rows at a time, squaring each block
     in a reused buffer: with blocks that divide K (both powers of two) or exceed it, the scores

@@ -333,23 +333,29 @@ class RCCCoder(StepCoder):
         return out
 
     def _arrivals(self, shape: tuple) -> "torch.Tensor":
-        """Exp(1) gaps between arrival times, float32 (the encoder's own randomness): -log U."""
+        """Exp(1) gaps between arrival times, float32 (the encoder's own randomness): -log U. torch's
+        uniforms are multiples of 2^-24 in [0, 1), so U = 0 comes once in 2^24 draws (tens of
+        times in a 768x512 encode at full rate); it is read as 2^-25, so that no gap is infinite
+        (an infinite arrival time made every score of its chunk NaN, and argmax picks a NaN)."""
         import torch
 
-        return torch.rand(shape, generator=self.rng).log_().neg_()
+        return torch.rand(shape, generator=self.rng).clamp_min_(2.0 ** -25).log_().neg_()
 
     def _log_times(self, offsets: "torch.Tensor") -> "torch.Tensor":
         """log T for each chunk's K candidates in codebook row order, [chunks, K]: chunk k's arrival
         times are the cumulative sums of its gaps from row offsets[k] on, wrapping around, so index
         j = (r - offset) mod K gets the (j + 1)-th arrival. Computed as differences of one cumulative
-        sum per chunk (float32: about 1e-4 relative on the first arrivals, encoder-only)."""
+        sum per chunk (float32: about 1e-4 relative on the first arrivals, encoder-only), in place:
+        the sum minus its value before the offset, plus the sum of all K gaps at rows before it."""
         import torch
 
-        K = self.count
-        total = torch.cumsum(self._arrivals((len(offsets), K)), 1)
-        before = torch.where(offsets[:, None] > 0, total.gather(1, (offsets[:, None] - 1).clamp(min=0)), 0.0)
-        wrapped = torch.arange(K)[None, :] < offsets[:, None]
-        return (total - before + wrapped * total[:, -1:]).log_()
+        total = torch.cumsum(self._arrivals((len(offsets), self.count)), 1)
+        last = total[:, -1].clone()
+        total.sub_(torch.where(offsets[:, None] > 0, total.gather(1, (offsets[:, None] - 1).clamp(min=0)), 0.0))
+        for k, offset in enumerate(offsets.tolist()):
+            if offset:
+                total[k, :offset].add_(last[k])
+        return total.log_()
 
     def _select(self, ctx: StepContext, layout: list[Segments], n: int, c2: np.ndarray,
                 c1: np.ndarray) -> list[int]:
