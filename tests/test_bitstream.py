@@ -143,6 +143,10 @@ def test_varint(v):
     out = bytearray()
     put_varint(out, v)
     assert _Reader(bytes(out)).varint() == v
+    for pad in (1, 3):      # redundant zero groups (Container.settled) read as the same value
+        padded = bytearray()
+        put_varint(padded, v, pad=pad)
+        assert len(padded) == len(out) + pad and _Reader(bytes(padded)).varint() == v
 
 
 def test_every_cut_decodes_the_complete_layers():
@@ -219,6 +223,51 @@ def test_the_model_is_the_key_that_passes_the_first_check():
         Container.from_bytes(data, {"m": KEY, "m2": KEY})
     cut = Container.from_bytes(data[:make().header_size() + 2], KEYS)   # layer 1 incomplete
     assert cut.layers == [] and cut.header.model_name == "" and cut.header.model_key == b""
+
+
+def test_an_encoder_settles_a_check_that_would_be_ambiguous():
+    """The first check passes a wrong key or network format once in 65536 tries, so a file of a
+    size with six formats is ambiguous about once in 13000. ``settled`` writes such a file with a
+    redundant byte in its layer table's first varint (another header, another check), which then
+    reads back to its model and format alone, with the same header and layers; a file that reads
+    back already is left as it is. The CRC is affine, so whether two keys' checks agree depends on
+    the keys and on the length of what follows them, not on its bytes: found here by search over
+    layer lengths, one whose check also passes another format of the same model, and one whose
+    check passes another model's key."""
+    import zlib
+
+    from diffcodec.container.format import network_key
+    from diffcodec.core import precision
+
+    network = "float32/tile128/halo4/scales2t400-4t700"
+    base = make(layers=((9, b""),), height=256, width=256, channels=3, backend="rcc",
+                steps_spec=registry.get("rcc").steps_for(3 * 256 * 256), seed=0, lossless=False, network=network)
+    formats = precision.decoder_formats(256, 256)
+    assert network in formats and len(formats) == 6
+    head = base.to_bytes()[:base.header_size() - 2]
+    keys = {f: network_key(KEY, f) for f in formats}
+    keys["other"] = network_key(KEYS["other"], network)
+    running = {name: zlib.crc32(key + head) for name, key in keys.items()}
+    found = {}
+    for length in range(1, 1 << 20):
+        running = {name: zlib.crc32(b"\0", c) for name, c in running.items()}
+        for name, c in running.items():
+            if name != network and c & 0xFFFF == running[network] & 0xFFFF:
+                found.setdefault("model" if name == "other" else "format", bytes(length))
+        if len(found) == 2:
+            break
+    for kind, data in found.items():
+        c = replace(base, layers=[Layer(9, data)])
+        with pytest.raises(FormatError, match="several network formats" if kind == "format" else "several models"):
+            Container.from_bytes(c.to_bytes(), KEYS)
+        settled = c.settled(KEYS)
+        assert settled.pad >= 1 and len(settled.to_bytes()) == len(c.to_bytes()) + settled.pad
+        back = Container.from_bytes(settled.to_bytes(), KEYS)
+        assert back.header == c.header and back.layers == c.layers
+    assert set(found) == {"model", "format"}
+    plain = replace(base, layers=[Layer(9, b"plain")])
+    assert Container.from_bytes(plain.to_bytes(), KEYS).header == plain.header
+    assert plain.settled(KEYS).pad == 0 and plain.settled(KEYS).to_bytes() == plain.to_bytes()
 
 
 def test_the_caller_gives_the_keys():

@@ -234,6 +234,8 @@ def encode_image(loaded, image: np.ndarray, backend: str = registry.AUTO, steps:
         data, ops = encode_lossless(image.ravel(), final_out["mean"], final_out["variance"])
         lossless_layer, lossless_bits = Layer(0, data), info_bits(ops[0])
 
+    keys = loaded.reader_keys
+
     def build(n_steps: int):
         groups = group_layers([r.bits for r in records[:n_steps]], [r.psnr for r in records[:n_steps]],
                                max(1, max_layers - int(lossless)))
@@ -242,7 +244,7 @@ def encode_image(loaded, image: np.ndarray, backend: str = registry.AUTO, steps:
         layers = [Layer(g, d) for g, d in zip(groups, slices)]
         if lossless_layer is not None and n_steps == len(records):
             layers.append(lossless_layer)
-        return Container(header, layers)
+        return Container(header, layers).settled(keys)
 
     container = build(len(records))
     if bpp is not None:

@@ -134,7 +134,7 @@ def encode_image(loaded, image: np.ndarray, order: str = "raster", steps=None, m
     header = Header(loaded.name, loaded.key, H, W, C, NAME,
                     "all" if len(sizes) == md.D else str(len(sizes)), 0, False, codec.params(),
                     H == W == loaded.native_size)
-    container = Container(header, [Layer(g, s) for g, s in zip(groups, slices)])
+    container = Container(header, [Layer(g, s) for g, s in zip(groups, slices)]).settled(loaded.reader_keys)
     return EncodeResult(container.to_bytes(), header, records, groups, [len(s) for s in slices],
                         container.header_size(), psnr=float("inf"), seconds=time.perf_counter() - t0,
                         net_seconds=net_s, net_evals=len(sizes), backend=NAME)

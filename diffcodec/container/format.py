@@ -42,8 +42,9 @@ tiled), as the one key and format (of those its caller passes: the registered mo
 model it is given) that make the check pass; the decoder then runs the network in that format,
 which the pixels it decodes depend on. A file made with other weights fails it like a damaged one,
 with odds of 1 in 65536 per format tried: two per model when both sides are at most 128 pixels,
-four otherwise (the photo model's tiles of 128), six above 1024 x 1024
-(``core.precision.decoder_formats``). A 28x28 file of the fmnist model at default settings has a header of 4 bytes for one layer, 8 for two and
+six otherwise (the photo model's tiles of 128, with and without its scale schedule), eight above
+1024 x 1024 (``core.precision.decoder_formats``). An encoder makes sure its file reads back to its
+model and format alone (``Container.settled``). A 28x28 file of the fmnist model at default settings has a header of 4 bytes for one layer, 8 for two and
 3 more per further layer. A one-layer file has no stored length, so a cut (or bytes appended) is
 caught by its CRC-16 alone: all but about 1 in 65536 cuts.
 
@@ -71,6 +72,7 @@ COMPACT = 0xDF           # the compact form (a file at its model's defaults), al
 OLD_COMPACT = {0xD9: 8, 0xDB: 10, 0xDD: 12}  # the compact forms of older versions -> their version
 OLD_MAGIC = b"DF"        # versions 1 and 2
 KEY_BYTES = 32           # a model's key: the sha256 digest of its weights
+MAX_PAD = 4              # redundant bytes ``Container.settled`` tries in the layer table's first entry
 F_RGB, F_LOSSLESS, F_EXTENDED, F_SQUARE, F_NATIVE = 1, 2, 4, 64, 128
 
 
@@ -97,15 +99,18 @@ class FormatError(UserError):
     """The bytes are not a (complete, intact) .dfc file; the message is meant for the user."""
 
 
-def put_varint(out: bytearray, v: int) -> None:
+def put_varint(out: bytearray, v: int, pad: int = 0) -> None:
+    """v as LEB128, followed by ``pad`` redundant groups of zero bits (``Container.settled``)."""
     if v < 0:
         raise ValueError("varints are unsigned")
     while True:
         b = v & 0x7F
         v >>= 7
-        out.append(b | (0x80 if v else 0))
+        out.append(b | (0x80 if v or pad else 0))
         if not v:
-            return
+            break
+    if pad:
+        out += b"\x80" * (pad - 1) + b"\x00"
 
 
 class _Reader:
@@ -200,6 +205,7 @@ class Container:
     complete: bool = True      # False when the file was cut inside a layer (or the table says more)
     read_header_bytes: int | None = None   # as read from a file: its header's size and the layers
     declared_layers: int | None = None     # its table declares (a cut file holds fewer)
+    pad: int = 0               # redundant bytes written in the layer table's first varint (``settled``)
 
     def to_bytes(self) -> bytes:
         h = self.header
@@ -229,7 +235,7 @@ class Container:
             raise ValueError("a file holds at least one layer")
         last = len(self.layers) - 1
         for k, layer in enumerate(self.layers):
-            put_varint(out, layer.steps << 1 | (k < last))
+            put_varint(out, layer.steps << 1 | (k < last), pad=0 if k else self.pad)
             if last:
                 put_varint(out, len(layer.data))
         head = bytes(out)
@@ -238,6 +244,25 @@ class Container:
         for layer in self.layers:
             out += layer.data
         return bytes(out)
+
+    def settled(self, keys: dict[str, bytes]) -> "Container":
+        """This container as a reader will attribute it: the first layer's CRC-16 passes a wrong
+        key or network format about once in 65536 tries, so about one file in 13000 of a tiled size
+        (six formats) would be refused as ambiguous. ``keys``: name -> key of every model a reader
+        may try (the registered ones and the file's own). Returns the container with the fewest
+        redundant bytes in its layer table's first varint (0 to MAX_PAD; each changes the header's
+        bytes and so the check) whose bytes read back to this model and format alone. Where every
+        one is ambiguous (odds below 1e-20) it returns the last."""
+        h = self.header
+        for pad in range(MAX_PAD + 1):
+            candidate = replace(self, pad=pad)
+            try:
+                back = Container.from_bytes(candidate.to_bytes(), keys).header
+            except FormatError:
+                continue
+            if back.model_key == h.model_key and back.network == h.network:
+                return candidate
+        return candidate
 
     def header_size(self) -> int:
         """Bytes before the first layer: as read, for a container read from a file (a cut file's
@@ -353,7 +378,7 @@ def _identify(header: Header, head: bytes, first: bytes, check: bytes, one_layer
     if len(found) == 1:
         name, network = found[0]
         return replace(header, model_name=name, model_key=keys[name], network=network)
-    if found and len({n for n, _ in found}) == 1:   # about 1 file in 13000 of a tiled size (5 other formats)
+    if found and len({n for n, _ in found}) == 1:   # by chance; this encoder settles its files (``settled``)
         raise FormatError(f"the file's check fits model {found[0][0]!r} in several network formats "
                           f"({', '.join(f for _, f in found)}), so it cannot say which to decode with")
     if found:

@@ -68,6 +68,17 @@ class LoadedModel:
         return {self.name: self.key}
 
     @property
+    def reader_keys(self) -> dict[str, bytes]:
+        """{name: key} of every model a reader may try a file of this model against: the
+        registered ones (those with another key) and this one. An encoder writes a file that only
+        this key passes (``Container.settled``)."""
+        try:
+            registered = model_keys()
+        except ModelError:
+            registered = {}
+        return {**{n: k for n, k in registered.items() if k != self.key}, **self.keys}
+
+    @property
     def is_masking(self) -> bool:
         return self.config.diffusion.kind == "masking"
 
