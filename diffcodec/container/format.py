@@ -252,8 +252,10 @@ class Container:
         may try (the registered ones and the file's own). Returns the container with the fewest
         redundant bytes in its layer table's first varint (0 to MAX_PAD; each changes the header's
         bytes and so the check) whose bytes read back to this model and format alone. Where every
-        one is ambiguous (odds below 1e-20) it returns the last."""
+        one is ambiguous (odds below 1e-20) it returns the last; with no layer yet, itself."""
         h = self.header
+        if not self.layers:
+            return self
         for pad in range(MAX_PAD + 1):
             candidate = replace(self, pad=pad)
             try:
