@@ -264,10 +264,40 @@ def test_an_encoder_settles_a_check_that_would_be_ambiguous():
         assert settled.pad >= 1 and len(settled.to_bytes()) == len(c.to_bytes()) + settled.pad
         back = Container.from_bytes(settled.to_bytes(), KEYS)
         assert back.header == c.header and back.layers == c.layers
+        assert back.pad == settled.pad and back.to_bytes() == settled.to_bytes()   # kept when rewritten
+        with pytest.raises(ValueError, match="its own model"):       # keys without the file's own
+            c.settled({"other": KEYS["other"]})
     assert set(found) == {"model", "format"}
     plain = replace(base, layers=[Layer(9, b"plain")])
     assert Container.from_bytes(plain.to_bytes(), KEYS).header == plain.header
     assert plain.settled(KEYS).pad == 0 and plain.settled(KEYS).to_bytes() == plain.to_bytes()
+
+
+def test_an_encoder_checks_its_file_against_every_registered_model(monkeypatch):
+    """LoadedModel.reader_keys: the registered models' keys and the model's own, which keeps its
+    name unless a registered model with another key has it (both are then tried); a registered
+    name for the same weights is the model's own; an unreadable index is a ModelError."""
+    from types import SimpleNamespace
+
+    from diffcodec.training import store
+    from diffcodec.training.checkpoint import ModelError
+
+    a, b, c = bytes([1] * 32), bytes([2] * 32), bytes([3] * 32)
+    monkeypatch.setattr(store, "model_keys", lambda root=None: {"photo": a, "fmnist": b})
+
+    def reader_keys(name, key):
+        model = SimpleNamespace(name=name, sha256=key.hex(), key=key, keys={name: key})
+        return store.LoadedModel.reader_keys.fget(model)
+
+    assert reader_keys("mine", c) == {"photo": a, "fmnist": b, "mine": c}
+    assert reader_keys("photo", c) == {"photo": a, "fmnist": b, f"photo ({c.hex()[:12]})": c}
+    assert reader_keys("copy", a) == {"fmnist": b, "copy": a}
+
+    def unreadable(root=None):
+        raise ModelError("cannot read model index")
+    monkeypatch.setattr(store, "model_keys", unreadable)
+    with pytest.raises(ModelError):
+        reader_keys("mine", c)
 
 
 def test_the_caller_gives_the_keys():

@@ -401,6 +401,22 @@ def test_rcc_arrival_times_stay_finite_when_a_uniform_is_zero(monkeypatch):
         assert (torch.roll(log_times[k], -offset).diff() >= 0).all()
 
 
+def test_rcc_log_times_are_the_differences_of_one_cumulative_sum():
+    """_log_times (in place) gives, on random gaps, the float32 values of the expression it
+    replaced: log(S - S[offset - 1] + [r < offset] S[K - 1]) with S the gaps' cumulative sum."""
+    from diffcodec.coding import rcc
+
+    coder = rcc.RCCCoder(chunk_bits=8, log2_k=10, encoder_seed=4)
+    K = coder.count
+    gaps = -torch.rand((6, K), generator=torch.Generator().manual_seed(3)).clamp_min(2.0 ** -25).log()
+    coder._arrivals = lambda shape: gaps.clone()
+    offsets = torch.tensor([0, 1, 2, 500, K - 2, K - 1])
+    total = torch.cumsum(gaps, 1)
+    before = torch.where(offsets[:, None] > 0, total.gather(1, (offsets[:, None] - 1).clamp(min=0)), 0.0)
+    wrapped = torch.arange(K)[None, :] < offsets[:, None]
+    assert torch.equal(coder._log_times(offsets), (total - before + wrapped * total[:, -1:]).log())
+
+
 def test_rcc_scores_over_row_blocks_are_the_whole_products(monkeypatch):
     """rcc._scores runs its products over ROW_BLOCK codebook rows at a time, squaring each block
     in a reused buffer: with blocks that divide K (both powers of two) or exceed it, the scores

@@ -192,7 +192,35 @@ def test_a_check_that_fits_one_model_in_several_formats_is_refused_in_words(tiny
     from diffcodec.container import format as container_format
     from diffcodec.container.format import FormatError
 
-    monkeypatch.setattr(container_format, "_first_check", lambda key, head, data: b"\x12\x34")
     res = encode_image(tinyrgb, _image(), backend="rcc", quality=50, precision="float32")
+    end = res.header_bytes - (len(res.layer_bytes) - 1)     # the first check, then a CRC-8 per later layer
+    check = res.data[end - 2:end]
+    monkeypatch.setattr(container_format, "_first_check", lambda key, head, data: check)
     with pytest.raises(FormatError, match="in several network formats"):
         Container.from_bytes(res.data, tinyrgb.keys)
+    # an encoder whose every header gives such a check says so, and writes nothing
+    with pytest.raises(FormatError, match="encode it again with another --seed"):
+        encode_image(tinyrgb, _image(), backend="rcc", quality=50, precision="float32")
+
+
+def test_an_encoder_settles_a_file_whose_check_fits_several_formats(tinyrgb, monkeypatch):
+    """Where the first check of the shortest file would pass its model in several network formats
+    (here forced: every format gets the same check for that header), the encoder writes one
+    redundant byte in the layer table, and the file reads back to its model and format and
+    decodes to the encoder's pixels."""
+    from diffcodec.container import format as container_format
+
+    real, heads = container_format._first_check, []
+
+    def collide_first_header(key, head, data):
+        heads.append(head) if not heads else None
+        return b"\x12\x34" if head == heads[0] else real(key, head, data)
+
+    monkeypatch.setattr(container_format, "_first_check", collide_first_header)
+    res = encode_image(tinyrgb, _image(), backend="rcc", quality=50, precision="float32")
+    monkeypatch.setattr(container_format, "_first_check", real)
+    c = Container.from_bytes(res.data, tinyrgb.reader_keys)
+    assert c.pad == 1 and c.header.network == res.header.network and c.header.model_name == tinyrgb.name
+    assert c.header_size() == res.header_bytes
+    out = decode_container(tinyrgb, c)
+    assert out.steps_decoded == len(res.records) and psnr(out.image, _image()) == pytest.approx(res.psnr, abs=1e-9)

@@ -212,6 +212,7 @@ def encode_image(loaded, image: np.ndarray, backend: str = registry.AUTO, steps:
     steps = steps or spec.steps_for(C * H * W)
     coder = coder or spec.from_params(b"")
     network = encoder_network(loaded.device, (C, H, W), precision, loaded.tiling, loaded.scales)
+    keys = loaded.reader_keys       # what a reader may try the file against (read before the chain)
     model = _open_chain(loaded, steps, (C, H, W), network)
     N, D = model.num_steps, C * H * W
     header = Header(loaded.name, loaded.key, H, W, C, backend, str(steps),
@@ -233,8 +234,6 @@ def encode_image(loaded, image: np.ndarray, backend: str = registry.AUTO, steps:
             raise UserError("--lossless needs every step coded (no early stop)")
         data, ops = encode_lossless(image.ravel(), final_out["mean"], final_out["variance"])
         lossless_layer, lossless_bits = Layer(0, data), info_bits(ops[0])
-
-    keys = loaded.reader_keys
 
     def build(n_steps: int):
         groups = group_layers([r.bits for r in records[:n_steps]], [r.psnr for r in records[:n_steps]],

@@ -129,12 +129,14 @@ def _batches(layout: list[Segments]) -> list[list[tuple[Segments, slice]]]:
 
 def _scores(batch: list[tuple[Segments, slice]], book, c1: np.ndarray, c2: np.ndarray, dtype):
     """Each block's scores sum_d c2_d z_d^2 + c1_d z_d for the K rows z of the codebook (``book``,
-    a [K, m] view at least as wide as the longest segment), one product (two with c2) for the
-    batch: yields (segments, block, float32 [b, K]) in the batch's order.
+    a [K, m] view at least as wide as the longest segment): yields (segments, block, float32
+    [b, K]) in the batch's order.
 
-    The products run over ROW_BLOCK rows at a time, each block's squares made in one reused
-    buffer: the codebook's squares are never held whole (268 MB in float32 at the widest), and
-    each product's values are those of the whole matrix's (tests/test_coders.py checks)."""
+    The products run over ROW_BLOCK rows at a time (one product, two with c2), each block's
+    squares made in one reused buffer, so the codebook's squares are never held whole (268 MB in
+    float32 at the widest). In float32 here (MKL, AVX2) each score is the whole product's, bit
+    for bit (tests/test_coders.py); bfloat16 products on a CPU with AMX were not compared, and
+    could only change which candidate the encoder picks, not what a file means."""
     import torch
 
     m = book.shape[1]
@@ -364,10 +366,11 @@ class RCCCoder(StepCoder):
         A segment reads candidate j as signs * Z_r[columns] with r = (j + offset) mod K for the
         codebook Z of its length (``randomness.chunk_maps``), so its score
         sum_d c2_d z_d^2 + c1_d z_d is row r of Z (and of Z^2) times the segment's coefficients
-        moved to the codebook's columns: two matrix products score a batch of blocks of segments
-        (``_batches``, ``_scores``). A one-segment chunk picks its row against arrival times laid
-        out in row order (``_log_times``); a chunk of several segments sums their scores gathered
-        to index order and draws its own arrival times. ``layout``: ``_layout`` of the step."""
+        moved to the codebook's columns: matrix products (over blocks of codebook rows) score a
+        batch of blocks of segments (``_batches``, ``_scores``). A one-segment chunk picks its row
+        against arrival times laid out in row order (``_log_times``); a chunk of several segments
+        sums their scores gathered to index order and draws its own arrival times. ``layout``:
+        ``_layout`` of the step."""
         import torch
 
         K = self.count

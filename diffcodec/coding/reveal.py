@@ -120,6 +120,7 @@ def encode_image(loaded, image: np.ndarray, order: str = "raster", steps=None, m
     from ..container.format import Container, Header, Layer
 
     t0 = time.perf_counter()
+    keys = loaded.reader_keys       # what a reader may try the file against (read before the chain)
     md = masking_for(loaded, image.shape)
     sizes = plan(loaded, md, order, steps)
     flat = image.reshape(-1).astype(np.int32)
@@ -134,7 +135,7 @@ def encode_image(loaded, image: np.ndarray, order: str = "raster", steps=None, m
     header = Header(loaded.name, loaded.key, H, W, C, NAME,
                     "all" if len(sizes) == md.D else str(len(sizes)), 0, False, codec.params(),
                     H == W == loaded.native_size)
-    container = Container(header, [Layer(g, s) for g, s in zip(groups, slices)]).settled(loaded.reader_keys)
+    container = Container(header, [Layer(g, s) for g, s in zip(groups, slices)]).settled(keys)
     return EncodeResult(container.to_bytes(), header, records, groups, [len(s) for s in slices],
                         container.header_size(), psnr=float("inf"), seconds=time.perf_counter() - t0,
                         net_seconds=net_s, net_evals=len(sizes), backend=NAME)

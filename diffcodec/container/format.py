@@ -43,9 +43,10 @@ model it is given) that make the check pass; the decoder then runs the network i
 which the pixels it decodes depend on. A file made with other weights fails it like a damaged one,
 with odds of 1 in 65536 per format tried: two per model when both sides are at most 128 pixels,
 six otherwise (the photo model's tiles of 128, with and without its scale schedule), eight above
-1024 x 1024 (``core.precision.decoder_formats``). An encoder makes sure its file reads back to its
-model and format alone (``Container.settled``). A 28x28 file of the fmnist model at default settings has a header of 4 bytes for one layer, 8 for two and
-3 more per further layer. A one-layer file has no stored length, so a cut (or bytes appended) is
+1024 x 1024 (``core.precision.decoder_formats``). An encoder makes sure its file's check passes
+its model and format alone among the registered models (``Container.settled``). A 28x28 file of
+the fmnist model at default settings has a header of 4 bytes for one layer, 8 for two and 3 more
+per further layer. A one-layer file has no stored length, so a cut (or bytes appended) is
 caught by its CRC-16 alone: all but about 1 in 65536 cuts.
 
 The lossy layers are consecutive slices of one range-coded stream: layer k ends at the shortest
@@ -205,7 +206,7 @@ class Container:
     complete: bool = True      # False when the file was cut inside a layer (or the table says more)
     read_header_bytes: int | None = None   # as read from a file: its header's size and the layers
     declared_layers: int | None = None     # its table declares (a cut file holds fewer)
-    pad: int = 0               # redundant bytes written in the layer table's first varint (``settled``)
+    pad: int = 0               # redundant bytes in the layer table's first varint (``settled``; as read)
 
     def to_bytes(self) -> bytes:
         h = self.header
@@ -246,25 +247,32 @@ class Container:
         return bytes(out)
 
     def settled(self, keys: dict[str, bytes]) -> "Container":
-        """This container as a reader will attribute it: the first layer's CRC-16 passes a wrong
-        key or network format about once in 65536 tries, so about one file in 13000 of a tiled size
-        (six formats) would be refused as ambiguous. ``keys``: name -> key of every model a reader
-        may try (the registered ones and the file's own). Returns the container with the fewest
-        redundant bytes in its layer table's first varint (0 to MAX_PAD; each changes the header's
-        bytes and so the check) whose bytes read back to this model and format alone. Where every
-        one is ambiguous (odds below 1e-20) it returns the last; with no layer yet, itself."""
+        """This container as a reader can attribute it. The first layer's CRC-16 passes a wrong key
+        or network format about once in 65536 tries: a reader that tries the three shipped models
+        on a file of a tiled size (six formats each) would find a file ambiguous about once in 3900,
+        and refuse it. ``keys``: name -> key of every model a reader may try (the registered ones
+        and the file's own). Returns the container with the fewest redundant bytes in its layer
+        table's first varint (0 to MAX_PAD; each changes the header's bytes and so the check) whose
+        check passes this model's key in this network format alone; with no layer yet, itself.
+        Raises ValueError when the check does not pass the file's own key and format (a reader
+        could not decode it), and FormatError in the rare case (about 1e-18) that every one is
+        ambiguous."""
         h = self.header
         if not self.layers:
             return self
+        own = [(name, h.network) for name, key in keys.items() if key == h.model_key]
         for pad in range(MAX_PAD + 1):
-            candidate = replace(self, pad=pad)
-            try:
-                back = Container.from_bytes(candidate.to_bytes(), keys).header
-            except FormatError:
-                continue
-            if back.model_key == h.model_key and back.network == h.network:
+            candidate = replace(self, pad=pad, read_header_bytes=None)
+            data = candidate.to_bytes()
+            header, _, r, _ = _read_head(data)
+            found = _passing(keys, data[:r.pos], self.layers[0].data, r.take(2), header)
+            if not set(own) <= set(found) or len(own) != 1:
+                raise ValueError(f"the file's check does not name its own model and network format "
+                                 f"{h.network!r} alone, whatever it holds: a reader could not decode it")
+            if len(found) == 1:
                 return candidate
-        return candidate
+        raise FormatError("the file's check fits other models or network formats whatever its header "
+                          "holds (odds about 1e-18): encode it again with another --seed")
 
     def header_size(self) -> int:
         """Bytes before the first layer: as read, for a container read from a file (a cut file's
@@ -282,26 +290,7 @@ class Container:
         the container reads no model store itself), called only when needed: for the keys when
         ``keys`` is None, and to name the file's model in the error when none of ``keys`` passes.
         A file cut before its first layer is complete parses with no layers and no model."""
-        if data[:2] == OLD_MAGIC and len(data) > 2 and data[2] in (1, 2):
-            raise _older(data[2])
-        if len(data) < 2 or data[0] >> 4 != MAGIC >> 4:
-            raise FormatError("not a diffcodec (.dfc) file")
-        if data[0] in OLD_COMPACT:
-            raise _older(OLD_COMPACT[data[0]])
-        if data[0] & 15 < VERSION:
-            raise _older(data[0] & 15)
-        r = _Reader(data)
-        if r.byte() == COMPACT:
-            header = Header("", b"", 0, 0, 0, "", "", 0, native=True, auto=True)
-        else:
-            header = _long_header(r)
-        table, more = [], 1
-        while more:
-            if len(table) >= 1 << 20:
-                raise FormatError("corrupt header (layer table)")
-            code = r.varint()
-            steps, more = code >> 1, code & 1
-            table.append((steps, r.varint() if more or table else None))
+        header, table, r, pad = _read_head(data)
         head = data[:r.pos]
         first_check = r.take(2)
         crcs = r.take(len(table) - 1)
@@ -319,7 +308,7 @@ class Container:
             pos += len(chunk)
         if complete and pos != len(data):
             raise FormatError(f"{len(data) - pos} unexpected bytes after the last layer")
-        return cls(header, layers, complete, r.pos, len(table))
+        return cls(header, layers, complete, r.pos, len(table), pad)
 
     def describe(self, profile: ModelProfile | None = None) -> dict:
         """The header's fields and the layer table (with cumulative bytes and bits per pixel);
@@ -339,6 +328,38 @@ class Container:
                 "seed": h.seed, "lossless_layer": h.lossless, "params": h.params.hex(),
                 "native": h.native, "network": h.network if h.model_key else None, "header_bytes": hdr,
                 "complete": self.complete, "layers": rows}
+
+
+def _read_head(data: bytes) -> tuple[Header, list[tuple[int, int | None]], "_Reader", int]:
+    """A file's header as stored (a native size reads as 0 x 0, a compact file's fields as empty),
+    its layer table ((steps, byte length or None) per layer), a reader at the first check, and the
+    redundant bytes of the table's first varint (``Container.settled``)."""
+    if data[:2] == OLD_MAGIC and len(data) > 2 and data[2] in (1, 2):
+        raise _older(data[2])
+    if len(data) < 2 or data[0] >> 4 != MAGIC >> 4:
+        raise FormatError("not a diffcodec (.dfc) file")
+    if data[0] in OLD_COMPACT:
+        raise _older(OLD_COMPACT[data[0]])
+    if data[0] & 15 < VERSION:
+        raise _older(data[0] & 15)
+    r = _Reader(data)
+    if r.byte() == COMPACT:
+        header = Header("", b"", 0, 0, 0, "", "", 0, native=True, auto=True)
+    else:
+        header = _long_header(r)
+    table, more, pad = [], 1, 0
+    while more:
+        if len(table) >= 1 << 20:
+            raise FormatError("corrupt header (layer table)")
+        start = r.pos
+        code = r.varint()
+        if not table:
+            shortest = bytearray()
+            put_varint(shortest, code)
+            pad = r.pos - start - len(shortest)
+        steps, more = code >> 1, code & 1
+        table.append((steps, r.varint() if more or table else None))
+    return header, table, r, pad
 
 
 def _long_header(r: _Reader) -> Header:

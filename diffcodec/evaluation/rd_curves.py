@@ -117,7 +117,8 @@ def _backend_points(loaded, codec, img, steps, files_dir: Path, stem: str, coder
 def dfc_container_bytes(loaded, codec: str, shape, steps=None, coder=None) -> int:
     """The fixed bytes of a .dfc file (``FIXED_BYTES_METHOD["dfc"]``): the header of the one-layer
     file that a flat mid-gray image of ``shape`` [C, H, W] gives after its first coded step with
-    this model, backend, steps and coder. It depends on the settings, not on the pixels."""
+    this model, backend, steps and coder. It depends on the settings, not on the pixels (less
+    the redundant bytes an encoder may add to settle a file's check: ``Container.settled``)."""
     import copy
 
     flat = np.full(tuple(shape), FLAT_GRAY, np.uint8)
@@ -126,7 +127,7 @@ def dfc_container_bytes(loaded, codec: str, shape, steps=None, coder=None) -> in
     container = Container.from_bytes(res.data, loaded.keys)
     if len(container.layers) != 1:
         raise RuntimeError(f"{codec}: the first step's file has {len(container.layers)} layers, not 1")
-    return container.header_size()
+    return container.header_size() - container.pad
 
 
 def _curve(keys: list, points: dict, C: int) -> dict:

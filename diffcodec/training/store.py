@@ -69,14 +69,13 @@ class LoadedModel:
 
     @property
     def reader_keys(self) -> dict[str, bytes]:
-        """{name: key} of every model a reader may try a file of this model against: the
-        registered ones (those with another key) and this one. An encoder writes a file that only
-        this key passes (``Container.settled``)."""
-        try:
-            registered = model_keys()
-        except ModelError:
-            registered = {}
-        return {**{n: k for n, k in registered.items() if k != self.key}, **self.keys}
+        """{label: key} of every model a reader may try a file of this model against: each
+        registered model with another key, and this one (under its name, or its name and digest
+        where a registered model has that name). An encoder writes a file whose check only this
+        key passes (``Container.settled``). Raises ModelError for an unreadable model index."""
+        keys = {n: k for n, k in model_keys().items() if k != self.key}
+        keys[self.name if self.name not in keys else f"{self.name} ({self.sha256[:12]})"] = self.key
+        return keys
 
     @property
     def is_masking(self) -> bool:
@@ -222,7 +221,10 @@ def model_keys(root: Path | None = None) -> dict[str, bytes]:
     first-layer check is tried against (what callers pass to ``Container.from_bytes`` as
     ``registered``; the container does not read the store itself)."""
     keys = {}
-    for name, e in read_index(root).items():
+    index = read_index(root)
+    if not isinstance(index, dict):
+        raise ModelError(f"model index {(root or models_dir()) / INDEX_NAME}: not a JSON object")
+    for name, e in index.items():
         sha = e.get("sha256") if isinstance(e, dict) else None
         if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdefABCDEF" for c in sha)):
             raise ModelError(f"model index {(root or models_dir()) / INDEX_NAME}: model {name!r} has no valid sha256")
