@@ -200,11 +200,20 @@ def speed_figure(rows: list[dict], path: str) -> None:
         for stage, style in (("encode", "-o"), ("decode", "--s")):
             ax_t.plot(mp, [r[stage]["seconds"] for r in sel], style, ms=4, label=f"{stage} q{q} {code}")
             ax_m.plot(mp, [r[stage]["peak_mb"] / 1024 for r in sel], style, ms=4, label=f"{stage} q{q} {code}")
+    from matplotlib.ticker import FuncFormatter
+
+    # plain numbers on the log axes (0.5, not 5 x 10^-1), minor ticks labelled at 2, 3 and 5 only
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    some = FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "235" else "")
     for ax, label in ((ax_t, "seconds"), (ax_m, "peak memory (GB)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(plain)
+            axis.set_minor_formatter(some)
         ax.set_xlabel("megapixels")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3, which="both")
     ax_t.legend(fontsize=7)
+    fig.tight_layout()      # keeps the right panel's label off the left panel
     _save_fig(fig, path)
