@@ -165,7 +165,7 @@ python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_c
 # the same CPU, with "before" a worktree of ed3dfe1 (the codebook's squares held, zero uniforms):
 #   python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --code /work/before,. --json "$OUT/bench_codec_s30_avx2.json" --plot "$OUT/bench_codec_s30_avx2.png" > "$OUT/bench_codec_s30_avx2.log"
 #   python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_codec_12mp_s30_avx2.json" --plot "$OUT/bench_codec_12mp_s30_avx2.png" > "$OUT/bench_codec_12mp_s30_avx2.log"
-#   (PYTHONPATH=/work/before python eval/studies/encode_memory.py; python eval/studies/encode_memory.py) > "$SOUT/encode_memory_avx2.txt"
+#   (echo "## ed3dfe1"; PYTHONPATH=/work/before python eval/studies/encode_memory.py; echo "## now"; python eval/studies/encode_memory.py) > "$SOUT/encode_memory_avx2.txt"
 (python eval/studies/score_batches.py --size 256x256 --repeats 4
  python eval/studies/score_batches.py --size 768x512 --repeats 2) > "$SOUT/score_batches.txt"
 python eval/studies/network_profile.py > "$SOUT/network_profile_avx2.txt"    # AVX2 alone, float32

@@ -300,6 +300,32 @@ def test_an_encoder_checks_its_file_against_every_registered_model(monkeypatch):
         reader_keys("mine", c)
 
 
+def test_padding_reads_back_and_is_kept_in_every_form():
+    """A compact file and long-form files of one and of three layers, written with 1 to 3
+    redundant bytes in the table's first varint: each reads back to the same header and layers
+    with its padding, and writes the same bytes again; settled refuses a file its own key and
+    format would not pass (a format no reader tries at its size)."""
+    compact = make(layers=((5, b"abc"),), backend="rcc", steps_spec="geo9", seed=0, lossless=False,
+                   native=True, auto=True)
+    for c in (compact, make(layers=((5, b"abc"),)), make()):
+        for pad in (1, 3):
+            data = replace(c, pad=pad).to_bytes()
+            back = Container.from_bytes(data, KEYS)
+            assert len(data) == len(c.to_bytes()) + pad and back.pad == pad and back.to_bytes() == data
+            assert back.layers == c.layers and Container.from_bytes(c.to_bytes(), KEYS).header == back.header
+    with pytest.raises(ValueError, match="its own model"):
+        replace(make(), header=replace(make().header, network="float32/tile999")).settled(KEYS)
+
+
+def test_a_model_index_that_is_not_an_object_is_a_model_error(tmp_path):
+    from diffcodec.training.checkpoint import ModelError
+    from diffcodec.training.store import model_keys
+
+    (tmp_path / "index.json").write_text("[1, 2]")
+    with pytest.raises(ModelError, match="not a JSON object"):
+        model_keys(tmp_path)
+
+
 def test_the_caller_gives_the_keys():
     """The container reads no model store: the keys are the caller's, and ``registered`` (the
     store's ``model_keys``, in the library) is asked only when they are not given, or to name the

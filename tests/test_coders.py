@@ -378,9 +378,11 @@ def test_rcc_selection_scores_every_block_of_chunks_like_a_direct_computation(mo
 
 
 def test_rcc_arrival_times_stay_finite_when_a_uniform_is_zero(monkeypatch):
-    """torch's uniforms include 0 (once in 2^24 draws). A zero before a chunk's offset made its
-    log arrival times NaN, and argmax picked a NaN: with equal scores every chunk must pick its
-    first arrival (index 0, row ``offset``), the zero or not."""
+    """torch's uniforms include 0 (once in 2^24 draws). A zero made a chunk's last arrival time
+    infinite, so the wrap-around term made its log arrival times NaN from the offset on, and argmax
+    picked a NaN: with equal scores every chunk must pick its first arrival (index 0, row
+    ``offset``), the zero or not (here a zero after some chunks' offsets and before others')."""
+
     from diffcodec.coding import rcc
 
     coder = rcc.RCCCoder(chunk_bits=8, log2_k=10, encoder_seed=1)
@@ -438,10 +440,15 @@ def test_rcc_scores_over_row_blocks_are_the_whole_products(monkeypatch):
         a1[columns[k], k], a2[columns[k], k] = signs[k] * c1[dims[k]], c2[dims[k]]
     whole = book @ torch.from_numpy(a1)
     whole += book.square() @ torch.from_numpy(a2)
+    assert rcc.ROW_BLOCK & (rcc.ROW_BLOCK - 1) == 0      # a power of two: divides K or exceeds it
+    real_square, squared = torch.square, []
+    monkeypatch.setattr(torch, "square", lambda x, out=None: squared.append(len(x)) or real_square(x, out=out))
     for rows in (256, 64, 4096):
         monkeypatch.setattr(rcc, "ROW_BLOCK", rows)
+        squared.clear()
         (_, _, score), = rcc._scores([(seg, slice(0, chunks))], book, c1, c2, torch.float32)
         assert torch.equal(score, whole.T)
+        assert max(squared) == min(rows, K) and sum(squared) == K     # never the whole codebook's squares
 
 
 def test_rcc_scores_segments_of_near_lengths_in_one_product(monkeypatch):

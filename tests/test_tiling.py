@@ -199,7 +199,7 @@ def test_a_check_that_fits_one_model_in_several_formats_is_refused_in_words(tiny
     with pytest.raises(FormatError, match="in several network formats"):
         Container.from_bytes(res.data, tinyrgb.keys)
     # an encoder whose every header gives such a check says so, and writes nothing
-    with pytest.raises(FormatError, match="encode it again with another --seed"):
+    with pytest.raises(FormatError, match="encode it again with other settings"):
         encode_image(tinyrgb, _image(), backend="rcc", quality=50, precision="float32")
 
 
@@ -224,3 +224,28 @@ def test_an_encoder_settles_a_file_whose_check_fits_several_formats(tinyrgb, mon
     assert c.header_size() == res.header_bytes
     out = decode_container(tinyrgb, c)
     assert out.steps_decoded == len(res.records) and psnr(out.image, _image()) == pytest.approx(res.psnr, abs=1e-9)
+
+
+def test_an_encoder_settles_its_check_against_the_registered_models(tinyrgb, monkeypatch):
+    """The encoder checks its file against every model a reader may try (``reader_keys``), not
+    its own alone: where only another model's key passes the shortest file's check too, it pads
+    the file, which then names its model alone among them."""
+    from diffcodec.container import format as container_format
+    from diffcodec.training.store import LoadedModel
+
+    rival = bytes([7] * 32)
+    network = encode_image(tinyrgb, _image(), backend="rcc", quality=50, precision="float32").header.network
+    monkeypatch.setattr(LoadedModel, "reader_keys", property(lambda self: {**self.keys, "rival": rival}))
+    real, heads = container_format._first_check, []
+    own_key = network_key(tinyrgb.key, network)
+
+    def rival_collides_first(key, head, data):
+        heads.append(head) if not heads else None
+        if head == heads[0] and key == network_key(rival, network):
+            return real(own_key, head, data)
+        return real(key, head, data)
+
+    monkeypatch.setattr(container_format, "_first_check", rival_collides_first)
+    res = encode_image(tinyrgb, _image(), backend="rcc", quality=50, precision="float32")
+    c = Container.from_bytes(res.data, tinyrgb.reader_keys)
+    assert c.pad == 1 and c.header.model_name == tinyrgb.name and c.header.network == network

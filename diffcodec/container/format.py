@@ -46,7 +46,7 @@ six otherwise (the photo model's tiles of 128, with and without its scale schedu
 1024 x 1024 (``core.precision.decoder_formats``). An encoder makes sure its file's check passes
 its model and format alone among the registered models (``Container.settled``). A 28x28 file of
 the fmnist model at default settings has a header of 4 bytes for one layer, 8 for two and 3 more
-per further layer. A one-layer file has no stored length, so a cut (or bytes appended) is
+per further layer (one to four more in the rare file ``settled`` pads). A one-layer file has no stored length, so a cut (or bytes appended) is
 caught by its CRC-16 alone: all but about 1 in 65536 cuts.
 
 The lossy layers are consecutive slices of one range-coded stream: layer k ends at the shortest
@@ -247,22 +247,20 @@ class Container:
         return bytes(out)
 
     def settled(self, keys: dict[str, bytes]) -> "Container":
-        """This container as a reader can attribute it. The first layer's CRC-16 passes a wrong key
-        or network format about once in 65536 tries: a reader that tries the three shipped models
-        on a file of a tiled size (six formats each) would find a file ambiguous about once in 3900,
-        and refuse it. ``keys``: name -> key of every model a reader may try (the registered ones
-        and the file's own). Returns the container with the fewest redundant bytes in its layer
-        table's first varint (0 to MAX_PAD; each changes the header's bytes and so the check) whose
-        check passes this model's key in this network format alone; with no layer yet, itself.
-        Raises ValueError when the check does not pass the file's own key and format (a reader
-        could not decode it), and FormatError in the rare case (about 1e-18) that every one is
-        ambiguous."""
+        """This container as a reader can attribute it (docs/FORMAT.md, "Checks": a check that
+        passes several keys or formats is refused). ``keys``: name -> key of every model a reader
+        may try (the registered ones and the file's own). Returns the container, complete and
+        with the fewest redundant bytes in its layer table's first varint (0 to MAX_PAD; each byte
+        changes how many bytes follow the key, and so which checks agree), whose check passes
+        this model's key in this network format alone; with no layer yet, itself. Raises
+        ValueError when the check does not pass the file's own key and format (a reader could not
+        decode it), and FormatError in the rare case (about 1e-18) that every one is ambiguous."""
         h = self.header
         if not self.layers:
             return self
         own = [(name, h.network) for name, key in keys.items() if key == h.model_key]
         for pad in range(MAX_PAD + 1):
-            candidate = replace(self, pad=pad, read_header_bytes=None)
+            candidate = replace(self, pad=pad, read_header_bytes=None, declared_layers=None, complete=True)
             data = candidate.to_bytes()
             header, _, r, _ = _read_head(data)
             found = _passing(keys, data[:r.pos], self.layers[0].data, r.take(2), header)
@@ -272,7 +270,7 @@ class Container:
             if len(found) == 1:
                 return candidate
         raise FormatError("the file's check fits other models or network formats whatever its header "
-                          "holds (odds about 1e-18): encode it again with another --seed")
+                          "holds (odds about 1e-18): encode it again with other settings")
 
     def header_size(self) -> int:
         """Bytes before the first layer: as read, for a container read from a file (a cut file's

@@ -45,7 +45,8 @@ FIXED_BYTES_METHOD = {
     "dfc": "the .dfc header of a one-layer file (first byte, flags, size and settings fields, its layer-table "
            "entry, CRC-16), as Container.from_bytes reads it from the one-layer file that a flat mid-gray image "
            "of the same size gives after its first coded step with the same model, backend, steps and coder "
-           "(dfc_container_bytes); the layer-table entries and CRC-8s that later layers add stay in the coding "
+           "(dfc_container_bytes, less any padding Container.settled added); the layer-table entries and "
+           "CRC-8s that later layers add stay in the coding "
            "bytes: they are the price of decodable prefixes",
     "ideal": "none: the ideal estimate writes no file",
 }
