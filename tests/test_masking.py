@@ -77,18 +77,13 @@ def test_codec_round_trip_and_size_matches_bound(model, images):
 def test_a_reveal_file_is_settled_too(model, monkeypatch):
     """The masking codec's encoder settles its file's check as the Gaussian one does: where the
     shortest file's check passes several formats, it writes a padded one, which decodes."""
+    from conftest import first_header_collides
     from diffcodec.coding import reveal
     from diffcodec.container import format as container_format
     from diffcodec.container.format import Container
 
     img = np.random.default_rng(3).integers(0, 256, size=(1, 1, 8, 8), dtype=np.uint8)
-    real, heads = container_format._first_check, []
-
-    def collide_first_header(key, head, data):
-        heads.append(head) if not heads else None
-        return b"\x12\x34" if head == heads[0] else real(key, head, data)
-
-    monkeypatch.setattr(container_format, "_first_check", collide_first_header)
+    real = first_header_collides(monkeypatch)
     res = reveal.encode_image(model, img[0], "raster", "all")
     monkeypatch.setattr(container_format, "_first_check", real)
     c = Container.from_bytes(res.data, model.keys)

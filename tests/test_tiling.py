@@ -208,15 +208,10 @@ def test_an_encoder_settles_a_file_whose_check_fits_several_formats(tinyrgb, mon
     (here forced: every format gets the same check for that header), the encoder writes one
     redundant byte in the layer table, and the file reads back to its model and format and
     decodes to the encoder's pixels."""
+    from conftest import first_header_collides
     from diffcodec.container import format as container_format
 
-    real, heads = container_format._first_check, []
-
-    def collide_first_header(key, head, data):
-        heads.append(head) if not heads else None
-        return b"\x12\x34" if head == heads[0] else real(key, head, data)
-
-    monkeypatch.setattr(container_format, "_first_check", collide_first_header)
+    real = first_header_collides(monkeypatch)
     res = encode_image(tinyrgb, _image(), backend="rcc", quality=50, precision="float32")
     monkeypatch.setattr(container_format, "_first_check", real)
     c = Container.from_bytes(res.data, tinyrgb.reader_keys)

@@ -46,8 +46,9 @@ six otherwise (the photo model's tiles of 128, with and without its scale schedu
 1024 x 1024 (``core.precision.decoder_formats``). An encoder makes sure its file's check passes
 its model and format alone among the registered models (``Container.settled``). A 28x28 file of
 the fmnist model at default settings has a header of 4 bytes for one layer, 8 for two and 3 more
-per further layer (one to four more in the rare file ``settled`` pads). A one-layer file has no stored length, so a cut (or bytes appended) is
-caught by its CRC-16 alone: all but about 1 in 65536 cuts.
+per further layer (one to four more in the rare file ``settled`` pads). A one-layer file has no
+stored length, so a cut (or bytes appended) is caught by its CRC-16 alone: all but about 1 in
+65536 cuts.
 
 The lossy layers are consecutive slices of one range-coded stream: layer k ends at the shortest
 prefix of the stream from which every symbol of layers 1..k decodes, so cutting the file at any

@@ -41,11 +41,14 @@ def models_dir() -> Path:
 def read_index(root: Path | None = None) -> dict:
     root = root or models_dir()
     try:
-        return json.loads((root / INDEX_NAME).read_text())
+        index = json.loads((root / INDEX_NAME).read_text())
     except FileNotFoundError:
         return {}
     except (OSError, json.JSONDecodeError) as e:
         raise ModelError(f"cannot read model index {root / INDEX_NAME}: {e}") from None
+    if not isinstance(index, dict):
+        raise ModelError(f"model index {root / INDEX_NAME}: not a JSON object")
+    return index
 
 
 @dataclass
@@ -221,10 +224,7 @@ def model_keys(root: Path | None = None) -> dict[str, bytes]:
     first-layer check is tried against (what callers pass to ``Container.from_bytes`` as
     ``registered``; the container does not read the store itself)."""
     keys = {}
-    index = read_index(root)
-    if not isinstance(index, dict):
-        raise ModelError(f"model index {(root or models_dir()) / INDEX_NAME}: not a JSON object")
-    for name, e in index.items():
+    for name, e in read_index(root).items():
         sha = e.get("sha256") if isinstance(e, dict) else None
         if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdefABCDEF" for c in sha)):
             raise ModelError(f"model index {(root or models_dir()) / INDEX_NAME}: model {name!r} has no valid sha256")
