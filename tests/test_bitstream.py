@@ -239,11 +239,11 @@ def test_an_encoder_settles_a_check_that_would_be_ambiguous():
     from diffcodec.container.format import network_key
     from diffcodec.core import precision
 
-    network = "float32/tile128/halo4/scales2t400-4t700"
+    network = "float32/tile128/halo4/scales2t400-4t700-0t999"
     base = make(layers=((9, b""),), height=256, width=256, channels=3, backend="rcc",
                 steps_spec=registry.get("rcc").steps_for(3 * 256 * 256), seed=0, lossless=False, network=network)
     formats = precision.decoder_formats(256, 256)
-    assert network in formats and len(formats) == 6
+    assert network in formats and len(formats) == 8
     head = base.to_bytes()[:base.header_size() - 2]
     keys = {f: network_key(KEY, f) for f in formats}
     keys["other"] = network_key(KEYS["other"], network)

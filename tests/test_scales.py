@@ -39,6 +39,19 @@ def test_schedule_names_parse_and_give_each_timestep_its_factor():
     InferenceConfig(tile=128, halo=4, scales="2t400-4t700").validate()
 
 
+def test_a_blank_tier_comes_last_and_makes_no_call_from_its_timestep():
+    tiers = scales.parse("2t400-4t700-0t999")
+    assert tiers == ((2, 400), (4, 700), (scales.BLANK, 999))
+    assert [scales.factor(tiers, t) for t in (399, 400, 700, 998, 999)] == [1, 2, 4, 4, scales.BLANK]
+    assert scales.parse("0t999") == ((0, 999),)
+    for bad in ("0t999-2t400", "2t400-0t700-4t800", "0t500-0t900", "2t400-0t300", "00t999"):
+        with pytest.raises(ValueError):
+            scales.parse(bad)
+    for s in scales.SCHEDULES:
+        assert "bfloat16/tile128/halo4/scales" + s in precision.decoder_formats(512, 768)
+    InferenceConfig(tile=128, halo=4, scales="2t400-4t700-0t999").validate()
+
+
 def test_pooling_averages_blocks_and_upsampling_is_bilinear():
     x = np.arange(2 * 6 * 8, dtype=np.float64).reshape(2, 6, 8)
     p = scales.pool(x, 2)
@@ -130,3 +143,33 @@ def test_a_model_that_names_a_schedule_codes_with_coarse_calls_and_decodes_exact
     old = Container.from_bytes(plain.data, tinyrgb.keys)
     assert old.header.network == "float32/tile16/halo4"
     assert psnr(decode_container(tinyrgb, old).image, image) == pytest.approx(plain.psnr, abs=1e-9)
+
+
+def test_a_blank_first_step_makes_no_call_and_old_files_still_decode(tinyrgb, monkeypatch):
+    """With a blank tier at the chain's first timestep the encoder and decoder call the network
+    one time less, p_theta at that step is N(posterior_mean_coef2 x_T, beta~_T) with x0_hat = 0,
+    the file names the schedule and decodes to the encoder's pixels on 1, 2 and 4 threads, and a
+    file made with the schedule before it (one call at the first step) still decodes as made."""
+    image = _image(40, 64)
+    monkeypatch.setattr(precision, "TILINGS", ((16, 4),))
+    monkeypatch.setattr(scales, "SCHEDULES", ("2t16-4t28", "2t16-4t28-0t39"))   # the tiny model has T = 40
+    for name, value in (("tile", 16), ("halo", 4), ("scales", "2t16-4t28")):
+        monkeypatch.setattr(tinyrgb.config.inference, name, value)
+    before = encode_image(tinyrgb, image, backend="rcc", quality=100, precision="float32")
+    monkeypatch.setattr(tinyrgb.config.inference, "scales", "2t16-4t28-0t39")
+    res, _ = _coded_in(tinyrgb, image, "float32/tile16/halo4/scales2t16-4t28-0t39")
+    assert res.net_evals == before.net_evals - 1
+    net = NetworkAdapter(tinyrgb, None, image.shape, res.header.network)
+    first = net.num_steps - 1
+    assert int(net.diffusion.timestep_map[first]) == 39
+    x = np.random.default_rng(0).standard_normal(image.size)
+    out = net.out(x, first)
+    assert net.evals == 0
+    np.testing.assert_array_equal(out["mean"], net.diffusion.posterior_mean_coef2[first] * x)
+    np.testing.assert_array_equal(out["variance"], np.full(x.size, net.diffusion.posterior_variance[first]))
+    assert not out["pred_xstart"].any()
+    net.out(x, first - 1)
+    assert net.evals == 1
+    old = Container.from_bytes(before.data, tinyrgb.keys)
+    assert old.header.network == "float32/tile16/halo4/scales2t16-4t28"
+    assert psnr(decode_container(tinyrgb, old).image, image) == pytest.approx(before.psnr, abs=1e-9)

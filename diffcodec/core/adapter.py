@@ -65,11 +65,13 @@ class NetworkAdapter:
         """p_theta(x_{i-1} | x_i) at chain index i: mean, variance and pred_xstart (x0_hat)."""
         import torch
 
+        t_net = int(self.diffusion.timestep_map[i])     # the original timestep the network sees
+        f = scales.factor(self.scales, t_net)
+        if f == scales.BLANK:
+            return self._blank(x, i)
         t0 = time.perf_counter()
         xt = torch.from_numpy(x.reshape(1, *self.shape)).float().to(self.loaded.device)
         t = torch.full((1,), i, dtype=torch.long, device=xt.device)
-        t_net = int(self.diffusion.timestep_map[i])     # the original timestep the network sees
-        f = scales.factor(self.scales, t_net)
         with stage("network"), threads_for(x.size, xt.device), torch.no_grad():
             if f > 1:   # one call on x_t pooled by f (``core.scales``)
                 raw = torch.from_numpy(scales.coarse_output(
@@ -86,6 +88,12 @@ class NetworkAdapter:
         self.evals += 1
         self.seconds += time.perf_counter() - t0
         return {k: o.pop(k).double().cpu().numpy().ravel() for k in ("mean", "variance", "pred_xstart")}
+
+    def _blank(self, x: np.ndarray, i: int) -> dict:
+        """``out`` where the schedule makes no call (``scales.BLANK``): x0_hat = 0 and q's variance,
+        so the mean is posterior_mean_coef2 x_i, all in float64."""
+        return {"mean": self.posterior_mean(np.zeros_like(x), x, i),
+                "variance": np.full(x.size, self.posterior_variance(i)), "pred_xstart": np.zeros(x.size)}
 
     def _run(self, x, t):
         """The network's raw output in this format at x [1, C, H, W] and original timesteps t

@@ -18,7 +18,11 @@ signal-to-noise ratio, so t' = t and the pooled image is shown at a noise level 
 the network's x0_hat there is meaningless pooled or not (eval/README.md, "Coarse steps").
 
 A schedule is named like "2t400-4t700": factor 2 from original timestep 400 (0-based, what the
-network sees), 4 from 700; a model's ``inference`` section may name one of SCHEDULES.
+network sees), 4 from 700; a model's ``inference`` section may name one of SCHEDULES. A last tier
+of factor 0 ("0t999", BLANK) makes no call at all from its timestep: x0_hat = 0 and p's variance
+is q's (the posterior variance), so p_theta(x_{t-1} | x_t) = N(posterior_mean_coef2 x_t, beta~_t).
+At the cosine schedule's first step that costs 37% of the bits the network's meaningless x0_hat
+costs on the validation photos (eval/README.md, "A blank first step").
 """
 from __future__ import annotations
 
@@ -26,24 +30,28 @@ import re
 
 import numpy as np
 
-SCHEDULES = ("2t400-4t700",)   # photo's (eval/README.md, "Coarse steps")
+SCHEDULES = ("2t400-4t700", "2t400-4t700-0t999")   # photo's, before and now (eval/README.md)
+BLANK = 0                       # the factor of a tier that makes no network call (x0_hat = 0)
 
 
 def parse(name: str) -> tuple[tuple[int, int], ...]:
-    """((factor, first timestep), ...) of a schedule name, factors rising; ValueError if malformed."""
+    """((factor, first timestep), ...) of a schedule name, factors rising (BLANK, 0, counts as the
+    largest and may only come last); ValueError if malformed."""
     tiers = []
     for part in name.split("-") if name else ():
-        m = re.fullmatch(r"([2-9]|[1-9][0-9]+)t(0|[1-9][0-9]*)", part)
+        m = re.fullmatch(r"([02-9]|[1-9][0-9]+)t(0|[1-9][0-9]*)", part)
         if m is None:
             raise ValueError(f"bad scale schedule {name!r}")
         tiers.append((int(m[1]), int(m[2])))
-    if any(a[0] >= b[0] or a[1] >= b[1] for a, b in zip(tiers, tiers[1:])):
+    rank = [f or float("inf") for f, _ in tiers]
+    if any(a >= b for a, b in zip(rank, rank[1:])) or any(a[1] >= b[1] for a, b in zip(tiers, tiers[1:])):
         raise ValueError(f"bad scale schedule {name!r}: factors and timesteps must rise")
     return tuple(tiers)
 
 
 def factor(tiers, t: int) -> int:
-    """The pooling factor of original timestep t under ``tiers`` (``parse``): 1 below the first."""
+    """The pooling factor of original timestep t under ``tiers`` (``parse``): 1 below the first,
+    BLANK (0) where no call is made."""
     f = 1
     for k, start in tiers:
         if t >= start:
