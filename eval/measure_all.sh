@@ -22,6 +22,10 @@ PH=${PHOTOS:-../shared/data/photos}
 VAL=eval/data/val768                 # validation photos 045-049, long side 768 (eval/make_fullsize.py)
 KODAK=${KODAK:-}                     # the 24 Kodak images (held out, reporting only; not in the repository)
 S=eval/studies
+kodak_copy() {   # kodak_copy DIR NN...: each named Kodak image into DIR (PNG, or a lossless WebP copy)
+  local d=$1 n e; shift
+  for n; do for e in png webp; do [ -f "$KODAK/kodim$n.$e" ] && { cp "$KODAK/kodim$n.$e" "$d/"; break; }; done; done
+}
 mkdir -p "$OUT" "$SOUT"
 export OMP_NUM_THREADS=1
 
@@ -92,14 +96,14 @@ export OMP_NUM_THREADS=1
   python eval/progressive_decoding.py "$OUT/example_photo.dfc" models/photo/example.png -o "$OUT/progressive_decoding_photo.png"
   if [ -n "$KODAK" ]; then
     python eval/baselines_lossless.py --model photo --data "$KODAK" --tile 0 > "$OUT/lossless_photo_kodak.txt"
-    k6=$(mktemp -d) && cp "$KODAK"/kodim0[1-6].webp "$k6/"   # the bound costs 100 network calls per photo: six photos
+    k6=$(mktemp -d) && kodak_copy "$k6" 01 02 03 04 05 06   # the bound costs 100 network calls per photo: six photos
     python eval/baselines_lossless.py --model photo --data "$k6" --tile 0 > "$OUT/lossless_photo_kodak6.txt"
     diffcodec bpd --model photo --data "$k6" --tile 0 --steps "@$OUT/steps_photo_fit100.txt" --batch-size 1 --json "$OUT/bpd_photo_kodak6_fit100.json"
     rm -rf "$k6"
     diffcodec eval rd --model photo --data "$KODAK" --tile 256 --limit 5 --codecs rcc,jpeg,webp,avif,jxl,jpeg2000 --anchor jpeg -o "$OUT/rd_kodak256"
     python eval/bd_table.py "$OUT/rd_kodak256" --anchor avif > "$OUT/rd_kodak256/bd_vs_avif.txt"
     python eval/bd_table.py "$OUT/rd_kodak256" --anchor avif --range 28 42 >> "$OUT/rd_kodak256/bd_vs_avif.txt"
-    d=$(mktemp -d) && cp "$KODAK/kodim01.webp" "$KODAK/kodim02.webp" "$d/" \
+    d=$(mktemp -d) && kodak_copy "$d" 01 02 \
       && diffcodec eval rd --model photo --data "$d" --tile 0 --codecs rcc,jpeg,webp,avif,jxl --anchor avif -o "$OUT/rd_kodak_full2" \
       && python eval/baselines_lossless.py --model photo --data "$d" --tile 0 > "$OUT/lossless_photo_kodak2.txt" \
       && diffcodec bpd --model photo --data "$d" --tile 0 --steps "@$OUT/steps_photo_fit100.txt" --batch-size 1 --json "$OUT/bpd_photo_kodak2_fit100_tiles.json"
@@ -155,6 +159,7 @@ python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --json "$O
 python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --json "$OUT/bench_codec_s25.json" --plot "$OUT/bench_codec_s25.png" > "$OUT/bench_codec_s25.log"
 python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_codec_12mp_s25.json" --plot "$OUT/bench_codec_12mp_s25.png" > "$OUT/bench_codec_12mp_s25.log"
 for size in 64x64 128x128 256x256 768x512; do python eval/studies/coarse_steps.py --size $size --json "$SOUT/coarse_steps_${size%%x*}.json" > "$SOUT/coarse_steps_${size%%x*}.txt"; done
+python eval/studies/first_step.py --out "$SOUT/first_step.txt"
 python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --json "$OUT/bench_codec_s28.json" --plot "$OUT/bench_codec_s28.png" > "$OUT/bench_codec_s28.log"
 python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_codec_12mp_s28.json" --plot "$OUT/bench_codec_12mp_s28.png" > "$OUT/bench_codec_12mp_s28.log"
 # on a CPU with AVX2 alone (no bfloat16 kernels; float32 is the encoder's format there), with

@@ -225,17 +225,33 @@ def test_the_model_is_the_key_that_passes_the_first_check():
     assert cut.layers == [] and cut.header.model_name == "" and cut.header.model_key == b""
 
 
-def test_an_encoder_settles_a_check_that_would_be_ambiguous():
-    """The first check passes a wrong key or network format once in 65536 tries, so a file of a
-    size with six formats is ambiguous about once in 13000. ``settled`` writes such a file with a
-    redundant byte in its layer table's first varint (another header, another check), which then
-    reads back to its model and format alone, with the same header and layers; a file that reads
-    back already is left as it is. The CRC is affine, so whether two keys' checks agree depends on
-    the keys and on the length of what follows them, not on its bytes: found here by search over
-    layer lengths, one whose check also passes another format of the same model, and one whose
-    check passes another model's key."""
+def _lengths_whose_check_also_passes(base, keys, network):
+    """{other key label: the first layer length (zeros) whose check, keyed with ``keys[network]``,
+    also passes that key}: found by search, as the CRC is affine (whether two keys' checks agree
+    depends on the keys and on the length of what follows them, not on its bytes)."""
     import zlib
 
+    head = base.to_bytes()[:base.header_size() - 2]
+    running = {name: zlib.crc32(key + head) for name, key in keys.items()}
+    found = {}
+    for length in range(1, 1 << 21):
+        running = {name: zlib.crc32(b"\0", c) for name, c in running.items()}
+        for name, c in running.items():
+            if name != network and c & 0xFFFF == running[network] & 0xFFFF:
+                found.setdefault(name, length)
+        if len(found) == len(keys) - 1:
+            break
+    return found
+
+
+def test_an_encoder_settles_a_check_that_would_be_ambiguous():
+    """The first check passes a wrong key or network format once in 65536 tries, so a file of a
+    size with eight formats is ambiguous about once in 9400. ``settled`` writes such a file with a
+    redundant byte in its layer table's first varint (another header, another check), which then
+    reads back to its model and format alone, with the same header and layers; a file that reads
+    back already is left as it is. Found by search over layer lengths: a check that also passes
+    another format of the same era (refused), one of an earlier era (which a reader would take:
+    readers prefer the earliest era, so the encoder must settle this too), and another model's key."""
     from diffcodec.container.format import network_key
     from diffcodec.core import precision
 
@@ -243,23 +259,19 @@ def test_an_encoder_settles_a_check_that_would_be_ambiguous():
     base = make(layers=((9, b""),), height=256, width=256, channels=3, backend="rcc",
                 steps_spec=registry.get("rcc").steps_for(3 * 256 * 256), seed=0, lossless=False, network=network)
     formats = precision.decoder_formats(256, 256)
-    assert network in formats and len(formats) == 8
-    head = base.to_bytes()[:base.header_size() - 2]
+    assert network in formats and len(formats) == 8 and precision.era(network) == 1
     keys = {f: network_key(KEY, f) for f in formats}
     keys["other"] = network_key(KEYS["other"], network)
-    running = {name: zlib.crc32(key + head) for name, key in keys.items()}
-    found = {}
-    for length in range(1, 1 << 20):
-        running = {name: zlib.crc32(b"\0", c) for name, c in running.items()}
-        for name, c in running.items():
-            if name != network and c & 0xFFFF == running[network] & 0xFFFF:
-                found.setdefault("model" if name == "other" else "format", bytes(length))
-        if len(found) == 2:
-            break
-    for kind, data in found.items():
-        c = replace(base, layers=[Layer(9, data)])
-        with pytest.raises(FormatError, match="several network formats" if kind == "format" else "several models"):
-            Container.from_bytes(c.to_bytes(), KEYS)
+    lengths = _lengths_whose_check_also_passes(base, keys, network)
+    found = {"model": lengths["other"], "format": lengths["bfloat16/tile128/halo4/scales2t400-4t700-0t999"],
+             "earlier": min(n for f, n in lengths.items() if f in formats and precision.era(f) == 0)}
+    for kind, length in found.items():
+        c = replace(base, layers=[Layer(9, bytes(length))])
+        if kind == "earlier":
+            assert Container.from_bytes(c.to_bytes(), KEYS).header.network != network
+        else:
+            with pytest.raises(FormatError, match="several network formats" if kind == "format" else "several models"):
+                Container.from_bytes(c.to_bytes(), KEYS)
         settled = c.settled(KEYS)
         assert settled.pad >= 1 and len(settled.to_bytes()) == len(c.to_bytes()) + settled.pad
         back = Container.from_bytes(settled.to_bytes(), KEYS)
@@ -267,10 +279,31 @@ def test_an_encoder_settles_a_check_that_would_be_ambiguous():
         assert back.pad == settled.pad and back.to_bytes() == settled.to_bytes()   # kept when rewritten
         with pytest.raises(ValueError, match="its own model"):       # keys without the file's own
             c.settled({"other": KEYS["other"]})
-    assert set(found) == {"model", "format"}
     plain = replace(base, layers=[Layer(9, b"plain")])
     assert Container.from_bytes(plain.to_bytes(), KEYS).header == plain.header
     assert plain.settled(KEYS).pad == 0 and plain.settled(KEYS).to_bytes() == plain.to_bytes()
+
+
+def test_a_file_from_before_a_format_was_added_reads_as_made():
+    """A file settled against the formats of its time (here: before the blank schedule, era 0) may
+    also pass a format added since; the reader takes the one of the earliest era. Formats of one
+    era that both pass are still refused."""
+    from diffcodec.container.format import network_key
+    from diffcodec.core import precision
+
+    network = "float32/tile128/halo4/scales2t400-4t700"
+    base = make(layers=((9, b""),), height=256, width=256, channels=3, backend="rcc",
+                steps_spec=registry.get("rcc").steps_for(3 * 256 * 256), seed=0, lossless=False, network=network)
+    formats = precision.decoder_formats(256, 256)
+    assert precision.era(network) == 0
+    keys = {f: network_key(KEY, f) for f in formats}
+    lengths = _lengths_whose_check_also_passes(base, keys, network)
+    newer = [n for f, n in lengths.items() if precision.era(f) == 1]
+    older = [n for f, n in lengths.items() if precision.era(f) == 0]
+    c = replace(base, layers=[Layer(9, bytes(min(newer)))])
+    assert Container.from_bytes(c.to_bytes(), KEYS).header == c.header
+    with pytest.raises(FormatError, match="several network formats"):
+        Container.from_bytes(replace(base, layers=[Layer(9, bytes(min(older)))]).to_bytes(), KEYS)
 
 
 def test_an_encoder_checks_its_file_against_every_registered_model(monkeypatch):

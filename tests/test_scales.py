@@ -170,6 +170,9 @@ def test_a_blank_first_step_makes_no_call_and_old_files_still_decode(tinyrgb, mo
     assert not out["pred_xstart"].any()
     net.out(x, first - 1)
     assert net.evals == 1
+    one = NetworkAdapter(tinyrgb, "1", image.shape, res.header.network)   # the step to x_0 always calls
+    assert one.num_steps == 1 and int(one.diffusion.timestep_map[0]) == 39
+    assert one.out(x, 0)["pred_xstart"].any() and one.evals == 1
     old = Container.from_bytes(before.data, tinyrgb.keys)
     assert old.header.network == "float32/tile16/halo4/scales2t16-4t28"
     assert psnr(decode_container(tinyrgb, old).image, image) == pytest.approx(before.psnr, abs=1e-9)

@@ -42,9 +42,11 @@ tiled), as the one key and format (of those its caller passes: the registered mo
 model it is given) that make the check pass; the decoder then runs the network in that format,
 which the pixels it decodes depend on. A file made with other weights fails it like a damaged one,
 with odds of 1 in 65536 per format tried: two per model when both sides are at most 128 pixels,
-six otherwise (the photo model's tiles of 128, with and without its scale schedule), eight above
-1024 x 1024 (``core.precision.decoder_formats``). An encoder makes sure its file's check passes
-its model and format alone among the registered models (``Container.settled``). A 28x28 file of
+eight otherwise (the photo model's tiles of 128, with and without each of its scale schedules),
+ten above 1024 x 1024 (``core.precision.decoder_formats``). An encoder makes sure its file's
+check passes its model and format alone among the registered models (``Container.settled``);
+where one model passes in several formats, the reader takes the one of the earliest era if it
+is alone there (``core.precision.era``: formats added since a file was made can pass by chance). A 28x28 file of
 the fmnist model at default settings has a header of 4 bytes for one layer, 8 for two and 3 more
 per further layer (one to four more in the rare file ``settled`` pads). A one-layer file has no
 stored length, so a cut (or bytes appended) is caught by its CRC-16 alone: all but about 1 in
@@ -397,10 +399,16 @@ def _identify(header: Header, head: bytes, first: bytes, check: bytes, one_layer
             raise ValueError("Container.from_bytes needs the models' keys: pass keys or registered")
         keys = registered()
     found = _passing(keys, head, first, check, header)
+    if len(found) > 1 and len({n for n, _ in found}) == 1:
+        # an encoder settles its file against the formats of its time (``settled``), so of one
+        # model's passing formats, the one of the earliest era is the file's if it is alone there
+        eras = [precision.era(f) for _, f in found]
+        if eras.count(min(eras)) == 1:
+            found = [found[eras.index(min(eras))]]
     if len(found) == 1:
         name, network = found[0]
         return replace(header, model_name=name, model_key=keys[name], network=network)
-    if found and len({n for n, _ in found}) == 1:   # by chance; this encoder settles its files (``settled``)
+    if found and len({n for n, _ in found}) == 1:   # by chance, in formats of one era
         raise FormatError(f"the file's check fits model {found[0][0]!r} in several network formats "
                           f"({', '.join(f for _, f in found)}), so it cannot say which to decode with")
     if found:

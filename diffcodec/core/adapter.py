@@ -67,7 +67,7 @@ class NetworkAdapter:
 
         t_net = int(self.diffusion.timestep_map[i])     # the original timestep the network sees
         f = scales.factor(self.scales, t_net)
-        if f == scales.BLANK:
+        if f == scales.BLANK and i > 0:     # the step to x_0 always calls the network
             return self._blank(x, i)
         t0 = time.perf_counter()
         xt = torch.from_numpy(x.reshape(1, *self.shape)).float().to(self.loaded.device)

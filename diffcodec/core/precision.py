@@ -22,7 +22,7 @@
   it uses the model's tiling (smaller images gain nothing from the wider view and lose a little:
   eval/README.md, "Coarse steps"), and the format's name ends in "/scales<schedule>"
   ("bfloat16/tile128/halo4/scales2t400-4t700"). A decoder tries each such tiled format with and
-  without each schedule.
+  without each schedule. A schedule's last tier may be blank (no call: ``core.scales.BLANK``).
 - rcc's candidate scores (encoder-only: the decoder never computes one): bfloat16 on images above
   BF16_MIN_DIMS where it is native, else float32 (``score_dtype``).
 """
@@ -143,6 +143,15 @@ def decoder_formats(height: int, width: int) -> tuple[str, ...]:
     plain = NETWORK_FORMATS + tuple(network_format(n, *t) for t in tilings for n in NETWORK_FORMATS)
     return plain + tuple(network_format(n, *t, s) for s in _scales.SCHEDULES for t in tilings if t in TILINGS
                          for n in NETWORK_FORMATS)
+
+
+def era(network: str) -> int:
+    """When readers began to try this format: 0 for those tried when encoders began to settle their
+    files (``Container.settled``, 2026-12-07), else the index of its scale schedule in
+    ``scales.SCHEDULES`` (schedules are only ever appended). A file is settled against every format
+    of its era and before, so only a format of a later era can also pass its check by chance."""
+    schedule = parse(network).scales
+    return _scales.SCHEDULES.index(schedule) if schedule in _scales.SCHEDULES else 0
 
 
 def dtype(network: str):

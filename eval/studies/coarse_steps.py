@@ -85,6 +85,8 @@ def schedule_rate(rec: dict, schedule: str, target: float = 38.0) -> tuple[float
     """(bits per pixel to ``target`` dB, at full rate, network calls of a decode to ``target`` in
     full-resolution calls) of one image's steps under a schedule ("" for none)."""
     tiers = scales.parse(schedule)
+    if any(f == scales.BLANK for f, _ in tiers):
+        raise ValueError(f"{schedule}: blank tiers are measured by first_step.py")
     fs = [scales.factor(tiers, t) for t in rec["t"]]
     bits = np.array([rec["bits"][f][k] for k, f in enumerate(fs)])
     ps = np.array(rec["psnr"])
