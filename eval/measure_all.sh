@@ -92,6 +92,9 @@ export OMP_NUM_THREADS=1
   # whole photos: the validation set, and the held-out Kodak set when KODAK names its folder
   python eval/baselines_lossless.py --model photo --data "$VAL" --tile 0 > "$OUT/lossless_photo_val768.txt"
   diffcodec bpd --model photo --data "$VAL" --tile 0 --steps "@$OUT/steps_photo_fit100.txt" --batch-size 1 --json "$OUT/bpd_photo_val768_fit100.json"
+  v3=$(mktemp -d) && cp "$VAL"/04[579].png "$v3/" \
+    && diffcodec eval rd --model photo --data "$v3" --tile 0 --codecs rcc,jpeg,webp,avif,jxl --anchor avif -o "$OUT/rd_val3"
+  rm -rf "$v3"
   diffcodec encode models/photo/example.png -o "$OUT/example_photo.dfc" --force
   python eval/progressive_decoding.py "$OUT/example_photo.dfc" models/photo/example.png -o "$OUT/progressive_decoding_photo.png"
   if [ -n "$KODAK" ]; then
