@@ -46,9 +46,9 @@ eight otherwise (the photo model's tiles of 128, with and without each of its sc
 ten above 1024 x 1024 (``core.precision.decoder_formats``). An encoder makes sure its file's
 check passes its model and format alone among the registered models (``Container.settled``);
 where one model passes in several formats, the reader takes the one of the earliest era if it
-is alone there (``core.precision.era``: formats added since a file was made can pass by chance). A 28x28 file of
-the fmnist model at default settings has a header of 4 bytes for one layer, 8 for two and 3 more
-per further layer (one to four more in the rare file ``settled`` pads). A one-layer file has no
+is alone there (``core.precision.era``: formats added since a file was made can pass by chance).
+A 28x28 file of the fmnist model at default settings has a header of 4 bytes for one layer, 8
+for two and 3 more per further layer (one to four more in the rare file ``settled`` pads). A one-layer file has no
 stored length, so a cut (or bytes appended) is caught by its CRC-16 alone: all but about 1 in
 65536 cuts.
 

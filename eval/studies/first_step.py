@@ -35,11 +35,11 @@ def first_steps(loaded, image: np.ndarray, steps: str, seed: int = 0) -> list[fl
     at the second, in bits per pixel."""
     C, H, W = image.shape
     fmt = precision.encoder_network(loaded.device, image.shape, None, loaded.tiling, loaded.scales)
-    tiers = scales.parse(precision.parse(fmt).scales)
+    num = precision.parse(fmt)
+    tiers = scales.parse(num.scales)
     if not tiers or tiers[-1][0] != scales.BLANK:
         raise SystemExit(f"{loaded.name}'s format at {W}x{H}, {fmt}, has no blank tier")
     without = "-".join(f"{f}t{t}" for f, t in tiers[:-1])
-    num = precision.parse(fmt)
     net = NetworkAdapter(loaded, steps, image.shape, precision.network_format(num.number, num.tile, num.halo, without))
     blank = NetworkAdapter(loaded, steps, image.shape, fmt)
     x0 = to_model(image).ravel()
@@ -78,7 +78,7 @@ def main():
                          + " ".join(f"{v:.5f}" for v in rows[-1][3:]))
         m = np.mean(rows, axis=0)
         lines.append(f"{size} mean | " + " ".join(f"{v:.5f}" for v in m[:3]) + "  | " + " ".join(f"{v:.5f}" for v in m[3:])
-                     + f"   (chain {steps}, network {precision.encoder_network(loaded.device, image.shape)};"
+                     + f"   (chain {steps}, network {precision.encoder_format(loaded.device, image.size)};"
                      f" blank / network at the first step {m[2] / m[0]:.2f})")
         print("\n".join(lines[-len(rows) - 1:]), flush=True)
     if args.out:
