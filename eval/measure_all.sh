@@ -163,6 +163,7 @@ python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --json "$O
 python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_codec_12mp_s25.json" --plot "$OUT/bench_codec_12mp_s25.png" > "$OUT/bench_codec_12mp_s25.log"
 for size in 64x64 128x128 256x256 768x512; do python eval/studies/coarse_steps.py --size $size --json "$SOUT/coarse_steps_${size%%x*}.json" > "$SOUT/coarse_steps_${size%%x*}.txt"; done
 python eval/studies/first_step.py --out "$SOUT/first_step.txt"
+python eval/studies/variance_scale.py --out "$SOUT/variance_scale.txt"
 python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --json "$OUT/bench_codec_s28.json" --plot "$OUT/bench_codec_s28.png" > "$OUT/bench_codec_s28.log"
 python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_codec_12mp_s28.json" --plot "$OUT/bench_codec_12mp_s28.png" > "$OUT/bench_codec_12mp_s28.log"
 # on a CPU with AVX2 alone (no bfloat16 kernels; float32 is the encoder's format there), with

@@ -246,7 +246,7 @@ def _lengths_whose_check_also_passes(base, keys, network):
 
 def test_an_encoder_settles_a_check_that_would_be_ambiguous():
     """The first check passes a wrong key or network format once in 65536 tries, so a file of a
-    size with eight formats is ambiguous about once in 9400. ``settled`` writes such a file with a
+    size with ten formats is ambiguous about once in 7300. ``settled`` writes such a file with a
     redundant byte in its layer table's first varint (another header, another check), which then
     reads back to its model and format alone, with the same header and layers; a file that reads
     back already is left as it is. Found by search over layer lengths: a check that also passes
@@ -255,16 +255,16 @@ def test_an_encoder_settles_a_check_that_would_be_ambiguous():
     from diffcodec.container.format import network_key
     from diffcodec.core import precision
 
-    network = "float32/tile128/halo4/scales2t400-4t700-0t999"
+    network = "float32/tile128/halo4/scales2t400-4t700-0t999-v"
     base = make(layers=((9, b""),), height=256, width=256, channels=3, backend="rcc",
                 steps_spec=registry.get("rcc").steps_for(3 * 256 * 256), seed=0, lossless=False, network=network)
     formats = precision.decoder_formats(256, 256)
-    assert network in formats and len(formats) == 8 and precision.era(network) == 1
+    assert network in formats and len(formats) == 10 and precision.era(network) == 2
     keys = {f: network_key(KEY, f) for f in formats}
     keys["other"] = network_key(KEYS["other"], network)
     lengths = _lengths_whose_check_also_passes(base, keys, network)
-    found = {"model": lengths["other"], "format": lengths["bfloat16/tile128/halo4/scales2t400-4t700-0t999"],
-             "earlier": min(n for f, n in lengths.items() if f in formats and precision.era(f) == 0)}
+    found = {"model": lengths["other"], "format": lengths["bfloat16/tile128/halo4/scales2t400-4t700-0t999-v"],
+             "earlier": min(n for f, n in lengths.items() if f in formats and precision.era(f) < 2)}
     for kind, length in found.items():
         c = replace(base, layers=[Layer(9, bytes(length))])
         if kind == "earlier":
@@ -298,7 +298,7 @@ def test_a_file_from_before_a_format_was_added_reads_as_made():
     assert precision.era(network) == 0
     keys = {f: network_key(KEY, f) for f in formats}
     lengths = _lengths_whose_check_also_passes(base, keys, network)
-    newer = [n for f, n in lengths.items() if precision.era(f) == 1]
+    newer = [n for f, n in lengths.items() if precision.era(f) >= 1]
     older = [n for f, n in lengths.items() if precision.era(f) == 0]
     c = replace(base, layers=[Layer(9, bytes(min(newer)))])
     assert Container.from_bytes(c.to_bytes(), KEYS).header == c.header

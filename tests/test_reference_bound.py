@@ -101,9 +101,9 @@ def recording_network(mp):
 
     calls, out = [], NetworkAdapter.out
 
-    def recording(self, x, i):
+    def recording(self, x, i, scale=1.0):
         calls.append((i, np.array(x, np.float64)))
-        return out(self, x, i)
+        return out(self, x, i, scale)
 
     mp.setattr(NetworkAdapter, "out", recording)
     return calls

@@ -3,6 +3,8 @@ timestep whose signal-to-noise ratio the pooled image has, the raw output that s
 network at full resolution, and files coded with a model that names a schedule."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -50,6 +52,76 @@ def test_a_blank_tier_comes_last_and_makes_no_call_from_its_timestep():
     for s in scales.SCHEDULES:
         assert "bfloat16/tile128/halo4/scales" + s in precision.decoder_formats(512, 768)
     InferenceConfig(tile=128, halo=4, scales="2t400-4t700-0t999").validate()
+
+
+def test_a_schedule_may_end_in_a_rescale():
+    assert scales.parse("2t400-4t700-0t999-v") == ((2, 400), (4, 700), (scales.BLANK, 999))
+    assert scales.rescales("2t400-4t700-0t999-v") and not scales.rescales("2t400-4t700-0t999")
+    assert scales.parse("v") == () and scales.rescales("v") and not scales.rescales("")
+    for bad in ("v-2t400", "2t400-v-4t700", "2t400-vv", "2t400v", "2t400-v-v"):
+        with pytest.raises(ValueError):
+            scales.parse(bad)
+    assert precision.parse("float32/tile128/halo4/scales2t400-4t700-0t999-v").scales == "2t400-4t700-0t999-v"
+    assert precision.era("float32/tile128/halo4/scales2t400-4t700-0t999-v") == 2
+    InferenceConfig(tile=128, halo=4, scales="2t400-4t700-0t999-v").validate()
+
+
+def test_the_residual_scale_is_the_mean_standardised_square_and_a_sample_of_p_keeps_it():
+    """r_i = r_{i+1} mean((x_i - mu)^2 / variance) over blocks of RESIDUAL_BLOCK values, clipped;
+    x_i drawn from p itself gives r_{i+1} back (to sampling error), a narrower draw a smaller r."""
+    from diffcodec.core import adapter
+
+    rng = np.random.default_rng(0)
+    D = 3 * adapter.RESIDUAL_BLOCK // 2 + 7      # more than one block, and a partial one
+    before = {"mean": rng.standard_normal(D), "variance": rng.uniform(0.5, 2.0, D), "scale": 0.9}
+    x = before["mean"] + 0.8 * np.sqrt(before["variance"]) * rng.standard_normal(D)
+    direct = 0.9 * np.mean((x - before["mean"]) ** 2 / before["variance"])
+    assert adapter.residual_scale(x, before) == pytest.approx(direct, rel=1e-12)
+    assert adapter.residual_scale(x, before) == pytest.approx(0.9 * 0.64, rel=0.01)
+    x = before["mean"] + np.sqrt(before["variance"]) * rng.standard_normal(D)
+    assert adapter.residual_scale(x, before) == pytest.approx(0.9, rel=0.01)
+    assert adapter.residual_scale(before["mean"], before) == adapter.RESCALE_RANGE[0]
+    assert adapter.residual_scale(before["mean"] + 100.0, before) == adapter.RESCALE_RANGE[1]
+
+
+def test_rescaled_variances_change_the_chain_and_old_files_still_decode(tinyrgb, monkeypatch):
+    """With a schedule that ends in "v" each step's variance after the first is the network's times
+    the previous step's residual scale: the file names the schedule and decodes to the encoder's
+    pixels, the same file decoded without the rescale moves pixels, and a file made before (the
+    schedule without "v") still decodes as made. Decoded on this thread count alone: the tiny
+    model's 1x1 convolution from 16 channels to 8 sums in a thread-dependent order on an AVX2 CPU
+    (eval/README.md, "A CPU without bfloat16"), and the rescaled chain turned that drift into a
+    moved pixel there; the shipped photo model's thread check is eval/studies/precision_drift.py."""
+    image = _image(40, 64)
+    monkeypatch.setattr(precision, "TILINGS", ((16, 4),))
+    monkeypatch.setattr(scales, "SCHEDULES", ("2t16-4t28", "2t16-4t28-0t39", "2t16-4t28-0t39-v"))
+    for name, value in (("tile", 16), ("halo", 4), ("scales", "2t16-4t28-0t39")):
+        monkeypatch.setattr(tinyrgb.config.inference, name, value)
+    before = encode_image(tinyrgb, image, backend="rcc", quality=100, precision="float32")
+    monkeypatch.setattr(tinyrgb.config.inference, "scales", "2t16-4t28-0t39-v")
+    seen = []
+    scale_after = NetworkAdapter.scale_after
+    monkeypatch.setattr(NetworkAdapter, "scale_after",
+                        lambda self, x, out: seen.append(scale_after(self, x, out)) or seen[-1])
+    res = encode_image(tinyrgb, image, backend="rcc", quality=100, precision="float32")
+    new = Container.from_bytes(res.data, tinyrgb.keys)
+    assert new.header.network == "float32/tile16/halo4/scales2t16-4t28-0t39-v"
+    decoded = decode_container(tinyrgb, new).image
+    assert psnr(decoded, image) == pytest.approx(res.psnr, abs=1e-9)
+    assert len(seen) > 1 and any(abs(r - 1.0) > 1e-3 for r in seen)
+    assert res.net_evals == before.net_evals
+    assert [r.kl_model_bits for r in before.records] != [r.kl_model_bits for r in res.records]
+    net = NetworkAdapter(tinyrgb, None, image.shape, res.header.network)
+    x = np.random.default_rng(0).standard_normal(image.size)
+    plain, scaled = net.out(x, 5), net.out(x, 5, 0.75)
+    np.testing.assert_array_equal(scaled["variance"], 0.75 * plain["variance"])
+    np.testing.assert_array_equal(scaled["mean"], plain["mean"])
+    assert plain["scale"] == 1.0 and scaled["scale"] == 0.75
+    unscaled = replace(new, header=replace(new.header, network="float32/tile16/halo4/scales2t16-4t28-0t39"))
+    assert not np.array_equal(decode_container(tinyrgb, unscaled).image, decoded)
+    old = Container.from_bytes(before.data, tinyrgb.keys)
+    assert old.header.network == "float32/tile16/halo4/scales2t16-4t28-0t39"
+    assert psnr(decode_container(tinyrgb, old).image, image) == pytest.approx(before.psnr, abs=1e-9)
 
 
 def test_pooling_averages_blocks_and_upsampling_is_bilinear():

@@ -91,12 +91,15 @@ def test_network_format_names():
                                                    "float32/tile128/halo4/scales2t400-4t700",
                                                    "bfloat16/tile128/halo4/scales2t400-4t700",
                                                    "float32/tile128/halo4/scales2t400-4t700-0t999",
-                                                   "bfloat16/tile128/halo4/scales2t400-4t700-0t999")
-    assert len(precision.decoder_formats(3000, 4000)) == 10
+                                                   "bfloat16/tile128/halo4/scales2t400-4t700-0t999",
+                                                   "float32/tile128/halo4/scales2t400-4t700-0t999-v",
+                                                   "bfloat16/tile128/halo4/scales2t400-4t700-0t999-v")
+    assert len(precision.decoder_formats(3000, 4000)) == 12
     assert {"float32/tile512", "bfloat16/tile128/halo4"} <= set(precision.decoder_formats(3000, 4000))
     key = bytes(32)
     names = ("float32", "float32/tile512", "bfloat16", "bfloat16/tile512", "bfloat16/tile128/halo4",
-             "bfloat16/tile128/halo4/scales2t400-4t700", "bfloat16/tile128/halo4/scales2t400-4t700-0t999")
+             "bfloat16/tile128/halo4/scales2t400-4t700", "bfloat16/tile128/halo4/scales2t400-4t700-0t999",
+             "bfloat16/tile128/halo4/scales2t400-4t700-0t999-v")
     assert len({network_key(key, n) for n in names}) == len(names)
 
 

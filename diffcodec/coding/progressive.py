@@ -100,19 +100,21 @@ def _open_chain(loaded, steps, shape, network: str, error=UserError) -> NetworkA
         raise error(str(e)) from None
 
 
-def _send_step(model: NetworkAdapter, coder, ctx: StepContext, mu_q: np.ndarray, image: np.ndarray):
-    """Code one step x_i -> x_{i-1} (i = ctx.step). -> (record, ops, x_{i-1}, network output there)."""
+def _send_step(model: NetworkAdapter, coder, ctx: StepContext, mu_q: np.ndarray, image: np.ndarray,
+               before: dict):
+    """Code one step x_i -> x_{i-1} (i = ctx.step) of p_theta ``before`` (``model.out`` at i).
+    -> (record, ops, x_{i-1}, network output there)."""
     t0 = time.perf_counter()
     i = ctx.step
     kl_model = float(gaussian_kl_bits(mu_q, ctx.var_q, ctx.mu_p, ctx.var_p).sum())
     ops, x, kl = coder.encode(ctx, mu_q)
-    out = model.out(x, i - 1)
+    out = model.out(x, i - 1, model.scale_after(x, before))
     rec = StepRecord(i, model.paper_t(i - 1), sum(info_bits(o) for o in ops), kl,
                      psnr(to_pixels(out["pred_xstart"]), image.ravel()), time.perf_counter() - t0, kl_model)
     return rec, ops, x, out
 
 
-def _lighter_final_step(model, coder, make_ctx, mu_q, image, target_psnr, full):
+def _lighter_final_step(model, coder, make_ctx, mu_q, image, target_psnr, full, before):
     """The cheapest of the coder's encoder-only lighter variants (``StepCoder.lighter``) whose step
     still brings x0_hat to ``target_psnr``, else ``full``: the chain's last step is coded only as far
     as the request needs, instead of overshooting it by a whole step. Bisects the variants (cheapest
@@ -121,7 +123,7 @@ def _lighter_final_step(model, coder, make_ctx, mu_q, image, target_psnr, full):
     lo, hi = 0, len(variants) - 1
     while lo <= hi:
         mid = (lo + hi) // 2
-        cand = _send_step(model, variants[mid], make_ctx(), mu_q, image)
+        cand = _send_step(model, variants[mid], make_ctx(), mu_q, image, before)
         if cand[0].psnr >= target_psnr:
             if cand[0].bits < best[0].bits:
                 best = cand
@@ -150,10 +152,11 @@ def _send_chain(model: NetworkAdapter, coder, image: np.ndarray, seed: int, stop
             return StepContext(i, seed, model.posterior_variance(i), out["mean"], out["variance"], state, model.shape)
         mu_q = model.posterior_mean(x0, x, i)
         out.pop("pred_xstart", None)    # read by the previous step's record; the step needs mu_p, var_p
-        rec, ops, x, out = _send_step(model, coder, context(), mu_q, image)
+        p_step = out
+        rec, ops, x, out = _send_step(model, coder, context(), mu_q, image, p_step)
         if refine and rec.psnr >= target_psnr:
             rec, ops, x, out = _lighter_final_step(model, coder, lambda: context(copy.deepcopy(before)),
-                                                   mu_q, image, target_psnr, (rec, ops, x, out))
+                                                   mu_q, image, target_psnr, (rec, ops, x, out), p_step)
         records.append(rec)
         step_ops.append(ops)
         if progress:
@@ -320,8 +323,9 @@ def decode_container(loaded, container: Container, layers: int | None = None,
             if not np.all(np.isfinite(x)):
                 raise FormatError(f"layer {used + 1} decodes to invalid values: the file is corrupt")
             i -= 1
+            scale = model.scale_after(x, out)
             del ctx, out    # free the previous output before the network computes the next
-            out = model.out(x, i)
+            out = model.out(x, i, scale)
             if progress:
                 progress(i)
             if on_step:

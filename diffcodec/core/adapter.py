@@ -20,6 +20,27 @@ from .allocator import keep_large_blocks
 
 RECONSTRUCTIONS = ("x0", "flow", "ancestral")
 SINGLE_THREAD_DIMS = 4096   # images up to this many values run the network on one CPU thread
+RESCALE_RANGE = (0.25, 4.0)  # the variance scale ``residual_scale`` gives is clipped to this range
+RESIDUAL_BLOCK = 1 << 20    # values per pass of ``residual_scale`` (its temporaries: 8 MB)
+
+
+def residual_scale(x: np.ndarray, before: dict) -> float:
+    """r_i, the variance scale of chain index i (``core.scales.RESCALE``): the mean over the D
+    dimensions of (x_i - mu_{i+1})^2 / (sigma^2_{i+1} / r_{i+1}), where ``before`` is p_theta's
+    output at i + 1 (mean, variance, its own "scale" r_{i+1}) and x = x_i was drawn from it. A
+    sample of q there gives var_q + (mu_q - mu_p)^2 over the network's variance on average, the
+    scale that would have minimised the step's KL; a sample of p gives back r_{i+1}. Clipped to
+    RESCALE_RANGE. Summed in float64 in blocks of RESIDUAL_BLOCK values, so a large image needs no
+    temporaries of its size; both sides compute it from values they share, and it only moves
+    samples (the coded symbols never depend on p)."""
+    mean, variance = before["mean"], before["variance"]
+    total = 0.0
+    for a in range(0, x.size, RESIDUAL_BLOCK):
+        d = x[a:a + RESIDUAL_BLOCK] - mean[a:a + RESIDUAL_BLOCK]
+        d *= d
+        d /= variance[a:a + RESIDUAL_BLOCK]
+        total += float(d.sum())
+    return float(np.clip(before["scale"] * total / x.size, *RESCALE_RANGE))
 
 
 @contextlib.contextmanager
@@ -52,6 +73,7 @@ class NetworkAdapter:
         fmt = precision.parse(network)
         self.dtype, self.tile, self.halo = precision.dtype(network), fmt.tile, fmt.halo
         self.scales = scales.parse(fmt.scales)
+        self.rescale = scales.rescales(fmt.scales)
         self.alphas_cumprod = loaded.diffusion(None).alphas_cumprod if self.scales else None
         self.evals, self.seconds = 0, 0.0
         if self.loaded.device.type == "cpu":
@@ -61,8 +83,23 @@ class NetworkAdapter:
     def num_steps(self) -> int:
         return self.diffusion.num_timesteps
 
-    def out(self, x: np.ndarray, i: int) -> dict:
-        """p_theta(x_{i-1} | x_i) at chain index i: mean, variance and pred_xstart (x0_hat)."""
+    def out(self, x: np.ndarray, i: int, scale: float = 1.0) -> dict:
+        """p_theta(x_{i-1} | x_i) at chain index i: mean, variance, pred_xstart (x0_hat), and the
+        ``scale`` r_i its variance carries: 1 at the chain's first step, else ``scale_after`` the
+        previous step (1 but where the format rescales, ``core.scales.RESCALE``)."""
+        out = self._out(x, i)
+        out["scale"] = scale
+        if scale != 1.0:
+            out["variance"] *= scale
+        return out
+
+    def scale_after(self, x: np.ndarray, before: dict) -> float:
+        """The variance scale of the step from x_i, drawn from ``before`` (this adapter's ``out`` at
+        i + 1): ``residual_scale`` where the format rescales, else 1."""
+        return residual_scale(x, before) if self.rescale else 1.0
+
+    def _out(self, x: np.ndarray, i: int) -> dict:
+        """``out`` before any rescaling: the network's (or a blank tier's) p_theta."""
         import torch
 
         t_net = int(self.diffusion.timestep_map[i])     # the original timestep the network sees
@@ -141,7 +178,8 @@ def reconstruct(model: NetworkAdapter, x: np.ndarray, i: int, out: dict, how: st
     for j in range(i, 0, -1):
         if how == "flow":
             x = model.flow_step(x, j, out)
+            out = model.out(x, j - 1)
         else:
             x = out["mean"] + np.sqrt(out["variance"]) * normals(seed, PURPOSE_ANCESTRAL, j, x.size)
-        out = model.out(x, j - 1)
+            out = model.out(x, j - 1, model.scale_after(x, out))
     return out["pred_xstart"]

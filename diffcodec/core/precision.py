@@ -22,7 +22,8 @@
   it uses the model's tiling (smaller images gain nothing from the wider view and lose a little:
   eval/README.md, "Coarse steps"), and the format's name ends in "/scales<schedule>"
   ("bfloat16/tile128/halo4/scales2t400-4t700"). A decoder tries each such tiled format with and
-  without each schedule. A schedule's last tier may be blank (no call: ``core.scales.BLANK``).
+  without each schedule. A schedule's last tier may be blank (no call: ``core.scales.BLANK``), and
+  it may end in "v": variances rescaled by the previous step's residual (``core.scales.RESCALE``).
 - rcc's candidate scores (encoder-only: the decoder never computes one): bfloat16 on images above
   BF16_MIN_DIMS where it is native, else float32 (``score_dtype``).
 """
@@ -125,7 +126,7 @@ def parse(network: str) -> Network:
     """The parts of a network format name; ValueError for an unknown one. Any well-formed scale
     schedule parses (a study may try one); decoders try those of ``scales.SCHEDULES``."""
     number = "|".join(NETWORK_FORMATS)
-    m = re.fullmatch(rf"({number})(?:/tile([1-9][0-9]*)(?:/halo(0|[1-9][0-9]*))?)?(?:/scales([0-9t-]+))?",
+    m = re.fullmatch(rf"({number})(?:/tile([1-9][0-9]*)(?:/halo(0|[1-9][0-9]*))?)?(?:/scales([0-9tv-]+))?",
                      network)
     if m is None or (m[3] is not None and int(m[3]) == HALO):    # HALO's name has no "/halo"
         raise ValueError(f"unknown network format {network!r}")

@@ -23,6 +23,15 @@ of factor 0 ("0t999", BLANK) makes no call at all from its timestep: x0_hat = 0 
 is q's (the posterior variance), so p_theta(x_{t-1} | x_t) = N(posterior_mean_coef2 x_t, beta~_t).
 At the cosine schedule's first step that costs 37% of the bits the network's meaningless x0_hat
 costs on the validation photos (eval/README.md, "A blank first step").
+
+A schedule may end in "v" (RESCALE): from the second step on, p's variance is the network's times
+r_i, the previous step's realised residual (``core.adapter.residual_scale``). The network's
+learned variance is calibrated on its training crops and the full 1000-step chain; on the codec's
+respaced chains it is 2-8% too wide on photos, and at mid noise, where a step carries little, that
+is a large part of its rate. x_i was drawn from p_theta(x_i | x_{i+1}) coded against q, so
+mean_d (x_i - mu_{i+1})^2 / sigma^2_{i+1} measures how wide the variance should have been there
+(var_q + (mu_q - mu_p)^2 on average), and it changes slowly along the chain. Both sides compute it
+from what they share: no side information (eval/README.md, "Variance from the last step").
 """
 from __future__ import annotations
 
@@ -30,15 +39,20 @@ import re
 
 import numpy as np
 
-SCHEDULES = ("2t400-4t700", "2t400-4t700-0t999")   # photo's, before and now (eval/README.md)
+SCHEDULES = ("2t400-4t700", "2t400-4t700-0t999", "2t400-4t700-0t999-v")   # photo's, oldest first
 BLANK = 0                       # the factor of a tier that makes no network call (x0_hat = 0)
+RESCALE = "v"                   # a schedule's last part: variances rescaled by the last step's residual
 
 
 def parse(name: str) -> tuple[tuple[int, int], ...]:
     """((factor, first timestep), ...) of a schedule name, factors rising (BLANK, 0, counts as the
-    largest and may only come last); ValueError if malformed."""
+    largest and may only come last), without its RESCALE part (``rescales``); ValueError if
+    malformed."""
     tiers = []
-    for part in name.split("-") if name else ():
+    parts = name.split("-") if name else []
+    if rescales(name):
+        parts.pop()
+    for part in parts:
         m = re.fullmatch(r"([02-9]|[1-9][0-9]+)t(0|[1-9][0-9]*)", part)
         if m is None:
             raise ValueError(f"bad scale schedule {name!r}")
@@ -47,6 +61,12 @@ def parse(name: str) -> tuple[tuple[int, int], ...]:
     if any(a >= b for a, b in zip(rank, rank[1:])) or any(a[1] >= b[1] for a, b in zip(tiers, tiers[1:])):
         raise ValueError(f"bad scale schedule {name!r}: factors and timesteps must rise")
     return tuple(tiers)
+
+
+def rescales(name: str) -> bool:
+    """Whether a schedule name ends in RESCALE: each step's variance rescaled by the previous
+    step's residual."""
+    return name.split("-")[-1] == RESCALE
 
 
 def factor(tiers, t: int) -> int:

@@ -48,6 +48,17 @@ def crop(path: Path, width: int, height: int) -> np.ndarray:
     return make_image(str(path), width, height)
 
 
+def validation_args(doc: str) -> argparse.Namespace:
+    """The command line of a study over centre crops of the validation photos at several sizes:
+    --model, --sizes, --photos and --out (a results file)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--model", default="photo")
+    ap.add_argument("--sizes", default="256x256,768x512")
+    ap.add_argument("--photos", default="045,046,047,048,049")
+    ap.add_argument("--out", default="")
+    return ap.parse_args()
+
+
 def per_step(loaded, image: np.ndarray, steps: str, seed: int = 0) -> dict:
     """-> {"t": [...], "bits": {f: [...]}, "psnr": [...]}: for each step x_i -> x_{i-1}, the original
     timestep (0-based) the network sees at x_i, its KL in bits per pixel with the network pooled by

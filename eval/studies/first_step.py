@@ -12,14 +12,13 @@ the second step, where the network should win.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from coarse_steps import ROOT, crop  # noqa: E402
+from coarse_steps import ROOT, crop, validation_args  # noqa: E402
 
 from diffcodec.coding.base import gaussian_kl_bits  # noqa: E402
 from diffcodec.coding.progressive import default_steps  # noqa: E402
@@ -58,12 +57,7 @@ def first_steps(loaded, image: np.ndarray, steps: str, seed: int = 0) -> list[fl
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="photo")
-    ap.add_argument("--sizes", default="256x256,768x512")
-    ap.add_argument("--photos", default="045,046,047,048,049")
-    ap.add_argument("--out", default="")
-    args = ap.parse_args()
+    args = validation_args(__doc__)
     loaded = load_model(args.model)
     lines = [f"model {args.model}, centre crops of validation photos {args.photos}; bits per pixel",
              "size  photo  | first step: network, x0_hat = 0 (network's variance), blank | second: network, x0_hat = 0"]

@@ -1,0 +1,124 @@
+"""How much of each step's rate is the network's variance being too wide, and how much of it the
+previous step's residual recovers (``core.scales.RESCALE``), on validation photos.
+
+Along rcc's default chain (x_{t-1} drawn from q with a fixed seed, the photo model's schedule
+without its rescale, so every column is charged on the same path), each step's KL(q || p_theta) in
+bits per pixel with p's variance:
+- ``network``: as the network gives it;
+- ``oracle``: times the one scale per step that minimises the step's KL (mean over dimensions of
+  (var_q + (mu_q - mu_p)^2) / sigma_p^2), rounded to 1/64 of an octave: what a per-step scale sent as
+  side information would get, less its bits;
+- ``oracle64``: times such a scale for each 64 x 64 block (all channels) of the image;
+- ``residual``: times the previous step's residual scale (``core.adapter.residual_scale``): what
+  the codec does, with no side information;
+- ``residual64``: the same per 64 x 64 block.
+
+Per photo and size, the sum over the chain and the sum to the first step that reaches 38 dB
+(quality 75), and the residual scale every few steps.
+
+    python eval/studies/variance_scale.py [--sizes 256x256,768x512] [--photos 045,...] [--out FILE]
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from coarse_steps import ROOT, crop, validation_args  # noqa: E402
+
+from diffcodec.coding.base import gaussian_kl_bits  # noqa: E402
+from diffcodec.coding.progressive import default_steps  # noqa: E402
+from diffcodec.coding.randomness import PURPOSE_XT, normals  # noqa: E402
+from diffcodec.core import precision, scales  # noqa: E402
+from diffcodec.core.adapter import NetworkAdapter, residual_scale  # noqa: E402
+from diffcodec.evaluation.metrics import psnr  # noqa: E402
+from diffcodec.io.pixels import to_model, to_pixels  # noqa: E402
+from diffcodec.training.store import load_model  # noqa: E402
+
+COLUMNS = ("network", "oracle", "oracle64", "residual", "residual64")
+BLOCK = 64
+
+
+def per_block(values: np.ndarray, shape: tuple, block: int) -> np.ndarray:
+    """The mean of ``values`` [C * H * W] over each block x block square (all channels), spread
+    back over its values."""
+    C, H, W = shape
+    m = values.reshape(C, H // block, block, W // block, block).mean(axis=(0, 2, 4))
+    return np.broadcast_to(m.repeat(block, 0).repeat(block, 1)[None], shape).ravel()
+
+
+def chain(loaded, image: np.ndarray, steps: str, seed: int = 0) -> dict:
+    """{"bits": {column: [bits per pixel per step]}, "psnr": [x0_hat's PSNR after each step],
+    "scale": [the residual scale per step]} along one path drawn from q."""
+    C, H, W = image.shape
+    fmt = precision.encoder_network(loaded.device, image.shape, None, loaded.tiling, loaded.scales)
+    num = precision.parse(fmt)
+    if not scales.rescales(num.scales):
+        raise SystemExit(f"{loaded.name}'s format at {W}x{H}, {fmt}, does not rescale")
+    plain = precision.network_format(num.number, num.tile, num.halo, num.scales[:-len(scales.RESCALE) - 1])
+    net = NetworkAdapter(loaded, steps, image.shape, plain)
+    x0 = to_model(image).ravel()
+    x = normals(seed, PURPOSE_XT, 0, x0.size)
+    rng = np.random.default_rng(seed)
+    rec = {"bits": {c: [] for c in COLUMNS}, "psnr": [], "scale": []}
+    out, before, blocks = net.out(x, net.num_steps - 1), None, None
+    for i in range(net.num_steps - 1, 0, -1):
+        mu_q, var_q = net.posterior_mean(x0, x, i), net.posterior_variance(i)
+        mu_p, var_p = out["mean"], out["variance"]
+        wide = (var_q + (mu_q - mu_p) ** 2) / var_p
+        best = 2.0 ** (np.round(np.log2(wide.mean()) * 64) / 64)
+        r = residual_scale(x, before) if before is not None else 1.0
+        variances = {"network": var_p, "oracle": var_p * best, "oracle64": var_p * per_block(wide, (C, H, W), BLOCK),
+                     "residual": var_p * r, "residual64": var_p * (blocks if blocks is not None else 1.0)}
+        for c, v in variances.items():
+            rec["bits"][c].append(float(gaussian_kl_bits(mu_q, var_q, mu_p, v).sum()) / (H * W))
+        rec["scale"].append(r)
+        x_next = mu_q + np.sqrt(var_q) * rng.standard_normal(x.size)
+        # the residual scales of the next step, against this step's network variance (scale 1)
+        before = {"mean": mu_p, "variance": var_p, "scale": 1.0}
+        blocks = per_block((x_next - mu_p) ** 2 / var_p, (C, H, W), BLOCK)
+        x = x_next
+        out = net.out(x, i - 1)
+        rec["psnr"].append(psnr(to_pixels(out["pred_xstart"]), image.ravel()))
+    return rec
+
+
+def main():
+    args = validation_args(__doc__)
+    loaded = load_model(args.model)
+    lines = [f"model {args.model}, centre crops of validation photos {args.photos}; bits per pixel, "
+             "change against the network's variance",
+             "size     photo  | to 38 dB: " + " ".join(COLUMNS) + " | full chain: " + " ".join(COLUMNS)]
+
+    def row(label: str, to38: dict, full: dict) -> str:
+        cell = lambda d, c: f"{d[c]:.4f}" if c == "network" else f"{100 * (d[c] / d['network'] - 1):+.1f}%"  # noqa: E731
+        return (f"{label} | " + " ".join(cell(to38, c) for c in COLUMNS) + " | "
+                + " ".join(cell(full, c) for c in COLUMNS))
+
+    for size in args.sizes.split(","):
+        width, height = map(int, size.split("x"))
+        steps = default_steps("rcc", 3 * width * height)
+        sums38, sums = {c: 0.0 for c in COLUMNS}, {c: 0.0 for c in COLUMNS}
+        for name in args.photos.split(","):
+            rec = chain(loaded, crop(ROOT / "eval/data/val768" / f"{name}.png", width, height), steps)
+            ps = np.array(rec["psnr"])
+            stop = int(np.argmax(ps >= 38.0)) if (ps >= 38.0).any() else len(ps) - 1
+            to38 = {c: float(np.sum(rec["bits"][c][:stop + 1])) for c in COLUMNS}
+            full = {c: float(np.sum(rec["bits"][c])) for c in COLUMNS}
+            for c in COLUMNS:
+                sums38[c] += to38[c]
+                sums[c] += full[c]
+            lines.append(row(f"{size:8s} {name}  ", to38, full))
+            lines.append(f"{'':8s} {name} residual scale every 8th step: "
+                         + " ".join(f"{v:.3f}" for v in rec["scale"][::8]))
+            print("\n".join(lines[-2:]), flush=True)
+        lines.append(row(f"{size:8s} all  ", sums38, sums) + f"   (chain {steps})")
+        print(lines[-1], flush=True)
+    if args.out:
+        Path(args.out).write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
