@@ -10,7 +10,7 @@ torch.set_num_threads(1)
 
 def first_header_collides(monkeypatch):
     """Make the first layer's check of the first header an encoder writes the same for every key
-    and network format (an ambiguous file, as chance gives about once in 9400), and every later
+    and network format (an ambiguous file, as chance gives about once in 7300), and every later
     header's the real one. -> the real ``_first_check``, to put back before reading."""
     from diffcodec.container import format as container_format
 

@@ -86,8 +86,9 @@ def test_the_residual_scale_is_the_mean_standardised_square_and_a_sample_of_p_ke
 
 def test_rescaled_variances_change_the_chain_and_old_files_still_decode(tinyrgb, monkeypatch):
     """With a schedule that ends in "v" each step's variance after the first is the network's times
-    the previous step's residual scale: the file names the schedule and decodes to the encoder's
-    pixels, the same file decoded without the rescale moves pixels, and a file made before (the
+    the previous step's residual scale (never at index 0): the file names the schedule and decodes
+    to the encoder's pixels, as do a cut file, a file stopped at a requested PSNR and a lossless
+    one; the same file decoded without the rescale moves pixels, and a file made before (the
     schedule without "v") still decodes as made. Decoded on this thread count alone: the tiny
     model's 1x1 convolution from 16 channels to 8 sums in a thread-dependent order on an AVX2 CPU
     (eval/README.md, "A CPU without bfloat16"), and the rescaled chain turned that drift into a
@@ -119,6 +120,17 @@ def test_rescaled_variances_change_the_chain_and_old_files_still_decode(tinyrgb,
     assert plain["scale"] == 1.0 and scaled["scale"] == 0.75
     unscaled = replace(new, header=replace(new.header, network="float32/tile16/halo4/scales2t16-4t28-0t39"))
     assert not np.array_equal(decode_container(tinyrgb, unscaled).image, decoded)
+    assert net.out(x, 0, 0.75)["scale"] == 1.0      # never at index 0: the lossless layer's variance
+    # a cut file, a stop at a requested PSNR (its last step a lighter variant), and a lossless layer
+    k = len(res.records) // 2
+    cut = decode_container(tinyrgb, Container.from_bytes(res.file_after(k), tinyrgb.keys))
+    assert psnr(cut.image, image) == pytest.approx(res.records[k - 1].psnr, abs=1e-9)
+    wanted = res.records[k].psnr - 0.01
+    stopped = encode_image(tinyrgb, image, backend="rcc", target_psnr=wanted, precision="float32")
+    back = decode_container(tinyrgb, Container.from_bytes(stopped.data, tinyrgb.keys)).image
+    assert psnr(back, image) == pytest.approx(stopped.psnr, abs=1e-9) and stopped.psnr >= wanted
+    exact = encode_image(tinyrgb, image, backend="rcc", lossless=True, precision="float32")
+    assert np.array_equal(decode_container(tinyrgb, Container.from_bytes(exact.data, tinyrgb.keys)).image, image)
     old = Container.from_bytes(before.data, tinyrgb.keys)
     assert old.header.network == "float32/tile16/halo4/scales2t16-4t28-0t39"
     assert psnr(decode_container(tinyrgb, old).image, image) == pytest.approx(before.psnr, abs=1e-9)

@@ -86,8 +86,11 @@ class NetworkAdapter:
     def out(self, x: np.ndarray, i: int, scale: float = 1.0) -> dict:
         """p_theta(x_{i-1} | x_i) at chain index i: mean, variance, pred_xstart (x0_hat), and the
         ``scale`` r_i its variance carries: 1 at the chain's first step, else ``scale_after`` the
-        previous step (1 but where the format rescales, ``core.scales.RESCALE``)."""
+        previous step (1 but where the format rescales, ``core.scales.RESCALE``). Never at i = 0:
+        the lossless layer codes x_0's symbols with that variance, and coded symbols must not
+        depend on a value computed from network outputs, which drift."""
         out = self._out(x, i)
+        scale = 1.0 if i == 0 else scale
         out["scale"] = scale
         if scale != 1.0:
             out["variance"] *= scale

@@ -27,8 +27,9 @@ costs on the validation photos (eval/README.md, "A blank first step").
 A schedule may end in "v" (RESCALE): from the second step on, p's variance is the network's times
 r_i, the previous step's realised residual (``core.adapter.residual_scale``). The network's
 learned variance is calibrated on its training crops and the full 1000-step chain; on the codec's
-respaced chains it is 2-8% too wide on photos, and at mid noise, where a step carries little, that
-is a large part of its rate. x_i was drawn from p_theta(x_i | x_{i+1}) coded against q, so
+respaced chains it is up to 8% too wide on photos at mid noise, where a step carries little, so
+that is a large part of its rate there (and a few percent too narrow in the last steps of a
+256x256 chain). x_i was drawn from p_theta(x_i | x_{i+1}) coded against q, so
 mean_d (x_i - mu_{i+1})^2 / sigma^2_{i+1} measures how wide the variance should have been there
 (var_q + (mu_q - mu_p)^2 on average), and it changes slowly along the chain. Both sides compute it
 from what they share: no side information (eval/README.md, "Variance from the last step").
