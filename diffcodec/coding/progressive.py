@@ -146,7 +146,7 @@ def _send_chain(model: NetworkAdapter, coder, image: np.ndarray, seed: int, stop
     records, step_ops = [], []
     refine = target_psnr is not None and bool(getattr(coder, "lighter", list)())
     for i in range(N - 1, 0, -1):
-        before = copy.deepcopy(state) if refine else None
+        state_before = copy.deepcopy(state) if refine else None
 
         def context(state=state, out=out, i=i):
             return StepContext(i, seed, model.posterior_variance(i), out["mean"], out["variance"], state, model.shape)
@@ -155,7 +155,7 @@ def _send_chain(model: NetworkAdapter, coder, image: np.ndarray, seed: int, stop
         p_step = out
         rec, ops, x, out = _send_step(model, coder, context(), mu_q, image, p_step)
         if refine and rec.psnr >= target_psnr:
-            rec, ops, x, out = _lighter_final_step(model, coder, lambda: context(copy.deepcopy(before)),
+            rec, ops, x, out = _lighter_final_step(model, coder, lambda: context(copy.deepcopy(state_before)),
                                                    mu_q, image, target_psnr, (rec, ops, x, out), p_step)
         records.append(rec)
         step_ops.append(ops)
