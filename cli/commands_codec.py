@@ -164,6 +164,8 @@ def decode(infiles, output, layers, stop_step, reconstruct, model_name, force, w
     from diffcodec.training.store import model_keys
 
     out = check_output(output, force, source=infile)
+    if out.suffix and out.suffix.lower() != ".png":
+        raise click.ClickException(f"decode writes PNG files: name the output .png, not {out.name}")
     data = _read_bytes(infile)
     loaded = api.load_model(model_name) if model_name else None
     container = Container.from_bytes(data, loaded.keys if loaded else None, model_keys)

@@ -9,13 +9,19 @@ from diffcodec.errors import UserError
 
 class Group(click.Group):
     """Turns the library's user errors, and the system's (a folder that cannot be written, a full
-    disk, memory), into one-line messages and exit status 1."""
+    disk, memory), into one-line messages and exit status 1; a closed output pipe ends quietly."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except UserError as e:
             raise click.ClickException(str(e)) from None
+        except BrokenPipeError:     # the reader of our output went away (`... | head`): stop quietly
+            import os
+            import sys
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(0)
         except OSError as e:
             where = f"{e.filename}: " if e.filename else ""
             raise click.ClickException(f"{where}{e.strerror or e}") from None

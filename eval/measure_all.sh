@@ -88,6 +88,7 @@ export OMP_NUM_THREADS=1
   diffcodec eval rd --model photo --data "$PH" --tile 256 --limit 5 --codecs rcc,ideal,jpeg,avif --anchor jpeg -o "$OUT/rd_photo256_v14"
   diffcodec eval rd --model photo --data "$PH" --tile 256 --limit 5 --codecs rcc,ideal,jpeg,webp,avif,jpeg2000,jxl --anchor jpeg -o "$OUT/rd_photo256_coarse"
   (python eval/bd_table.py "$OUT/rd_photo256_coarse" --anchor avif; python eval/bd_table.py "$OUT/rd_photo256_coarse" --anchor avif --range 28 42) > "$OUT/rd_photo256_coarse/bd_vs_avif.txt"
+  diffcodec eval rd --model photo --data "$PH" --tile 128 --limit 10 --codecs rcc,jpeg,webp,avif,jxl --anchor avif -o "$OUT/rd_photo128"
   python eval/studies/chain_length.py --data "$PH" > "$SOUT/chain_length.txt"
   # whole photos: the validation set, and the held-out Kodak set when KODAK names its folder
   python eval/baselines_lossless.py --model photo --data "$VAL" --tile 0 > "$OUT/lossless_photo_val768.txt"
@@ -106,6 +107,7 @@ export OMP_NUM_THREADS=1
     diffcodec eval rd --model photo --data "$KODAK" --tile 256 --limit 5 --codecs rcc,jpeg,webp,avif,jxl,jpeg2000 --anchor jpeg -o "$OUT/rd_kodak256"
     python eval/bd_table.py "$OUT/rd_kodak256" --anchor avif > "$OUT/rd_kodak256/bd_vs_avif.txt"
     python eval/bd_table.py "$OUT/rd_kodak256" --anchor avif --range 28 42 >> "$OUT/rd_kodak256/bd_vs_avif.txt"
+    diffcodec eval rd --model photo --data "$KODAK" --tile 128 --limit 10 --codecs rcc,jpeg,webp,avif,jxl --anchor avif -o "$OUT/rd_kodak128"
     d=$(mktemp -d) && kodak_copy "$d" 01 02 \
       && diffcodec eval rd --model photo --data "$d" --tile 0 --codecs rcc,jpeg,webp,avif,jxl --anchor avif -o "$OUT/rd_kodak_full2" \
       && python eval/baselines_lossless.py --model photo --data "$d" --tile 0 > "$OUT/lossless_photo_kodak2.txt" \
@@ -164,6 +166,9 @@ python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_c
 for size in 64x64 128x128 256x256 768x512; do python eval/studies/coarse_steps.py --size $size --json "$SOUT/coarse_steps_${size%%x*}.json" > "$SOUT/coarse_steps_${size%%x*}.txt"; done
 python eval/studies/first_step.py --out "$SOUT/first_step.txt"
 python eval/studies/variance_scale.py --out "$SOUT/variance_scale.txt"
+python eval/studies/first_step.py --sizes 64x64,96x64,128x128 --out "$SOUT/first_step_small.txt"
+python eval/studies/variance_scale.py --sizes 64x64,96x64,128x128 --out "$SOUT/variance_scale_small.txt"
+python eval/studies/variance_scale.py --model fmnist --fmnist 20 --out "$SOUT/variance_scale_fmnist.txt"
 python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --json "$OUT/bench_codec_s28.json" --plot "$OUT/bench_codec_s28.png" > "$OUT/bench_codec_s28.log"
 python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_codec_12mp_s28.json" --plot "$OUT/bench_codec_12mp_s28.png" > "$OUT/bench_codec_12mp_s28.log"
 # on a CPU with AVX2 alone (no bfloat16 kernels; float32 is the encoder's format there), with

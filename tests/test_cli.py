@@ -102,8 +102,10 @@ def test_bad_inputs(run, gray_png, tmp_path):
                                    tmp_path / "x.dfc", "--model", "tiny")
     assert "no model named" in e("encode", gray_png, "-o", tmp_path / "x.dfc", "--model", "nope")
     assert "bad step spec" in e("encode", gray_png, "-o", tmp_path / "x.dfc", "--model", "tiny", "--steps", "zz")
+    assert "no lossy step" in e("encode", gray_png, "-o", tmp_path / "x.dfc", "--model", "tiny", "--steps", "1")
     assert "only one of" in e("encode", gray_png, "-o", tmp_path / "x.dfc", "--model", "tiny", "--psnr", "30", "--bpp", "1")
     assert "not a diffcodec" in e("decode", gray_png, "-o", tmp_path / "y.png")
+    assert "name the output .png, not y.jpg" in e("decode", out, "-o", tmp_path / "y.jpg")
     assert "no such file" in e("decode", tmp_path / "none.dfc", "-o", tmp_path / "y.png")
     assert "no such file" in e("info", tmp_path / "none.dfc")
     bad = bytearray(out.read_bytes())
@@ -245,3 +247,21 @@ def test_fit_steps_and_step_files(run, tiny, idx_dir, tmp_path):
     assert "bad step spec" in run("bpd", "--model", "tiny", "--data", idx_dir, "--steps", f"@{bad}", ok=False).output
     r = run("fit-steps", "--model", "tiny", "--data", idx_dir, "-n", "41", "-o", tmp_path / "x.txt", ok=False)
     assert "more than" in r.output
+
+
+def test_a_closed_output_pipe_ends_quietly():
+    """`diffcodec info FILE | head -1`: output written after the reader has gone ends the command
+    with status 0 and nothing on stderr, not "Error: Broken pipe"."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import os
+
+    dfc = Path(__file__).resolve().parents[1] / "eval/results/example_photo.dfc"
+    env = {k: v for k, v in os.environ.items() if k != "DIFFCODEC_MODELS"}     # the shipped models
+    p = subprocess.Popen([sys.executable, "-m", "diffcodec", "info", str(dfc)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    p.stdout.close()        # before the command has written anything
+    err = p.stderr.read()
+    assert p.wait() == 0 and err == b"", err

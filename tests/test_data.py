@@ -99,6 +99,37 @@ def test_load_image_errors(tmp_path):
         load_image(tmp_path / "c.png")
 
 
+
+def _png(path, width: int, height: int, depth: int, body: bytes) -> None:
+    """An RGB PNG of ``depth``-bit samples written by hand (Pillow writes no 16-bit RGB)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(body)) + chunk(b"IEND", b""))
+
+
+def test_sixteen_bit_rgb_and_decompression_bombs_are_refused(tmp_path):
+    """Pillow opens a 16-bit RGB PNG or PPM as 8-bit RGB (the low bytes dropped, so even --lossless
+    would lose them) and raises its own errors on an image too large to be safe: all are one-line
+    data errors, and an 8-bit image of the same kinds still loads."""
+    rows = np.arange(4 * 3 * 3, dtype=">u2").reshape(3, 12) * 1000
+    _png(tmp_path / "a.png", 4, 3, 16, b"".join(b"\0" + r.tobytes() for r in rows))
+    (tmp_path / "a.ppm").write_bytes(b"P6 4 3 65535\n" + rows.tobytes())
+    for name in ("a.png", "a.ppm"):
+        with pytest.raises(DataError, match="16-bit images are not supported"):
+            load_image(tmp_path / name)
+    _png(tmp_path / "b.png", 4, 3, 8, b"".join(b"\0" + bytes(range(12)) for _ in range(3)))
+    (tmp_path / "b.ppm").write_bytes(b"P6 4 3 255\n" + bytes(range(36)))
+    assert load_image(tmp_path / "b.png")[:, 0, 1].tolist() == [3, 4, 5]
+    assert load_image(tmp_path / "b.ppm")[:, 1, 0].tolist() == [12, 13, 14]
+    _png(tmp_path / "bomb.png", 20000, 20000, 8, b"")
+    with pytest.raises(DataError, match="cannot read image .*decompression bomb"):
+        load_image(tmp_path / "bomb.png")
+
+
 def test_palette_and_transparency(tmp_path):
     """A palette image of gray colours is a grayscale image; one of colours is RGB; a transparent
     palette entry or gray level (tRNS) that the image uses is refused like an alpha channel."""

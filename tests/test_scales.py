@@ -33,7 +33,8 @@ def test_schedule_names_parse_and_give_each_timestep_its_factor():
     with pytest.raises(ValueError):
         precision.parse("float32/scales2t400-2t500")
     assert "bfloat16/tile128/halo4/scales2t400-4t700" in precision.decoder_formats(512, 768)
-    assert precision.decoder_formats(100, 128) == precision.NETWORK_FORMATS    # untiled: no schedule
+    # untiled: no schedule that pools
+    assert not any(scales.pools(precision.parse(f).scales) for f in precision.decoder_formats(100, 128))
     with pytest.raises(ValueError, match="scales"):
         InferenceConfig(tile=128, halo=4, scales="2t500").validate()
     with pytest.raises(ValueError, match="tiling"):
@@ -50,7 +51,7 @@ def test_a_blank_tier_comes_last_and_makes_no_call_from_its_timestep():
         with pytest.raises(ValueError):
             scales.parse(bad)
     for s in scales.SCHEDULES:
-        assert "bfloat16/tile128/halo4/scales" + s in precision.decoder_formats(512, 768)
+        assert ("bfloat16/tile128/halo4/scales" + s in precision.decoder_formats(512, 768)) == scales.pools(s)
     InferenceConfig(tile=128, halo=4, scales="2t400-4t700-0t999").validate()
 
 
@@ -64,6 +65,51 @@ def test_a_schedule_may_end_in_a_rescale():
     assert precision.parse("float32/tile128/halo4/scales2t400-4t700-0t999-v").scales == "2t400-4t700-0t999-v"
     assert precision.era("float32/tile128/halo4/scales2t400-4t700-0t999-v") == 2
     InferenceConfig(tile=128, halo=4, scales="2t400-4t700-0t999-v").validate()
+
+
+def test_images_the_network_sees_whole_take_the_schedules_blank_tier_and_rescale():
+    """The ``whole`` part of a schedule is its blank tier and rescale; a model's config must name a
+    schedule that pools; an encoder uses the whole part on an image no larger than the model's
+    tile where it is one of SCHEDULES (else no schedule), and readers try it at such sizes alone."""
+    assert scales.whole("2t400-4t700-0t999-v") == "0t999-v" and scales.whole("2t400-4t700-0t999") == "0t999"
+    assert scales.whole("2t400-4t700-v") == "v" and scales.whole("2t400-4t700") == ""
+    assert scales.pools("2t400-0t999") and not scales.pools("0t999-v") and not scales.pools("v")
+    with pytest.raises(ValueError, match="no coarse call"):
+        InferenceConfig(tile=128, halo=4, scales="0t999-v").validate()
+    photo = "2t400-4t700-0t999-v"
+    assert precision.encoder_network("cpu", (3, 64, 96), "float32", (128, 4), photo) == "float32/scales0t999-v"
+    assert precision.encoder_network("cpu", (3, 64, 200), "float32", (128, 4), photo) == \
+        "float32/tile128/halo4/scales" + photo
+    assert precision.encoder_network("cpu", (3, 64, 96), "float32", (128, 4), "2t400-4t700-0t999") == "float32"
+    assert precision.encoder_network("cpu", (1, 28, 28), "float32") == "float32"
+    assert "float32/scales0t999-v" in precision.decoder_formats(64, 96)
+    assert "float32/scales0t999-v" not in precision.decoder_formats(64, 200)
+    assert precision.era("float32/scales0t999-v") == scales.SCHEDULES.index("0t999-v") > precision.era(
+        "float32/tile128/halo4/scales" + photo)
+
+
+def test_a_small_image_codes_with_a_blank_first_step_and_rescaled_variances(tinyrgb, monkeypatch):
+    """On an image no larger than the model's tile the file names the schedule's whole part, makes
+    one network call fewer than the plain format (the blank first step), and decodes to the
+    encoder's pixels; decoded without the rescale its pixels move."""
+    image = _image(12, 16)
+    monkeypatch.setattr(precision, "TILINGS", ((16, 4),))
+    monkeypatch.setattr(scales, "SCHEDULES", ("2t16-4t28-0t39-v", "0t39-v"))   # the tiny model has T = 40
+    for name, value in (("tile", 16), ("halo", 4)):
+        monkeypatch.setattr(tinyrgb.config.inference, name, value)
+    plain = encode_image(tinyrgb, image, backend="rcc", quality=100, precision="float32")
+    assert plain.header.network == "float32"
+    monkeypatch.setattr(tinyrgb.config.inference, "scales", "2t16-4t28-0t39-v")
+    res = encode_image(tinyrgb, image, backend="rcc", quality=100, precision="float32")
+    new = Container.from_bytes(res.data, tinyrgb.keys)
+    assert new.header.network == "float32/scales0t39-v"
+    assert res.net_evals == plain.net_evals - 1
+    decoded = decode_container(tinyrgb, new).image
+    assert psnr(decoded, image) == pytest.approx(res.psnr, abs=1e-9)
+    unscaled = replace(new, header=replace(new.header, network="float32/scales0t39"))
+    assert not np.array_equal(decode_container(tinyrgb, unscaled).image, decoded)
+    old = Container.from_bytes(plain.data, tinyrgb.keys)
+    assert psnr(decode_container(tinyrgb, old).image, image) == pytest.approx(plain.psnr, abs=1e-9)
 
 
 def test_the_residual_scale_is_the_mean_standardised_square_and_a_sample_of_p_keeps_it():

@@ -85,7 +85,8 @@ def test_network_format_names():
     assert precision.tile_for(128, 128, (128, 4)) == (0, 0)
     assert precision.tile_for(100, 129, (128, 4)) == (128, 4)
     assert precision.tile_for(3000, 4000, (128, 4)) == (128, 4)
-    assert precision.decoder_formats(100, 128) == precision.NETWORK_FORMATS
+    assert precision.decoder_formats(100, 128) == (*precision.NETWORK_FORMATS, "float32/scales0t999-v",
+                                                   "bfloat16/scales0t999-v")
     assert precision.decoder_formats(512, 768) == (*precision.NETWORK_FORMATS, "float32/tile128/halo4",
                                                    "bfloat16/tile128/halo4",
                                                    "float32/tile128/halo4/scales2t400-4t700",

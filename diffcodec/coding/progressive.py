@@ -218,6 +218,8 @@ def encode_image(loaded, image: np.ndarray, backend: str = registry.AUTO, steps:
     keys = loaded.reader_keys       # what a reader may try the file against (read before the chain)
     model = _open_chain(loaded, steps, (C, H, W), network)
     N, D = model.num_steps, C * H * W
+    if N < 2 and not lossless:
+        raise UserError(f"a chain of {N} step has no lossy step to code: use 2 or more steps, or --lossless")
     header = Header(loaded.name, loaded.key, H, W, C, backend, str(steps),
                     seed, lossless, coder.params(), H == W == loaded.native_size,
                     auto=backend == resolve_backend(registry.AUTO, image.shape), network=network)

@@ -41,8 +41,9 @@ the reader finds the model, and the format the encoder ran its network in (numbe
 tiled), as the one key and format (of those its caller passes: the registered models', or the
 model it is given) that make the check pass; the decoder then runs the network in that format,
 which the pixels it decodes depend on. A file made with other weights fails it like a damaged one,
-with odds of 1 in 65536 per format tried: two per model when both sides are at most 128 pixels,
-ten otherwise (the photo model's tiles of 128, with and without each of its scale schedules),
+with odds of 1 in 65536 per format tried: four per model when both sides are at most 128 pixels
+(whole, with and without the photo model's blank first step and rescale), ten otherwise (the
+photo model's tiles of 128, with and without each of its scale schedules),
 twelve above 1024 x 1024 (``core.precision.decoder_formats``). An encoder makes sure its file's
 check passes its model and format alone among the registered models (``Container.settled``);
 where one model passes in several formats, the reader takes the one of the earliest era if it

@@ -19,11 +19,15 @@
   size may have.
 - The scales: a model with a tiling may name a schedule of coarse network calls at high noise
   (its config's ``inference.scales``, one of ``core.scales.SCHEDULES``); an encoder uses it where
-  it uses the model's tiling (smaller images gain nothing from the wider view and lose a little:
-  eval/README.md, "Coarse steps"), and the format's name ends in "/scales<schedule>"
-  ("bfloat16/tile128/halo4/scales2t400-4t700"). A decoder tries each such tiled format with and
-  without each schedule. A schedule's last tier may be blank (no call: ``core.scales.BLANK``), and
-  it may end in "v": variances rescaled by the previous step's residual (``core.scales.RESCALE``).
+  it uses the model's tiling, and the format's name ends in "/scales<schedule>"
+  ("bfloat16/tile128/halo4/scales2t400-4t700"). A schedule's last tier may be blank (no call:
+  ``core.scales.BLANK``), and it may end in "v": variances rescaled by the previous step's
+  residual (``core.scales.RESCALE``). On images the network sees whole (no larger than the
+  model's tile) the encoder uses the schedule's ``scales.whole`` part, its blank tier and rescale,
+  where that is one of SCHEDULES: smaller images gain nothing from the wider view and lose a little
+  (eval/README.md, "Coarse steps"), but gain from the others ("Small images"). A decoder tries
+  each format over one of TILINGS with and without each schedule that pools, and each whole
+  image's format with each schedule that does not, at sizes a model's tiling leaves whole.
 - rcc's candidate scores (encoder-only: the decoder never computes one): bfloat16 on images above
   BF16_MIN_DIMS where it is native, else float32 (``score_dtype``).
 """
@@ -91,11 +95,19 @@ def encoder_network(device, shape: tuple[int, int, int], choice: str | None = No
                     tiling: tuple[int, int] = (0, 0), scales: str = "") -> str:
     """The network format an encoder uses for an image of ``shape`` (C, H, W): the number format
     ``encoder_format`` picks, tiled where ``tile_for`` says for the model's ``tiling``, and with the
-    model's ``scales`` schedule ("" for none) where it runs over the model's tiling."""
+    model's ``scales`` schedule ("" for none) where it runs over the model's tiling, or with the
+    schedule's ``whole`` part (where it is one of ``scales.SCHEDULES``) where the model's tiling
+    leaves the image whole."""
     C, H, W = shape
     tiles = tile_for(H, W, tiling)
-    own = bool(tiling[0]) and tiles == tuple(tiling)
-    return network_format(encoder_format(device, C * H * W, choice), *tiles, scales if own else "")
+    if not scales:
+        schedule = ""
+    elif tiles == tuple(tiling):
+        schedule = scales
+    else:
+        schedule = _scales.whole(scales) if tiles == (0, 0) else ""
+        schedule = schedule if schedule in _scales.SCHEDULES else ""
+    return network_format(encoder_format(device, C * H * W, choice), *tiles, schedule)
 
 
 def tile_for(height: int, width: int, tiling: tuple[int, int] = (0, 0)) -> tuple[int, int]:
@@ -137,12 +149,15 @@ def parse(network: str) -> Network:
 
 def decoder_formats(height: int, width: int) -> tuple[str, ...]:
     """The network formats a file of this image size may record: each number format whole and
-    over each tiling ``tile_for`` gives an encoder at this size (with each of TILINGS, or none),
-    and those over one of TILINGS with each scale schedule too."""
+    over each tiling ``tile_for`` gives an encoder at this size (with each of TILINGS, or none);
+    those over one of TILINGS with each scale schedule that pools too, and, at a size one of
+    TILINGS leaves whole, the whole image with each schedule that does not (``encoder_network``)."""
     tilings = dict.fromkeys(tile_for(height, width, t) for t in (*TILINGS, (0, 0)))
     tilings.pop((0, 0), None)
     plain = NETWORK_FORMATS + tuple(network_format(n, *t) for t in tilings for n in NETWORK_FORMATS)
-    return plain + tuple(network_format(n, *t, s) for s in _scales.SCHEDULES for t in tilings if t in TILINGS
+    whole = any(tile_for(height, width, t) == (0, 0) for t in TILINGS)
+    return plain + tuple(network_format(n, *t, s) for s in _scales.SCHEDULES for t in (*tilings, (0, 0))
+                         if (t in TILINGS if _scales.pools(s) else t == (0, 0) and whole)
                          for n in NETWORK_FORMATS)
 
 

@@ -40,7 +40,8 @@ import re
 
 import numpy as np
 
-SCHEDULES = ("2t400-4t700", "2t400-4t700-0t999", "2t400-4t700-0t999-v")   # photo's, oldest first
+SCHEDULES = ("2t400-4t700", "2t400-4t700-0t999", "2t400-4t700-0t999-v",   # photo's, oldest first
+             "0t999-v")          # ... and since 2026-12-07 its ``whole`` part, for images run whole
 BLANK = 0                       # the factor of a tier that makes no network call (x0_hat = 0)
 RESCALE = "v"                   # a schedule's last part: variances rescaled by the last step's residual
 
@@ -68,6 +69,22 @@ def rescales(name: str) -> bool:
     """Whether a schedule name ends in RESCALE: each step's variance rescaled by the previous
     step's residual."""
     return name.split("-")[-1] == RESCALE
+
+
+def pools(name: str) -> bool:
+    """Whether a schedule has a tier that pools (factor 2 or more): such tiers apply only over the
+    model's tiles, where the pooled view widens the network's context."""
+    return any(f > 1 for f, _ in parse(name))
+
+
+def whole(name: str) -> str:
+    """The part of a schedule that applies where the network sees the image whole (images no
+    larger than the model's tile): its blank tier and its rescale, without the pooling tiers
+    ("0t999-v" for "2t400-4t700-0t999-v"; "" where nothing is left). There the pooled view shows
+    nothing new and costs a little, while the blank first step and the rescale gain as much as
+    over tiles (eval/README.md, "Small images")."""
+    parts = [f"{f}t{t}" for f, t in parse(name) if f == BLANK] + ([RESCALE] if rescales(name) else [])
+    return "-".join(parts)
 
 
 def factor(tiers, t: int) -> int:

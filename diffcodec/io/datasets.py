@@ -112,10 +112,16 @@ def _gray_palette(im) -> bool:
 
 def load_image(path: str | Path, channels: int | None = None, downscale: int = 1) -> np.ndarray:
     """An 8-bit image as uint8 [C, H, W]; converted to ``channels`` (1 or 3) if given."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings(), Image.open(path) as im:
+            # a large image is refused by its size where it is coded, not by Pillow's bomb warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if _sixteen_bit(im):
+                raise DataError(f"{path}: 16-bit images are not supported; use 8-bit grayscale or RGB")
             im.load()
             if im.mode not in SUPPORTED_MODES:
                 raise DataError(f"{path}: image mode {im.mode} is not supported; "
@@ -131,15 +137,30 @@ def load_image(path: str | Path, channels: int | None = None, downscale: int = 1
                 im = im.resize((max(1, im.width // downscale), max(1, im.height // downscale)),
                                Image.Resampling.LANCZOS)
             arr = np.asarray(im, dtype=np.uint8)
+    except DataError:
+        raise
     except FileNotFoundError:
         raise DataError(f"no such file: {path}") from None
     except IsADirectoryError:
         raise DataError(f"{path} is a directory, not an image") from None
     except UnidentifiedImageError:
         raise DataError(f"{path} is not an image Pillow can read") from None
-    except (OSError, SyntaxError) as e:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(f"cannot read image {path}: {e}") from None
     return to_chw(arr).copy()
+
+
+def _sixteen_bit(im) -> bool:
+    """Whether Pillow reads ``im`` (opened, not loaded) from 16-bit samples: it opens a 16-bit RGB
+    PNG or PPM (maxval above 255) as 8-bit "RGB", dropping the low byte."""
+    for tile in getattr(im, "tile", None) or ():
+        args = tile[3] if len(tile) > 3 else None
+        raw = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else ""
+        if isinstance(raw, str) and ";16" in raw:
+            return True
+        if tile[0] == "ppm" and isinstance(args, tuple) and len(args) > 1 and args[1] > 255:   # maxval
+            return True
+    return False
 
 
 @dataclass

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..core.diffusion import GaussianDiffusion, LossType, VarianceType
 from ..core.scales import SCHEDULES as SCALE_SCHEDULES
+from ..core.scales import pools
 from ..core.precision import TILINGS
 from ..core.schedules import SCHEDULES
 from ..errors import UserError
@@ -66,7 +67,8 @@ class InferenceConfig:
     """How the codec runs the network: over tiles of ``tile`` pixels with ``halo`` pixels of
     context (one of ``core.precision.TILINGS``; chosen on validation images), or whole (0); and,
     where it runs over those tiles, with coarse calls at high noise by the ``scales`` schedule (one
-    of ``core.scales.SCHEDULES``, "" for none)."""
+    of ``core.scales.SCHEDULES`` that pools, "" for none; images it leaves whole take its
+    ``core.scales.whole`` part)."""
     tile: int = 0
     halo: int = 0
     scales: str = ""
@@ -79,6 +81,9 @@ class InferenceConfig:
             raise ValueError(f"inference scales {self.scales!r} is not one of {', '.join(SCALE_SCHEDULES)}")
         if self.scales and not self.tile:
             raise ValueError("inference scales need an inference tiling (they apply where it does)")
+        if self.scales and not pools(self.scales):
+            raise ValueError(f"inference scales {self.scales!r} make no coarse call: a model's schedule "
+                             "pools (its whole part applies to images no larger than a tile)")
 
 
 @dataclass

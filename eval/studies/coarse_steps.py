@@ -48,10 +48,12 @@ def crop(path: Path, width: int, height: int) -> np.ndarray:
     return make_image(str(path), width, height)
 
 
-def validation_args(doc: str) -> argparse.Namespace:
+def validation_args(doc: str, extra=()) -> argparse.Namespace:
     """The command line of a study over centre crops of the validation photos at several sizes:
-    --model, --sizes, --photos and --out (a results file)."""
+    --model, --sizes, --photos and --out (a results file), and ``extra`` (flag, argparse keywords)."""
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    for flag, kw in extra:
+        ap.add_argument(flag, **kw)
     ap.add_argument("--model", default="photo")
     ap.add_argument("--sizes", default="256x256,768x512")
     ap.add_argument("--photos", default="045,046,047,048,049")

@@ -1,6 +1,8 @@
 """What the chain's first steps cost with the network's x0_hat and with x0_hat = 0 (a blank tier,
 ``core.scales.BLANK``), on validation photos: the ideal rate KL(q || p_theta) in bits per pixel of
-the first two steps of rcc's default chain, x_{T-1} drawn from q with a fixed seed.
+the first two steps of rcc's default chain, x_{T-1} drawn from q with a fixed seed. Where the
+model's format at a size has no blank tier (images no larger than its tile) the blank column shows
+what one would give there.
 
 At the cosine schedule's first step (abar = 2.4e-9) x_T carries no signal, and the network's x0_hat
 (99.7% of it clipped to +-1, eval/README.md, "Coarse steps") is worse than no guess. Columns: the
@@ -36,11 +38,14 @@ def first_steps(loaded, image: np.ndarray, steps: str, seed: int = 0) -> list[fl
     fmt = precision.encoder_network(loaded.device, image.shape, None, loaded.tiling, loaded.scales)
     num = precision.parse(fmt)
     tiers = scales.parse(num.scales)
-    if not tiers or tiers[-1][0] != scales.BLANK:
-        raise SystemExit(f"{loaded.name}'s format at {W}x{H}, {fmt}, has no blank tier")
-    without = "-".join(f"{f}t{t}" for f, t in tiers[:-1])
-    net = NetworkAdapter(loaded, steps, image.shape, precision.network_format(num.number, num.tile, num.halo, without))
-    blank = NetworkAdapter(loaded, steps, image.shape, fmt)
+    if tiers and tiers[-1][0] == scales.BLANK:
+        tiers = tiers[:-1]
+    # where the format has no blank tier (images no larger than the model's tile), what one would give
+    name = lambda ts: "-".join(f"{f}t{t}" for f, t in ts)  # noqa: E731
+    last = loaded.diffusion().num_timesteps - 1
+    net = NetworkAdapter(loaded, steps, image.shape, precision.network_format(num.number, num.tile, num.halo, name(tiers)))
+    blank = NetworkAdapter(loaded, steps, image.shape, precision.network_format(
+        num.number, num.tile, num.halo, name((*tiers, (scales.BLANK, last)))))
     x0 = to_model(image).ravel()
     x = normals(seed, PURPOSE_XT, 0, x0.size)
     row = []

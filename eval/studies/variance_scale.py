@@ -8,15 +8,20 @@ bits per pixel with p's variance:
 - ``oracle``: times the one scale per step that minimises the step's KL (mean over dimensions of
   (var_q + (mu_q - mu_p)^2) / sigma_p^2), rounded to 1/64 of an octave: what a per-step scale sent as
   side information would get, less its bits;
-- ``oracle64``: times such a scale for each 64 x 64 block (all channels) of the image;
+- ``oracle64``: times such a scale for each 64 x 64 block (all channels) of the image (images
+  whose sides are multiples of 64);
 - ``residual``: times the previous step's residual scale (``core.adapter.residual_scale``): what
   the codec does, with no side information;
 - ``residual64``: the same per 64 x 64 block.
 
 Per photo and size, the sum over the chain and the sum to the first step that reaches 38 dB
-(quality 75), and the residual scale every few steps.
+(quality 75), and the residual scale every few steps. Where the model's format at a size does not
+rescale (images no larger than its tile, a model without a schedule) the ``residual`` columns
+show what the rescale would give there. ``--fmnist N`` takes the first N Fashion-MNIST *training*
+images (28x28, the ``fmnist`` model) instead of photo crops.
 
     python eval/studies/variance_scale.py [--sizes 256x256,768x512] [--photos 045,...] [--out FILE]
+    python eval/studies/variance_scale.py --model fmnist --fmnist 20 [--out FILE]
 """
 from __future__ import annotations
 
@@ -55,9 +60,10 @@ def chain(loaded, image: np.ndarray, steps: str, seed: int = 0) -> dict:
     C, H, W = image.shape
     fmt = precision.encoder_network(loaded.device, image.shape, None, loaded.tiling, loaded.scales)
     num = precision.parse(fmt)
-    if not scales.rescales(num.scales):
-        raise SystemExit(f"{loaded.name}'s format at {W}x{H}, {fmt}, does not rescale")
-    plain = precision.network_format(num.number, num.tile, num.halo, num.scales[:-len(scales.RESCALE) - 1])
+    plain = fmt
+    if scales.rescales(num.scales):
+        plain = precision.network_format(num.number, num.tile, num.halo, num.scales[:-len(scales.RESCALE) - 1])
+    block = BLOCK if H % BLOCK == 0 and W % BLOCK == 0 else None
     net = NetworkAdapter(loaded, steps, image.shape, plain)
     x0 = to_model(image).ravel()
     x = normals(seed, PURPOSE_XT, 0, x0.size)
@@ -70,39 +76,63 @@ def chain(loaded, image: np.ndarray, steps: str, seed: int = 0) -> dict:
         wide = (var_q + (mu_q - mu_p) ** 2) / var_p
         best = 2.0 ** (np.round(np.log2(wide.mean()) * 64) / 64)
         r = residual_scale(x, before) if before is not None else 1.0
-        variances = {"network": var_p, "oracle": var_p * best, "oracle64": var_p * per_block(wide, (C, H, W), BLOCK),
-                     "residual": var_p * r, "residual64": var_p * (blocks if blocks is not None else 1.0)}
-        for c, v in variances.items():
-            rec["bits"][c].append(float(gaussian_kl_bits(mu_q, var_q, mu_p, v).sum()) / (H * W))
+        variances = {"network": var_p, "oracle": var_p * best, "residual": var_p * r}
+        if block:
+            variances |= {"oracle64": var_p * per_block(wide, (C, H, W), block),
+                          "residual64": var_p * (blocks if blocks is not None else 1.0)}
+        for c in COLUMNS:
+            v = variances.get(c)
+            rec["bits"][c].append(np.nan if v is None else float(gaussian_kl_bits(mu_q, var_q, mu_p, v).sum()) / (H * W))
         rec["scale"].append(r)
         x_next = mu_q + np.sqrt(var_q) * rng.standard_normal(x.size)
         # the residual scales of the next step, against this step's network variance (scale 1)
         before = {"mean": mu_p, "variance": var_p, "scale": 1.0}
-        blocks = per_block((x_next - mu_p) ** 2 / var_p, (C, H, W), BLOCK)
+        blocks = per_block((x_next - mu_p) ** 2 / var_p, (C, H, W), block) if block else None
         x = x_next
         out = net.out(x, i - 1)
         rec["psnr"].append(psnr(to_pixels(out["pred_xstart"]), image.ravel()))
     return rec
 
 
+def fmnist_images(n: int) -> list[np.ndarray]:
+    """The first n Fashion-MNIST training images, uint8 [1, 28, 28] (decision data: the model's
+    test split is for reporting)."""
+    from diffcodec.io.datasets import find_idx, read_idx_images
+
+    path = find_idx(Path("/usr/share/datasets/fashion-mnist"), "train")
+    if path is None:
+        raise SystemExit("Fashion-MNIST not found: apt-get install dataset-fashion-mnist")
+    return [im.reshape(1, 28, 28) for im in read_idx_images(path)[:n]]
+
+
 def main():
-    args = validation_args(__doc__)
+    args = validation_args(__doc__, extra=[("--fmnist", dict(type=int, default=0,
+                                            help="the first N Fashion-MNIST training images instead of photos"))])
     loaded = load_model(args.model)
     lines = [f"model {args.model}, centre crops of validation photos {args.photos}; bits per pixel, "
              "change against the network's variance",
              "size     photo  | to 38 dB: " + " ".join(COLUMNS) + " | full chain: " + " ".join(COLUMNS)]
 
     def row(label: str, to38: dict, full: dict) -> str:
-        cell = lambda d, c: f"{d[c]:.4f}" if c == "network" else f"{100 * (d[c] / d['network'] - 1):+.1f}%"  # noqa: E731
+        cell = lambda d, c: (f"{d[c]:.4f}" if c == "network" else "-" if np.isnan(d[c])  # noqa: E731
+                             else f"{100 * (d[c] / d['network'] - 1):+.1f}%")
         return (f"{label} | " + " ".join(cell(to38, c) for c in COLUMNS) + " | "
                 + " ".join(cell(full, c) for c in COLUMNS))
 
-    for size in args.sizes.split(","):
-        width, height = map(int, size.split("x"))
-        steps = default_steps("rcc", 3 * width * height)
+    if args.fmnist:
+        sets = {"28x28": [(f"{i:03d}", im) for i, im in enumerate(fmnist_images(args.fmnist))]}
+        lines[0] = f"model {args.model}, the first {args.fmnist} Fashion-MNIST training images" + lines[0].split(args.photos)[1]
+        lines[1] = lines[1].replace("photo", "image")
+    else:
+        sets = {size: [(name, lambda name=name, size=size: crop(ROOT / "eval/data/val768" / f"{name}.png",
+                                                                 *map(int, size.split("x"))))
+                       for name in args.photos.split(",")] for size in args.sizes.split(",")}
+    for size, images in sets.items():
         sums38, sums = {c: 0.0 for c in COLUMNS}, {c: 0.0 for c in COLUMNS}
-        for name in args.photos.split(","):
-            rec = chain(loaded, crop(ROOT / "eval/data/val768" / f"{name}.png", width, height), steps)
+        for name, image in images:
+            image = image() if callable(image) else image
+            steps = default_steps("rcc", image.size)
+            rec = chain(loaded, image, steps)
             ps = np.array(rec["psnr"])
             stop = int(np.argmax(ps >= 38.0)) if (ps >= 38.0).any() else len(ps) - 1
             to38 = {c: float(np.sum(rec["bits"][c][:stop + 1])) for c in COLUMNS}
