@@ -81,8 +81,8 @@ def whole(name: str) -> str:
     """The part of a schedule that applies where the network sees the image whole (images no
     larger than the model's tile): its blank tier and its rescale, without the pooling tiers
     ("0t999-v" for "2t400-4t700-0t999-v"; "" where nothing is left). There the pooled view shows
-    nothing new and costs a little, while the blank first step and the rescale gain as much as
-    over tiles (eval/README.md, "Small images")."""
+    nothing new and costs a little, while the blank first step and the rescale gain nearly as
+    much as over tiles (eval/README.md, "Small images")."""
     parts = [f"{f}t{t}" for f, t in parse(name) if f == BLANK] + ([RESCALE] if rescales(name) else [])
     return "-".join(parts)
 
