@@ -100,13 +100,11 @@ def encoder_network(device, shape: tuple[int, int, int], choice: str | None = No
     leaves the image whole."""
     C, H, W = shape
     tiles = tile_for(H, W, tiling)
-    if not scales:
-        schedule = ""
-    elif tiles == tuple(tiling):
+    if tiles == tuple(tiling):
         schedule = scales
     else:
-        schedule = _scales.whole(scales) if tiles == (0, 0) else ""
-        schedule = schedule if schedule in _scales.SCHEDULES else ""
+        whole = _scales.whole(scales) if tiles == (0, 0) else ""
+        schedule = whole if whole in _scales.SCHEDULES else ""
     return network_format(encoder_format(device, C * H * W, choice), *tiles, schedule)
 
 
@@ -155,10 +153,12 @@ def decoder_formats(height: int, width: int) -> tuple[str, ...]:
     tilings = dict.fromkeys(tile_for(height, width, t) for t in (*TILINGS, (0, 0)))
     tilings.pop((0, 0), None)
     plain = NETWORK_FORMATS + tuple(network_format(n, *t) for t in tilings for n in NETWORK_FORMATS)
+    tiled = tuple(network_format(n, *t, s) for s in _scales.SCHEDULES if _scales.pools(s)
+                  for t in tilings if t in TILINGS for n in NETWORK_FORMATS)
     whole = any(tile_for(height, width, t) == (0, 0) for t in TILINGS)
-    return plain + tuple(network_format(n, *t, s) for s in _scales.SCHEDULES for t in (*tilings, (0, 0))
-                         if (t in TILINGS if _scales.pools(s) else t == (0, 0) and whole)
-                         for n in NETWORK_FORMATS)
+    untiled = tuple(network_format(n, 0, HALO, s) for s in _scales.SCHEDULES if whole and not _scales.pools(s)
+                    for n in NETWORK_FORMATS)
+    return plain + tiled + untiled
 
 
 def era(network: str) -> int:

@@ -65,6 +65,12 @@ def parse(name: str) -> tuple[tuple[int, int], ...]:
     return tuple(tiers)
 
 
+def join(tiers, rescale: bool = False) -> str:
+    """The schedule name of ``tiers`` ((factor, first timestep), ...), ending in RESCALE if
+    ``rescale``: the inverse of ``parse`` and ``rescales``."""
+    return "-".join([f"{f}t{t}" for f, t in tiers] + ([RESCALE] if rescale else []))
+
+
 def rescales(name: str) -> bool:
     """Whether a schedule name ends in RESCALE: each step's variance rescaled by the previous
     step's residual."""
@@ -83,8 +89,7 @@ def whole(name: str) -> str:
     ("0t999-v" for "2t400-4t700-0t999-v"; "" where nothing is left). There the pooled view shows
     nothing new and costs a little, while the blank first step and the rescale gain nearly as
     much as over tiles (eval/README.md, "Small images")."""
-    parts = [f"{f}t{t}" for f, t in parse(name) if f == BLANK] + ([RESCALE] if rescales(name) else [])
-    return "-".join(parts)
+    return join([tier for tier in parse(name) if tier[0] == BLANK], rescales(name))
 
 
 def factor(tiers, t: int) -> int:

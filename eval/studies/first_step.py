@@ -41,11 +41,11 @@ def first_steps(loaded, image: np.ndarray, steps: str, seed: int = 0) -> list[fl
     if tiers and tiers[-1][0] == scales.BLANK:
         tiers = tiers[:-1]
     # where the format has no blank tier (images no larger than the model's tile), what one would give
-    name = lambda ts: "-".join(f"{f}t{t}" for f, t in ts)  # noqa: E731
     last = loaded.diffusion().num_timesteps - 1
-    net = NetworkAdapter(loaded, steps, image.shape, precision.network_format(num.number, num.tile, num.halo, name(tiers)))
+    net = NetworkAdapter(loaded, steps, image.shape, precision.network_format(num.number, num.tile, num.halo,
+                                                                              scales.join(tiers)))
     blank = NetworkAdapter(loaded, steps, image.shape, precision.network_format(
-        num.number, num.tile, num.halo, name((*tiers, (scales.BLANK, last)))))
+        num.number, num.tile, num.halo, scales.join((*tiers, (scales.BLANK, last)))))
     x0 = to_model(image).ravel()
     x = normals(seed, PURPOSE_XT, 0, x0.size)
     row = []

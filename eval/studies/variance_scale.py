@@ -60,9 +60,7 @@ def chain(loaded, image: np.ndarray, steps: str, seed: int = 0) -> dict:
     C, H, W = image.shape
     fmt = precision.encoder_network(loaded.device, image.shape, None, loaded.tiling, loaded.scales)
     num = precision.parse(fmt)
-    plain = fmt
-    if scales.rescales(num.scales):
-        plain = precision.network_format(num.number, num.tile, num.halo, num.scales[:-len(scales.RESCALE) - 1])
+    plain = precision.network_format(num.number, num.tile, num.halo, scales.join(scales.parse(num.scales)))
     block = BLOCK if H % BLOCK == 0 and W % BLOCK == 0 else None
     net = NetworkAdapter(loaded, steps, image.shape, plain)
     x0 = to_model(image).ravel()
