@@ -98,7 +98,7 @@ def test_bad_inputs(run, gray_png, tmp_path):
     rgb = tmp_path / "rgb.png"
     save_png(rgb, np.zeros((3, 8, 8), np.uint8))
     assert "RGB" in e("encode", rgb, "-o", tmp_path / "x.dfc", "--model", "tiny")
-    assert "global attention" in e("encode", tmp_path / "text.png" if False else _png(tmp_path, 12), "-o",
+    assert "global attention" in e("encode", _png(tmp_path, 12), "-o",
                                    tmp_path / "x.dfc", "--model", "tiny")
     assert "no model named" in e("encode", gray_png, "-o", tmp_path / "x.dfc", "--model", "nope")
     assert "bad step spec" in e("encode", gray_png, "-o", tmp_path / "x.dfc", "--model", "tiny", "--steps", "zz")

@@ -89,7 +89,7 @@ def _check_image(loaded, image: np.ndarray) -> None:
                         f"this image is {kind.get(C, f'{C}-channel')}")
     if cfg.model.attention_ds and (H, W) != (cfg.data.crop, cfg.data.crop):
         raise UserError(f"model {loaded.name} has global attention and codes only "
-                        f"{cfg.data.crop}x{cfg.data.crop} images; this one is {H}x{W} (use a fully "
+                        f"{cfg.data.crop}x{cfg.data.crop} images; this one is {W}x{H}, width x height (use a fully "
                         "convolutional model such as photo)")
 
 
