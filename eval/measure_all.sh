@@ -103,6 +103,10 @@ export OMP_NUM_THREADS=1
     k6=$(mktemp -d) && kodak_copy "$k6" 01 02 03 04 05 06   # the bound costs 100 network calls per photo: six photos
     python eval/baselines_lossless.py --model photo --data "$k6" --tile 0 > "$OUT/lossless_photo_kodak6.txt"
     diffcodec bpd --model photo --data "$k6" --tile 0 --steps "@$OUT/steps_photo_fit100.txt" --batch-size 1 --json "$OUT/bpd_photo_kodak6_fit100.json"
+    diffcodec eval rd --model photo --data "$k6" --tile 0 --codecs rcc,jpeg,webp,avif,jxl --anchor avif -o "$OUT/rd_kodak_full6"
+    (for a in avif webp jxl jpeg; do python eval/bd_table.py "$OUT/rd_kodak_full6" --anchor $a; done
+     python eval/bd_table.py "$OUT/rd_kodak_full6" --anchor avif --range 28 42 --per-image
+     python eval/bd_table.py "$OUT/rd_kodak_full6" --anchor webp --range 28 42) > "$OUT/rd_kodak_full6/bd_tables.txt"
     rm -rf "$k6"
     diffcodec eval rd --model photo --data "$KODAK" --tile 256 --limit 5 --codecs rcc,jpeg,webp,avif,jxl,jpeg2000 --anchor jpeg -o "$OUT/rd_kodak256"
     python eval/bd_table.py "$OUT/rd_kodak256" --anchor avif > "$OUT/rd_kodak256/bd_vs_avif.txt"

@@ -61,6 +61,47 @@ def validation_args(doc: str, extra=()) -> argparse.Namespace:
     return ap.parse_args()
 
 
+def add_sums(rec: dict, columns, sums38: dict, sums: dict, target: float = 38.0) -> tuple[dict, dict]:
+    """The bits per pixel of each column of ``rec`` ({"bits": {column: [per step]}, "psnr": [x0_hat's
+    PSNR after each step]}) up to the first step reaching ``target`` dB (quality 75; the last step
+    if none does) and over the whole chain, also added into ``sums38`` and ``sums``."""
+    ps = np.array(rec["psnr"])
+    stop = int(np.argmax(ps >= target)) if (ps >= target).any() else len(ps) - 1
+    to38 = {c: float(np.sum(rec["bits"][c][:stop + 1])) for c in columns}
+    full = {c: float(np.sum(rec["bits"][c])) for c in columns}
+    for c in columns:
+        sums38[c] += to38[c]
+        sums[c] += full[c]
+    return to38, full
+
+
+def report_columns(loaded, sets: dict, columns, chain, row, note, lines: list, out: str = "") -> None:
+    """The table of a study charging each step of rcc's default chain in several ways (``columns``):
+    for each size's images (``sets``: size -> [(name, uint8 [C, H, W] or a function giving it)]),
+    ``rec = chain(loaded, image, steps)``, then ``row(label, to38, full)`` (``add_sums``) and
+    ``note(name, rec)`` per image and ``row`` of the size's sums; printed as they come, appended
+    to ``lines``, and all of ``lines`` written to ``out`` if given."""
+    for size, images in sets.items():
+        sums38, sums = dict.fromkeys(columns, 0.0), dict.fromkeys(columns, 0.0)
+        for name, image in images:
+            image = image() if callable(image) else image
+            steps = default_steps("rcc", image.size)
+            rec = chain(loaded, image, steps)
+            lines += [row(f"{size:8s} {name}  ", *add_sums(rec, columns, sums38, sums)), note(name, rec)]
+            print("\n".join(lines[-2:]), flush=True)
+        lines.append(row(f"{size:8s} all  ", sums38, sums) + f"   (chain {steps})")
+        print(lines[-1], flush=True)
+    if out:
+        Path(out).write_text("\n".join(lines) + "\n")
+
+
+def photo_sets(args) -> dict:
+    """size -> [(name, a function giving the centre crop)] of ``validation_args``' sizes and photos."""
+    return {size: [(name, lambda name=name, size=size: crop(ROOT / "eval/data/val768" / f"{name}.png",
+                                                            *map(int, size.split("x"))))
+                   for name in args.photos.split(",")] for size in args.sizes.split(",")}
+
+
 def per_step(loaded, image: np.ndarray, steps: str, seed: int = 0) -> dict:
     """-> {"t": [...], "bits": {f: [...]}, "psnr": [...]}: for each step x_i -> x_{i-1}, the original
     timestep (0-based) the network sees at x_i, its KL in bits per pixel with the network pooled by

@@ -31,10 +31,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from coarse_steps import ROOT, crop, validation_args  # noqa: E402
+from coarse_steps import photo_sets, report_columns, validation_args  # noqa: E402
 
 from diffcodec.coding.base import gaussian_kl_bits  # noqa: E402
-from diffcodec.coding.progressive import default_steps  # noqa: E402
 from diffcodec.coding.randomness import PURPOSE_XT, normals  # noqa: E402
 from diffcodec.core import precision, scales  # noqa: E402
 from diffcodec.core.adapter import NetworkAdapter, residual_scale  # noqa: E402
@@ -122,30 +121,10 @@ def main():
         lines[0] = f"model {args.model}, the first {args.fmnist} Fashion-MNIST training images" + lines[0].split(args.photos)[1]
         lines[1] = lines[1].replace("photo", "image")
     else:
-        sets = {size: [(name, lambda name=name, size=size: crop(ROOT / "eval/data/val768" / f"{name}.png",
-                                                                 *map(int, size.split("x"))))
-                       for name in args.photos.split(",")] for size in args.sizes.split(",")}
-    for size, images in sets.items():
-        sums38, sums = {c: 0.0 for c in COLUMNS}, {c: 0.0 for c in COLUMNS}
-        for name, image in images:
-            image = image() if callable(image) else image
-            steps = default_steps("rcc", image.size)
-            rec = chain(loaded, image, steps)
-            ps = np.array(rec["psnr"])
-            stop = int(np.argmax(ps >= 38.0)) if (ps >= 38.0).any() else len(ps) - 1
-            to38 = {c: float(np.sum(rec["bits"][c][:stop + 1])) for c in COLUMNS}
-            full = {c: float(np.sum(rec["bits"][c])) for c in COLUMNS}
-            for c in COLUMNS:
-                sums38[c] += to38[c]
-                sums[c] += full[c]
-            lines.append(row(f"{size:8s} {name}  ", to38, full))
-            lines.append(f"{'':8s} {name} residual scale every 8th step: "
-                         + " ".join(f"{v:.3f}" for v in rec["scale"][::8]))
-            print("\n".join(lines[-2:]), flush=True)
-        lines.append(row(f"{size:8s} all  ", sums38, sums) + f"   (chain {steps})")
-        print(lines[-1], flush=True)
-    if args.out:
-        Path(args.out).write_text("\n".join(lines) + "\n")
+        sets = photo_sets(args)
+    report_columns(loaded, sets, COLUMNS, chain, row,
+                   lambda name, rec: f"{'':8s} {name} residual scale every 8th step: "
+                   + " ".join(f"{v:.3f}" for v in rec["scale"][::8]), lines, args.out)
 
 
 if __name__ == "__main__":
