@@ -173,6 +173,7 @@ python eval/studies/variance_scale.py --out "$SOUT/variance_scale.txt"
 python eval/studies/first_step.py --sizes 64x64,96x64,128x128 --out "$SOUT/first_step_small.txt"
 python eval/studies/variance_scale.py --sizes 64x64,96x64,128x128 --out "$SOUT/variance_scale_small.txt"
 python eval/studies/variance_scale.py --model fmnist --fmnist 20 --out "$SOUT/variance_scale_fmnist.txt"
+python eval/studies/mean_scale.py --out "$SOUT/mean_scale.txt"
 python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --json "$OUT/bench_codec_s28.json" --plot "$OUT/bench_codec_s28.png" > "$OUT/bench_codec_s28.log"
 python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_codec_12mp_s28.json" --plot "$OUT/bench_codec_12mp_s28.png" > "$OUT/bench_codec_12mp_s28.log"
 # on a CPU with AVX2 alone (no bfloat16 kernels; float32 is the encoder's format there), with
@@ -184,6 +185,9 @@ python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_c
 #   python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --code /work/before,. --json "$OUT/bench_codec_s30_avx2.json" --plot "$OUT/bench_codec_s30_avx2.png" > "$OUT/bench_codec_s30_avx2.log"
 #   python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_codec_12mp_s30_avx2.json" --plot "$OUT/bench_codec_12mp_s30_avx2.png" > "$OUT/bench_codec_12mp_s30_avx2.log"
 #   (echo "## ed3dfe1"; PYTHONPATH=/work/before python eval/studies/encode_memory.py; echo "## now"; python eval/studies/encode_memory.py) > "$SOUT/encode_memory_avx2.txt"
+# the same CPU, after the blank first step and the rescale:
+#   python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --json "$OUT/bench_codec_s34_avx2.json" --plot "$OUT/bench_codec_s34_avx2.png" > "$OUT/bench_codec_s34_avx2.log"
+#   python eval/studies/int8_conv.py > "$SOUT/int8_conv_avx2.txt"
 (python eval/studies/score_batches.py --size 256x256 --repeats 4
  python eval/studies/score_batches.py --size 768x512 --repeats 2) > "$SOUT/score_batches.txt"
 python eval/studies/network_profile.py > "$SOUT/network_profile_avx2.txt"    # AVX2 alone, float32
