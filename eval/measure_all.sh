@@ -191,7 +191,8 @@ python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_c
 (python eval/studies/score_batches.py --size 256x256 --repeats 4
  python eval/studies/score_batches.py --size 768x512 --repeats 2) > "$SOUT/score_batches.txt"
 python eval/studies/network_profile.py > "$SOUT/network_profile_avx2.txt"    # AVX2 alone, float32
-python eval/studies/tuq_sweep.py --backend rcc --settings "1.6:geo9c20 1.6:geo9c30 1.6:geo12c30 1.6:geo12c40" > "$SOUT/rcc_photo_sweep_tiles.txt"
+# rcc_photo_sweep_tiles.txt is this sweep before the rescale (code of 2026-12-06); now:
+python eval/studies/tuq_sweep.py --backend rcc --settings "1.6:geo9c20 1.6:geo9c30 1.6:geo12c30 1.6:geo12c40" > "$SOUT/rcc_photo_sweep_rescale.txt"
 python eval/studies/precision_drift.py --sizes 256x256 --threads 2,1,3,4 > "$SOUT/precision_drift.txt"
 python eval/studies/fixed_order_cost.py > "$SOUT/fixed_order_cost.txt"
 (python eval/studies/precision_drift.py --sizes 768x512 --threads 2,1 --formats bfloat16
