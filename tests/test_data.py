@@ -131,17 +131,20 @@ def test_sixteen_bit_rgb_and_decompression_bombs_are_refused(tmp_path):
 
 
 def test_images_of_several_frames_are_refused(tmp_path):
-    """An animated GIF or WebP, or a TIFF of several pages, would be coded as its first frame alone:
-    refused in one line; a one-frame GIF of the same pixels loads."""
+    """An animated GIF, PNG or WebP, or a TIFF of several pages, would be coded as its first frame
+    alone: refused in one line. A one-frame GIF loads, and so does a JPEG carrying a preview image
+    (MPO, as cameras write them), as its main image."""
     from PIL import Image
 
     frames = [Image.fromarray(np.full((6, 8, 3), (v, v // 2, 30), np.uint8)) for v in (0, 200)]
-    for name in ("a.gif", "a.webp", "a.tiff"):
+    for name in ("a.gif", "a.png", "a.webp", "a.tiff"):
         frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:])
         with pytest.raises(DataError, match=r"several frames \(2\) are not supported"):
             load_image(tmp_path / name)
     frames[1].save(tmp_path / "one.gif")
     assert load_image(tmp_path / "one.gif").shape == (3, 6, 8)
+    frames[1].save(tmp_path / "camera.jpg", format="MPO", save_all=True, append_images=[frames[0].resize((4, 3))])
+    assert load_image(tmp_path / "camera.jpg").shape == (3, 6, 8)
 
 
 def test_palette_and_transparency(tmp_path):

@@ -122,7 +122,9 @@ def load_image(path: str | Path, channels: int | None = None, downscale: int = 1
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             if _sixteen_bit(im):
                 raise DataError(f"{path}: 16-bit images are not supported; use 8-bit grayscale or RGB")
-            if getattr(im, "n_frames", 1) > 1:   # an animated GIF, PNG or WebP, a multi-page TIFF
+            # an animated GIF, PNG or WebP, a multi-page TIFF; a camera's JPEG whose extra frames
+            # are previews (MPO) is its first frame
+            if getattr(im, "n_frames", 1) > 1 and im.format != "MPO":
                 raise DataError(f"{path}: images of several frames ({im.n_frames}) are not supported; "
                                 "save the frame to code as its own file")
             im.load()
