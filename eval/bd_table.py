@@ -57,12 +57,15 @@ def main():
         print(f"  {name:9s} {describe(bd_rate_report(a['bpp'], a['psnr'], r['bpp'], r['psnr'], (lo, hi)))}")
         if args.per_image:
             mine, theirs, values = image_curves(doc), image_curves(docs[args.anchor]), []
+            if not (mine and theirs):
+                print("    (no per-image rows: run eval rd without --no-per-image)")
             for n in sorted(set(mine) & set(theirs)):
                 rep = bd_rate_report(*theirs[n], *mine[n], (lo, hi))
                 values += [rep["bd_rate_percent"]] if rep["bd_rate_percent"] is not None else []
                 print(f"    image {n}: {describe(rep)}")
             if values:
                 print(f"    mean of {len(values)} images {np.mean(values):+.1f}% (sd {np.std(values, ddof=min(1, len(values) - 1)):.1f})")
+
 
 if __name__ == "__main__":
     main()

@@ -11,8 +11,8 @@ per pixel with:
 - ``bins``: the variance times an oracle scale for each quarter of the dimensions ranked by the
   network's sigma_p^2;
 - ``eps``: the network's predicted noise times 1 + a (x0_hat -> x0_hat + a (x0_hat - x_i /
-  sqrt(abar_i))), a by weighted least squares against mu_q (oracle), then the oracle variance
-  scale;
+  sqrt(abar_i))), exact where x0_hat is not clipped to [-1, 1]; a by weighted least squares
+  against mu_q (oracle), then the oracle variance scale;
 - ``span``: the mean corrected within span{c1 x0_hat, c1 x_i, c1 per channel} (5 numbers per step,
   oracle), then the oracle variance scale;
 - ``eps_res``: ``eps`` with a estimated from the previous step's residual, x_i - mu_{i+1}, along
@@ -37,7 +37,7 @@ from coarse_steps import photo_sets, report_columns, validation_args  # noqa: E4
 from diffcodec.coding.base import gaussian_kl_bits  # noqa: E402
 from diffcodec.coding.randomness import PURPOSE_XT, normals  # noqa: E402
 from diffcodec.core import precision  # noqa: E402
-from diffcodec.core.adapter import NetworkAdapter  # noqa: E402
+from diffcodec.core.adapter import RESCALE_RANGE, NetworkAdapter  # noqa: E402
 from diffcodec.evaluation.metrics import psnr  # noqa: E402
 from diffcodec.io.pixels import to_model, to_pixels  # noqa: E402
 from diffcodec.training.store import load_model  # noqa: E402
@@ -45,7 +45,7 @@ from diffcodec.training.store import load_model  # noqa: E402
 COLUMNS = ("now", "var", "bins", "eps", "span", "eps_res")
 
 
-def best_scale(mu_q, var_q, mu_p, var_p) -> np.ndarray | float:
+def best_scale(mu_q, var_q, mu_p, var_p) -> float:
     return float(np.mean((var_q + (mu_q - mu_p) ** 2) / var_p))
 
 
@@ -74,12 +74,15 @@ def chain(loaded, image: np.ndarray, steps: str, seed: int = 0) -> dict:
         x0h = out["pred_xstart"]
         kl = lambda m, v: float(gaussian_kl_bits(mu_q, var_q, m, v).sum()) / (H * W)  # noqa: E731
         bits = {"now": kl(mu_p, var_p), "var": kl(mu_p, var_p * best_scale(mu_q, var_q, mu_p, var_p))}
-        ranks = np.argsort(np.argsort(var_p, kind="stable"), kind="stable") * 4 // var_p.size
-        v_bins = var_p.copy()
-        for b in range(4):
-            m = ranks == b
-            v_bins[m] *= best_scale(mu_q[m], var_q, mu_p[m], var_p[m])
-        bits["bins"] = kl(mu_p, v_bins)
+        if np.ptp(var_p) > 0:
+            ranks = np.argsort(np.argsort(var_p, kind="stable"), kind="stable") * 4 // var_p.size
+            v_bins = var_p.copy()
+            for b in range(4):
+                m = ranks == b
+                v_bins[m] *= best_scale(mu_q[m], var_q, mu_p[m], var_p[m])
+            bits["bins"] = kl(mu_p, v_bins)
+        else:   # one variance (a blank step): no levels to tell apart
+            bits["bins"] = bits["var"]
         d_eps = c1[i] * (x0h - x / np.sqrt(abar[i]))
         w = 1.0 / var_p
         a = float(wls([d_eps], mu_q - mu_p, w)[0]) if np.any(d_eps) else 0.0
@@ -96,7 +99,7 @@ def chain(loaded, image: np.ndarray, steps: str, seed: int = 0) -> dict:
         if prev is not None:
             p_mu, p_sig2, p_d = prev
             a_res = float(wls([p_d], x - p_mu, 1.0 / p_sig2)[0])
-            r_res = float(np.clip(np.mean((x - p_mu - a_res * p_d) ** 2 / p_sig2), 0.25, 4.0))
+            r_res = float(np.clip(np.mean((x - p_mu - a_res * p_d) ** 2 / p_sig2), *RESCALE_RANGE))
         else:
             a_res, r_res = 0.0, out["scale"]
         bits["eps_res"] = kl(mu_p + a_res * d_eps, sig2 * r_res)
