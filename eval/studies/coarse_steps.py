@@ -61,12 +61,18 @@ def validation_args(doc: str, extra=()) -> argparse.Namespace:
     return ap.parse_args()
 
 
+def stop_index(psnrs, target: float = 38.0) -> int:
+    """The index of the first step whose x0_hat reaches ``target`` dB (quality 75's stop), or the
+    last step if none does."""
+    ps = np.asarray(psnrs)
+    return int(np.argmax(ps >= target)) if (ps >= target).any() else len(ps) - 1
+
+
 def add_sums(rec: dict, columns, sums38: dict, sums: dict, target: float = 38.0) -> tuple[dict, dict]:
     """The bits per pixel of each column of ``rec`` ({"bits": {column: [per step]}, "psnr": [x0_hat's
     PSNR after each step]}) up to the first step reaching ``target`` dB (quality 75; the last step
     if none does) and over the whole chain, also added into ``sums38`` and ``sums``."""
-    ps = np.array(rec["psnr"])
-    stop = int(np.argmax(ps >= target)) if (ps >= target).any() else len(ps) - 1
+    stop = stop_index(rec["psnr"], target)
     to38 = {c: float(np.sum(rec["bits"][c][:stop + 1])) for c in columns}
     full = {c: float(np.sum(rec["bits"][c])) for c in columns}
     for c in columns:
@@ -143,8 +149,7 @@ def schedule_rate(rec: dict, schedule: str, target: float = 38.0) -> tuple[float
         raise ValueError(f"{schedule}: blank tiers are measured by first_step.py")
     fs = [scales.factor(tiers, t) for t in rec["t"]]
     bits = np.array([rec["bits"][f][k] for k, f in enumerate(fs)])
-    ps = np.array(rec["psnr"])
-    stop = int(np.argmax(ps >= target)) if (ps >= target).any() else len(ps) - 1
+    stop = stop_index(rec["psnr"], target)
     calls = 1.0 + sum(1.0 / f ** 2 for f in fs[:stop + 1])    # one per step, then x0_hat's
     return float(bits[:stop + 1].sum()), float(bits.sum()), calls
 

@@ -37,7 +37,7 @@ from coarse_steps import photo_sets, report_columns, validation_args  # noqa: E4
 from diffcodec.coding.base import gaussian_kl_bits  # noqa: E402
 from diffcodec.coding.randomness import PURPOSE_XT, normals  # noqa: E402
 from diffcodec.core import precision  # noqa: E402
-from diffcodec.core.adapter import RESCALE_RANGE, NetworkAdapter  # noqa: E402
+from diffcodec.core.adapter import NetworkAdapter, residual_scale  # noqa: E402
 from diffcodec.evaluation.metrics import psnr  # noqa: E402
 from diffcodec.io.pixels import to_model, to_pixels  # noqa: E402
 from diffcodec.training.store import load_model  # noqa: E402
@@ -99,7 +99,7 @@ def chain(loaded, image: np.ndarray, steps: str, seed: int = 0) -> dict:
         if prev is not None:
             p_mu, p_sig2, p_d = prev
             a_res = float(wls([p_d], x - p_mu, 1.0 / p_sig2)[0])
-            r_res = float(np.clip(np.mean((x - p_mu - a_res * p_d) ** 2 / p_sig2), *RESCALE_RANGE))
+            r_res = residual_scale(x, {"mean": p_mu + a_res * p_d, "variance": p_sig2, "scale": 1.0})
         else:
             a_res, r_res = 0.0, out["scale"]
         bits["eps_res"] = kl(mu_p + a_res * d_eps, sig2 * r_res)
