@@ -85,6 +85,9 @@ export OMP_NUM_THREADS=1
   diffcodec eval rd --model fmnist --data "$FM" --limit 100 --codecs ideal,rcc,uq,tuq,tuqrcc,jpeg,webp,avif,jpeg2000,jxl --anchor webp -o "$OUT/rd_fmnist"
   diffcodec eval rd --model photo --data "$PH" --tile 256 --limit 5 --codecs uq,tuq,tuqrcc,rcc,jpeg,webp,avif,jpeg2000,jxl,ideal --anchor jpeg -o "$OUT/rd_photo256"
   (python eval/bd_table.py "$OUT/rd_photo256" --anchor avif; python eval/bd_table.py "$OUT/rd_photo256" --anchor avif --range 28 42) > "$OUT/rd_photo256/bd_vs_avif.txt"
+  c=$(mktemp -d) && cp "$OUT"/rd_photo256/{avif,jpeg,ideal}.json "$c/" \
+    && diffcodec eval rd --model photo --data "$PH" --tile 256 --limit 5 --codecs rcc --steps geo12c30 --anchor jpeg --keep -o "$c" \
+    && cp "$c/rcc.json" "$SOUT/rcc_photo256_geo12c30.json"; rm -rf "$c"   # the 256x256 chain not taken
   diffcodec eval rd --model photo --data "$PH" --tile 256 --limit 5 --codecs rcc,ideal,jpeg,avif --anchor jpeg -o "$OUT/rd_photo256_v14"
   diffcodec eval rd --model photo --data "$PH" --tile 256 --limit 5 --codecs rcc,ideal,jpeg,webp,avif,jpeg2000,jxl --anchor jpeg -o "$OUT/rd_photo256_coarse"
   (python eval/bd_table.py "$OUT/rd_photo256_coarse" --anchor avif; python eval/bd_table.py "$OUT/rd_photo256_coarse" --anchor avif --range 28 42) > "$OUT/rd_photo256_coarse/bd_vs_avif.txt"
@@ -95,6 +98,12 @@ export OMP_NUM_THREADS=1
   diffcodec bpd --model photo --data "$VAL" --tile 0 --steps "@$OUT/steps_photo_fit100.txt" --batch-size 1 --json "$OUT/bpd_photo_val768_fit100.json"
   v3=$(mktemp -d) && cp "$VAL"/04[579].png "$v3/" \
     && diffcodec eval rd --model photo --data "$v3" --tile 0 --codecs rcc,jpeg,webp,avif,jxl --anchor avif -o "$OUT/rd_val3"
+  # the 768x512 tier's encoder chain (rcc.ENCODER_STEPS, geo12c40) against the implied geo9c40 and a shorter one
+  for spec in geo9c40 geo15c60; do
+    c=$(mktemp -d) && cp "$OUT"/rd_val3/{avif,jpeg}.json "$c/" \
+      && diffcodec eval rd --model photo --data "$v3" --tile 0 --codecs rcc --steps $spec --anchor avif --keep -o "$c" \
+      && cp "$c/rcc.json" "$SOUT/rcc_val3_$spec.json"; rm -rf "$c"
+  done
   rm -rf "$v3"
   diffcodec encode models/photo/example.png -o "$OUT/example_photo.dfc" --force
   python eval/progressive_decoding.py "$OUT/example_photo.dfc" models/photo/example.png -o "$OUT/progressive_decoding_photo.png"
@@ -111,6 +120,9 @@ export OMP_NUM_THREADS=1
     diffcodec eval rd --model photo --data "$KODAK" --tile 256 --limit 5 --codecs rcc,jpeg,webp,avif,jxl,jpeg2000 --anchor jpeg -o "$OUT/rd_kodak256"
     python eval/bd_table.py "$OUT/rd_kodak256" --anchor avif > "$OUT/rd_kodak256/bd_vs_avif.txt"
     python eval/bd_table.py "$OUT/rd_kodak256" --anchor avif --range 28 42 >> "$OUT/rd_kodak256/bd_vs_avif.txt"
+    c=$(mktemp -d) && cp "$OUT"/rd_kodak256/{avif,jpeg}.json "$c/" \
+      && diffcodec eval rd --model photo --data "$KODAK" --tile 256 --limit 5 --codecs rcc --steps geo12c30 --anchor jpeg --keep -o "$c" \
+      && cp "$c/rcc.json" "$SOUT/rcc_kodak256_geo12c30.json"; rm -rf "$c"
     diffcodec eval rd --model photo --data "$KODAK" --tile 128 --limit 10 --codecs rcc,jpeg,webp,avif,jxl --anchor avif -o "$OUT/rd_kodak128"
     d=$(mktemp -d) && kodak_copy "$d" 01 02 \
       && diffcodec eval rd --model photo --data "$d" --tile 0 --codecs rcc,jpeg,webp,avif,jxl --anchor avif -o "$OUT/rd_kodak_full2" \
@@ -188,6 +200,10 @@ python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_c
 # the same CPU, after the blank first step and the rescale:
 #   python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --json "$OUT/bench_codec_s34_avx2.json" --plot "$OUT/bench_codec_s34_avx2.png" > "$OUT/bench_codec_s34_avx2.log"
 #   python eval/studies/int8_conv.py > "$SOUT/int8_conv_avx2.txt"
+# the same CPU, with the encoder's geo12c40 above 256x256 (BEFORE: a worktree of 061a5bd):
+#   python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --code BEFORE,. --json "$OUT/bench_codec_s35_avx2.json" --plot "$OUT/bench_codec_s35_avx2.png" > "$OUT/bench_codec_s35_avx2.log"
+(echo "## python eval/studies/chain_decode_time.py 256x256 geo9c20,geo12c30"; python eval/studies/chain_decode_time.py 256x256 geo9c20,geo12c30
+ echo "## python eval/studies/chain_decode_time.py 768x512 geo9c40,geo12c40"; python eval/studies/chain_decode_time.py 768x512 geo9c40,geo12c40) > "$SOUT/chain_decode_time.txt"
 (python eval/studies/score_batches.py --size 256x256 --repeats 4
  python eval/studies/score_batches.py --size 768x512 --repeats 2) > "$SOUT/score_batches.txt"
 python eval/studies/network_profile.py > "$SOUT/network_profile_avx2.txt"    # AVX2 alone, float32

@@ -180,6 +180,25 @@ def test_rgb_fully_convolutional_any_size(tinyrgb):
         assert np.array_equal(out.image, img)
 
 
+def test_the_encoders_default_chain_is_stored_and_decoded(tinyrgb, monkeypatch):
+    """Where rcc's encoder chain (``encoder_steps``) is not the one a file implies, a default
+    encode takes it, the file stores it and the decoder runs it (here with tiers made small, so a
+    16x16 image takes them)."""
+    from dataclasses import replace
+
+    img = np.random.default_rng(2).integers(0, 256, (3, 16, 16), dtype=np.uint8)
+    spec = registry.get("rcc")
+    monkeypatch.setitem(registry._CODERS, "rcc", replace(spec, encoder_steps=((300, "geo9"), (None, "geo20c5"))))
+    res = encode_image(tinyrgb, img, "rcc", quality=100)
+    assert res.header.steps_spec == "geo20c5" and res.header.extended()
+    back = Container.from_bytes(res.data, tinyrgb.keys)
+    assert back.header.steps_spec == "geo20c5"
+    out = decode_container(tinyrgb, back)
+    assert psnr(out.image, img) == pytest.approx(res.psnr, abs=1e-9)
+    assert len(res.records) == tinyrgb.diffusion("geo20c5").num_timesteps - 1 != \
+        tinyrgb.diffusion(spec.steps_for(img.size)).num_timesteps - 1
+
+
 def test_rcc_caps_a_steps_chunk_count(tinyrgb, monkeypatch):
     """A step never has more than rcc.MAX_CHUNKS chunks (constriction codes a count on at most 2^24
     values; a 12-megapixel image has more dimensions): with the cap made 3, steps that would take
@@ -352,7 +371,7 @@ def test_every_stopped_file_decodes_to_the_full_files_preview(backend, tmp_path)
     rows = sorted(doc["per_image"], key=lambda r: r["point"])
     n = len(rows)
     assert [r["point"] for r in rows] == list(range(1, n + 1)) and n == fmnist.diffusion(
-        registry.get(backend).steps_for(img.size)).num_timesteps - 1
+        registry.get(backend).encoder_steps_for(img.size)).num_timesteps - 1
     full = Path(rows[-1]["file"]).read_bytes()
     previews = {}
     decode_container(fmnist, Container.from_bytes(full, fmnist.keys),

@@ -55,7 +55,7 @@ def resolve_backend(backend: str, image_shape, kind: str = "gaussian") -> str:
 def default_steps(backend: str, dims: int) -> str:
     """The step spec a backend (or the ideal estimate) uses when none is given, on an image of
     ``dims`` (C x H x W) values."""
-    return ideal.DEFAULT_STEPS if backend == ideal.NAME else registry.get(backend).steps_for(dims)
+    return ideal.DEFAULT_STEPS if backend == ideal.NAME else registry.get(backend).encoder_steps_for(dims)
 
 
 def coded_steps(loaded, backend: str, steps: str | None, shape) -> int:
@@ -212,7 +212,7 @@ def encode_image(loaded, image: np.ndarray, backend: str = registry.AUTO, steps:
     wanted = quality_psnr(quality) if quality is not None else target_psnr
     backend = resolve_backend(backend, image.shape)
     spec = registry.get(backend)
-    steps = steps or spec.steps_for(C * H * W)
+    steps = steps or spec.encoder_steps_for(C * H * W)
     coder = coder or spec.from_params(b"")
     network = encoder_network(loaded.device, (C, H, W), precision, loaded.tiling, loaded.scales)
     keys = loaded.reader_keys       # what a reader may try the file against (read before the chain)

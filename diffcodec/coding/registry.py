@@ -19,6 +19,20 @@ from ..errors import UserError
 MAX_WIRE_ID = 7      # the header's flags hold the wire id in 3 bits
 
 
+def _tier(tiers: str | tuple, dims: int) -> str:
+    """The step spec of ``tiers`` (one spec, or (max_dims, spec) tiers) for ``dims`` values."""
+    if isinstance(tiers, str):
+        return tiers
+    return next(spec for limit, spec in tiers if limit is None or dims <= limit)
+
+
+def _check_tiers(name: str, tiers: str | tuple) -> None:
+    if not isinstance(tiers, str):
+        limits = [limit for limit, _ in tiers]
+        if not limits or limits[-1] is not None or None in limits[:-1] or limits[:-1] != sorted(limits[:-1]):
+            raise ValueError(f"coder {name!r}: step tiers need ascending limits and a last limit of None")
+
+
 @dataclass(frozen=True)
 class CoderSpec:
     name: str
@@ -31,20 +45,30 @@ class CoderSpec:
     auto_max_dims: int | None = None  # largest C x H x W that "auto" gives this coder (None: any)
     kind: str = "gaussian"           # the model kind it codes with: "gaussian" (a StepCoder of the
     #                                  Gaussian chain) or "masking" (a whole-image masking codec)
+    encoder_steps: str | tuple | None = None  # the chain an encoder takes when none is asked for,
+    #                                  where it is not ``default_steps`` (None: the same); see ``encoder_steps_for``
 
     def steps_for(self, dims: int) -> str:
-        """The step spec this coder uses by default on an image of ``dims`` (C x H x W) values.
-        What a file without a step spec implies, so changing it needs a new format version."""
-        if isinstance(self.default_steps, str):
-            return self.default_steps
-        return next(spec for limit, spec in self.default_steps if limit is None or dims <= limit)
+        """The step spec a file without one implies on an image of ``dims`` (C x H x W) values.
+        Part of the format: changing it needs a new format version."""
+        return _tier(self.default_steps, dims)
+
+    @property
+    def encoder_tiers(self) -> str | tuple:
+        return self.default_steps if self.encoder_steps is None else self.encoder_steps
+
+    def encoder_steps_for(self, dims: int) -> str:
+        """The step spec an encoder uses on an image of ``dims`` values when none is asked for. Where
+        it differs from ``steps_for`` the file stores it (the header's extended fields: 3 bytes and
+        the spec), so it can change without a format version and older readers decode its files."""
+        return _tier(self.encoder_tiers, dims)
 
     def steps_text(self) -> str:
-        """The default steps in words, e.g. "geo9 (geo9c20 above 4096 values)"."""
-        if isinstance(self.default_steps, str):
-            return self.default_steps
-        (_, first), *rest = self.default_steps
-        prev = self.default_steps[0][0]
+        """The encoder's default steps in words, e.g. "geo9 (geo9c20 above 4096 values)"."""
+        tiers = self.encoder_tiers
+        if isinstance(tiers, str):
+            return tiers
+        (prev, first), *rest = tiers
         above = []
         for limit, spec in rest:
             above.append(f"{spec} above {prev} values")
@@ -63,13 +87,12 @@ AUTO = "auto"
 
 
 def register(name: str, wire_id: int, default_steps: str | tuple, description: str = "", priority: int = 0,
-             auto_max_dims: int | None = None, kind: str = "gaussian"):
+             auto_max_dims: int | None = None, kind: str = "gaussian", encoder_steps: str | tuple | None = None):
     """Class decorator: add a ``StepCoder`` subclass (or, with kind="masking", a masking-model
     codec) to the registry."""
-    if not isinstance(default_steps, str):
-        limits = [limit for limit, _ in default_steps]
-        if not limits or limits[-1] is not None or None in limits[:-1] or limits[:-1] != sorted(limits[:-1]):
-            raise ValueError(f"coder {name!r}: step tiers need ascending limits and a last limit of None")
+    _check_tiers(name, default_steps)
+    if encoder_steps is not None:
+        _check_tiers(name, encoder_steps)
 
     def deco(cls):
         if name in _CODERS:
@@ -77,7 +100,8 @@ def register(name: str, wire_id: int, default_steps: str | tuple, description: s
         if not 0 <= wire_id <= MAX_WIRE_ID or any(s.wire_id == wire_id for s in _CODERS.values()):
             raise ValueError(f"coder {name!r}: wire id {wire_id} is out of range or taken")
         cls.name = name
-        _CODERS[name] = CoderSpec(name, wire_id, default_steps, cls, description, priority, auto_max_dims, kind)
+        _CODERS[name] = CoderSpec(name, wire_id, default_steps, cls, description, priority, auto_max_dims, kind,
+                                  encoder_steps)
         return cls
     return deco
 
