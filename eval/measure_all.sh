@@ -116,6 +116,9 @@ export OMP_NUM_THREADS=1
     (for a in avif webp jxl jpeg; do python eval/bd_table.py "$OUT/rd_kodak_full6" --anchor $a; done
      python eval/bd_table.py "$OUT/rd_kodak_full6" --anchor avif --range 28 42 --per-image
      python eval/bd_table.py "$OUT/rd_kodak_full6" --anchor webp --range 28 42) > "$OUT/rd_kodak_full6/bd_tables.txt"
+    c=$(mktemp -d) && cp "$OUT"/rd_kodak_full6/{avif,jpeg}.json "$c/" \
+      && diffcodec eval rd --model photo --data "$k6" --tile 0 --codecs rcc --steps geo9c40 --anchor avif --keep -o "$c" \
+      && cp "$c/rcc.json" "$SOUT/rcc_kodak6_geo9c40.json"; rm -rf "$c"   # the chain a file implies
     rm -rf "$k6"
     diffcodec eval rd --model photo --data "$KODAK" --tile 256 --limit 5 --codecs rcc,jpeg,webp,avif,jxl,jpeg2000 --anchor jpeg -o "$OUT/rd_kodak256"
     python eval/bd_table.py "$OUT/rd_kodak256" --anchor avif > "$OUT/rd_kodak256/bd_vs_avif.txt"
@@ -179,7 +182,9 @@ for h in 4 0; do python eval/studies/tile_study.py --data eval/data/val768 --nam
 python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --json "$OUT/bench_codec_s24.json" --plot "$OUT/bench_codec_s24.png" > "$OUT/bench_codec_s24.log"
 python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --json "$OUT/bench_codec_s25.json" --plot "$OUT/bench_codec_s25.png" > "$OUT/bench_codec_s25.log"
 python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_codec_12mp_s25.json" --plot "$OUT/bench_codec_12mp_s25.png" > "$OUT/bench_codec_12mp_s25.log"
-for size in 64x64 128x128 256x256 768x512; do python eval/studies/coarse_steps.py --size $size --json "$SOUT/coarse_steps_${size%%x*}.json" > "$SOUT/coarse_steps_${size%%x*}.txt"; done
+for size in 64x64 128x128 256x256 768x512; do   # 768x512 pinned to the chain its results were measured on
+  pin=(); [ $size = 768x512 ] && pin=(--steps geo9c40)
+  python eval/studies/coarse_steps.py --size $size "${pin[@]}" --json "$SOUT/coarse_steps_${size%%x*}.json" > "$SOUT/coarse_steps_${size%%x*}.txt"; done
 python eval/studies/first_step.py --out "$SOUT/first_step.txt"
 python eval/studies/variance_scale.py --out "$SOUT/variance_scale.txt"
 python eval/studies/first_step.py --sizes 64x64,96x64,128x128 --out "$SOUT/first_step_small.txt"
@@ -200,7 +205,8 @@ python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_c
 # the same CPU, after the blank first step and the rescale:
 #   python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --json "$OUT/bench_codec_s34_avx2.json" --plot "$OUT/bench_codec_s34_avx2.png" > "$OUT/bench_codec_s34_avx2.log"
 #   python eval/studies/int8_conv.py > "$SOUT/int8_conv_avx2.txt"
-# the same CPU, with the encoder's geo12c40 above 256x256 (BEFORE: a worktree of 061a5bd):
+# the same CPU, with the encoder's geo12c40 above 256x256 (BEFORE: a worktree of 061a5bd; the stored
+# 256x256 "main" rows ran geo12c30, then the encoder's chain there, which was not kept):
 #   python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --code BEFORE,. --json "$OUT/bench_codec_s35_avx2.json" --plot "$OUT/bench_codec_s35_avx2.png" > "$OUT/bench_codec_s35_avx2.log"
 (echo "## python eval/studies/chain_decode_time.py 256x256 geo9c20,geo12c30"; python eval/studies/chain_decode_time.py 256x256 geo9c20,geo12c30
  echo "## python eval/studies/chain_decode_time.py 768x512 geo9c40,geo12c40"; python eval/studies/chain_decode_time.py 768x512 geo9c40,geo12c40) > "$SOUT/chain_decode_time.txt"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from diffcodec.container.format import Container, FormatError
-from diffcodec.coding.progressive import decode_container, encode_image
+from diffcodec.coding.progressive import coded_steps, decode_container, encode_image
 from diffcodec.coding import registry
 from diffcodec.evaluation.metrics import psnr
 from diffcodec.coding.entropy import CorruptStream, Decoder, encode_ops, gauss_op, table_op, zipf_table
@@ -197,6 +197,7 @@ def test_the_encoders_default_chain_is_stored_and_decoded(tinyrgb, monkeypatch):
     assert psnr(out.image, img) == pytest.approx(res.psnr, abs=1e-9)
     assert len(res.records) == tinyrgb.diffusion("geo20c5").num_timesteps - 1 != \
         tinyrgb.diffusion(spec.steps_for(img.size)).num_timesteps - 1
+    assert coded_steps(tinyrgb, "rcc", None, img.shape) == len(res.records)   # what progress bars count
 
 
 def test_rcc_caps_a_steps_chunk_count(tinyrgb, monkeypatch):

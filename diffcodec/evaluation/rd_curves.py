@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..coding import ideal, registry
-from ..coding.progressive import decode_container, encode_image, estimate_image
+from ..coding.progressive import decode_container, default_steps, encode_image, estimate_image
 from ..container.format import Container
 from ..distributed import gather_rows, my_indices
 from ..errors import UserError
@@ -247,8 +247,10 @@ def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, s
     results["psnr-rgb"] = results["psnr"]
     if "ms-ssim" in results:
         results["ms-ssim-rgb"] = results["ms-ssim"]
-    desc = (f"diffcodec {codec} on model {loaded.name}, steps {steps or 'default'}" if not is_baseline
-            else baselines.summary_line(codec, C))
+    # the chain a default run took, where one image size fixes it (encoders' defaults change over time)
+    taken = steps or (default_steps(codec, int(np.prod(shapes[0]))) if len(shapes) == 1 and not is_baseline else None)
+    desc = (f"diffcodec {codec} on model {loaded.name}, steps {steps or (f'default ({taken})' if taken else 'default')}"
+            if not is_baseline else baselines.summary_line(codec, C))
     doc = {"name": codec, "description": desc, "images": len(images), "shape": list(shapes[0]),
            "results": results}
     if len(shapes) > 1:
@@ -258,7 +260,7 @@ def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, s
         doc["all_points"] = all_points
         src = all_points
     else:
-        doc["steps"] = steps
+        doc["steps"] = taken
         src = {"points": keys, "bpp": results["bpp"], "psnr": results["psnr"], "fixed_bytes": fixed}
     kind = "baseline" if is_baseline else "ideal" if codec == ideal.NAME else "dfc"
     doc["coding_only"] = coding_only_curve(src["points"], src["bpp"], src["psnr"], src["fixed_bytes"], pixels,

@@ -59,7 +59,7 @@ def main():
     for name in args.names.split(","):
         image = load_image(Path(args.data) / f"{name}.png", 3)
         C, H, W = image.shape
-        steps = registry.get("rcc").encoder_steps_for(image.size)
+        steps = registry.get("rcc").steps_for(image.size)   # the implied chain: the stored results used it
         for tile in tiles:
             loaded.config.inference.tile, loaded.config.inference.halo = tile, args.halo
             t0 = time.perf_counter()
