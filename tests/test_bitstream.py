@@ -101,12 +101,16 @@ def test_rcc_default_steps_by_image_size():
     """The chain a file without a step spec implies depends on the image's size: geo9 up to 4096
     values (Fashion-MNIST, 32x32 RGB), finer at high noise above (where a coarse first jump costs
     thousands of bits), geo9c40 above 256x256 RGB. It is part of the format, so this pins it;
-    another size's implied chain written out is the long, extended form."""
+    another size's implied chain written out is the long, extended form. Above 256x256 RGB the
+    encoder takes a shorter chain (geo12c40): such a file stores its spec (11 bytes more), so a
+    reader of this format version decodes it with the encoder's chain; up to 256x256 the
+    encoder's chain is the implied one and the header stays short."""
     rcc = registry.get("rcc")
-    sizes = {(1, 28, 28): "geo9", (3, 32, 32): "geo9", (1, 64, 64): "geo9", (3, 64, 64): "geo9c20",
-             (3, 256, 256): "geo9c20", (3, 257, 256): "geo9c40", (3, 512, 768): "geo9c40"}
-    for (c, h, w), steps in sizes.items():
-        assert rcc.steps_for(c * h * w) == steps
+    sizes = {(1, 28, 28): ("geo9", "geo9"), (3, 32, 32): ("geo9", "geo9"), (1, 64, 64): ("geo9", "geo9"),
+             (3, 64, 64): ("geo9c20", "geo9c20"), (3, 256, 256): ("geo9c20", "geo9c20"),
+             (3, 257, 256): ("geo9c40", "geo12c40"), (3, 512, 768): ("geo9c40", "geo12c40")}
+    for (c, h, w), (steps, encoder) in sizes.items():
+        assert rcc.steps_for(c * h * w) == steps and rcc.encoder_steps_for(c * h * w) == encoder
         kw = dict(backend="rcc", seed=0, lossless=False, native=False, auto=True, height=h, width=w,
                   channels=c)
         plain = make(layers=((5, b"abc"),), steps_spec=steps, **kw)
@@ -115,6 +119,12 @@ def test_rcc_default_steps_by_image_size():
         assert back.steps_spec == steps and back.for_model(ModelProfile(28, 1, "gaussian")).steps_spec == steps
         other = "geo9c40" if steps == "geo9" else "geo9"
         assert make(layers=((5, b"abc"),), steps_spec=other, **kw).header.extended()
+        made = make(layers=((5, b"abc"),), steps_spec=encoder, **kw)
+        assert made.header.extended() == (encoder != steps)
+        back = Container.from_bytes(made.to_bytes(), KEYS).header
+        assert back.for_model(ModelProfile(28, 1, "gaussian")).steps_spec == encoder
+        if encoder != steps:
+            assert len(made.to_bytes()) - len(plain.to_bytes()) == 3 + len(encoder)
     # the decoder splits a chunk into segments of at most this many dimensions: also the format's
     from diffcodec.coding import rcc as rcc_module
     assert rcc_module.SEGMENT_DIMS == 8192
@@ -122,27 +132,6 @@ def test_rcc_default_steps_by_image_size():
         registry.register("bad-tiers", 7, ((100, "geo9"), (50, "geo6")))
     with pytest.raises(ValueError, match="tiers"):
         registry.register("bad-encoder-tiers", 7, "geo9", encoder_steps=((100, "geo9"),))
-
-
-def test_rcc_encoder_steps_are_stored_where_they_are_not_implied():
-    """Above 256x256 RGB rcc's encoder takes a shorter chain than a file implies: such a file stores
-    its step spec (the extended fields, 11 bytes more), so a reader of this format version decodes
-    it with the encoder's chain; up to 256x256 the encoder's chain is the implied one and the
-    header stays short."""
-    rcc = registry.get("rcc")
-    sizes = {(1, 28, 28): ("geo9", False), (3, 64, 64): ("geo9c20", False),
-             (3, 256, 256): ("geo9c20", False), (3, 257, 256): ("geo12c40", True),
-             (3, 512, 768): ("geo12c40", True)}
-    for (c, h, w), (steps, stored) in sizes.items():
-        assert rcc.encoder_steps_for(c * h * w) == steps
-        kw = dict(backend="rcc", seed=0, lossless=False, native=False, auto=True, height=h, width=w, channels=c)
-        made = make(layers=((5, b"abc"),), steps_spec=steps, **kw)
-        assert made.header.extended() == stored
-        back = Container.from_bytes(made.to_bytes(), KEYS).header
-        assert back.for_model(ModelProfile(28, 1, "gaussian")).steps_spec == steps
-        if stored:
-            implied = make(layers=((5, b"abc"),), steps_spec=rcc.steps_for(c * h * w), **kw)
-            assert len(made.to_bytes()) - len(implied.to_bytes()) == 3 + len(steps)
     assert rcc.steps_text() == "geo9 (geo9c20 above 4096 values, geo12c40 above 196608 values)"
 
 

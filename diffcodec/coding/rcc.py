@@ -91,9 +91,9 @@ DEFAULT_STEPS = ((4096, "geo9"), (256 * 256 * 3, "geo9c20"), (None, "geo9c40"))
 # The chain the encoder takes when none is asked for: DEFAULT_STEPS up to 256x256 RGB, and above it
 # geo12c40 (54 coded steps against geo9c40's 64), which the file then stores (11 bytes), so
 # changing it needs no format version. Chosen on three validation photos whole: 1.0% more rate
-# over 28-42 dB (geo15c60: 5.5%), for a decode 11-17% faster at quality 75 and 13% at full rate.
+# over 28-42 dB (geo15c60: 5.5%), for a decode 11-19% faster at quality 75 and 13% at full rate.
 # At 256x256 geo12c30 cost the validation crops 2.8% (5.6% over 20-50 dB) for a quality-75 decode
-# 25-29% faster: outside the one point of BD-rate the speed issue allows, so not taken
+# 24-29% faster: outside the one point of BD-rate the speed issue allows, so not taken
 # (eval/README.md, "Shorter default chains").
 ENCODER_STEPS = ((4096, "geo9"), (256 * 256 * 3, "geo9c20"), (None, "geo12c40"))
 _WORKERS = max(1, min(4, os.cpu_count() or 1))

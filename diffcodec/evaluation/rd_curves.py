@@ -247,10 +247,12 @@ def evaluate_codec(codec: str, images: np.ndarray, out_dir: Path, loaded=None, s
     results["psnr-rgb"] = results["psnr"]
     if "ms-ssim" in results:
         results["ms-ssim-rgb"] = results["ms-ssim"]
-    # the chain a default run took, where one image size fixes it (encoders' defaults change over time)
-    taken = steps or (default_steps(codec, int(np.prod(shapes[0]))) if len(shapes) == 1 and not is_baseline else None)
-    desc = (f"diffcodec {codec} on model {loaded.name}, steps {steps or (f'default ({taken})' if taken else 'default')}"
-            if not is_baseline else baselines.summary_line(codec, C))
+    taken = steps      # the chain a default run took, where one image size fixes it
+    if taken is None and not is_baseline and len(shapes) == 1:
+        taken = default_steps(codec, int(np.prod(shapes[0])))
+    named = steps or (f"default ({taken})" if taken else "default")
+    desc = (baselines.summary_line(codec, C) if is_baseline
+            else f"diffcodec {codec} on model {loaded.name}, steps {named}")
     doc = {"name": codec, "description": desc, "images": len(images), "shape": list(shapes[0]),
            "results": results}
     if len(shapes) > 1:
