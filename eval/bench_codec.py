@@ -18,7 +18,9 @@ records it.
 ``--code DIR`` runs the children on another checkout's ``diffcodec`` (e.g. a git worktree of an
 older commit; it needs ``diffcodec.timing``), so old and new code are measured in one run on the
 same inputs; several ``--model`` names (or model folders) measure models side by side the same way.
-Run it alone on the machine: every row's time depends on what else is running.
+The checkouts and models take turns within each size and quality (old, new, old, new, ...), so a
+machine whose speed drifts over the run moves both alike. Run it alone on the machine: every
+row's time depends on what else is running.
 """
 from __future__ import annotations
 
@@ -117,28 +119,28 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         # a model folder is resolved here, not in the --code checkout the children run in
         models = [str(Path(m).resolve()) if Path(m).exists() else m for m in args.model.split(",")]
-        for code, model in ((c, m) for c in args.code.split(",") for m in models):
+        runs = [(c, m) for c in args.code.split(",") for m in models]
+        for size, q, (code, model) in ((s, q, r) for s in args.sizes.split(",")
+                                       for q in map(int, args.qualities.split(",")) for r in runs):
             name = Path(code).resolve().name + (f" {Path(model).name}" if len(models) > 1 else "")
-            for size in args.sizes.split(","):
-                w, h = map(int, size.split("x"))
-                for q in map(int, args.qualities.split(",")):
-                    path = str(Path(tmp) / f"{name}_{size}_{q}.dfc".replace(" ", "_"))
-                    enc = measure(code, model, args, size, q, "encode", path)
-                    dec = measure(code, model, args, size, q, "decode", path)
-                    if abs(dec["psnr"] - enc["psnr"]) > 1e-9:
-                        raise SystemExit(f"{size} q{q}: the decode gives {dec['psnr']:.4f} dB, the encoder "
-                                         f"{enc['psnr']:.4f} dB")
-                    row = {"code": name, "model": model, "size": size, "megapixels": w * h / 1e6, "quality": q,
-                           "network": enc["network"], "encode": enc, "decode": dec}
-                    rows.append(row)
-                    split = "  ".join(f"{k} {enc['split'].get(k, 0):.1f}/{dec['split'].get(k, 0):.1f}"
-                                      for k in (*STAGES, "other"))
-                    print(f"{name:16s} {size:>9s} q{q:3d} {enc['network']:8s}: {enc['bpp']:.3f} bpp {enc['psnr']:.2f} dB "
-                          f"{enc['steps']:3d} steps | encode {enc['seconds']:7.1f} s {enc['peak_mb']:6.0f} MB | "
-                          f"decode {dec['seconds']:7.1f} s {dec['peak_mb']:6.0f} MB | seconds enc/dec: {split}",
-                          flush=True)
-                    if args.json:
-                        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+            w, h = map(int, size.split("x"))
+            path = str(Path(tmp) / f"{name}_{size}_{q}.dfc".replace(" ", "_"))
+            enc = measure(code, model, args, size, q, "encode", path)
+            dec = measure(code, model, args, size, q, "decode", path)
+            if abs(dec["psnr"] - enc["psnr"]) > 1e-9:
+                raise SystemExit(f"{size} q{q}: the decode gives {dec['psnr']:.4f} dB, the encoder "
+                                 f"{enc['psnr']:.4f} dB")
+            row = {"code": name, "model": model, "size": size, "megapixels": w * h / 1e6, "quality": q,
+                   "network": enc["network"], "encode": enc, "decode": dec}
+            rows.append(row)
+            split = "  ".join(f"{k} {enc['split'].get(k, 0):.1f}/{dec['split'].get(k, 0):.1f}"
+                              for k in (*STAGES, "other"))
+            print(f"{name:16s} {size:>9s} q{q:3d} {enc['network']:8s}: {enc['bpp']:.3f} bpp {enc['psnr']:.2f} dB "
+                  f"{enc['steps']:3d} steps | encode {enc['seconds']:7.1f} s {enc['peak_mb']:6.0f} MB | "
+                  f"decode {dec['seconds']:7.1f} s {dec['peak_mb']:6.0f} MB | seconds enc/dec: {split}",
+                  flush=True)
+            if args.json:
+                Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
     if args.plot:
         from diffcodec.evaluation.figures import speed_figure
 

@@ -210,6 +210,13 @@ python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_c
 #   python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --code BEFORE,. --json "$OUT/bench_codec_s35_avx2.json" --plot "$OUT/bench_codec_s35_avx2.png" > "$OUT/bench_codec_s35_avx2.log"
 (echo "## python eval/studies/chain_decode_time.py 256x256 geo9c20,geo12c30"; python eval/studies/chain_decode_time.py 256x256 geo9c20,geo12c30
  echo "## python eval/studies/chain_decode_time.py 768x512 geo9c40,geo12c40"; python eval/studies/chain_decode_time.py 768x512 geo9c40,geo12c40) > "$SOUT/chain_decode_time.txt"
+# the same CPU, rcc's variance term at its mean (BEFORE: a worktree of c11e947; the checkouts take turns):
+#   python eval/bench_codec.py --sizes 256x256,768x512 --qualities 75,100 --code BEFORE,. --json "$OUT/bench_codec_s36_avx2.json" --plot "$OUT/bench_codec_s36_avx2.png" > "$OUT/bench_codec_s36_avx2.log"
+python eval/studies/variance_term.py > "$SOUT/variance_term.txt"
+# $SOUT/rcc_{photo256,val3,kodak256}_pervar.json are rd_photo256's, rd_val3's and rd_kodak256's rcc
+# curves as c11e947 made them (q's variance term per dimension at every size), and
+# rcc_fmnist_mean.json rd_fmnist's with the mean at every size (rcc.EXACT_MAX_DIMS = 0): the
+# comparisons of eval/README.md, "q's variance term at its mean"; this code does not re-make them.
 (python eval/studies/score_batches.py --size 256x256 --repeats 4
  python eval/studies/score_batches.py --size 768x512 --repeats 2) > "$SOUT/score_batches.txt"
 python eval/studies/network_profile.py > "$SOUT/network_profile_avx2.txt"    # AVX2 alone, float32

@@ -350,7 +350,9 @@ def test_rcc_selection_scores_every_block_of_chunks_like_a_direct_computation(mo
     """With arrival times fixed at T_j = j + 1, the index each chunk picks is the argmax of
     log w(z_j) - log(j + 1) computed directly from the chunk's candidates, whether the chunks are
     scored in blocks of 3 (several matrix products per length) or all at once, and over codebook
-    rows in blocks that divide K or not."""
+    rows in blocks that divide K or not. q's variance term is sum_d c2_d z_d^2 on an image of at
+    most rcc.EXACT_MAX_DIMS values, and mean(c2) sum_d z_d^2 per segment above (here the limit is
+    lowered to take that rule)."""
     from diffcodec.coding import rcc
 
     d, n = 700, 20
@@ -364,17 +366,28 @@ def test_rcc_selection_scores_every_block_of_chunks_like_a_direct_computation(mo
     monkeypatch.setenv("DIFFCODEC_PRECISION", "float32")   # exact scores, as computed here
     perm = permutation(SEED, 4, d)
     groups = np.array_split(perm, n)
-    for segment in (8192, 13):      # chunks of 35 dimensions: one segment, or three
-        monkeypatch.setattr(rcc, "SEGMENT_DIMS", segment)
-        layout = coder._layout(ctx, perm, n)
-        # the decoder's candidates: what _sample builds for every chunk at index j
-        Z = np.stack([(coder._sample(ctx, layout, [j] * n) - mu_p) / np.sqrt(var_p) for j in range(coder.count)])
-        expected = [int(np.argmax(Z[:, dims] ** 2 @ c2[dims] + Z[:, dims] @ c1[dims]
-                                  - np.log(np.arange(1, coder.count + 1)))) for dims in groups]
-        for block, rows in ((3, 256), (512, 256), (512, 100)):
-            monkeypatch.setattr(rcc, "SELECT_BLOCK", block)
-            monkeypatch.setattr(rcc, "ROW_BLOCK", rows)
-            assert coder._select(ctx, layout, n, c2, c1) == expected
+    shipped = rcc.EXACT_MAX_DIMS
+    assert d <= shipped
+    picked = {}
+    for limit in (shipped, d - 1):
+        monkeypatch.setattr(rcc, "EXACT_MAX_DIMS", limit)
+
+        def squared(Z, s):
+            return (Z[:, s] ** 2) @ c2[s] if d <= limit else c2[s].mean() * (Z[:, s] ** 2).sum(1)
+
+        for segment, pieces in ((8192, 1), (13, 3)):      # chunks of 35 dimensions: one segment, or three
+            monkeypatch.setattr(rcc, "SEGMENT_DIMS", segment)
+            layout = coder._layout(ctx, perm, n)
+            # the decoder's candidates: what _sample builds for every chunk at index j
+            Z = np.stack([(coder._sample(ctx, layout, [j] * n) - mu_p) / np.sqrt(var_p) for j in range(coder.count)])
+            expected = [int(np.argmax(Z[:, dims] @ c1[dims] + sum(squared(Z, s) for s in np.array_split(dims, pieces))
+                                      - np.log(np.arange(1, coder.count + 1)))) for dims in groups]
+            for block, rows in ((3, 256), (512, 256), (512, 100)):
+                monkeypatch.setattr(rcc, "SELECT_BLOCK", block)
+                monkeypatch.setattr(rcc, "ROW_BLOCK", rows)
+                assert coder._select(ctx, layout, n, c2, c1) == expected
+            picked[limit, segment] = expected
+    assert picked[shipped, 8192] != picked[d - 1, 8192]     # the two rules differ here
 
 
 def test_rcc_arrival_times_stay_finite_when_a_uniform_is_zero(monkeypatch):
@@ -420,10 +433,12 @@ def test_rcc_log_times_are_the_differences_of_one_cumulative_sum():
 
 
 def test_rcc_scores_over_row_blocks_are_the_whole_products(monkeypatch):
-    """rcc._scores runs its products over ROW_BLOCK codebook rows at a time, squaring each block
-    in a reused buffer: with blocks that divide K (both powers of two) or exceed it, the scores
-    are those of the whole codebook and its squares (so the encoder's selections, and its files,
-    are what they were with the squares held whole)."""
+    """rcc._scores runs its products over ROW_BLOCK codebook rows at a time: with blocks that divide
+    K (both powers of two) or exceed it, the scores do not depend on the block, bit for bit (so
+    neither do the encoder's selections and files). Exact, they are the whole codebook's products
+    with the coefficients and, squared a block at a time in a reused buffer, never the whole
+    codebook's squares; otherwise the linear product plus each segment's mean c2 times the rows'
+    squared norms."""
     from diffcodec.coding import rcc
 
     rng = np.random.default_rng(2)
@@ -438,17 +453,23 @@ def test_rcc_scores_over_row_blocks_are_the_whole_products(monkeypatch):
     a1, a2 = np.zeros((m, chunks), np.float32), np.zeros((m, chunks), np.float32)
     for k in range(chunks):
         a1[columns[k], k], a2[columns[k], k] = signs[k] * c1[dims[k]], c2[dims[k]]
-    whole = book @ torch.from_numpy(a1)
-    whole += book.square() @ torch.from_numpy(a2)
+    linear = book @ torch.from_numpy(a1)
+    whole = linear + book.square() @ torch.from_numpy(a2)
+    by_mean = linear.T.double() + torch.from_numpy(c2[dims].mean(1, dtype=np.float64))[:, None] * book.double().square().sum(1)
     assert rcc.ROW_BLOCK & (rcc.ROW_BLOCK - 1) == 0      # a power of two: divides K or exceeds it
     real_square, squared = torch.square, []
     monkeypatch.setattr(torch, "square", lambda x, out=None: squared.append(len(x)) or real_square(x, out=out))
+    first = None
     for rows in (256, 64, 4096):
         monkeypatch.setattr(rcc, "ROW_BLOCK", rows)
         squared.clear()
-        (_, _, score), = rcc._scores([(seg, slice(0, chunks))], book, c1, c2, torch.float32)
+        (_, _, score), = rcc._scores([(seg, slice(0, chunks))], book, c1, c2, torch.float32, exact=True)
         assert torch.equal(score, whole.T)
         assert max(squared) == min(rows, K) and sum(squared) == K     # never the whole codebook's squares
+        (_, _, score), = rcc._scores([(seg, slice(0, chunks))], book, c1, c2, torch.float32)
+        assert torch.allclose(score.double(), by_mean, rtol=0, atol=1e-4)
+        first = score if first is None else first
+        assert torch.equal(score, first)
 
 
 def test_rcc_scores_segments_of_near_lengths_in_one_product(monkeypatch):

@@ -14,7 +14,10 @@ reading them through its own seeded signs, column order and row offset (``random
 Given its map a chunk's candidates are i.i.d. standard normals, so each chunk is still exact
 ordered random coding; the encoder generates the codebook once per process, and the scores of all
 chunks of one length are matrix products with it, about D x K multiply-adds a step, where drawing
-fresh candidates for every chunk would cost D x K normals (about 100x slower on a CPU). A chunk longer than SEGMENT_DIMS reads its
+fresh candidates for every chunk would cost D x K normals (about 100x slower on a CPU). q's
+narrower variance enters a score at its mean over each segment, a multiple of the row's squared
+norm, so the squares need no second product (encoder-only; ``_scores``; images of at most
+EXACT_MAX_DIMS values keep the exact term, which costs them little). A chunk longer than SEGMENT_DIMS reads its
 candidates in near-equal segments, each with its own map, under one index: a step's chunk count
 follows its KL alone, where chunks of at most SEGMENT_DIMS would cut a step of little KL on a
 large image into at least ceil(D / SEGMENT_DIMS) chunks, each paying for an index.
@@ -103,12 +106,16 @@ SELECT_BLOCK = 512                    # segments scored by one matrix product ([
 ROW_BLOCK = 256                       # codebook rows per product (their squares: 8 MB in float32); a
                                       # power of two, so it divides K or exceeds it: a last block of a
                                       # few rows would run another BLAS kernel, with other roundings
+EXACT_MAX_DIMS = 4096                 # images of at most this many values are scored with q's variance
+                                      # term per dimension (its second product costs them little); larger
+                                      # ones take it at its mean over each segment (``_scores``)
 BATCH_LENGTH = 0.9                    # shortest segment length, relative to the longest, in one product
 SEGMENT_DIMS = BOOK_DIMS              # longest segment: the codebook's row length (K x 8192 is
                                       # 134 MB in bfloat16); a longer chunk reads its candidates in
                                       # near-equal segments. The decoder splits chunks the same way:
                                       # part of the format (tests/test_bitstream.py pins it)
 _BOOKS: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
+_NORMS: "dict[tuple, dict]" = {}   # per kept codebook: its rows' squared norms (torch, [K]) by length
 
 
 def _batches(layout: list[Segments]) -> list[list[tuple[Segments, slice]]]:
@@ -135,22 +142,28 @@ def _batches(layout: list[Segments]) -> list[list[tuple[Segments, slice]]]:
     return out
 
 
-def _scores(batch: list[tuple[Segments, slice]], book, c1: np.ndarray, c2: np.ndarray, dtype):
-    """Each block's scores sum_d c2_d z_d^2 + c1_d z_d for the K rows z of the codebook (``book``,
-    a [K, m] view at least as wide as the longest segment): yields (segments, block, float32
-    [b, K]) in the batch's order.
+def _scores(batch: list[tuple[Segments, slice]], book, c1: np.ndarray, c2: np.ndarray, dtype, norms=None,
+            exact: bool = False):
+    """Each block's scores sum_d c1_d z_d + c2_d z_d^2 for the K rows z of the codebook (``book``, a
+    [K, m] view at least as wide as the longest segment), with c2 at its mean over each segment
+    unless ``exact``: yields (segments, block, float32 [b, K]) in the batch's order.
 
-    The products run over ROW_BLOCK rows at a time (one product, two with c2), each block's
-    squares made in one reused buffer, so the codebook's squares are never held whole (268 MB in
-    float32 at the widest). In float32 here (MKL, AVX2) each score is the whole product's, bit
-    for bit (tests/test_coders.py); bfloat16 products on a CPU with AMX were not compared, and
-    could only change which candidate the encoder picks, not what a file means."""
+    The linear term is one matrix product, run over ROW_BLOCK rows at a time. With c2 at its mean
+    cbar_2 over a segment, the squared term is cbar_2 times the row's squared norm over the
+    segment's first L columns (any column order sums the same; ``norms(L)``, by default
+    ``_square_norms``): K x L once per length, not a second K x L x b product. What that leaves
+    out, sum_d (c2_d - cbar_2) z_d^2, is noise across candidates with a standard deviation of about
+    0.2 nats on `photo`, where the linear term's is about 6 (eval/README.md, "q's variance term at
+    its mean"). ``exact`` adds the squared term from a second product with the codebook's squares,
+    squared ROW_BLOCK rows at a time. In float32 here (MKL, AVX2) the products over row blocks are
+    the whole products, bit for bit (tests/test_coders.py); bfloat16 products on a CPU with AMX were
+    not compared, and could only change which candidate the encoder picks, not what a file means."""
     import torch
 
     m = book.shape[1]
     width = sum(len(seg.chunk[block]) for seg, block in batch)
     a1 = np.zeros((m, width), np.float32)
-    a2 = np.zeros((m, width), np.float32) if c2.any() else None
+    a2 = np.zeros((m, width), np.float32) if exact and c2.any() else None
     at = 0
     for seg, block in batch:
         dims, columns = seg.dims[block], seg.columns[block]
@@ -169,11 +182,27 @@ def _scores(batch: list[tuple[Segments, slice]], book, c1: np.ndarray, c2: np.nd
         if w2 is not None:
             score[r:r + ROW_BLOCK] += torch.square(rows, out=squares[:len(rows)]) @ w2
     score = score.T.float()                                         # [width, K]
+    norms = norms or (lambda length: _square_norms(book, length))
     at = 0
     for seg, block in batch:
         b = len(seg.chunk[block])
+        mean_c2 = None if exact else c2[seg.dims[block]].mean(1, dtype=np.float64).astype(np.float32)
+        if mean_c2 is not None and mean_c2.any():
+            score[at:at + b].addr_(torch.from_numpy(mean_c2), norms(seg.dims.shape[1]))
         yield seg, block, score[at:at + b]
         at += b
+
+
+def _square_norms(book, length: int):
+    """sum_d z_d^2 over the first ``length`` columns of each codebook row, float32 [K], computed
+    over ROW_BLOCK rows at a time (the codebook's squares are never held whole: 268 MB in float32
+    at the widest)."""
+    import torch
+
+    out = torch.empty(len(book), dtype=torch.float32)
+    for r in range(0, len(book), ROW_BLOCK):
+        out[r:r + ROW_BLOCK] = book[r:r + ROW_BLOCK, :length].float().square().sum(1)
+    return out
 
 
 def li_el_gamal_exponent(chunk_bits: int) -> float:
@@ -219,9 +248,19 @@ def _book(seed: int, m: int, count: int, dtype):
                     book[edges[k]:edges[k + 1]] = torch.from_numpy(rows)
             _BOOKS[key] = book
         while len(_BOOKS) > BOOKS_KEPT:
-            _BOOKS.popitem(last=False)
+            _NORMS.pop(_BOOKS.popitem(last=False)[0], None)
     _BOOKS.move_to_end(key)
     return _BOOKS[key][:, :m]
+
+
+def _book_norms(seed: int, count: int, dtype, length: int):
+    """``_square_norms`` of the kept codebook (``_book``, already at least ``length`` wide),
+    computed once per length: a step's batches, and later steps, share them."""
+    key = (seed, count, dtype)
+    kept = _NORMS.setdefault(key, {})
+    if length not in kept:
+        kept[length] = _square_norms(_BOOKS[key], length)
+    return kept[length]
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -385,10 +424,12 @@ class RCCCoder(StepCoder):
         indices = np.empty(n, np.int64)
         summed: dict[int, torch.Tensor] = {}       # chunks of several segments: their scores so far
         dtype = precision.score_dtype(ctx.dims)
+        exact = ctx.dims <= EXACT_MAX_DIMS
         for batch in _batches(layout):
             book = _book(ctx.seed, batch[0][0].dims.shape[1], K, dtype)
             with stage("scoring"):
-                for seg, block, score in _scores(batch, book, c1, c2, dtype):
+                norms = lambda length: _book_norms(ctx.seed, K, dtype, length)   # noqa: E731
+                for seg, block, score in _scores(batch, book, c1, c2, dtype, norms, exact):
                     offsets, single = seg.offsets[block], seg.single[block]
                     if single.any():
                         rows = torch.argmax(score[torch.from_numpy(single)]
