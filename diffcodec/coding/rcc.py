@@ -186,9 +186,10 @@ def _scores(batch: list[tuple[Segments, slice]], book, c1: np.ndarray, c2: np.nd
     at = 0
     for seg, block in batch:
         b = len(seg.chunk[block])
-        mean_c2 = None if exact else c2[seg.dims[block]].mean(1, dtype=np.float64).astype(np.float32)
-        if mean_c2 is not None and mean_c2.any():
-            score[at:at + b].addr_(torch.from_numpy(mean_c2), norms(seg.dims.shape[1]))
+        if not exact:
+            mean_c2 = c2[seg.dims[block]].mean(1, dtype=np.float64).astype(np.float32)
+            if mean_c2.any():
+                score[at:at + b].addr_(torch.from_numpy(mean_c2), norms(seg.dims.shape[1]))
         yield seg, block, score[at:at + b]
         at += b
 
@@ -425,10 +426,10 @@ class RCCCoder(StepCoder):
         summed: dict[int, torch.Tensor] = {}       # chunks of several segments: their scores so far
         dtype = precision.score_dtype(ctx.dims)
         exact = ctx.dims <= EXACT_MAX_DIMS
+        norms = lambda length: _book_norms(ctx.seed, K, dtype, length)   # noqa: E731
         for batch in _batches(layout):
             book = _book(ctx.seed, batch[0][0].dims.shape[1], K, dtype)
             with stage("scoring"):
-                norms = lambda length: _book_norms(ctx.seed, K, dtype, length)   # noqa: E731
                 for seg, block, score in _scores(batch, book, c1, c2, dtype, norms, exact):
                     offsets, single = seg.offsets[block], seg.single[block]
                     if single.any():
