@@ -4,9 +4,8 @@ A chunk's candidates are scored by log w(z) = sum_d c1_d z_d + c2_d z_d^2 (+ a c
 ``rcc.EXACT_MAX_DIMS`` values the encoder takes c2 at its mean over each segment, so the squared
 term is that mean times the row's squared norm (``rcc._scores``). For every step of one encode
 this prints, as medians over the step's segments, the standard deviation across candidates of
-the linear term (sqrt(sum c1^2)),
-of the whole squared term (sqrt(2 sum c2^2)) and of the part the mean leaves out
-(sqrt(2 sum (c2 - mean)^2)), in nats, and c2's mean and spread. Then it selects every step's
+the linear term (sqrt(sum c1^2)), of the whole squared term (sqrt(2 sum c2^2)) and of the part
+the mean leaves out (sqrt(2 sum (c2 - mean)^2)), in nats, and c2's mean and spread. Then it selects every step's
 indices again with the per-dimension term everywhere (the rule before) and with the encoder's
 rule, from the same arrival times, and prints the share of picks that agree.
 
