@@ -215,8 +215,8 @@ python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_c
 python eval/studies/variance_term.py > "$SOUT/variance_term.txt"
 python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_codec_12mp_s37_avx2.json" --plot "$OUT/bench_codec_12mp_s37_avx2.png" > "$OUT/bench_codec_12mp_s37_avx2.log"   # AVX2 alone, float32
 python eval/studies/deep_cache.py --out "$SOUT/deep_cache.txt"
-# $SOUT/rcc_{photo256,val3,kodak256,kodak128}_pervar.json are the rcc curves of rd_photo256, rd_val3,
-# rd_kodak256 and rd_kodak128 as c11e947 made them (q's variance term per dimension at every size), and
+# $SOUT/rcc_{photo256,val3,kodak256,kodak128,kodak6}_pervar.json are the rcc curves of rd_photo256, rd_val3,
+# rd_kodak256, rd_kodak128 and rd_kodak_full6 as c11e947 made them (q's variance term per dimension at every size), and
 # rcc_fmnist_mean.json rd_fmnist's with the mean at every size (rcc.EXACT_MAX_DIMS = 0): the
 # comparisons of eval/README.md, "q's variance term at its mean"; this code does not re-make them.
 (python eval/studies/score_batches.py --size 256x256 --repeats 4
