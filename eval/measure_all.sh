@@ -215,6 +215,7 @@ python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_c
 python eval/studies/variance_term.py > "$SOUT/variance_term.txt"
 python eval/bench_codec.py --sizes 4224x2816 --qualities 75 --json "$OUT/bench_codec_12mp_s37_avx2.json" --plot "$OUT/bench_codec_12mp_s37_avx2.png" > "$OUT/bench_codec_12mp_s37_avx2.log"   # AVX2 alone, float32
 python eval/studies/deep_cache.py --out "$SOUT/deep_cache.txt"
+python eval/studies/encode_memory.py --size 4224x2816 --quality 75 > "$SOUT/encode_memory_12mp_avx2.txt"   # AVX2 alone, float32
 # $SOUT/rcc_{photo256,val3,kodak256,kodak128,kodak6}_pervar.json are the rcc curves of rd_photo256, rd_val3,
 # rd_kodak256, rd_kodak128 and rd_kodak_full6 as c11e947 made them (q's variance term per dimension at every size), and
 # rcc_fmnist_mean.json rd_fmnist's with the mean at every size (rcc.EXACT_MAX_DIMS = 0): the
