@@ -9,7 +9,8 @@ Ma et al. 2024). Here, along the codec's chain and network format (tiles, coarse
 whose network runs at full resolution is charged its KL against p_theta (bits per pixel) with a
 full call, and with cheap calls whose deep map is one and two steps old (the last full calls
 being made on the same path: x_{t-1} drawn from q with a fixed seed, as ``coarse_steps.py``).
-Every column takes the full calls' variance scale r_i where the format rescales. Printed per step, then
+Every column takes the full calls' variance scale r_i where the format rescales. Printed per
+full-resolution step, then
 for schedules of cheap calls (full every k-th full-resolution step, below a timestep), the bits
 to 38 dB and at full rate and the network time a decode spends to 38 dB, with a cheap call's
 time measured here against a full one's on the same tiles.
@@ -44,8 +45,10 @@ AGES = (1, 2)
 
 def split_forward(net, x, t, deep=None):
     """The U-Net's forward pass (``UNet.forward``) on x [B, C, H, W] (H, W multiples of
-    ``net.multiple``), with the map entering the first level's up blocks taken from ``deep`` when
-    given instead of computed -> (output, that map)."""
+    ``net.multiple``, as the codec's tiles are: no padding), with the map entering the first
+    level's up blocks taken from ``deep`` when given instead of computed -> (output, that map)."""
+    if x.shape[-2] % net.multiple or x.shape[-1] % net.multiple:
+        raise ValueError(f"split_forward needs sides that are multiples of {net.multiple}, not {tuple(x.shape[-2:])}")
     c = net.config
     emb = net.time_embed(timestep_embedding(t, c.base_channels))
     h = net.conv_in(x)
@@ -160,21 +163,22 @@ def plan(rec: dict, every: int, below: int) -> list:
     """The column each step takes under a schedule: at full-resolution steps below timestep
     ``below``, a full call then ``every - 1`` cheap ones (their deep maps 1, 2, ... steps old);
     a full call everywhere else (every 1: no cheap calls)."""
-    cols, run = [], 0
+    cols, run = [], 0       # run: steps since the first of this run of full-resolution steps below
     for t, fullres in zip(rec["t"], rec["full"]):
         if not fullres or t >= below or every == 1:
             cols.append("full")
-            run = 0 if fullres else -1
+            run = 0
             continue
-        age = run % every if run >= 0 else 0
+        age = run % every
         cols.append(age if age else "full")
-        run = run + 1 if run >= 0 else 1
+        run += 1
     return cols
 
 
 def rate(rec: dict, every: int, below: int, cheap: float, target: float = 38.0) -> tuple[float, float, float]:
     """(bits per pixel to ``target`` dB, at full rate, network calls of a decode to ``target`` in
-    full-resolution calls, a cheap call counting ``cheap``) of one image under a schedule."""
+    full-resolution calls: a cheap call counting ``cheap``, a coarse one 1 / f^2, a blank step 0,
+    and the final x0_hat call 1) of one image under a schedule."""
     cols = plan(rec, every, below)
     bits = np.array([rec["bits"][c][k] for k, c in enumerate(cols)])
     stop = stop_index(rec["psnr"], target)
@@ -187,7 +191,8 @@ def rate(rec: dict, every: int, below: int, cheap: float, target: float = 38.0) 
 
 def call_seconds(loaded, image: np.ndarray, steps: str, repeats: int = 3) -> tuple[float, float]:
     """(full, cheap) seconds of one network call at t = 100 on ``image``'s shape and format, the
-    best of ``repeats``."""
+    best of ``repeats``, on torch's threads as set (as a decode of an image of more than
+    ``adapter.SINGLE_THREAD_DIMS`` values runs)."""
     fmt = precision.encoder_network(loaded.device, image.shape, None, loaded.tiling, loaded.scales)
     net = CachingAdapter(loaded, steps, image.shape, fmt)
     x = torch.from_numpy(np.asarray(to_model(image), dtype=np.float32).reshape(1, *image.shape))
