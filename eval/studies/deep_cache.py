@@ -10,10 +10,10 @@ whose network runs at full resolution is charged its KL against p_theta (bits pe
 full call, and with cheap calls whose deep map is one and two steps old (the last full calls
 being made on the same path: x_{t-1} drawn from q with a fixed seed, as ``coarse_steps.py``).
 Every column takes the full calls' variance scale r_i where the format rescales. Printed per
-full-resolution step, then
-for schedules of cheap calls (full every k-th full-resolution step, below a timestep), the bits
-to 38 dB and at full rate and the network time a decode spends to 38 dB, with a cheap call's
-time measured here against a full one's on the same tiles.
+full-resolution step, then for schedules of cheap calls (full every k-th full-resolution step,
+below a timestep), the bits to 38 dB and at full rate and the network time a decode spends to
+38 dB and at full rate, with a cheap call's time measured here against a full one's on the same
+tiles.
 
     python eval/studies/deep_cache.py [--sizes 256x256,768x512] [--photos 045,...] [--out FILE]
 """
@@ -175,18 +175,18 @@ def plan(rec: dict, every: int, below: int) -> list:
     return cols
 
 
-def rate(rec: dict, every: int, below: int, cheap: float, target: float = 38.0) -> tuple[float, float, float]:
-    """(bits per pixel to ``target`` dB, at full rate, network calls of a decode to ``target`` in
-    full-resolution calls: a cheap call counting ``cheap``, a coarse one 1 / f^2, a blank step 0,
-    and the final x0_hat call 1) of one image under a schedule."""
+def rate(rec: dict, every: int, below: int, cheap: float, target: float = 38.0) -> tuple[float, ...]:
+    """(bits per pixel to ``target`` dB, at full rate, network calls of a decode to ``target`` and
+    at full rate in full-resolution calls: a cheap call counting ``cheap``, a coarse one 1 / f^2, a
+    blank step 0, and the final x0_hat call 1) of one image under a schedule."""
     cols = plan(rec, every, below)
     bits = np.array([rec["bits"][c][k] for k, c in enumerate(cols)])
     stop = stop_index(rec["psnr"], target)
     tiers = scales.parse(rec["format"].split("scales")[-1]) if "scales" in rec["format"] else ()
     weight = [0.0 if scales.factor(tiers, t) == scales.BLANK else 1.0 / scales.factor(tiers, t) ** 2
               for t in rec["t"]]
-    calls = 1.0 + sum(cheap if c != "full" else w for c, w in zip(cols[:stop + 1], weight))
-    return float(bits[:stop + 1].sum()), float(bits.sum()), calls
+    calls = [cheap if c != "full" else w for c, w in zip(cols, weight)]
+    return float(bits[:stop + 1].sum()), float(bits.sum()), 1.0 + sum(calls[:stop + 1]), 1.0 + sum(calls)
 
 
 def call_seconds(loaded, image: np.ndarray, steps: str, repeats: int = 3) -> tuple[float, float]:
@@ -243,14 +243,15 @@ def main():
                 b = {c: sum(r["bits"][c][k] for r in recs.values()) for c in ("full", *AGES)}
                 say(f"  t {t:4d}: {b['full']:.5f}  " + "  ".join(f"age {a} {b[a] - b['full']:+.5f}" for a in AGES))
         say("\nschedule (full call every k-th step below t): bits per pixel to 38 dB (change), "
-            "at full rate (change), decode calls to 38 dB (share)")
+            "at full rate (change), decode calls to 38 dB (share), at full rate (share)")
         base = [rate(r, 1, 1000, cheap) for r in recs.values()]
-        b38, bfull, calls = (sum(v[j] for v in base) for j in range(3))
+        b38, bfull, calls, fcalls = (sum(v[j] for v in base) for j in range(4))
         for every, below in SCHEDULES:
             got = [rate(r, every, below, cheap) for r in recs.values()]
-            s38, sfull, scalls = (sum(v[j] for v in got) for j in range(3))
+            s38, sfull, scalls, sfcalls = (sum(v[j] for v in got) for j in range(4))
             say(f"  every {every} below t {below:4d}: {s38:.4f} ({100 * (s38 / b38 - 1):+.2f}%)  {sfull:.4f} "
-                f"({100 * (sfull / bfull - 1):+.2f}%)  {scalls:.1f} ({100 * scalls / calls:.0f}%)")
+                f"({100 * (sfull / bfull - 1):+.2f}%)  {scalls:.1f} ({100 * scalls / calls:.0f}%)  "
+                f"{sfcalls:.1f} ({100 * sfcalls / fcalls:.0f}%)")
     if args.out:
         Path(args.out).write_text("\n".join(lines) + "\n")
 
