@@ -75,7 +75,7 @@ def split_forward(net, x, t, deep=None):
 class CachingNet:
     """The inference network as ``nets.tiling.forward`` calls it, batch of tiles by batch of tiles:
     ``mode`` "full" runs whole calls and keeps each batch's deep map in ``made``; "cheap" takes
-    them from ``use`` in the same order."""
+    them from ``use`` in the same order; "plain" runs the network as the codec does."""
 
     def __init__(self, net):
         self.net, self.multiple = net, net.multiple
@@ -85,6 +85,8 @@ class CachingNet:
         self.mode, self.made, self.use = mode, [], list(use)
 
     def __call__(self, x, t):
+        if self.mode == "plain":
+            return self.net(x, t)
         if self.mode == "full":
             y, deep = split_forward(self.net, x, t)
             self.made.append(deep)
@@ -93,7 +95,7 @@ class CachingNet:
 
 
 class CachingAdapter(NetworkAdapter):
-    """A NetworkAdapter whose full-resolution calls run through a CachingNet."""
+    """A NetworkAdapter whose calls run through a CachingNet, coarse calls in its "plain" mode."""
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
@@ -105,10 +107,7 @@ class CachingAdapter(NetworkAdapter):
 
     def _run_coarse(self, y, t):
         self.caching.begin("plain")
-        x = torch.from_numpy(y[None]).float().to(self.loaded.device)
-        with precision.autocast(x.device, self.dtype):
-            return forward(self.loaded.inference_net, x.contiguous(memory_format=torch.channels_last),
-                           torch.full((1,), float(t)), self.tile, self.halo)[0].double().numpy()
+        return super()._run_coarse(y, t)
 
 
 def per_step(loaded, image: np.ndarray, steps: str, seed: int = 0) -> dict:
