@@ -280,6 +280,29 @@ def test_a_fused_residual_block_computes_the_block(fuse_min, monkeypatch):
         assert (low - want[:1]).abs().max() < 0.05 * want.abs().max()
 
 
+def test_float32_1x1_convolutions_give_the_same_bits_on_1_2_and_4_threads():
+    """A skip projection from 256 channels, or to 8, in float32 (the shapes oneDNN blocked
+    differently on one thread than on two: from 16 to 8 on an AVX2 CPU, these on an AVX-512 one),
+    through both of the copy's convolution paths: the same bits on 1, 2 and 4 threads."""
+    from diffcodec.nets.inference import InferenceConv2d, fused_conv
+
+    g = torch.Generator().manual_seed(3)
+    threads = torch.get_num_threads()
+    try:
+        for cin, cout in ((16, 8), (256, 8), (256, 128)):
+            conv = InferenceConv2d(cin, cout, 1).eval()
+            x = torch.randn(4, cin, 72, 72, generator=g).contiguous(memory_format=torch.channels_last)
+            outs = []
+            for n in (1, 2, 4):
+                torch.set_num_threads(n)
+                with torch.no_grad():
+                    outs.append((conv(x), fused_conv(x, conv)))
+            for got in outs[1:]:
+                assert all(torch.equal(a, b) for a, b in zip(outs[0], got)), (cin, cout)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_the_allocator_keeps_large_blocks_on_glibc():
     import platform
     import sys

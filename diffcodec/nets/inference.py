@@ -13,6 +13,13 @@ products split their sums across threads. So the copy
   sequential scan: an order fixed by the shape alone; SiLU follows in place;
 - computes the time-embedding Linear layers' sums by ``cumsum`` too.
 
+oneDNN's float32 1x1 convolutions do not always: on an AVX-512 CPU (AMD EPYC, 2026-12-07) one
+from 256 channels, or to 8, gives other bits on one thread than on two (its kernel is blocked
+another way), as one from 16 to 8 did on an AVX2 CPU. So float32 1x1 convolutions (the residual
+blocks' skip projections) run on one thread, which computes what a one-thread decoder computes
+(``conv2d``); where a shape was exact nothing changes. 3x3, depthwise and bfloat16 convolutions
+were exact on 1, 2 and 4 threads on both CPUs.
+
 Element-wise kernels remain: torch splits a tensor between threads at points that depend on the
 count and ends each piece with a scalar loop whose last bit can differ from the vector loop's.
 On 1, 2 and 4 threads this network's tensors split at multiples of the vector width; on 3, 5 or
@@ -41,6 +48,7 @@ rounding may give (slower there than float32: the encoder picks float32 on such 
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 
@@ -104,26 +112,43 @@ def emulated_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     def low(v):
         return None if v is None else v.to(torch.bfloat16).float()
 
+    with one_thread(), torch.autocast("cpu", enabled=False):
+        y = F.conv2d(low(x), low(weight), low(bias), stride, padding, dilation, groups)
+        if add is not None:
+            y.add_(low(add))
+        if post == "swish":
+            F.silu(y, inplace=True)
+        return y.to(torch.bfloat16)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run torch's CPU kernels on one thread inside this context."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with torch.autocast("cpu", enabled=False):
-            y = F.conv2d(low(x), low(weight), low(bias), stride, padding, dilation, groups)
-            if add is not None:
-                y.add_(low(add))
-            if post == "swish":
-                F.silu(y, inplace=True)
-            return y.to(torch.bfloat16)
+        yield
     finally:
         torch.set_num_threads(threads)
 
 
+def _thread_dependent(x: torch.Tensor, conv: nn.Conv2d, autocast: bool = True) -> bool:
+    """Whether ``conv`` of x is a float32 1x1 convolution on the CPU, which oneDNN may block
+    differently on one thread than on several (module docstring); under autocast (``autocast``:
+    not oneDNN's fused ops, which compute in x's format) it runs in bfloat16."""
+    cast = autocast and torch.is_autocast_enabled("cpu")
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and not cast
+            and conv.kernel_size == (1, 1) and conv.groups == 1)
+
+
 def conv2d(x: torch.Tensor, conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """x convolved with ``weight`` and ``bias`` in ``conv``'s geometry (stride, zero padding,
-    dilation, groups): ``emulated_conv`` where ``_emulating`` says, else F.conv2d."""
+    dilation, groups): ``emulated_conv`` where ``_emulating`` says, else F.conv2d, on one thread
+    where ``_thread_dependent`` says."""
     if _emulating(x):
         return emulated_conv(x, weight, bias, conv.padding, conv.stride, conv.dilation, conv.groups)
-    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    with one_thread() if _thread_dependent(x, conv) else contextlib.nullcontext():
+        return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
 class InferenceConv2d(nn.Conv2d):
@@ -162,9 +187,10 @@ def fused_conv(x: torch.Tensor, conv: nn.Conv2d, bias: torch.Tensor | None = Non
         w, b = conv.weight.to(x.dtype), None if b is None else b.to(x.dtype)
         if _emulating(x, autocast=False):
             return emulated_conv(x, w, b, *args, add=add)
-        if add is None:
-            return _MKLDNN(x, w, b, *args, "none", [], "")
-        return _MKLDNN.binary(x, add, w, b, *args, "add", None, None, [], None)
+        with one_thread() if _thread_dependent(x, conv, autocast=False) else contextlib.nullcontext():
+            if add is None:
+                return _MKLDNN(x, w, b, *args, "none", [], "")
+            return _MKLDNN.binary(x, add, w, b, *args, "add", None, None, [], None)
     y = conv2d(x, conv, conv.weight, None if b is None else b.to(conv.weight.dtype))
     if bias is not None:
         y = y + bias.to(y.dtype)[:, :, None, None]
