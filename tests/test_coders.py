@@ -6,7 +6,6 @@ content of its symbols.
 """
 import importlib
 import inspect
-import math
 import pkgutil
 
 import numpy as np

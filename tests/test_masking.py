@@ -8,7 +8,6 @@ import torch
 from click.testing import CliRunner
 
 from conftest import synthetic_images
-from diffcodec.core.masking import MaskingDiffusion
 from diffcodec.training.store import load_model
 from diffcodec_cli import main
 

@@ -3,7 +3,6 @@ progressive-generation figures 6 and 7, and progressive generation of a masking 
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import torch

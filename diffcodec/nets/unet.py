@@ -6,7 +6,7 @@ padding the input (edge replication) to a multiple of 2**(levels-1) and cropping
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
