@@ -30,9 +30,17 @@ def test_candidate_jump_matches_full_generation():
     assert -0.5 < u.min() and u.max() < 0.5 and abs(u.mean()) < 0.02
 
 
-def test_stable_order_is_the_stable_argsort_with_and_without_ties():
+@pytest.mark.parametrize("two_threads", [False, True])
+def test_stable_order_is_the_stable_argsort_with_and_without_ties(two_threads, monkeypatch):
+    """On one thread, and with every sort split between two (``sort_distinct``)."""
+    from diffcodec.coding import randomness
     from diffcodec.coding.randomness import stable_order, stable_orders
 
+    if two_threads:
+        monkeypatch.setattr(randomness, "PARALLEL_SORT_MIN", 1)
+        monkeypatch.setattr(randomness, "_sort_threads", lambda: 2)
+    else:
+        monkeypatch.setattr(randomness, "PARALLEL_SORT_MIN", 10 ** 9)
     rng = np.random.default_rng(2)
     few = rng.integers(0, 40, 5000).astype(np.uint64)
     for keys in (rng.integers(0, 2 ** 63, 5000, dtype=np.uint64),        # no ties
