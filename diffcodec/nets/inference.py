@@ -43,8 +43,10 @@ as separate ops. Which way a layer runs depends on its shape alone, so encoder a
 oneDNN computes bfloat16 convolutions only on CPUs with AVX512-BW, AVX-NE-CONVERT or AMX. On
 others (AVX2 alone, as on many AMD and laptop CPUs) every convolution of a bfloat16 network runs
 ``emulated_conv``: the same sums in float32 on the bfloat16-rounded operands, rounded once as
-oneDNN rounds. So a bfloat16 file decodes on any CPU, with the few moved pixels another CPU's
-rounding may give (slower there than float32: the encoder picks float32 on such a CPU).
+oneDNN rounds. So a bfloat16 file decodes on any CPU (slower there than float32: the encoder picks
+float32 on such a CPU), but not to the same pixels: the order of the float32 sums differs, and the
+chain spreads the last bits (30% of a 256x256 file's values moved, by up to 4 levels, from an
+AVX512-BF16 CPU; eval/README.md, "An AVX-512 CPU").
 """
 from __future__ import annotations
 
