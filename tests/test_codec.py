@@ -38,7 +38,7 @@ def test_stable_order_is_the_stable_argsort_with_and_without_ties(two_threads, m
 
     if two_threads:
         monkeypatch.setattr(randomness, "PARALLEL_SORT_MIN", 1)
-        monkeypatch.setattr(randomness, "_sort_threads", lambda: 2)
+        monkeypatch.setattr(randomness, "numpy_threads", lambda: 2)
     else:
         monkeypatch.setattr(randomness, "PARALLEL_SORT_MIN", 10 ** 9)
     rng = np.random.default_rng(2)

@@ -84,9 +84,9 @@ PARALLEL_SORT_MIN = 1 << 18     # values sorted on two threads from this many on
 _SORTER: ThreadPoolExecutor | None = None
 
 
-def _sort_threads() -> int:
-    """Threads a large sort takes: two where torch computes on two or more (a coding process's
-    setting: folder workers run on one each), else one."""
+def numpy_threads() -> int:
+    """Threads large numpy work of the codec takes (sorts here, rcc's candidates): two where torch
+    computes on two or more (a coding process's setting: folder workers run on one each), else one."""
     import torch
 
     return 2 if torch.get_num_threads() > 1 else 1
@@ -98,7 +98,7 @@ def sort_distinct(values: np.ndarray) -> None:
     finds the two runs): distinct values have one sorted order, so the result is the same on one
     thread or two. A 768x512 image's permutation (1.2M values) takes 42 instead of 84 ms."""
     global _SORTER
-    if values.size < PARALLEL_SORT_MIN or not values.flags.c_contiguous or _sort_threads() < 2:
+    if values.size < PARALLEL_SORT_MIN or not values.flags.c_contiguous or numpy_threads() < 2:
         values.sort(axis=-1)
         return
     if _SORTER is None:
