@@ -564,7 +564,6 @@ def test_rcc_builds_the_same_sample_on_one_thread_and_two(monkeypatch):
     from diffcodec.coding import rcc
 
     for d in (1280, 1285):
-        shift = np.full(d, np.sqrt(2 * 10 * 40 * np.log(2) / d))
         ctx = lambda: StepContext(3, SEED, 1.0, np.zeros(d), np.ones(d), {"steps": 5, "chunks": 40})  # noqa: E731
         monkeypatch.setattr(rcc, "PARALLEL_SAMPLE_DIMS", 10 ** 12)
         coder = rcc.RCCCoder()

@@ -15,10 +15,11 @@ products split their sums across threads. So the copy
 
 oneDNN's float32 1x1 convolutions do not always: on an AVX-512 CPU (AMD EPYC, 2026-12-07) one
 from 256 channels, or to 8, gives other bits on one thread than on two (its kernel is blocked
-another way), as one from 16 to 8 did on an AVX2 CPU. So float32 1x1 convolutions (the residual
-blocks' skip projections) run on one thread, which computes what a one-thread decoder computes
-(``conv2d``); where a shape was exact nothing changes. 3x3, depthwise and bfloat16 convolutions
-were exact on 1, 2 and 4 threads on both CPUs.
+another way), as one from 16 to 8 did on an AVX2 CPU. So float32 1x1 convolutions (e.g. the
+residual blocks' skip projections) run on one thread, which computes what a one-thread decoder
+computes (``conv2d``); where a shape was exact nothing changes. In a sweep on the AVX-512 CPU, 3x3
+and depthwise float32 and native bfloat16 convolutions were exact on 1, 2 and 4 threads; the photo
+model's whole copy was exact on both CPUs.
 
 Element-wise kernels remain: torch splits a tensor between threads at points that depend on the
 count and ends each piece with a scalar loop whose last bit can differ from the vector loop's.
@@ -44,9 +45,9 @@ oneDNN computes bfloat16 convolutions only on CPUs with AVX512-BW, AVX-NE-CONVER
 others (AVX2 alone, as on many AMD and laptop CPUs) every convolution of a bfloat16 network runs
 ``emulated_conv``: the same sums in float32 on the bfloat16-rounded operands, rounded once as
 oneDNN rounds. So a bfloat16 file decodes on any CPU (slower there than float32: the encoder picks
-float32 on such a CPU), but not to the same pixels: the order of the float32 sums differs, and the
-chain spreads the last bits (30% of a 256x256 file's values moved, by up to 4 levels, from an
-AVX512-BF16 CPU; eval/README.md, "An AVX-512 CPU").
+float32 on such a CPU), but not necessarily to the same pixels: the order of the float32 sums
+differs, and the chain spreads the last bits (in one measurement, emulating on an AVX512-BF16 CPU,
+30% of a 256x256 file's values moved, by up to 4 levels; eval/README.md, "An AVX-512 CPU").
 """
 from __future__ import annotations
 
@@ -135,9 +136,10 @@ def one_thread():
 
 
 def _thread_dependent(x: torch.Tensor, conv: nn.Conv2d, autocast: bool = True) -> bool:
-    """Whether ``conv`` of x is a float32 1x1 convolution on the CPU, which oneDNN may block
-    differently on one thread than on several (module docstring); under autocast (``autocast``:
-    not oneDNN's fused ops, which compute in x's format) it runs in bfloat16."""
+    """Whether ``conv`` of x is a float32 1x1 convolution (groups 1; not depthwise) on the CPU,
+    which oneDNN may block differently on one thread than on several (module docstring). Under
+    bfloat16 autocast F.conv2d runs in bfloat16; pass ``autocast=False`` for oneDNN's fused ops,
+    which compute in x's format whatever autocast says."""
     cast = autocast and torch.is_autocast_enabled("cpu")
     return (x.device.type == "cpu" and x.dtype == torch.float32 and not cast
             and conv.kernel_size == (1, 1) and conv.groups == 1)
