@@ -30,6 +30,23 @@ def test_candidate_jump_matches_full_generation():
     assert -0.5 < u.min() and u.max() < 0.5 and abs(u.mean()) < 0.02
 
 
+def test_stacked_maps_are_the_same_on_one_thread_and_two(monkeypatch):
+    """``stacked_maps`` reads the chunks' streams (and sorts) in two halves on two threads from
+    PARALLEL_SORT_MIN values on: the same columns, signs and offsets as on one thread, for chunks
+    of one segment and of two."""
+    from diffcodec.coding import randomness
+
+    chunks = np.arange(3, 40)
+    monkeypatch.setattr(randomness, "numpy_threads", lambda: 2)
+    for lengths in ([50], [30, 29]):
+        monkeypatch.setattr(randomness, "PARALLEL_SORT_MIN", 1)     # first: no buffer left to reuse
+        two = randomness.stacked_maps(5, 7, chunks, lengths, 64)
+        monkeypatch.setattr(randomness, "PARALLEL_SORT_MIN", 10 ** 9)
+        one = randomness.stacked_maps(5, 7, chunks, lengths, 64)
+        for a, b in zip(one, two):
+            assert all(np.array_equal(u, v) for u, v in zip(a, b))
+
+
 @pytest.mark.parametrize("two_threads", [False, True])
 def test_stable_order_is_the_stable_argsort_with_and_without_ties(two_threads, monkeypatch):
     """On one thread, and with every sort split between two (``sort_distinct``)."""

@@ -81,7 +81,7 @@ def dither(seed: int, step: int, n: int) -> np.ndarray:
 
 
 PARALLEL_SORT_MIN = 1 << 18     # values sorted on two threads from this many on (fewer: one)
-_SORTER: ThreadPoolExecutor | None = None
+_HALVES: ThreadPoolExecutor | None = None
 
 
 def numpy_threads() -> int:
@@ -92,25 +92,30 @@ def numpy_threads() -> int:
     return 2 if torch.get_num_threads() > 1 else 1
 
 
+def in_halves(work, halves) -> None:
+    """work(h) for the two items of ``halves`` on two threads; returns when both are done."""
+    global _HALVES
+    if _HALVES is None:
+        _HALVES = ThreadPoolExecutor(2)
+    for done in [_HALVES.submit(work, h) for h in halves]:
+        done.result()
+
+
 def sort_distinct(values: np.ndarray) -> None:
     """Sort distinct values along the last axis, in place. From PARALLEL_SORT_MIN values on, two
     threads sort halves (rows, or a single row's two halves, then merged by a stable sort, which
     finds the two runs): distinct values have one sorted order, so the result is the same on one
     thread or two. A 768x512 image's permutation (1.2M values) took 44-47 instead of 70-83 ms
     (eval/README.md, "An AVX-512 CPU")."""
-    global _SORTER
     if values.size < PARALLEL_SORT_MIN or not values.flags.c_contiguous or numpy_threads() < 2:
         values.sort(axis=-1)
         return
-    if _SORTER is None:
-        _SORTER = ThreadPoolExecutor(2)
     rows = values.reshape(-1, values.shape[-1])
     if len(rows) > 1:
         halves = (rows[:len(rows) // 2], rows[len(rows) // 2:])
     else:
         halves = (rows[0, :rows.shape[1] // 2], rows[0, rows.shape[1] // 2:])
-    for done in [_SORTER.submit(h.sort, axis=-1) for h in halves]:
-        done.result()
+    in_halves(lambda h: h.sort(axis=-1), halves)
     if len(rows) == 1:
         values.sort(axis=-1, kind="stable")
 
@@ -267,11 +272,20 @@ def chunk_maps(seed: int, step: int, chunk: int, lengths: list[int], rows: int) 
 def stacked_maps(seed: int, step: int, chunks, lengths: list[int], rows: int) -> list[tuple]:
     """``chunk_maps`` of several chunks of a step that share one list of segment lengths, stacked:
     per segment, (columns [k, m], signs [k, m], offsets [k] int64), row i for ``chunks[i]``. Each
-    chunk's stream is read once; each segment's column orders are sorted in one call."""
+    chunk's stream is read once (large steps' streams, and sorts, in two halves on two threads:
+    ``numpy_threads``); each segment's column orders are sorted in one call."""
     total = sum(lengths) + len(lengths)
     raw = np.empty((len(chunks), total), np.uint64)
-    for i, c in enumerate(chunks):
-        raw[i] = raw_outputs(_key(seed, PURPOSE_BOOKMAP, step, int(c)), total)
+
+    def read(which: range):
+        for i in which:
+            raw[i] = raw_outputs(_key(seed, PURPOSE_BOOKMAP, step, int(chunks[i])), total)
+
+    k = len(chunks)
+    if raw.size >= PARALLEL_SORT_MIN and k > 1 and numpy_threads() > 1:    # one generator per thread
+        in_halves(read, (range(k // 2), range(k // 2, k)))
+    else:
+        read(range(k))
     out, start = [], 0
     for m in lengths:
         words = raw[:, start:start + m]

@@ -378,6 +378,9 @@ class RCCCoder(StepCoder):
                 start += m
         out = []
         for members in parts.values():
+            if len(members) == 1:      # its keys ascend already: no copy
+                out.append(members[0][1])
+                continue
             order = np.argsort(np.concatenate([key for key, _ in members]), kind="stable")
             fields = zip(*(segments for _, segments in members))
             out.append(Segments(*(np.concatenate(field)[order] for field in fields)))
