@@ -32,16 +32,16 @@ def test_candidate_jump_matches_full_generation():
 
 def test_stacked_maps_are_the_same_on_one_thread_and_two(monkeypatch):
     """``stacked_maps`` reads the chunks' streams (and sorts) in two halves on two threads from
-    PARALLEL_SORT_MIN values on: the same columns, signs and offsets as on one thread, for chunks
+    PARALLEL_MIN values on: the same columns, signs and offsets as on one thread, for chunks
     of one segment and of two."""
     from diffcodec.coding import randomness
 
     chunks = np.arange(3, 40)
     monkeypatch.setattr(randomness, "numpy_threads", lambda: 2)
     for lengths in ([50], [30, 29]):
-        monkeypatch.setattr(randomness, "PARALLEL_SORT_MIN", 1)     # first: no buffer left to reuse
+        monkeypatch.setattr(randomness, "PARALLEL_MIN", 1)     # first: no buffer left to reuse
         two = randomness.stacked_maps(5, 7, chunks, lengths, 64)
-        monkeypatch.setattr(randomness, "PARALLEL_SORT_MIN", 10 ** 9)
+        monkeypatch.setattr(randomness, "PARALLEL_MIN", 10 ** 9)
         one = randomness.stacked_maps(5, 7, chunks, lengths, 64)
         for a, b in zip(one, two):
             assert all(np.array_equal(u, v) for u, v in zip(a, b))
@@ -54,10 +54,10 @@ def test_stable_order_is_the_stable_argsort_with_and_without_ties(two_threads, m
     from diffcodec.coding.randomness import stable_order, stable_orders
 
     if two_threads:
-        monkeypatch.setattr(randomness, "PARALLEL_SORT_MIN", 1)
+        monkeypatch.setattr(randomness, "PARALLEL_MIN", 1)
         monkeypatch.setattr(randomness, "numpy_threads", lambda: 2)
     else:
-        monkeypatch.setattr(randomness, "PARALLEL_SORT_MIN", 10 ** 9)
+        monkeypatch.setattr(randomness, "PARALLEL_MIN", 10 ** 9)
     rng = np.random.default_rng(2)
     few = rng.integers(0, 40, 5000).astype(np.uint64)
     for keys in (rng.integers(0, 2 ** 63, 5000, dtype=np.uint64),        # no ties

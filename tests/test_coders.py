@@ -559,19 +559,19 @@ def test_a_step_after_a_step_of_no_chunks_round_trips(name):
 
 def test_rcc_builds_the_same_sample_on_one_thread_and_two(monkeypatch):
     """``_sample`` fills each length's segments in two halves on two threads from
-    PARALLEL_SAMPLE_DIMS values on: the same x_{t-1}, bit for bit, as on one thread, from 40 chunks
-    of one length and from chunks of two lengths (1285 dimensions in 40 chunks)."""
-    from diffcodec.coding import rcc
+    randomness.PARALLEL_MIN values on: the same x_{t-1}, bit for bit, as on one thread, from 40
+    chunks of one length and from chunks of two lengths (1285 dimensions in 40 chunks)."""
+    from diffcodec.coding import randomness, rcc
 
     for d in (1280, 1285):
         ctx = lambda: StepContext(3, SEED, 1.0, np.zeros(d), np.ones(d), {"steps": 5, "chunks": 40})  # noqa: E731
-        monkeypatch.setattr(rcc, "PARALLEL_SAMPLE_DIMS", 10 ** 12)
+        monkeypatch.setattr(randomness, "PARALLEL_MIN", 10 ** 12)
         coder = rcc.RCCCoder()
         layout = coder._layout(ctx(), permutation(SEED, 3, d), 40)
         indices = np.random.default_rng(d).integers(0, coder.count, 40).tolist()
         one = coder._sample(ctx(), layout, indices)
-        monkeypatch.setattr(rcc, "PARALLEL_SAMPLE_DIMS", 1)
-        monkeypatch.setattr(rcc, "numpy_threads", lambda: 2)
+        monkeypatch.setattr(randomness, "PARALLEL_MIN", 1)
+        monkeypatch.setattr(randomness, "numpy_threads", lambda: 2)
         assert len(layout) == (1 if d == 1280 else 2)
         assert np.array_equal(coder._sample(ctx(), layout, indices), one)
 

@@ -80,7 +80,7 @@ def dither(seed: int, step: int, n: int) -> np.ndarray:
     return uniforms(seed, PURPOSE_DITHER, step, n) - 0.5
 
 
-PARALLEL_SORT_MIN = 1 << 18     # values sorted on two threads from this many on (fewer: one)
+PARALLEL_MIN = 1 << 18     # values from which large numpy work is split between two threads
 _HALVES: ThreadPoolExecutor | None = None
 
 
@@ -92,31 +92,35 @@ def numpy_threads() -> int:
     return 2 if torch.get_num_threads() > 1 else 1
 
 
-def in_halves(work, halves) -> None:
-    """work(h) for the two items of ``halves`` on two threads; returns when both are done."""
+def by_halves(work, n: int, size: int) -> bool:
+    """work(lo, hi) over range(n): in two halves on two threads where ``size`` (the values the work
+    touches) is at least PARALLEL_MIN, n > 1 and ``numpy_threads`` gives two; else once, over the
+    whole. The halves must write disjoint parts, so the result is the same either way. -> whether
+    it split."""
     global _HALVES
+    if size < PARALLEL_MIN or n < 2 or numpy_threads() < 2:
+        work(0, n)
+        return False
     if _HALVES is None:
         _HALVES = ThreadPoolExecutor(2)
-    for done in [_HALVES.submit(work, h) for h in halves]:
+    for done in [_HALVES.submit(work, lo, hi) for lo, hi in ((0, n // 2), (n // 2, n))]:
         done.result()
+    return True
 
 
 def sort_distinct(values: np.ndarray) -> None:
-    """Sort distinct values along the last axis, in place. From PARALLEL_SORT_MIN values on, two
-    threads sort halves (rows, or a single row's two halves, then merged by a stable sort, which
-    finds the two runs): distinct values have one sorted order, so the result is the same on one
+    """Sort distinct values along the last axis, in place. Large ones (``by_halves``) are sorted in
+    halves on two threads: rows, or a single row's two halves, then merged by a stable sort, which
+    finds the two runs. Distinct values have one sorted order, so the result is the same on one
     thread or two. A 768x512 image's permutation (1.2M values) took 44-47 instead of 70-83 ms
     (eval/README.md, "An AVX-512 CPU")."""
-    if values.size < PARALLEL_SORT_MIN or not values.flags.c_contiguous or numpy_threads() < 2:
+    if not values.flags.c_contiguous:
         values.sort(axis=-1)
         return
     rows = values.reshape(-1, values.shape[-1])
     if len(rows) > 1:
-        halves = (rows[:len(rows) // 2], rows[len(rows) // 2:])
-    else:
-        halves = (rows[0, :rows.shape[1] // 2], rows[0, rows.shape[1] // 2:])
-    in_halves(lambda h: h.sort(axis=-1), halves)
-    if len(rows) == 1:
+        by_halves(lambda lo, hi: rows[lo:hi].sort(axis=-1), len(rows), values.size)
+    elif by_halves(lambda lo, hi: rows[0, lo:hi].sort(), rows.shape[1], values.size):
         values.sort(axis=-1, kind="stable")
 
 
@@ -272,20 +276,16 @@ def chunk_maps(seed: int, step: int, chunk: int, lengths: list[int], rows: int) 
 def stacked_maps(seed: int, step: int, chunks, lengths: list[int], rows: int) -> list[tuple]:
     """``chunk_maps`` of several chunks of a step that share one list of segment lengths, stacked:
     per segment, (columns [k, m], signs [k, m], offsets [k] int64), row i for ``chunks[i]``. Each
-    chunk's stream is read once (large steps' streams, and sorts, in two halves on two threads:
-    ``numpy_threads``); each segment's column orders are sorted in one call."""
+    chunk's stream is read once (a large step's in two halves on two threads: ``by_halves``); each
+    segment's column orders are sorted in one call."""
     total = sum(lengths) + len(lengths)
     raw = np.empty((len(chunks), total), np.uint64)
 
-    def read(which: range):
-        for i in which:
+    def read(lo: int, hi: int):     # raw_outputs keeps one generator per thread
+        for i in range(lo, hi):
             raw[i] = raw_outputs(_key(seed, PURPOSE_BOOKMAP, step, int(chunks[i])), total)
 
-    k = len(chunks)
-    if raw.size >= PARALLEL_SORT_MIN and k > 1 and numpy_threads() > 1:    # one generator per thread
-        in_halves(read, (range(k // 2), range(k // 2, k)))
-    else:
-        read(range(k))
+    by_halves(read, len(chunks), raw.size)
     out, start = [], 0
     for m in lengths:
         words = raw[:, start:start + m]

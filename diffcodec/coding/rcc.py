@@ -52,7 +52,7 @@ from ..core import precision
 from ..timing import stage
 from .base import StepCoder, StepContext, gaussian_kl_bits
 from .entropy import gauss_op, table_op, zipf_table
-from .randomness import BOOK_DIMS, candidate, codebook, codebook_rows, numpy_threads, permutation, stacked_maps
+from .randomness import BOOK_DIMS, by_halves, candidate, codebook, codebook_rows, permutation, stacked_maps
 from .registry import register
 
 
@@ -102,7 +102,6 @@ ENCODER_STEPS = ((4096, "geo9"), (256 * 256 * 3, "geo9c20"), (None, "geo12c40"))
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
 _POOL: ThreadPoolExecutor | None = None
 BOOKS_KEPT = 2                        # codebooks (seed, K, format) kept in memory, per process
-PARALLEL_SAMPLE_DIMS = 1 << 18       # a length's segments filled on two threads from this many values on
 SELECT_BLOCK = 512                    # segments scored by one matrix product ([K, block] float32)
 ROW_BLOCK = 256                       # codebook rows per product (their squares: 8 MB in float32); a
                                       # power of two, so it divides K or exceeds it: a last block of a
@@ -450,25 +449,20 @@ class RCCCoder(StepCoder):
 
     def _sample(self, ctx: StepContext, layout: list[Segments], indices) -> np.ndarray:
         """x_{t-1} = mu_p + sigma_p z, z each chunk's candidate at its index: what both sides build,
-        segments of one length at a time, from PARALLEL_SAMPLE_DIMS values on each length's
-        segments in two halves on two threads (``randomness.numpy_threads``; each value is
-        computed alone, so the same z either way). ``layout``: ``_layout`` of the step."""
+        segments of one length at a time, a large length's in two halves on two threads
+        (``randomness.by_halves``; each value is computed alone, so the same z either way).
+        ``layout``: ``_layout`` of the step."""
         z = np.empty(ctx.dims)
         indices = np.asarray(indices, np.int64)
 
-        def fill(seg: Segments, rows: slice):
+        def fill(seg: Segments, lo: int, hi: int):
             book = codebook_rows(ctx.seed, seg.dims.shape[1],
-                                 (indices[seg.chunk[rows]] + seg.offsets[rows]) % self.count)
-            z[seg.dims[rows]] = seg.signs[rows] * np.take_along_axis(book, seg.columns[rows], 1)
+                                 (indices[seg.chunk[lo:hi]] + seg.offsets[lo:hi]) % self.count)
+            z[seg.dims[lo:hi]] = seg.signs[lo:hi] * np.take_along_axis(book, seg.columns[lo:hi], 1)
 
         with stage("sampling"):
             for seg in layout:
-                k = len(seg.chunk)
-                if seg.dims.size >= PARALLEL_SAMPLE_DIMS and k > 1 and numpy_threads() > 1:
-                    for done in [_pool().submit(fill, seg, rows) for rows in (slice(0, k // 2), slice(k // 2, k))]:
-                        done.result()
-                else:
-                    fill(seg, slice(0, k))
+                by_halves(lambda lo, hi: fill(seg, lo, hi), len(seg.chunk), seg.dims.size)
             z *= np.sqrt(ctx.var_p)     # mu_p + sigma_p z, in place
             z += ctx.mu_p
             return z

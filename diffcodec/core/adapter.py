@@ -50,15 +50,12 @@ def threads_for(dims: int, device, single: bool = False):
     rcc's workers and other processes)."""
     import torch
 
-    threads = torch.get_num_threads()
-    single = threads > 1 and (single or dims <= SINGLE_THREAD_DIMS) and torch.device(device).type == "cpu"
-    if single:
-        torch.set_num_threads(1)
-    try:
+    from ..nets.inference import one_thread
+
+    single = (torch.get_num_threads() > 1 and (single or dims <= SINGLE_THREAD_DIMS)
+              and torch.device(device).type == "cpu")
+    with one_thread() if single else contextlib.nullcontext():
         yield
-    finally:
-        if single:
-            torch.set_num_threads(threads)
 
 
 class NetworkAdapter:
