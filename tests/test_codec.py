@@ -49,7 +49,8 @@ def test_stacked_maps_are_the_same_on_one_thread_and_two(monkeypatch):
 
 @pytest.mark.parametrize("two_threads", [False, True])
 def test_stable_order_is_the_stable_argsort_with_and_without_ties(two_threads, monkeypatch):
-    """On one thread, and with every sort split between two (``sort_distinct``)."""
+    """On one thread, and with every sort split between two (``sort_distinct``; torch's sort in
+    ``stable_order`` on the threads torch has)."""
     from diffcodec.coding import randomness
     from diffcodec.coding.randomness import stable_order, stable_orders
 
@@ -61,7 +62,9 @@ def test_stable_order_is_the_stable_argsort_with_and_without_ties(two_threads, m
     rng = np.random.default_rng(2)
     few = rng.integers(0, 40, 5000).astype(np.uint64)
     for keys in (rng.integers(0, 2 ** 63, 5000, dtype=np.uint64),        # no ties
+                 rng.integers(0, 2 ** 64, 5000, dtype=np.uint64),        # top bits set too
                  few,                                                    # many ties
+                 few << np.uint64(62),                                   # ties, some with the top bit
                  (few << np.uint64(40)) | rng.integers(0, 2 ** 40, 5000, dtype=np.uint64),  # ties in
                  rng.integers(0, 2 ** 63, 1, dtype=np.uint64)):          # the high bits alone; one key
         assert np.array_equal(stable_order(keys), np.argsort(keys, kind="stable"))
