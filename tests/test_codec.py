@@ -65,6 +65,8 @@ def test_stable_order_is_the_stable_argsort_with_and_without_ties(two_threads, m
                  rng.integers(0, 2 ** 64, 5000, dtype=np.uint64),        # top bits set too
                  few,                                                    # many ties
                  few << np.uint64(62),                                   # ties, some with the top bit
+                 rng.integers(0, 2 ** 16, 196608, dtype=np.uint64) << np.uint64(48),  # a 256x256
+                 # image's length, where torch sorts another way (a parallel radix sort), with ties
                  (few << np.uint64(40)) | rng.integers(0, 2 ** 40, 5000, dtype=np.uint64),  # ties in
                  rng.integers(0, 2 ** 63, 1, dtype=np.uint64)):          # the high bits alone; one key
         assert np.array_equal(stable_order(keys), np.argsort(keys, kind="stable"))
