@@ -63,24 +63,30 @@ def int8_net(net: torch.nn.Module, keep=()) -> torch.nn.Module:
     return q
 
 
-def adapters(model: str, keep, image_shape, steps: str) -> dict:
-    """column -> a NetworkAdapter of ``model`` on the codec's chain and network format, in that
-    column's numbers (int8: ``int8_net`` with ``keep``)."""
+def int8_model(model: str, keep):
+    """``model`` loaded again, with ``int8_net`` (and ``keep``) as the copy its adapters run."""
+    loaded = load_model(model)
+    loaded.__dict__["_inference"] = (loaded.net, int8_net(loaded.net, keep))
+    return loaded
+
+
+def adapters(loaded, int8, image_shape, steps: str) -> dict:
+    """column -> a NetworkAdapter on the codec's chain and network format, in that column's
+    numbers: ``loaded``'s network for float32 and bfloat16 (as the codec runs either), ``int8``'s
+    (``int8_model``) for int8."""
     out = {}
     for column in COLUMNS:
-        loaded = load_model(model)
+        model = int8 if column == "int8" else loaded
         number = "bfloat16" if column == "bfloat16" else "float32"
-        fmt = precision.encoder_network(loaded.device, image_shape, number, loaded.tiling, loaded.scales)
-        if column == "int8":    # the adapter runs ``inference_net``: this copy instead of the codec's
-            loaded.__dict__["_inference"] = (loaded.net, int8_net(loaded.net, keep))
-        out[column] = NetworkAdapter(loaded, steps, image_shape, fmt)
+        fmt = precision.encoder_network(model.device, image_shape, number, model.tiling, model.scales)
+        out[column] = NetworkAdapter(model, steps, image_shape, fmt)
     return out
 
 
-def chain(model: str, keep, image: np.ndarray, steps: str, seed: int = 0) -> dict:
+def chain(loaded, int8, image: np.ndarray, steps: str, seed: int = 0) -> dict:
     """{"bits": {column: [per step]}, "psnr": [float32 x0_hat's PSNR after each step]}."""
     C, H, W = image.shape
-    nets = adapters(model, keep, image.shape, steps)
+    nets = adapters(loaded, int8, image.shape, steps)
     ref = nets["float32"]
     x0 = to_model(image).ravel()
     x = normals(seed, PURPOSE_XT, 0, x0.size)
@@ -117,8 +123,9 @@ def main():
              f"int8 and bfloat16 against float32 (int8 simulated: convolutions but {', '.join(KEEP + keep)} "
              "on 8-bit inputs per call and 8-bit weights per channel)"]
     print(lines[0], flush=True)
+    int8 = int8_model(args.model, keep)
     report_columns(load_model(args.model), photo_sets(args), COLUMNS,
-                   lambda loaded, image, steps: chain(args.model, keep, image, steps), row,
+                   lambda loaded, image, steps: chain(loaded, int8, image, steps), row,
                    lambda name, rec: f"    steps {len(rec['psnr'])}, float32 x0_hat at the end {rec['psnr'][-1]:.2f} dB",
                    lines, args.out)
 
